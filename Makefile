@@ -1,0 +1,74 @@
+# phanes: `make` builds build/phanes; see README.md for the other targets.
+CC ?= cc
+MULTIARCH := $(shell $(CC) -print-multiarch)
+LIBDIR := /usr/lib/$(MULTIARCH)
+OPT ?= -O2
+CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+	-I/usr/include/lua5.4 -Isrc $(EXTRA_CFLAGS)
+# Lua, libyaml, libssh2 (+libcrypto, zlib) and luafilesystem are linked from
+# Debian's static archives, glibc dynamically. -E exports the Lua API so Lua C
+# modules from Debian (busted's term/system) load into the binary for specs.
+STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libcrypto.a libz.a
+LDLIBS := $(addprefix $(LIBDIR)/,$(STATIC_LIBS)) -lm -ldl -lpthread
+LDFLAGS ?= -s
+LDFLAGS += -Wl,-E $(EXTRA_LDFLAGS)
+
+B ?= build
+SRC := $(wildcard src/*.c)
+OBJ := $(SRC:src/%.c=$(B)/%.o) $(B)/files.o
+EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -name '.*' 2>/dev/null | LC_ALL=C sort)
+
+# Debian packages for the build, the specs and the test hosts.
+DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
+	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client
+BUSTED := $(B)/phanes lua /usr/bin/busted
+
+.PHONY: all deps test unit integration asan asan-test demo bench clean FORCE
+all: $(B)/phanes
+
+$(B)/phanes: $(OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJ) $(LDLIBS)
+
+$(B)/%.o: src/%.c src/phanes.h | $(B)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/files.o: $(B)/files.c src/phanes.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The list of embedded files is a target of its own so a removed file
+# regenerates the table too.
+$(B)/files.list: FORCE | $(B)
+	@printf '%s\n' $(EMBED) > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+$(B)/files.c: $(B)/embed $(B)/files.list $(EMBED)
+	$(B)/embed $@.tmp $(EMBED) && mv $@.tmp $@
+
+$(B)/embed: tools/embed.c | $(B)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+$(B):
+	mkdir -p $(B)
+
+deps:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)
+
+test: unit integration
+
+unit: $(B)/phanes
+	$(BUSTED) --run=unit
+
+integration: $(B)/phanes
+	$(BUSTED) --run=integration
+
+# The same specs on a build with AddressSanitizer and UBSan.
+asan:
+	$(MAKE) B=build/asan OPT=-O1 LDFLAGS= \
+		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined"
+
+asan-test: asan
+	ASAN_OPTIONS=detect_leaks=1 build/asan/phanes lua /usr/bin/busted --run=unit
+
+clean:
+	rm -rf build

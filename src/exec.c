@@ -1,0 +1,11 @@
+/* exec.c: the phanes.exec primitives (not written yet). */
+#include "phanes.h"
+
+int luaopen_phanes_exec(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{NULL, NULL},
+	};
+	luaL_newlib(L, funcs);
+	return 1;
+}

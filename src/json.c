@@ -1,0 +1,11 @@
+/* json.c: the phanes.json primitives (not written yet). */
+#include "phanes.h"
+
+int luaopen_phanes_json(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{NULL, NULL},
+	};
+	luaL_newlib(L, funcs);
+	return 1;
+}

@@ -1,0 +1,35 @@
+/* phanes.h: what the C host's files share. */
+#ifndef PHANES_H
+#define PHANES_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#define PHANES_VERSION "0.1.0"
+
+/* One file of the embedded tree (lua/, modules/, profiles/, templates/). */
+struct phanes_file {
+	const char *name;
+	const unsigned char *data;
+	size_t len;
+};
+extern const struct phanes_file phanes_files[]; /* sorted by name, ends with {0} */
+const struct phanes_file *phanes_file_find(const char *name);
+
+/* "the world failed" results, as luaL_fileresult: nil, "what: why", errno */
+int phanes_fail(lua_State *L, const char *what, int err);
+int phanes_failf(lua_State *L, const char *fmt, ...);
+
+/* Primitive families, one file each. */
+int luaopen_phanes_embedded(lua_State *L);
+int luaopen_phanes_exec(lua_State *L);
+int luaopen_phanes_file(lua_State *L);
+int luaopen_phanes_sys(lua_State *L);
+int luaopen_phanes_state(lua_State *L);
+int luaopen_phanes_yaml(lua_State *L);
+int luaopen_phanes_json(lua_State *L);
+int luaopen_phanes_ssh(lua_State *L);
+int luaopen_lfs(lua_State *L);
+
+#endif

@@ -1,0 +1,11 @@
+/* ssh.c: the phanes.ssh primitives (not written yet). */
+#include "phanes.h"
+
+int luaopen_phanes_ssh(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{NULL, NULL},
+	};
+	luaL_newlib(L, funcs);
+	return 1;
+}

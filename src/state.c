@@ -1,0 +1,11 @@
+/* state.c: the phanes.state primitives (not written yet). */
+#include "phanes.h"
+
+int luaopen_phanes_state(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{NULL, NULL},
+	};
+	luaL_newlib(L, funcs);
+	return 1;
+}

@@ -1,0 +1,11 @@
+/* sys.c: the phanes.sys primitives (not written yet). */
+#include "phanes.h"
+
+int luaopen_phanes_sys(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{NULL, NULL},
+	};
+	luaL_newlib(L, funcs);
+	return 1;
+}

@@ -1,0 +1,11 @@
+/* yaml.c: the phanes.yaml primitives (not written yet). */
+#include "phanes.h"
+
+int luaopen_phanes_yaml(lua_State *L)
+{
+	static const luaL_Reg funcs[] = {
+		{NULL, NULL},
+	};
+	luaL_newlib(L, funcs);
+	return 1;
+}
