@@ -212,6 +212,8 @@ static int parser_error(struct dctx *c)
 	const char *at = at_mark(c, m);
 	if (at < c->text + c->len && *at == '\t' && strstr(problem, "tab") == NULL)
 		hint = ": a tab, YAML indents with spaces only";
+	else if (strcmp(problem, "mapping values are not allowed in this context") == 0)
+		hint = " (check this line's indentation, or quote a value holding \": \")";
 	if (ps->context)
 		return derr(c, m, "%s (%s at %d:%d)%s", problem, ps->context,
 			(int)ps->context_mark.line + 1, (int)ps->context_mark.column + 1, hint);
