@@ -227,7 +227,7 @@ static int hex4(struct jdec *d, const char *at)
 {
 	int v = 0;
 	if (d->end - at < 4)
-		jerr(d, at, "truncated \\u escape");
+		jerr(d, at, "bad \\u escape (four hex digits needed)");
 	for (int i = 0; i < 4; i++) {
 		char ch = at[i];
 		int x = ch >= '0' && ch <= '9' ? ch - '0'
