@@ -57,9 +57,8 @@ deps:
 
 # Installs the packages only when one is missing, so `make test` sets itself up.
 deps-ok:
-	@dpkg-query -W -f='$${db:Status-Abbrev}\n' $(DEPS) 2>/dev/null | grep -qv '^ii' \
-		|| [ "$$(dpkg-query -W -f='$${db:Status-Abbrev}\n' $(DEPS) 2>/dev/null | wc -l)" -ne "$(words $(DEPS))" ] \
-		&& $(MAKE) deps || true
+	@n=$$(dpkg-query -W -f='$${db:Status-Abbrev}\n' $(DEPS) 2>/dev/null | grep -c '^ii'); \
+	if [ "$$n" -ne "$(words $(DEPS))" ]; then $(MAKE) deps; fi
 
 test: deps-ok
 	$(MAKE) all
