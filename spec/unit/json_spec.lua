@@ -199,6 +199,27 @@ describe("json.decode", function()
     assert.equal(1, deep)
   end)
 
+  it("answers a value or a located error for mutated text", function()
+    local base = json.encode({ name = "web", list = { 1, 2.5, "x\n", json.null, true }, nested = { a = { b = {} } } },
+      { pretty = true })
+    local alphabet = '{}[]:,"\\/ \t\n0123456789.eE+-truefalsn\0\xff\xc3\xa9u'
+    math.randomseed(1985)
+    for _ = 1, 1500 do
+      local text = base
+      for _ = 1, math.random(1, 6) do
+        local i, j = math.random(#text), math.random(#alphabet)
+        text = text:sub(1, i - 1) .. alphabet:sub(j, j + math.random(0, 2)) .. text:sub(i + math.random(0, 3))
+      end
+      local v, err = json.decode(text)
+      if err then
+        assert.is_nil(v)
+        assert.matches("^%d+:%d+: ", err)
+      else
+        assert.is_not_nil(json.decode(json.encode(v)))
+      end
+    end
+  end)
+
   it("raises on misuse", function()
     assert.has_error(function() json.decode(nil) end)
     assert.has_error(function() json.decode {} end)

@@ -253,6 +253,24 @@ both:
       assert.equal("x", deep)
     end)
 
+    it("answers a value or a located error for mutated configs", function()
+      local base = fixture "config.yaml"
+      local alphabet = "{}[]:,-&*!|>'\"\\#%@ \t\n\r?<~0123456789.eExo\0\xff\xc3\xa9\xe2\x80\xa8"
+      math.randomseed(1984)
+      for _ = 1, 1500 do
+        local text = base
+        for _ = 1, math.random(1, 8) do
+          local i, j = math.random(#text), math.random(#alphabet)
+          text = text:sub(1, i - 1) .. alphabet:sub(j, j + math.random(0, 2)) .. text:sub(i + math.random(0, 3))
+        end
+        local v, marks = yaml.decode(text, "m.yaml")
+        if type(marks) ~= "table" then
+          assert.is_nil(v)
+          assert.matches("^m%.yaml:%d+:%d+: ", marks)
+        end
+      end
+    end)
+
     it("frees the parser on every path", function()
       -- run under ASan with leak detection, this fails on any leak
       local inputs = { "a: [1, 2", "a: 1\na: 2", "a: *x", "a: !!int x", "- 99999999999999999999",
