@@ -99,7 +99,7 @@ local function build_world(modules, known, check)
           if have then
             local same, what = schema.same(have.decl, decl)
             if not same and check then
-              errs[#errs + 1] = string.format("global '%s' is declared differently by %s and %s (%s differs)",
+              errs[#errs + 1] = string.format("global '%s' is declared differently by %s and %s (%s)",
                 g, have.owner == "phanes" and "phanes itself" or "module '" .. have.owner .. "'",
                 "module '" .. m.name .. "'", what)
             end
@@ -210,7 +210,7 @@ local function validate(layer, world, E)
     if line then loc = string.format("%s:%d:%d", layer.name, line, col) end
     local prefix = ""
     if path and path ~= layer.path then prefix = path .. ": " end
-    E.add(RANK[layer.kind], line, col, loc .. ": " .. prefix .. msg)
+    E.add(RANK[layer.kind], line or layer.line, col, loc .. ": " .. prefix .. msg)
   end
   function ctx.origin(path, parent, key)
     if path:find("[", 1, true) then return end -- list items: the list has it
@@ -289,13 +289,13 @@ end
 
 local function set_layers(sets, E)
   local layers = {}
-  for _, s in ipairs(sets or {}) do
+  for i, s in ipairs(sets or {}) do
     local path, value = tostring(s):match "^([^=]*)=(.*)$"
     path = path and path:match "^%s*(.-)%s*$"
     if not path or path == "" then
-      E.add(RANK.set, 0, 0, "--set " .. tostring(s) .. ": expected KEY=VALUE, like --set postgres.version=16")
+      E.add(RANK.set, i, 0, "--set " .. tostring(s) .. ": expected KEY=VALUE, like --set postgres.version=16")
     else
-      layers[#layers + 1] = { kind = "set", name = "--set " .. path, path = path, coerce = true,
+      layers[#layers + 1] = { kind = "set", name = "--set " .. path, path = path, coerce = true, line = i,
         data = nest(path, value) }
     end
   end

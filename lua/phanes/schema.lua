@@ -285,25 +285,25 @@ function M.check_decl(decl, where, errs)
   end
 end
 
--- M.same(a, b) -> true | false, what differs: two declarations of one key.
--- Descriptions are not compared.
-function M.same(a, b, at)
-  at = at or ""
-  if type(a) ~= "table" or type(b) ~= "table" then
-    if a == b then return true end
-    return false, at
-  end
-  local keys = {}
+-- M.same(a, b) -> true | false, "what differs": two declarations of one
+-- key. Descriptions are not compared.
+local function equal(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not equal(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+
+function M.same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return equal(a, b), "declaration" end
+  local keys, diff = {}, {}
   for k in pairs(a) do keys[k] = true end
   for k in pairs(b) do keys[k] = true end
   for _, k in ipairs(M.sorted_keys(keys)) do
-    local is_text = (a[k] == nil or type(a[k]) == "string") and (b[k] == nil or type(b[k]) == "string")
-    if not (k == "description" and is_text) then
-      local ok, where = M.same(a[k], b[k], at == "" and tostring(k) or at .. "." .. tostring(k))
-      if not ok then return false, where end
-    end
+    if k ~= "description" and not equal(a[k], b[k]) then diff[#diff + 1] = tostring(k) end
   end
-  return true
+  if #diff == 0 then return true end
+  return false, table.concat(diff, ", ") .. (#diff == 1 and " differs" or " differ")
 end
 
 return M
