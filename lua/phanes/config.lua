@@ -201,7 +201,7 @@ local function elsewhere(world)
 end
 
 -- validate(layer, world, E) -> normalized table, origins
-local function validate(layer, world, E)
+local function validate(layer, world, E, bad)
   local origins = {}
   local ctx = { coerce = layer.coerce, elsewhere = elsewhere(world) }
   function ctx.report(path, msg, parent, key)
@@ -210,6 +210,7 @@ local function validate(layer, world, E)
     if line then loc = string.format("%s:%d:%d", layer.name, line, col) end
     local prefix = ""
     if path and path ~= layer.path then prefix = path .. ": " end
+    if path then bad[path] = true end
     E.add(RANK[layer.kind], line or layer.line, col, loc .. ": " .. prefix .. msg)
   end
   function ctx.origin(path, parent, key)
@@ -422,16 +423,29 @@ function M.load(opts)
   for _, l in ipairs(env_layers(world, opts.env, E, warnings)) do layers[#layers + 1] = l end
   for _, l in ipairs(set_layers(opts.sets, E)) do layers[#layers + 1] = l end
 
+  -- a file that could not be read or parsed: its keys count as unknown,
+  -- not missing
+  local file_failed = E.count() > 0 and (opts.path or opts.text or opts.data) and not file
   local root_decl = { type = "map", fields = world.fields }
-  local cfg, origins = {}, {}
+  local cfg, origins, bad = {}, {}, {}
   for _, layer in ipairs(layers) do
-    local v, o = validate(layer, world, E)
+    local v, o = validate(layer, world, E, bad)
     cfg = merge(cfg, v, root_decl)
     for p, where in pairs(o) do origins[p] = where end
   end
 
   local file_name = file and file.name or opts.path or "config.yaml"
+  -- a key whose value was wrong is not also reported missing
+  local function was_bad(path)
+    local p = path
+    while p do
+      if bad[p] then return true end
+      p = p:match "^(.*)[.%[]"
+    end
+    return false
+  end
   local function missing(path, parts)
+    if file_failed or was_bad(path) then return end
     local line, col = file_position(file, parts)
     local loc = line and string.format("%s:%d:%d", file.name, line, col) or (file and file.name or "config")
     local how

@@ -384,6 +384,65 @@ describe("config", function()
     end)
   end)
 
+  describe("YAML files end to end", function()
+    local FIX = "spec/fixtures/config/"
+
+    it("loads a complete config file", function()
+      local mods = { M.redis, M.postgres, M.user, M.security }
+      local cfg, info = load_ok { path = FIX .. "good.yaml", modules = mods }
+      assert.equal("deploy", cfg.username)
+      assert.equal("/tmp/phanes-state.json", cfg.state_path)
+      assert.equal("16", cfg.postgres.version)
+      assert.same({ "localhost", "10.0.0.5" }, cfg.postgres.listen)
+      assert.same({ { name = "app", owner = "postgres", password = "app-db-secret" },
+        { name = "metrics", owner = "grafana" } }, cfg.postgres.databases)
+      assert.same({ max_connections = 200, shared_buffers = "128MB" }, cfg.postgres.tuning)
+      assert.equal(6380, cfg.redis.port)
+      assert.same({ ssh_port = 22 }, cfg.security) -- `security:` with nothing under it
+      assert.equal(FIX .. "good.yaml:17:5", info.origin["postgres.tuning.max_connections"])
+      assert.equal("default", info.origin["postgres.tuning.shared_buffers"])
+      assert.same({ "app-db-secret", "redis secret" }, config.secrets(cfg, mods))
+    end)
+
+    it("reports every error of a file at its line and column", function()
+      local errs = load_err { path = FIX .. "bad.yaml", modules = { M.redis, M.postgres, M.user } }
+      local f = FIX .. "bad.yaml"
+      assert.same({
+        f .. ":2:1: unknown key 'postgress' (did you mean 'postgres'?)",
+        f .. ":5:3: postgres.version: expected a string, got an integer",
+        f .. ":6:3: postgres.listen: expected a list, got a string",
+        f .. ":9:7: postgres.databases[2].name: expected a string, got an integer",
+        f .. ":11:5: unknown key 'postgres.tuning.max_conections' (did you mean 'postgres.tuning.max_connections'?)",
+        f .. ":13:3: redis.port: expected an integer, got a string",
+        f .. ":14:3: redis.password: expected a string, got an integer",
+        f .. ":15:1: apt_cache_max_age: expected an integer, got a float",
+        f .. ": ssh_public_key: required (set it in " .. f .. " or with --set ssh_public_key=...)",
+        f .. ":8:7: postgres.databases[1].name: required (set it in " .. f .. ")",
+      }, errs)
+      assert.is_nil(table.concat(errs, "\n"):find("12345", 1, true))
+    end)
+
+    it("takes the text instead of a path, and reports YAML syntax errors", function()
+      local cfg = load_ok { text = "redis:\n  password: x\n  bind: '::1'\n", path = "config.yaml", modules = { M.redis } }
+      assert.equal("::1", cfg.redis.bind)
+      local errs = load_err { text = "redis: [1\n", path = "config.yaml", modules = { M.redis } }
+      assert.equal(1, #errs)
+      assert.matches("^config%.yaml:2:1: ", errs[1])
+      errs = load_err { text = "- a\n- b\n", path = "config.yaml", modules = {} }
+      assert.same({ "config.yaml:1:1: expected a map of settings (key: value), got a list" }, errs)
+      cfg = load_ok { text = "# nothing yet\n", path = "config.yaml", modules = { M.postgres } }
+      assert.equal("15", cfg.postgres.version)
+    end)
+
+    it("keeps YAML 1.2 types: a quoted number is a string, yes is a string", function()
+      local errs = load_err { text = "postgres:\n  tuned: yes\n  version: 16\n", path = "c.yaml", modules = { M.postgres } }
+      assert.same({
+        "c.yaml:2:3: postgres.tuned: expected true or false, got a string",
+        "c.yaml:3:3: postgres.version: expected a string, got an integer",
+      }, errs)
+    end)
+  end)
+
   describe("did you mean", function()
     it("uses a transposition-aware distance of at most 2", function()
       assert.equal(1, schema.distance("postgress", "postgres"))
