@@ -566,11 +566,17 @@ end
 -- of them. The state file keeps it to tell "config changed since last apply".
 -- Example: config.hash(cfg.redis, redis_module.config) --> "3f1a..."
 function M.hash(section, fields)
-  local out = {}
-  serialize(section, fields and { type = "map", fields = fields } or nil, out)
   local file = require "phanes.file"
   assert(file.sha256, "config.hash needs phanes.file.sha256")
-  return file.sha256(table.concat(out))
+  return file.sha256(M.canonical(section, fields))
+end
+
+-- config.canonical(section, schema) -> the byte string config.hash digests:
+-- typed, length-prefixed, keys sorted (so equal configs give equal text).
+function M.canonical(section, fields)
+  local out = {}
+  serialize(section, fields and { type = "map", fields = fields } or nil, out)
+  return table.concat(out)
 end
 
 ------------------------------------------------------------------------

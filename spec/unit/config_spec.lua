@@ -443,6 +443,30 @@ describe("config", function()
     end)
   end)
 
+  describe("hash", function()
+    it("serializes a section canonically: sorted, typed, limited to the schema", function()
+      local a = { port = 6379, bind = "x", list = { 1, "1" }, nested = { b = true, a = 1.5 } }
+      local b = { nested = { a = 1.5, b = true }, list = { 1, "1" }, bind = "x", port = 6379 }
+      assert.equal(config.canonical(a), config.canonical(b))
+      assert.are_not.equal(config.canonical { v = 16 }, config.canonical { v = "16" })
+      assert.are_not.equal(config.canonical { v = 16 }, config.canonical { v = 16.0 })
+      assert.are_not.equal(config.canonical { a = "b", c = "" }, config.canonical { a = "", c = "b" })
+      assert.equal("m{s4:bind" .. "s1:xs4:port" .. "i6379;}", config.canonical(a, M.redis.config))
+    end)
+
+    local file = require "phanes.file"
+    local hash_it = file.sha256 and it or pending
+    hash_it("is the sha256 of the canonical text", function()
+      local h = config.hash({ password = "s", port = 1 }, M.redis.config)
+      assert.matches("^%x+$", h)
+      assert.equal(64, #h)
+      assert.equal(file.sha256(config.canonical({ password = "s", port = 1 }, M.redis.config)), h)
+      assert.equal(h, config.hash({ port = 1, password = "s", junk = 1 }, M.redis.config))
+      assert.are_not.equal(h, config.hash({ password = "t", port = 1 }, M.redis.config))
+      assert.is_nil(h:find("s", 1, true) and h:find("password", 1, true))
+    end)
+  end)
+
   describe("did you mean", function()
     it("uses a transposition-aware distance of at most 2", function()
       assert.equal(1, schema.distance("postgress", "postgres"))
