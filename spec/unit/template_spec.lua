@@ -23,6 +23,11 @@ describe("template", function()
       assert.equal("true false true true false 5 3 v1true xy true true true", out)
     end)
 
+    it("finds the end of a tag past closers inside strings", function()
+      assert.equal("a }} b {% c", render('a {{ "}}" }} b {{ "{%" }} c'))
+      assert.equal("x", render('{% if "%}" == "%}" %}x{% end %}'))
+    end)
+
     it("has no access to globals", function()
       for _, g in ipairs { "os", "io", "require", "_G", "_ENV", "string", "print" } do
         local out, err = render("{{ " .. g .. " }}")
