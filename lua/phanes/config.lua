@@ -609,7 +609,9 @@ local function describe_fields(fields, indent, path, module, lines, rows)
     local attrs = { kind }
     if d.required then attrs[#attrs + 1] = "required" end
     if d.secret then attrs[#attrs + 1] = "secret" end
-    rows[#rows + 1] = { path = sub, module = module, type = d.type, default = d.default,
+    local default = d.default
+    if d.secret and default ~= nil then default = M.MASK end
+    rows[#rows + 1] = { path = sub, module = module, type = d.type, default = default,
       required = d.required or false, secret = d.secret or false, description = d.description }
     if d.description then lines[#lines + 1] = indent .. "# " .. d.description end
     lines[#lines + 1] = indent .. "# " .. k .. ": " .. table.concat(attrs, ", ")
