@@ -815,8 +815,14 @@ function M.compile(text, name)
     return nil, located(name, state.line, out)
   end
   M.stats.compiled = M.stats.compiled + 1
-  -- names are few (one per template file): keep only the latest text per name
-  cache[name] = { [text] = render }
+  -- a name holds few texts (one per template file, more for inline ones):
+  -- start over past a bound, so a long run does not grow without end
+  if by_text.n and by_text.n >= 64 then
+    by_text = {}
+    cache[name] = by_text
+  end
+  by_text[text] = render
+  by_text.n = (by_text.n or 0) + 1
   return render
 end
 

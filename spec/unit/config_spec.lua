@@ -381,6 +381,11 @@ describe("config", function()
         by_path["redis.password"])
       assert.equal("user", by_path.username.module)
       assert.equal("phanes", by_path.state_path.module)
+      local tok = { name = "tok", config = { token = { type = "string", secret = true, default = "changeme" } } }
+      text, rows = config.describe { tok }
+      assert.matches('  token: "******"', text, 1, true)
+      assert.is_nil(text:find("changeme", 1, true))
+      assert.equal("******", rows[#rows].default)
     end)
   end)
 

@@ -164,8 +164,10 @@ describe("template", function()
       assert.truthy(template.render(text, { x = 1 }, "cache-test"))
       assert.truthy(template.render(text, { x = 2 }, "cache-test"))
       assert.equal(before + 1, template.stats.compiled)
-      -- another text under the same name is compiled
+      -- another text under the same name is compiled, and both stay cached
       assert.truthy(template.render(text .. "!", { x = 1 }, "cache-test"))
+      assert.equal(before + 2, template.stats.compiled)
+      assert.equal(fn, template.compile(text, "cache-test"))
       assert.equal(before + 2, template.stats.compiled)
     end)
 
