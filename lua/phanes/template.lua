@@ -40,7 +40,7 @@ local M = {}
 
 -- Compiled templates, by name then text: rendering the same template twice
 -- does not compile it again. `M.stats.compiled` counts real compilations.
-local cache = {}
+local cache, counts = {}, {}
 M.stats = { compiled = 0 }
 
 local KEYWORDS = {}
@@ -817,12 +817,13 @@ function M.compile(text, name)
   M.stats.compiled = M.stats.compiled + 1
   -- a name holds few texts (one per template file, more for inline ones):
   -- start over past a bound, so a long run does not grow without end
-  if by_text.n and by_text.n >= 64 then
+  if (counts[name] or 0) >= 64 then
     by_text = {}
     cache[name] = by_text
+    counts[name] = 0
   end
   by_text[text] = render
-  by_text.n = (by_text.n or 0) + 1
+  counts[name] = (counts[name] or 0) + 1
   return render
 end
 

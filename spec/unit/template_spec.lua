@@ -171,6 +171,12 @@ describe("template", function()
       assert.equal(before + 2, template.stats.compiled)
     end)
 
+    it("caches any text, even one that looks like a bookkeeping key", function()
+      assert.equal("n", template.render("n", {}, "odd"))
+      assert.equal("n", template.render("n", {}, "odd"))
+      assert.equal("m", template.render("m", {}, "odd"))
+    end)
+
     it("keeps renders independent", function()
       local fn = assert(template.compile("{{ x }}", "indep"))
       assert.equal("1", fn { x = 1 })
