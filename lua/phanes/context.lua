@@ -194,7 +194,7 @@ function Run:resource(ctx, kind, target, body)
     ev.status = "failed"
     if M.is_failure(r) then
       r.resource = r.resource or kind
-      r.target = r.target or target
+      r.target = self:mask(r.target or target)
       r.message = self:mask(r.message)
       r.detail = self:mask(r.detail)
       ev.message = r.message
