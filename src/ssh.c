@@ -587,7 +587,8 @@ static int authenticate(lua_State *L, struct ssh *ss, int opts)
 	const char *passphrase = opt_string(L, opts, "passphrase", NULL);
 	int ok = 0;
 	if (strstr(methods, "publickey")) {
-		if (opt_bool(L, opts, "agent", 1) && getenv("SSH_AUTH_SOCK"))
+		const char *sock = getenv("SSH_AUTH_SOCK");
+		if (opt_bool(L, opts, "agent", 1) && sock && *sock)
 			ok = try_agent(ss, &a);
 		if (!ok)
 			ok = try_keys(ss, &a, passphrase);
