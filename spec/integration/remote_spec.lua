@@ -177,6 +177,44 @@ return M
     assert.matches("tick 1", read(rec.log))
   end)
 
+  it("status --remote shows the target's state file, read as root, via sudo -n, and via sudo with a password", function()
+    local state = {
+      format = 1, phanes_version = "0.1.0", updated_at = "2026-01-02T03:04:05Z", hostname = "th4",
+      modules = {
+        baseline = { status = "installed", installed_at = "2026-01-02T03:00:00Z", updated_at = "2026-01-02T03:04:05Z", version = "1", config_hash = "ab" },
+        docker = { status = "failed", updated_at = "2026-01-02T03:04:05Z", last_error = "apt-get install docker.io: exit 100" },
+      },
+    }
+    local json = require "phanes.json"
+    local text = json.encode(state, { pretty = true })
+    local ok, msg = th.exec(4, "mkdir -p /var/lib/phanes && umask 077 && cat > /var/lib/phanes/state.json", { stdin = (function()
+      local p = os.tmpname()
+      write(p, text)
+      return p
+    end)() })
+    assert.is_true(ok, msg)
+    local h = home()
+    for _, user in ipairs { "root", "deploy", "alice" } do
+      local code, out = phanes(h, { "--remote", user .. "@" .. th.ip(4), "--key", key, "--password-env", "PW", "status", "--json" },
+        "PW=" .. q(th.password()))
+      assert.equal(0, code, out)
+      local got = assert(json.decode(out:match "%b{}"), out)
+      assert.same(state.modules, got.state.modules, user)
+      assert.equal(state.updated_at, got.state.updated_at)
+    end
+    local code, out = phanes(h, { "--remote", "root@" .. th.ip(4), "--key", key, "status" })
+    assert.equal(0, code, out)
+    assert.matches("baseline%s+installed%s+2026%-01%-02T03:00:00Z", out)
+    assert.matches("docker: apt%-get install docker%.io: exit 100", out)
+    -- several hosts: one line each; a host without state says never
+    code, out = phanes(h, { "--remote", "root@" .. th.ip(4) .. ",root@" .. th.ip(3) .. ",root@" .. th.ip(1) .. ":2222",
+      "--key", key, "status" })
+    assert.equal(3, code, out)
+    assert.matches("root@" .. th.ip(4):gsub("%.", "%%.") .. "%s+yes%s+1%s+1%s+2026%-01%-02T03:04:05Z", out)
+    assert.matches("root@" .. th.ip(3):gsub("%.", "%%.") .. "%s+yes%s+0%s+0%s+never", out)
+    assert.matches(":2222%s+no%s", out)
+  end)
+
   it("refuses a wrong key, saying what was tried and what the server takes", function()
     local h = home()
     assert(os.execute("ssh-keygen -q -t ed25519 -N '' -f " .. q(h .. "/wrong") .. " >/dev/null"))
