@@ -191,6 +191,17 @@ function M.overrides()
   return files
 end
 
+-- The command the remote phanes would run ("apply", "status", ...).
+function M.command_word(rest)
+  local i = 1
+  while rest[i] do
+    local a = rest[i]
+    if a == "--path" or a == "--color" or a == "--config" or a == "--state" then i = i + 2
+    elseif a:sub(1, 1) == "-" then i = i + 1
+    else return a end
+  end
+end
+
 function M.main(argv)
   local o, rest = M.parse_args(argv)
   if not o then err(rest) return 2 end
@@ -201,7 +212,7 @@ function M.main(argv)
   if not sshcfg then err(serr) return 2 end
   local targets, terr = inventory.resolve(inv, o.target, sshcfg)
   if not targets then err(terr) return 2 end
-  if rest[1] == "status" then return require("phanes.remote.status").main(targets, o, rest) end
+  if M.command_word(rest) == "status" then return require("phanes.remote.status").main(targets, o, rest) end
   if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end
   local args, files = rewrite_args(rest)
   if not args then err(files) return 2 end

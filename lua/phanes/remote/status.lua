@@ -10,10 +10,12 @@ local DEFAULT_STATE = "/var/lib/phanes/state.json"
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
 local function options(rest)
-  local o, i = { path = DEFAULT_STATE }, 2
+  local o, i, seen = { path = DEFAULT_STATE }, 1, false
   while rest[i] do
     local a = rest[i]
-    if a == "--json" then o.json = true
+    if a == "status" and not seen then seen = true
+    elseif a == "--json" then o.json = true
+    elseif a == "--color" then i = i + 1
     elseif a == "--state" then o.path = rest[i + 1]; i = i + 1
     elseif a:match "^%-%-state=" then o.path = a:match "=(.*)$"
     elseif a:match "^%-%-color" or a == "--no-color" then -- handled locally
