@@ -15,7 +15,7 @@ local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
 
 local function missing_primitives()
   local need = { ["phanes.sys"] = { "exe", "now", "isatty", "uname", "sleep" },
-    ["phanes.file"] = { "sha256_file", "write", "mkdir", "exists", "list", "remove", "stat" } }
+    ["phanes.file"] = { "sha256", "sha256_file", "write", "mkdir", "exists", "list", "remove", "stat" } }
   for mod, fns in pairs(need) do
     local m = require(mod)
     for _, f in ipairs(fns) do
@@ -213,6 +213,66 @@ return M
     assert.matches("root@" .. th.ip(4):gsub("%.", "%%.") .. "%s+yes%s+1%s+1%s+2026%-01%-02T03:04:05Z", out)
     assert.matches("root@" .. th.ip(3):gsub("%.", "%%.") .. "%s+yes%s+0%s+0%s+never", out)
     assert.matches(":2222%s+no%s", out)
+  end)
+
+  it("phanes.ssh sessions: streamed exec, stdin, signals, timeouts, SFTP, callbacks that raise, close", function()
+    local ssh = require "phanes.ssh"
+    local h = home()
+    local s = assert(ssh.connect { host = th.ip(1), user = "root", identities = { key }, agent = false,
+      known_hosts = h .. "/known_hosts" })
+    local info = s:info()
+    assert.equal(h .. "/known_hosts", info.hostkey_added)
+    assert.matches("^SHA256:", info.hostkey_fingerprint)
+    assert.equal("publickey (" .. key .. ")", info.auth)
+    -- stream order within each stream, both captured, exit code
+    local seen = {}
+    local res = assert(s:exec("for i in 1 2 3; do echo out$i; echo err$i >&2; done; exit 7", {
+      stream = function(kind, chunk) seen[kind] = (seen[kind] or "") .. chunk end }))
+    assert.same({ code = 7, stdout = "out1\nout2\nout3\n", stderr = "err1\nerr2\nerr3\n" }, res)
+    assert.same({ stdout = res.stdout, stderr = res.stderr }, seen)
+    -- a megabyte through stdin and back
+    local big = string.rep("0123456789abcdef", 65536)
+    res = assert(s:exec("cat", { stdin = big }))
+    assert.equal(#big, #res.stdout)
+    assert.equal(big, res.stdout)
+    -- killed by a signal
+    res = assert(s:exec("kill -TERM $$"))
+    assert.equal("TERM", res.signal)
+    -- a time limit
+    local r2, err, kind = s:exec("sleep 5", { timeout = 1 })
+    assert.is_nil(r2)
+    assert.equal("timeout", kind, err)
+    -- a callback that raises: the error comes through, the session still works
+    local ok, e = pcall(s.exec, s, "echo hi", { stream = function() error("boom") end })
+    assert.is_false(ok)
+    assert.matches("boom", e)
+    assert.equal("still\n", assert(s:exec("echo still")).stdout)
+    -- SFTP: a file streamed up, read back, its hash checked there
+    local f = io.open(BIN, "rb")
+    local bin = f:read "a"
+    f:close()
+    assert(s:upload({ path = BIN }, "/tmp/phanes.up", tonumber("0700", 8)))
+    assert.equal(bin, assert(s:download "/tmp/phanes.up"))
+    res = assert(s:exec("stat -c %a /tmp/phanes.up; sha256sum < /tmp/phanes.up"))
+    assert.equal("700\n" .. require("phanes.file").sha256(bin) .. "  -\n", res.stdout)
+    assert(s:upload("small\n", "/tmp/small.txt"))
+    assert.equal("small\n", s:download "/tmp/small.txt")
+    local d, derr, dkind = s:download "/nonexistent/file"
+    assert.is_nil(d)
+    assert.equal("sftp", dkind)
+    assert.matches("no such file", derr)
+    assert.is_nil((s:upload("x", "/nonexistent/dir/file")))
+    -- close is idempotent; a closed session refuses work
+    s:close()
+    s:close()
+    assert.has_error(function() s:exec "true" end, "ssh session is closed")
+    do
+      local s2 <close> = assert(ssh.connect { host = th.ip(1), user = "deploy", identities = { key }, agent = false,
+        known_hosts = h .. "/known_hosts" })
+      assert.equal("deploy\n", assert(s2:exec "id -un").stdout)
+      assert.is_nil(s2:info().hostkey_added)
+    end
+    collectgarbage()
   end)
 
   it("refuses a wrong key, saying what was tried and what the server takes", function()
