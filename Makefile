@@ -11,7 +11,7 @@ CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libcrypto.a libz.a
 LDLIBS := $(addprefix $(LIBDIR)/,$(STATIC_LIBS)) -lm -ldl -lpthread
 LDFLAGS ?= -s
-LDFLAGS += -Wl,-E $(EXTRA_LDFLAGS)
+override LDFLAGS += -Wl,-E $(EXTRA_LDFLAGS)
 
 B ?= build
 SRC := $(wildcard src/*.c)
