@@ -243,7 +243,7 @@ end
 function M.run(opts)
   local self = setmetatable({
     mods = opts.mods, config = opts.config, dry_run = opts.dry_run, keep_going = opts.keep_going,
-    verbose = opts.verbose, json = opts.json, out = opts.out, state = opts.state,
+    verbose = opts.verbose or (opts.out and opts.out.verbose), json = opts.json, out = opts.out, state = opts.state,
     hash = opts.hash, profile = opts.profile, version = opts.version,
     context = opts.context or require "phanes.context",
     sys = opts.sys or require "phanes.sys",

@@ -198,23 +198,34 @@ fill("phanes.sys", "interrupted", function() return 0 end)
 fill("phanes.sys", "isatty", function() return false end)
 fill("phanes.sys", "hostname", function() return "testhost" end)
 fill("phanes.sys", "environ", function() return {} end)
-fill("phanes.sys", "getpid", function() return 0 end)
+fill("phanes.sys", "getpid", function()
+  local f = io.open "/proc/self/stat"
+  local pid = f and f:read("l"):match "^(%d+)"
+  if f then f:close() end
+  return tonumber(pid)
+end)
 
 ---------------------------------------------------------------- state
+-- flock(1) holds the lock in a child process until its stdin closes.
 fill("phanes.state", "lock", function(path, opts)
-  local f = io.open(path, "a+")
-  if not f then return nil, path .. ": cannot open" end
-  local deadline = os.time() + (opts and opts.timeout or 0)
-  while true do
-    if lfs.lock(f, "w") then break end
-    if not (opts and opts.wait) or os.time() >= deadline then
-      f:close()
-      return nil, path .. ": locked by another phanes run"
-    end
-    os.execute "sleep 0.1"
+  local marker = os.tmpname()
+  local wait = (opts and opts.wait) and (opts.timeout or 1e6) or 0
+  local h = io.popen(string.format("flock -x -w %s '%s' sh -c 'echo ok > %s; exec cat >/dev/null' "
+    .. "2>/dev/null || echo fail > %s", wait, path, marker, marker), "w")
+  local res
+  repeat
+    local f = io.open(marker)
+    res = f and f:read "l"
+    if f then f:close() end
+    if not res then os.execute "sleep 0.02" end
+  until res
+  os.remove(marker)
+  if res ~= "ok" then
+    h:close()
+    return nil, path .. ": locked by another phanes run"
   end
-  local l = { f = f }
-  function l.unlock(self) if self.f then lfs.unlock(self.f) self.f:close() self.f = nil end end
+  local l = { h = h }
+  function l.unlock(self) if self.h then self.h:close() self.h = nil end end
   return l
 end)
 
