@@ -235,9 +235,9 @@ function M.parse(argv)
     i = i + 1
   end
   -- The command: first word, or implied by the design's forms.
-  local cmd
+  local cmd, explicit
   if args[1] then
-    cmd = table.remove(args, 1)
+    cmd, explicit = table.remove(args, 1), true
     if not COMMANDS[cmd] then
       local list = {}
       for k in pairs(COMMANDS) do list[#list + 1] = k end
@@ -258,7 +258,7 @@ function M.parse(argv)
   if opts.color and not ({ auto = 1, always = 1, never = 1 })[opts.color] then
     return nil, "--color must be auto, always or never, not '" .. opts.color .. "'", cmd
   end
-  return { cmd = cmd, args = args, opts = opts }
+  return { cmd = cmd, args = args, opts = opts, explicit = explicit }
 end
 
 -- Where `host` sits in argv (the first word that is not an option).
@@ -301,6 +301,10 @@ function M.main(argv)
   end
   local p, err, cmd = M.parse(argv)
   if not p then return usage_error(err, cmd) end
+  if p.opts.help and p.explicit then
+    io.stdout:write(M.HELP[p.cmd])
+    return 0
+  end
   if p.cmd == "version" then
     io.stdout:write("phanes ", loader.version, "\n")
     return 0
@@ -309,10 +313,6 @@ function M.main(argv)
     local topic = p.args[1]
     if topic and not M.HELP[topic] then return usage_error("no help on '" .. topic .. "'") end
     io.stdout:write(M.HELP[topic or "main"])
-    return 0
-  end
-  if p.opts.help then
-    io.stdout:write(M.HELP[p.cmd])
     return 0
   end
   return require("phanes.commands")[p.cmd](p)

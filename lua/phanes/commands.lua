@@ -39,7 +39,7 @@ end
 
 -- Load the config for `mods`, validated against every known module.
 -- -> cfg, secrets, all | nil (errors printed)
-local function load_config(p, out, mods, defaults)
+local function load_config(p, out, mods, defaults, defaults_name)
   local all, load_errs = resolve.all()
   local inrun = {}
   for _, m in ipairs(mods) do inrun[m.name] = true end
@@ -60,17 +60,21 @@ local function load_config(p, out, mods, defaults)
     f:close()
   end
   local cfg, errs = config.load { path = p.opts.config, text = text, modules = mods, known = all,
-    defaults = defaults or {}, sets = p.opts.set or {}, env = environ() }
+    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ() }
   if not cfg then
     for _, e in ipairs(type(errs) == "table" and errs or { errs }) do
       out:error(type(e) == "table" and (e.message or tostring(e)) or tostring(e))
     end
     out.err:write("fix the config" .. (p.opts.config and (" in " .. p.opts.config) or "")
-      .. ", then try: phanes check " .. (p.args[1] or "") .. (p.opts.config and (" --config " .. p.opts.config) or "") .. "\n")
+      .. ", then try: phanes check" .. (p.args[1] and (" " .. p.args[1]) or "")
+      .. (p.opts.config and (" --config " .. p.opts.config) or "") .. "\n")
     return nil
   end
   local secrets = config.secrets and config.secrets(cfg, all) or {}
   out:add_secrets(secrets)
+  if not p.opts.json then
+    for _, w in ipairs(type(errs) == "table" and errs.warnings or {}) do out:warn(w) end
+  end
   return cfg, secrets, all
 end
 
@@ -97,7 +101,7 @@ function M.apply(p)
   local out = new_out(p)
   local prof, mods = plan(p, out)
   if not prof then return EXIT.usage end
-  local cfg, secrets = load_config(p, out, mods, prof.config)
+  local cfg, secrets = load_config(p, out, mods, prof.config, prof.origin)
   if not cfg then return EXIT.usage end
   local sys = require "phanes.sys"
   local sf
@@ -117,7 +121,7 @@ function M.apply(p)
       out:paint("dim", string.format(" (%d module%s%s)", #mods, #mods == 1 and "" or "s",
         prof.origin and prof.origin ~= "--modules" and (", " .. prof.origin) or "")))
   end
-  local ok, code, report = pcall(require("phanes.runner").run, {
+  local ok, code, report = xpcall(require("phanes.runner").run, debug.traceback, {
     mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"],
     verbose = o.verbose, json = o.json, out = out, state = sf, hash = config_hasher(cfg),
     profile = prof.name, version = loader.version,
@@ -144,7 +148,7 @@ function M.check(p)
     prof, mods = plan(p, out)
     if not prof then return EXIT.usage end
   end
-  local cfg = load_config(p, out, mods, prof and prof.config)
+  local cfg = load_config(p, out, mods, prof and prof.config, prof and prof.origin)
   if not cfg then return EXIT.usage end
   local names = {}
   for i, m in ipairs(mods) do names[i] = m.name end
@@ -247,7 +251,6 @@ function M.status(p)
     if changes then
       for name, c in pairs(changes) do state.modules[name].config_changed = (c == "changed") end
     end
-    if state.missing then state.modules = json.array {} end
     io.stdout:write(json.encode(state, { pretty = true }), "\n")
     return EXIT.ok
   end

@@ -162,6 +162,7 @@ end
 function M.format_table(headers, rows, right)
   right = right or {}
   local widths = {}
+  for i = 1, #headers do widths[i] = 0 end
   local all = { headers }
   for _, r in ipairs(rows) do all[#all + 1] = r end
   for _, r in ipairs(all) do

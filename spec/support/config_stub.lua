@@ -20,6 +20,15 @@ function M.load(o)
   for k in pairs(cfg) do
     if not known[k] and k ~= "state_path" then errs[#errs + 1] = (o.path or "config") .. ": " .. k .. ": unknown key" end
   end
+  for k, sec in pairs(cfg) do
+    if known[k] and type(sec) == "table" then
+      for field in pairs(sec) do
+        if not (known[k].config or {})[field] then
+          errs[#errs + 1] = (o.path or "config") .. ": " .. k .. "." .. field .. ": unknown key"
+        end
+      end
+    end
+  end
   for _, m in ipairs(o.modules or {}) do
     local sec = cfg[m.name] or {}
     for field, s in pairs(m.config or {}) do

@@ -189,6 +189,18 @@ fill("phanes.file", "diff", function(a, b)
   return table.concat(out, "\n") .. "\n"
 end)
 
+fill("phanes.file", "sha256", function(data)
+  local tmp = os.tmpname()
+  local f = io.open(tmp, "wb")
+  f:write(data)
+  f:close()
+  local p = io.popen("sha256sum " .. tmp)
+  local hex = p:read("a"):match "^(%x+)"
+  p:close()
+  os.remove(tmp)
+  return hex
+end)
+
 ---------------------------------------------------------------- sys
 local t0 = os.time()
 fill("phanes.sys", "now", function() return os.time() - t0 + os.clock() end)
