@@ -57,17 +57,26 @@ local function describe_error(name, c)
     if t then msg = msg .. "\n" .. t:gsub("[^\n]+", "    %0") end
     return msg
   end
-  -- A Lua error: the message starts with file:line; the traceback follows,
-  -- cut where the runner's own frames begin.
-  local tb = c.traceback and c.traceback:match "\n(stack traceback:.*)$" or ""
+  -- A Lua error: the message starts with file:line; the traceback follows
+  -- (the context's own when it made one), cut where the runner's frames begin.
+  return string.format("module '%s' failed with a Lua error: %s", name, M.lua_trace(c))
+end
+
+-- runner.lua_trace(c) -> "file:line: message\nstack traceback:\n..." without
+-- the runner's own frames.
+function M.lua_trace(c)
+  local text = c.message
+  if not text:find("\nstack traceback:", 1, true) and c.traceback then text = c.traceback end
   local kept = {}
-  for line in tb:gmatch "[^\n]+" do
-    if line:find("in function 'xpcall'", 1, true) then break end
+  for line in (text .. "\n"):gmatch "([^\n]*)\n" do
+    if line:find("phanes/runner.lua:", 1, true) then break end
     kept[#kept + 1] = line
   end
-  while #kept > 1 and kept[#kept]:find("tail calls", 1, true) do kept[#kept] = nil end
-  return string.format("module '%s' failed with a Lua error: %s\n%s", name, c.message,
-    table.concat(kept, "\n"))
+  while #kept > 2 and (kept[#kept]:find("tail calls", 1, true)
+      or kept[#kept]:find("in function 'xpcall'", 1, true)) do
+    kept[#kept] = nil
+  end
+  return table.concat(kept, "\n")
 end
 
 local function indent(text, pad)
@@ -141,10 +150,24 @@ function Run:on_event(ev)
   end
 end
 
+-- ctx.log lines show with -v, ctx.warn lines always; both go to the report.
+function Run:on_log(level, module, msg)
+  local cur = self.current
+  if cur then cur.log[#cur.log + 1] = { level = level, message = tostring(msg) } end
+  if self.json then return end
+  if level == "warn" or level == "warning" then
+    self.out:clear_progress()
+    self.out:say("      ", self.out:paint("yellow", "warning"), " ", module and (module .. ": ") or "", tostring(msg))
+  elseif self.verbose then
+    self.out:clear_progress()
+    self.out:say("      ", self.out:paint("dim", tostring(msg)))
+  end
+end
+
 -- Run one module: returns its result record.
 function Run:module(i, mod)
   local out, context = self.out, self.context
-  local rec = { name = mod.name, status = "ok", changed = 0, resources = {},
+  local rec = { name = mod.name, status = "ok", changed = 0, resources = {}, log = {},
     start = self.sys.now(), origin = mod.origin }
   self.current = rec
   if not self.json then
@@ -169,7 +192,7 @@ function Run:module(i, mod)
   else
     rec.status = "failed"
     rec.error = { message = describe_error(mod.name, c), resource = c.resource,
-      target = c.target, detail = c.detail, traceback = c.traceback }
+      target = c.target, detail = c.detail, traceback = c.kind == "lua" and M.lua_trace(c) or nil }
     if not self.json then out:error(rec.error.message) end
   end
   return rec
@@ -222,7 +245,8 @@ function Run:report(results, code)
         message = ev.message, diff = ev.diff, duration = ev.duration }
     end
     mods[#mods + 1] = { name = r.name, status = r.status, changed = r.changed or 0,
-      duration = r.duration, reason = r.reason, error = r.error, resources = arr(res) }
+      duration = r.duration, reason = r.reason, error = r.error, resources = arr(res),
+      log = r.log and #r.log > 0 and r.log or nil }
   end
   local report = {
     format = 1, command = "apply", profile = self.profile, dry_run = self.dry_run or false,
@@ -256,6 +280,7 @@ function M.run(opts)
     exec = self:wrap_exec(exec), dry_run = opts.dry_run or false, config = opts.config,
     secrets = opts.secrets or {}, on_event = function(ev) self:on_event(ev) end,
     interrupted = function() return self:interrupted() end,
+    on_log = function(level, module, msg) self:on_log(level, module, msg) end,
   }
   local results, code = {}, 0
   for i, mod in ipairs(self.mods) do
