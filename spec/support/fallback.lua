@@ -7,9 +7,22 @@
 local M = { filled = {} }
 local lfs = require "lfs"
 
+-- Stand-ins go into a proxy of the real module (package.loaded[name] is
+-- replaced, the real table is never changed), so busted's per-file
+-- insulation restores the real module for the other spec files.
+local originals = {}
 local function fill(modname, fname, fn)
   local mod = require(modname)
-  if mod[fname] == nil then
+  if not originals[modname] then
+    originals[modname] = mod
+    mod = setmetatable({}, { __index = mod })
+    package.loaded[modname] = mod
+  elseif package.loaded[modname] == originals[modname] then
+    -- a new spec file: busted put the real one back
+    mod = setmetatable({}, { __index = originals[modname] })
+    package.loaded[modname] = mod
+  end
+  if originals[modname][fname] == nil then
     mod[fname] = fn
     M.filled[modname] = true
   end
@@ -263,11 +276,30 @@ end)
 fill("phanes.exec", "kill_all", function() end)
 
 ---------------------------------------------------------------- context / config
-if not M.real "phanes.context" then
-  package.preload["phanes.context"] = function() return dofile "spec/support/context_stub.lua" end
+-- The real context needs the real file/exec/sys primitives: use the
+-- stand-in context while any of them is a stand-in.
+function M.primitives_real()
+  for _, m in ipairs { "phanes.file", "phanes.exec", "phanes.sys", "phanes.state", "phanes.json" } do
+    if not M.real(m) then return false end
+  end
+  return true
 end
-if not M.real "phanes.config" then
-  package.preload["phanes.config"] = function() return dofile "spec/support/config_stub.lua" end
+
+-- fallback.context() -> the context module the runner specs should use.
+function M.context()
+  if M.real "phanes.context" and M.primitives_real() then return require "phanes.context" end
+  M.stub_context = M.stub_context or dofile "spec/support/context_stub.lua"
+  return M.stub_context
+end
+
+-- For spec/support/cli.lua (a process of its own): route require there.
+function M.route()
+  if not (M.real "phanes.context" and M.primitives_real()) then
+    package.loaded["phanes.context"] = M.context()
+  end
+  if not M.real "phanes.config" then
+    package.preload["phanes.config"] = function() return dofile "spec/support/config_stub.lua" end
+  end
 end
 
 return M

@@ -16,11 +16,7 @@ function M.binary()
 end
 
 function M.direct()
-  for _, m in ipairs { "phanes.json", "phanes.file", "phanes.state", "phanes.sys", "phanes.exec",
-    "phanes.context", "phanes.config" } do
-    if not fallback.real(m) then return false end
-  end
-  return true
+  return fallback.primitives_real() and fallback.real "phanes.context" and fallback.real "phanes.config"
 end
 
 -- The shell command line for argv (list) with env (map).
