@@ -316,6 +316,39 @@ describe("cli", function()
       assert.match("cannot read the config", r.stderr)
     end)
 
+    it("stops on Ctrl-C after the current resource, records what completed, exit 130", function()
+      if not runcli.direct() then pending "needs the real phanes.sys signal handling" return end
+      local cmd = runcli.command({ "apply", "slow", "--path", FIX, "--state", dir .. "/state.json" }, env)
+      local sh = io.popen("(" .. cmd .. " > " .. dir .. "/out 2> " .. dir .. "/err) & echo $!; wait $!; echo $?")
+      local pid = sh:read "l"
+      for _ = 1, 100 do
+        if runcli.read(dir .. "/slow.1") then break end
+        os.execute "sleep 0.05"
+      end
+      os.execute("pkill -INT -P " .. pid .. " 2>/dev/null || kill -INT " .. pid)
+      local code = tonumber(sh:read "l")
+      sh:close()
+      local err = runcli.read(dir .. "/err")
+      assert.equal(130, code, err)
+      assert.match("interrupted during 'slow'", err)
+      assert.truthy(runcli.read(dir .. "/slow.1"))
+      assert.is_nil(runcli.read(dir .. "/slow.5"))
+      assert.is_nil(runcli.read(dir .. "/beta.txt"))
+      local s = state()
+      assert.equal("installed", s.modules.alpha.status)
+      assert.is_nil(s.modules.slow)
+      assert.match("slow%s+interrupted", runcli.read(dir .. "/out"))
+    end)
+
+    it("prints the facts, as a table or JSON", function()
+      local r = phanes "facts"
+      assert.equal(0, r.code, r.stderr)
+      assert.match("^fact%s+value\n", r.stdout)
+      assert.match("\nos%.id%s+%S+", r.stdout)
+      r = phanes("facts", "--json")
+      assert.is_table(json.decode(r.stdout).os)
+    end)
+
     it("lists modules with their origin, and profiles with their modules", function()
       local r = phanes("list", "--path", FIX)
       assert.equal(0, r.code, r.stderr)
