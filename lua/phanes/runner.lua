@@ -187,7 +187,8 @@ function Run:module(i, mod)
   elseif c.kind == "skipped" then
     rec.status, rec.reason = "skipped", c.reason
     if not self.json then out:say("      ", out:status "skipped", ": ", c.reason) end
-  elseif c.kind == "interrupted" then
+  elseif c.kind == "interrupted" or self:interrupted() > 0 then
+    -- a failure after Ctrl-C is the interrupt's doing (a killed command)
     rec.status = "interrupted"
   else
     rec.status = "failed"
@@ -274,7 +275,9 @@ function M.run(opts)
     exec_mod = opts.exec_mod or require "phanes.exec",
   }, Run)
   self.start, self.started_at = self.sys.now(), os.time()
-  if self.sys.trap_signals then self.sys.trap_signals() end
+  -- 2: the signal handler itself kills the running commands' process groups
+  -- on the second Ctrl-C (a command with no output never gives us a turn).
+  if self.sys.trap_signals then self.sys.trap_signals(2) end
   local exec = opts.exec or self.exec_mod.run
   self.run = self.context.new_run {
     exec = self:wrap_exec(exec), dry_run = opts.dry_run or false, config = opts.config,
@@ -303,11 +306,15 @@ function M.run(opts)
   if code == 130 and not self.json then
     local done = {}
     for _, r in ipairs(results) do
-      if r.status ~= "interrupted" and r.status ~= "not run" then done[#done + 1] = r.name end
+      if r.status ~= "interrupted" and r.status ~= "not run" and r.status ~= "failed" then
+        done[#done + 1] = r.name
+      end
     end
-    local cur = results[#done + 1]
+    local cur
+    for _, r in ipairs(results) do if r.status == "interrupted" then cur = r end end
     self.out:error(string.format("interrupted%s; completed: %s%s",
-      cur and cur.status == "interrupted" and (" during '" .. cur.name .. "' (stopped after its current resource)") or "",
+      cur and (" during '" .. cur.name .. (self:interrupted() >= 2 and "' (its running command was killed)"
+        or "' (stopped after its current resource)")) or "",
       #done > 0 and table.concat(done, ", ") or "none",
       (self.state and not self.dry_run) and (" (recorded in " .. self.state.path .. ")") or ""),
       "run the same command again to finish: completed modules are checked, not redone")

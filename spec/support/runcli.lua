@@ -20,9 +20,10 @@ function M.direct()
 end
 
 -- The shell command line for argv (list) with env (map).
-function M.command(argv, env)
+function M.command(argv, env, exec)
   local parts = {}
   for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
+  if exec then parts[#parts + 1] = "exec" end
   parts[#parts + 1] = q(M.binary())
   if not M.direct() then parts[#parts + 1] = "lua spec/support/cli.lua" end
   for _, a in ipairs(argv) do parts[#parts + 1] = q(a) end
