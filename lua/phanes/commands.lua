@@ -95,14 +95,35 @@ local function config_hasher(cfg)
   end
 end
 
+-- Print/write the JSON report (--json, --report FILE).
+local function emit_report(p, out, report)
+  local o = p.opts
+  if not (o.json or o.report) then return end
+  local text = require("phanes.json").encode(report, { pretty = true }) .. "\n"
+  if o.json then io.stdout:write(text) end
+  if o.report then
+    local ok, err = require("phanes.file").write(o.report, text, { mode = tonumber("0644", 8) })
+    if not ok then out:error("cannot write the report: " .. tostring(err)) end
+  end
+end
+
+-- Before any module ran (usage, config, lock): a short report too, so that
+-- whoever reads --json or --report learns why.
+local function early_exit(p, out, code)
+  emit_report(p, out, output.mask_deep({ format = 1, command = "apply", exit_code = code,
+    status = "error", errors = out.errors or {}, phanes_version = loader.version,
+    dry_run = p.opts["dry-run"] or false }, out.mask))
+  return code
+end
+
 -- phanes apply PROFILE|FILE.lua [...]
 function M.apply(p)
   local o = p.opts
   local out = new_out(p)
   local prof, mods = plan(p, out)
-  if not prof then return EXIT.usage end
+  if not prof then return early_exit(p, out, EXIT.usage) end
   local cfg, secrets = load_config(p, out, mods, prof.config, prof.origin)
-  if not cfg then return EXIT.usage end
+  if not cfg then return early_exit(p, out, EXIT.usage) end
   local sys = require "phanes.sys"
   local sf
   if not o["dry-run"] then
@@ -112,7 +133,7 @@ function M.apply(p)
       hostname = sys.hostname and sys.hostname() })
     if not sf then
       out:error(err, code == "io" and "run as root, or give a writable --state PATH" or nil)
-      return code == "locked" and EXIT.locked or EXIT.usage
+      return early_exit(p, out, code == "locked" and EXIT.locked or EXIT.usage)
     end
     if sf.warning then out:warn(sf.warning) end
   end
@@ -128,15 +149,7 @@ function M.apply(p)
   })
   if sf then sf:close() end
   if not ok then error(code, 0) end
-  if o.json or o.report then
-    local json = require "phanes.json"
-    local text = json.encode(report, { pretty = true }) .. "\n"
-    if o.json then io.stdout:write(text) end
-    if o.report then
-      local wok, werr = require("phanes.file").write(o.report, text, { mode = tonumber("0644", 8) })
-      if not wok then out:error("cannot write the report: " .. tostring(werr)) end
-    end
-  end
+  emit_report(p, out, report)
   return code
 end
 
@@ -237,7 +250,13 @@ end
 -- phanes status [--json] [--state PATH] [--config F]
 function M.status(p)
   local out = new_out(p)
-  local path = statefile.path { flag = p.opts.state }
+  local cfg_path
+  if p.opts.config then
+    local cfg = load_config(p, out, {}, {})
+    if not cfg then return EXIT.usage end
+    cfg_path = cfg.state_path
+  end
+  local path = statefile.path { flag = p.opts.state, config = cfg_path }
   local state, err, code = statefile.read(path)
   if not state then
     out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state" or nil)

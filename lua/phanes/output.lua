@@ -135,6 +135,8 @@ end
 
 -- out:error(msg[, hint]) prints "phanes: msg" (and the hint) on stderr.
 function Out:error(msg, hint)
+  self.errors = self.errors or {}
+  self.errors[#self.errors + 1] = self.mask(tostring(msg))
   self.err:write(self.mask(self:paint("red", "phanes: ") .. tostring(msg)), "\n")
   if hint then self.err:write(self.mask(hint), "\n") end
   self.err:flush()
