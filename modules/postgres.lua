@@ -13,6 +13,7 @@
 -- Section `postgres:`
 --   source: debian             # debian | pgdg
 --   version: ""                # empty: the distribution's; e.g. "16" with pgdg
+--   repo_url: https://apt.postgresql.org/pub/repos/apt   # with pgdg
 --   listen_addresses: localhost
 --   port: 5432
 --   role: app
