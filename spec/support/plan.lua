@@ -59,6 +59,17 @@ function M.render(src, vars)
   return out
 end
 
+-- A provisioned host's files, as far as modules read them.
+M.KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample me@laptop"
+function M.host_files()
+  return {
+    ["/usr/share/zoneinfo/UTC"] = "TZif", ["/usr/share/zoneinfo/Europe/Paris"] = "TZif",
+    ["/home/deploy/.ssh/authorized_keys"] = M.KEY .. "\n",
+    ["/usr/bin/docker"] = "", ["/usr/bin/psql"] = "",
+  }
+end
+M.users = { deploy = { name = "deploy", uid = 1000, gid = 1000, home = "/home/deploy", shell = "/bin/bash" } }
+
 local SKIP = {}
 
 -- plan.run(mod, config, opts) -> calls, skipped_reason, warnings
@@ -108,7 +119,20 @@ function M.run(mod, config, opts)
     for _, n in ipairs(names) do ctx[group][n] = recorder(group .. "." .. n) end
   end
   local section = M.with_defaults(mod.config, config[mod.name])
+  -- The host's files as the module would read them: opts.files, nothing else.
+  local pfile, sys = require "phanes.file", require "phanes.sys"
+  local files = opts.files or M.host_files()
+  local saved = { read = pfile.read, exists = pfile.exists, getpwnam = sys.getpwnam }
+  pfile.read = function(path)
+    if files[path] then return files[path] end
+    return nil, path .. ": No such file or directory", 2
+  end
+  pfile.exists = function(path) return files[path] ~= nil end
+  sys.getpwnam = function(name)
+    return (opts.users or M.users)[name]
+  end
   local ok, err = pcall(mod.apply, ctx, section)
+  pfile.read, pfile.exists, sys.getpwnam = saved.read, saved.exists, saved.getpwnam
   if not ok then
     if type(err) == "table" and err[SKIP] then return calls, err[SKIP], warnings end
     error(err, 0)
