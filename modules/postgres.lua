@@ -70,12 +70,13 @@ local function b64encode(s)
   end) .. ({ "", "==", "=" })[#s % 3 + 1])
 end
 local function b64decode(s)
-  s = s:gsub("[^%w+/]", "")
-  return (s:gsub(".", function(c)
-    local n, bits = B64:find(c, 1, true) - 1, ""
-    for i = 6, 1, -1 do bits = bits .. ((n >> (i - 1)) & 1) end
-    return bits
-  end):gsub("%d%d%d%d%d%d%d%d", function(x) return string.char(tonumber(x, 2)) end))
+  local bits = s:gsub("[^%w+/]", ""):gsub(".", function(c)
+    local n, out = B64:find(c, 1, true) - 1, ""
+    for i = 6, 1, -1 do out = out .. ((n >> (i - 1)) & 1) end
+    return out
+  end)
+  bits = bits:sub(1, #bits - #bits % 8)
+  return (bits:gsub("%d%d%d%d%d%d%d%d", function(x) return string.char(tonumber(x, 2)) end))
 end
 
 -- scram_verifier(password, salt, iterations) -> "SCRAM-SHA-256$4096:salt$StoredKey:ServerKey"

@@ -178,7 +178,7 @@ describe("modules", function()
         assert.truthy(used[rel], rel .. " is not rendered by any module")
       end
     end
-    assert.truthy(count >= 14)
+    assert.truthy(count >= 13)
   end)
 end)
 
