@@ -23,13 +23,13 @@ DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1
 	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client
 RUN_SPECS := spec/run
 
-.PHONY: all deps deps-ok test unit integration asan asan-test demo bench clean FORCE
+.PHONY: all deps deps-ok bench test unit integration asan asan-test demo bench clean FORCE
 all: $(B)/phanes
 
 $(B)/phanes: $(OBJ)
 	$(CC) $(CFLAGS) $(LINKFLAGS) -o $@ $(OBJ) $(LDLIBS)
 
-$(B)/%.o: src/%.c src/phanes.h | $(B)
+$(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/files.o: $(B)/files.c src/phanes.h
@@ -82,3 +82,6 @@ asan-test: asan
 
 clean:
 	rm -rf build
+
+bench: deps-ok $(B)/phanes
+	spec/bench/run

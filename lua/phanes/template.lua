@@ -40,7 +40,7 @@ local M = {}
 
 -- Compiled templates, by name then text: rendering the same template twice
 -- does not compile it again. `M.stats.compiled` counts real compilations.
-local cache = {}
+local cache, counts = {}, {}
 M.stats = { compiled = 0 }
 
 local KEYWORDS = {}
@@ -271,6 +271,9 @@ end
 local OPS = { "==", "~=", "!=", "<=", ">=", "//", "..", "<", ">", "+", "-", "*",
   "/", "%", "^", "#", "(", ")", "[", "]", ",", "|", ".", "~" }
 
+local OP1, OP2 = {}, {}
+for _, o in ipairs(OPS) do if #o == 2 then OP2[o] = true else OP1[o] = true end end
+
 local function lex(src, line)
   local toks, i, n = {}, 1, #src
   while i <= n do
@@ -300,10 +303,7 @@ local function lex(src, line)
       toks[#toks + 1] = { kind = "str", v = lit }
       i = j + 1
     else
-      local op
-      for _, o in ipairs(OPS) do
-        if src:sub(i, i + #o - 1) == o then op = o break end
-      end
+      local op = OP2[src:sub(i, i + 1)] and src:sub(i, i + 1) or OP1[c] and c
       if not op then fail(line, "unexpected '%s' in '%s'", c, src) end
       toks[#toks + 1] = { kind = "op", v = op }
       i = i + #op
@@ -542,7 +542,10 @@ local KIND = { ["{"] = "expr", ["%"] = "block", ["#"] = "comment" }
 local function find_close(text, i, closer, kind)
   if kind == "comment" then return text:find(closer, i, true) end
   local n = #text
+  local stops = "[\"'" .. closer:sub(1, 1):gsub("%p", "%%%0") .. "]"
   while i <= n do
+    i = text:find(stops, i)
+    if not i then return nil end
     local c = text:sub(i, i)
     if c == '"' or c == "'" then
       local j = i + 1
@@ -812,8 +815,15 @@ function M.compile(text, name)
     return nil, located(name, state.line, out)
   end
   M.stats.compiled = M.stats.compiled + 1
-  -- names are few (one per template file): keep only the latest text per name
-  cache[name] = { [text] = render }
+  -- a name holds few texts (one per template file, more for inline ones):
+  -- start over past a bound, so a long run does not grow without end
+  if (counts[name] or 0) >= 64 then
+    by_text = {}
+    cache[name] = by_text
+    counts[name] = 0
+  end
+  by_text[text] = render
+  counts[name] = (counts[name] or 0) + 1
   return render
 end
 

@@ -23,6 +23,11 @@ describe("template", function()
       assert.equal("true false true true false 5 3 v1true xy true true true", out)
     end)
 
+    it("finds the end of a tag past closers inside strings", function()
+      assert.equal("a }} b {% c", render('a {{ "}}" }} b {{ "{%" }} c'))
+      assert.equal("x", render('{% if "%}" == "%}" %}x{% end %}'))
+    end)
+
     it("has no access to globals", function()
       for _, g in ipairs { "os", "io", "require", "_G", "_ENV", "string", "print" } do
         local out, err = render("{{ " .. g .. " }}")
@@ -159,9 +164,17 @@ describe("template", function()
       assert.truthy(template.render(text, { x = 1 }, "cache-test"))
       assert.truthy(template.render(text, { x = 2 }, "cache-test"))
       assert.equal(before + 1, template.stats.compiled)
-      -- another text under the same name is compiled
+      -- another text under the same name is compiled, and both stay cached
       assert.truthy(template.render(text .. "!", { x = 1 }, "cache-test"))
       assert.equal(before + 2, template.stats.compiled)
+      assert.equal(fn, template.compile(text, "cache-test"))
+      assert.equal(before + 2, template.stats.compiled)
+    end)
+
+    it("caches any text, even one that looks like a bookkeeping key", function()
+      assert.equal("n", template.render("n", {}, "odd"))
+      assert.equal("n", template.render("n", {}, "odd"))
+      assert.equal("m", template.render("m", {}, "odd"))
     end)
 
     it("keeps renders independent", function()
