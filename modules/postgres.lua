@@ -35,24 +35,34 @@ local DISTRO_VERSION = { debian = { ["11"] = "13", ["12"] = "15", ["13"] = "17" 
   ubuntu = { ["22.04"] = "14", ["24.04"] = "16" } }
 
 -- SCRAM-SHA-256 (RFC 5802/7677) on top of the sha256 primitive. --------------
-local function unhex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
-local function sha256(s) return unhex(pfile.sha256(s)) end
+-- sha256(s) -> 32 raw bytes (the primitive gives hex; tonumber wraps past 2^63)
+local function sha256(s)
+  local h = pfile.sha256(s)
+  return string.pack(">i8i8i8i8", tonumber(h:sub(1, 16), 16), tonumber(h:sub(17, 32), 16),
+    tonumber(h:sub(33, 48), 16), tonumber(h:sub(49, 64), 16))
+end
+-- xor of two strings of the same length (a multiple of 8 bytes)
 local function xor(a, b)
   local out = {}
-  for i = 1, #a do out[i] = string.char(a:byte(i) ~ b:byte(i)) end
+  for i = 1, #a, 8 do
+    out[#out + 1] = string.pack("<i8", string.unpack("<i8", a, i) ~ string.unpack("<i8", b, i))
+  end
   return table.concat(out)
 end
-local function hmac(key, msg)
+-- hmac_sha256(key) -> function(msg) -> MAC; the padded keys are made once
+local function hmac_sha256(key)
   if #key > 64 then key = sha256(key) end
   key = key .. string.rep("\0", 64 - #key)
   local ipad, opad = xor(key, string.rep("\54", 64)), xor(key, string.rep("\92", 64))
-  return sha256(opad .. sha256(ipad .. msg))
+  return function(msg) return sha256(opad .. sha256(ipad .. msg)) end
 end
+local function hmac(key, msg) return hmac_sha256(key)(msg) end
 local function pbkdf2(password, salt, iterations)
-  local u = hmac(password, salt .. "\0\0\0\1")
+  local mac = hmac_sha256(password)
+  local u = mac(salt .. "\0\0\0\1")
   local t = u
   for _ = 2, iterations do
-    u = hmac(password, u)
+    u = mac(u)
     t = xor(t, u)
   end
   return t

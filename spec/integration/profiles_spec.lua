@@ -87,10 +87,8 @@ end
 local function ufw_rules(i)
   local rules = {}
   for line in sh(i, "ufw status"):gmatch "[^\n]+" do
-    local to, action = line:match "^(%S+[^A-Z]-)%s+(ALLOW%s*%u*)%s"
-    if to then
-      rules[#rules + 1] = (to:gsub("%s+$", "")) .. " " .. (action:gsub("%s+$", ""))
-    end
+    local to, action = line:match "^(%S.-)%s%s+(%u+)%s%s+"
+    if to then rules[#rules + 1] = to .. " " .. action end
   end
   table.sort(rules)
   return rules
@@ -99,8 +97,8 @@ end
 local function expect_rules(ports)
   local want = {}
   for _, p in ipairs(ports) do
-    want[#want + 1] = p .. " ALLOW IN"
-    want[#want + 1] = p .. " (v6) ALLOW IN"
+    want[#want + 1] = p .. " ALLOW"
+    want[#want + 1] = p .. " (v6) ALLOW"
   end
   table.sort(want)
   return want
