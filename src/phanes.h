@@ -22,6 +22,9 @@ int phanes_fail(lua_State *L, const char *what, int err);
 int phanes_failf(lua_State *L, const char *fmt, ...);
 
 /* Primitive families, one file each. */
+/* exec.c: send sig to every running child process group (async-signal-safe). */
+int phanes_kill_children(int sig);
+
 int luaopen_phanes_embedded(lua_State *L);
 int luaopen_phanes_exec(lua_State *L);
 int luaopen_phanes_file(lua_State *L);

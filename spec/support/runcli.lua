@@ -1,0 +1,70 @@
+-- spec/support/runcli.lua: run phanes as a subprocess, as a user would.
+--   local runcli = require "spec.support.runcli"
+--   local r = runcli.run({ "apply", "x", "--path", dir }, { RUNNER_FIXTURE_DIR = tmp })
+--   r.code, r.stdout, r.stderr
+-- Uses the binary directly when every piece it needs is the real one, and
+-- spec/support/cli.lua (stand-ins for missing pieces) otherwise.
+local fallback = require "spec.support.fallback"
+local M = {}
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+function M.binary()
+  local sys = require "phanes.sys"
+  if fallback.real "phanes.sys" and sys.exe then return sys.exe() end
+  return os.getenv "PHANES_BIN" or "build/phanes"
+end
+
+function M.direct()
+  return fallback.primitives_real() and fallback.real "phanes.context" and fallback.real "phanes.config"
+end
+
+-- The shell command line for argv (list) with env (map).
+function M.command(argv, env, exec)
+  local parts = {}
+  for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
+  if exec then parts[#parts + 1] = "exec" end
+  parts[#parts + 1] = q(M.binary())
+  if not M.direct() then parts[#parts + 1] = "lua spec/support/cli.lua" end
+  for _, a in ipairs(argv) do parts[#parts + 1] = q(a) end
+  return table.concat(parts, " ")
+end
+
+function M.run(argv, env)
+  local errf = os.tmpname()
+  local p = io.popen(M.command(argv, env) .. " 2>" .. errf)
+  local out = p:read "a"
+  local _, _, code = p:close()
+  local f = io.open(errf)
+  local err = f:read "a"
+  f:close()
+  os.remove(errf)
+  return { code = code, stdout = out, stderr = err }
+end
+
+function M.tmpdir()
+  local p = io.popen "mktemp -d"
+  local d = p:read "l"
+  p:close()
+  return d
+end
+
+function M.rmdir(d)
+  if d and d:match "^/tmp/" then os.execute("rm -rf " .. q(d)) end
+end
+
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local d = f:read "a"
+  f:close()
+  return d
+end
+
+function M.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+
+return M
