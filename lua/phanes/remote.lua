@@ -15,7 +15,12 @@
 -- --known-hosts PATH, --timeout S (connect, default 10).
 --
 -- Exit codes: the remote run's; 3 for connection, authentication and sudo
--- failures; with several hosts, 1 when any failed.
+-- failures; with several hosts, 1 when any failed; 130 when interrupted.
+--
+-- Environment: PHANES_KEY_PASSPHRASE (a key's passphrase, else asked on the
+-- terminal), PHANES_NO_PROMPT=1 (never ask; set for fleet children),
+-- PHANES_INVENTORY (another inventory file), XDG_STATE_HOME (where the
+-- per-host records go).
 local util = require "phanes.remote.util"
 local M = {}
 
@@ -90,8 +95,10 @@ function M.connect(t, o)
   local ssh = require "phanes.ssh"
   local interactive = util.isatty(0) and not os.getenv "PHANES_NO_PROMPT"
   local key = expand(o.key or t.key)
-  if key and not io.open(key, "rb") then
-    return nil, "--key " .. key .. ": cannot read that file", "auth"
+  if key then
+    local f, ferr = io.open(key, "rb")
+    if not f then return nil, "--key " .. key .. ": cannot read it (" .. tostring(ferr) .. ")", "auth" end
+    f:close()
   end
   local identities = key and { key } or nil
   if not identities and t.identities then

@@ -273,7 +273,10 @@ function M.run(t, o, args, files)
     return code
   end
   local s, msg, kind = require("phanes.remote").connect(t, o)
-  if not s then return finish(3, kind == "auth" and "auth" or "unreachable", msg) end
+  if not s then
+    if kind == "interrupted" then return finish(130, "interrupted", "interrupted while connecting") end
+    return finish(3, kind == "auth" and "auth" or kind == "hostkey_changed" and "hostkey changed" or "unreachable", msg)
+  end
   rec.user = s:info().user
   local ctx, code, perr = prepare(s, t, o, rec, files)
   if not ctx then
