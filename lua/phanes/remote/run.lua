@@ -90,7 +90,8 @@ local function run_command(p, bin, args, files, mode, color, report)
   end
   if color then words[#words + 1] = "--color=always" end
   if report then words[#words + 1] = "--report " .. q(p.dir .. "/report.json") end
-  local inner = 'echo "PHANES-PID $$"; exec ' .. table.concat(words, " ")
+  -- cwd is the run directory: the target user's ./ must not join the search path
+  local inner = "cd " .. q(p.dir) .. ' && echo "PHANES-PID $$" && exec ' .. table.concat(words, " ")
   if mode == "root" then return inner end
   return "exec sudo " .. (mode == "password" and "-S -p ''" or "-n") .. " -- sh -c " .. q(inner)
 end
@@ -284,6 +285,12 @@ function M.run(t, o, args, files)
     return finish(code, code == 3 and "error" or "refused", perr)
   end
   ctx.args, ctx.files, ctx.log = args, files, log
+  local okS, sys = pcall(require, "phanes.sys")
+  if okS and sys.interrupted and sys.interrupted() > 0 then
+    s:exec('rm -rf "' .. ctx.probe.dir .. '"')
+    s:close()
+    return finish(130, "interrupted", "interrupted before the run started")
+  end
   local rcode, status, reason = execute(s, t, o, rec, ctx)
   local gone = status == "lost" or (reason or ""):match "disconnected$"
   if not gone then
