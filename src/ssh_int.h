@@ -35,6 +35,10 @@ int ssh_wait(struct ssh *ss, int ms);
 /* nil, "host:port: what: libssh2's last error", kind */
 int ssh_fail(lua_State *L, struct ssh *ss, const char *what, const char *kind);
 void ssh_keepalive(struct ssh *ss);
+int ssh_hostkey_check(lua_State *L, struct ssh *ss, const char *path, int strict);
+int ssh_authenticate(lua_State *L, struct ssh *ss, int opts);
+const char *ssh_opt_string(lua_State *L, int opts, const char *key, const char *def);
+int ssh_opt_bool(lua_State *L, int opts, const char *key, int def);
 void ssh_chan_methods(lua_State *L); /* adds exec/upload/download to the table on top */
 void ssh_sftp_close(struct ssh *ss);
 
