@@ -26,7 +26,8 @@ end
 function M.write(name, rec, log)
   local file, json = require "phanes.file", require "phanes.json"
   local dir = util.host_dir(name)
-  local ok, err = util.mkdir_p(dir .. "/runs")
+  local ok, err = util.mkdir_p(dir)
+  if ok then ok, err = util.mkdir_p(dir .. "/runs") end
   if not ok then return nil, err end
   local mode = tonumber("0600", 8)
   local logname = dir .. "/runs/" .. os.date("!%Y%m%dT%H%M%SZ") .. string.format("-%04d", math.random(0, 9999)) .. ".log"
