@@ -1,6 +1,6 @@
 /* file.c: the phanes.file primitives: read, atomic write, stat, mkdir,
- * remove, symlink, modes and owners, listing, sha256 (the unified diff is
- * in diff.c). A failure of the world returns nil, "path: why", errno. */
+ * remove, symlink, modes and owners, listing, sha256 (file.diff is in
+ * diff.c). A failure of the world returns nil, "path: why", errno. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -663,6 +663,7 @@ int luaopen_phanes_file(lua_State *L)
 		{"list", l_list},
 		{"sha256", l_sha256},
 		{"sha256_file", l_sha256_file},
+		{"diff", phanes_diff},
 		{NULL, NULL},
 	};
 	if (luaL_newmetatable(L, MEM_MT)) {
@@ -672,6 +673,7 @@ int luaopen_phanes_file(lua_State *L)
 		lua_setfield(L, -2, "__close");
 	}
 	lua_pop(L, 1);
+	phanes_diff_init(L);
 	luaL_newlib(L, funcs);
 	return 1;
 }

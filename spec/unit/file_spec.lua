@@ -305,3 +305,110 @@ describe("phanes.file", function()
     assert.same({}, file.list(dir))
   end)
 end)
+
+-- file.diff against GNU diff -u: same text, timestamps in the headers aside.
+describe("phanes.file.diff", function()
+  local file = require "phanes.file"
+  local exec = require "phanes.exec"
+  local dir
+
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(file.mkdir(dir))
+  end)
+  after_each(function() assert(file.remove(dir, true)) end)
+
+  local function gnu(old, new, context)
+    assert(file.write(dir .. "/old", old))
+    assert(file.write(dir .. "/new", new))
+    local r = assert(exec.run { argv = { "diff", "-U" .. (context or 3), dir .. "/old", dir .. "/new" } })
+    assert.truthy(r.code == 0 or r.code == 1, r.stderr)
+    return (r.stdout:gsub("^%-%-%- [^\n]*\n%+%+%+ [^\n]*\n", "--- a\n+++ b\n"))
+  end
+
+  local cases = {
+    { "a\nb\nc\n", "a\nB\nc\n" },
+    { "a\nb\nc\n", "a\nb\nc\nd\n" },
+    { "a\nb\nc\n", "b\nc\n" },
+    { "", "one\ntwo\n" },
+    { "one\ntwo\n", "" },
+    { "a\nb", "a\nc" },
+    { "a\nb", "a\nb\n" },
+    { "a\nb\n", "a\nb" },
+    { "x", "y" },
+    { "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n20\n",
+      "1\nII\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\nXIX\n20\n" },
+    { "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", "1\nII\n3\n4\n5\n6\n7\n8\nIX\n10\n" },
+    { "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n", "1\nII\n3\n4\n5\n6\n7\n8\n9\nX\n" },
+    { "a\n\n\nb\n", "a\n\nb\n\n" },
+    { "keep\nold1\nold2\nold3\nkeep2\n", "keep\nnew1\nnew2\nkeep2\n" },
+    { "PermitRootLogin yes\nPasswordAuthentication yes\nX11Forwarding yes\n",
+      "PermitRootLogin no\nPasswordAuthentication no\nX11Forwarding yes\nAllowUsers deploy\n" },
+  }
+
+  it("matches diff -u on typical cases", function()
+    for i, c in ipairs(cases) do
+      for _, ctx in ipairs { 3, 1, 0 } do
+        assert.equal(gnu(c[1], c[2], ctx), file.diff(c[1], c[2], { context = ctx }),
+          "case " .. i .. " context " .. ctx)
+      end
+    end
+  end)
+
+  it("is empty for equal texts and uses opts.from and opts.to", function()
+    assert.equal("", file.diff("a\n", "a\n"))
+    assert.equal("", file.diff("", ""))
+    assert.equal("--- /etc/x (current)\n+++ /etc/x (wanted)\n@@ -1 +1 @@\n-a\n+b\n",
+      file.diff("a\n", "b\n", { from = "/etc/x (current)", to = "/etc/x (wanted)" }))
+  end)
+
+  it("gives a minimal diff that patch(1) applies, on random texts", function()
+    math.randomseed(42)
+    local words = { "a", "b", "c", "d", "", "e" }
+    local function text(n)
+      local t = {}
+      for i = 1, n do t[i] = words[math.random(#words)] end
+      return table.concat(t, "\n") .. (math.random(4) == 1 and "" or "\n")
+    end
+    local function changed(d)
+      local n = 0
+      for l in d:gmatch "[^\n]*" do if l:match "^[-+][^-+]" or l == "-" or l == "+" then n = n + 1 end end
+      return n
+    end
+    for i = 1, 60 do
+      local old, new = text(math.random(0, 30)), text(math.random(0, 30))
+      local ours = file.diff(old, new)
+      assert.equal(changed(gnu(old, new)), changed(ours), "size of diff " .. i)
+      if ours ~= "" then
+        assert(file.write(dir .. "/p", old))
+        local r = assert(exec.run { argv = { "patch", "-s", dir .. "/p" }, stdin = ours })
+        assert.equal(0, r.code, r.stdout .. r.stderr .. "\n" .. ours)
+        assert.equal(new, file.read(dir .. "/p"), "patched " .. i)
+      end
+    end
+  end)
+
+  it("stays fast on huge unrelated inputs, still correct", function()
+    local a, b = {}, {}
+    for i = 1, 100000 do a[i] = "old " .. i; b[i] = "new " .. i end
+    local old, new = table.concat(a, "\n") .. "\n", table.concat(b, "\n") .. "\n"
+    local t0 = require("phanes.sys").now()
+    local d = file.diff(old, new)
+    assert.truthy(require("phanes.sys").now() - t0 < 5)
+    local head = "--- a\n+++ b\n@@ -1,100000 +1,100000 @@\n-old 1\n-old 2\n"
+    assert.equal(head, d:sub(1, #head))
+    assert(file.write(dir .. "/p", old))
+    local r = assert(exec.run { argv = { "patch", "-s", dir .. "/p" }, stdin = d })
+    assert.equal(0, r.code, r.stderr)
+    assert.equal(new, file.read(dir .. "/p"))
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() file.diff() end)
+    assert.has_error(function() file.diff("a", {}) end)
+    assert.has_error(function() file.diff("a", "b", { context = -1 }) end)
+    assert.has_error(function() file.diff("a", "b", { from = {} }) end)
+    assert.has_error(function() file.diff("a", "b", "c") end)
+  end)
+end)
