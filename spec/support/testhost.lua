@@ -90,9 +90,12 @@ function M.down(i)
 end
 
 -- register setup/teardown in the enclosing describe block
+-- (busted's setup/teardown are globals of the spec file only: take them
+-- from the busted module)
 function M.use(n)
-  setup(function() M.up(n) end)
-  teardown(function() M.down() end)
+  local busted = require "busted"
+  busted.setup(function() M.up(n) end)
+  busted.teardown(function() M.down() end)
 end
 
 -- run a command inside host i as root: cmd is a shell string (run by sh -c)
