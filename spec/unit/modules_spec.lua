@@ -309,8 +309,11 @@ describe("module plans", function()
     calls = plan.run(plan.module "docker", config { docker = { source = "debian" } }, { dry_run = true })
     assert.same({}, plan.find(calls, "apt.repo"))
     assert.same({ "docker.io", "docker-compose" }, plan.find(calls, "pkg.installed")[1].args)
-    local member = plan.find(calls, "user.present")[1].args
-    assert.same({ name = "deploy", groups = { "docker" } }, member)
+    assert.same({ "usermod", "-aG", "docker", "deploy" }, plan.find(calls, "cmd.run")[1].args.argv)
+    local files = plan.host_files()
+    files["/etc/group"] = "root:x:0:\ndocker:x:998:deploy\n"
+    calls = plan.run(plan.module "docker", config { docker = { source = "debian" } }, { files = files })
+    assert.same({}, plan.find(calls, "cmd.run"))
   end)
 
   it("caddy official adds Caddy's repository; the Caddyfile is validated", function()
