@@ -8,8 +8,10 @@
 #   DEMO_CONFIG     config file (default: examples/config.yaml)
 #   DEMO_HOST       test host index (default: 1)
 #   PHANES          the binary (default: build/phanes)
+#                   (once remote execution lands), with a private HOME whose
+#                   ~/.ssh holds the harness key and the host's known_hosts
 #
-# The binary is copied into the host and run there (as root over ssh).
+# Default: the binary is copied into the host and run there (as root over ssh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
@@ -36,12 +38,13 @@ t0=$SECONDS
 cleanup() {
   local rc=$?
   if [[ $KEEP == 1 && $rc -eq 0 ]]; then
-    local ip key
+    local ip key pre=
     ip=$("$TH" ip "$HOST"); key=$("$TH" ssh-key)
+    [[ ${PHANES_TEST_ID:-pht} == pht ]] || pre="PHANES_TEST_ID=$PHANES_TEST_ID "
     printf '\n%sThe host stays up (KEEP=1).%s Reach it with:\n' "$B" "$N"
     printf '  ssh -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@%s\n' "$key" "$ip"
-    printf '  (or: %s ssh %s;  users deploy and alice too; alice'\''s sudo password: %s password)\n' "$TH" "$HOST" "$TH"
-    printf 'Remove it with: %s down\n' "$TH"
+    printf '  (or: %s%s ssh %s;  users deploy and alice too; alice'\''s sudo password: %s%s password)\n' "$pre" "$TH" "$HOST" "$pre" "$TH"
+    printf 'Remove it with: %s%s down\n' "$pre" "$TH"
   else
     step "tearing the test host down"
     "$TH" down "$HOST" || true
@@ -55,25 +58,28 @@ step "booting test host $HOST (Debian 12, systemd, sshd; first time builds the b
 "$TH" up "$HOST"
 IP=$("$TH" ip "$HOST")
 KEY=$("$TH" ssh-key)
-SSH=(ssh -i "$KEY" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes)
-[[ -t 1 ]] && SSH+=(-t)
-
-step "copying $(basename "$PHANES") and $(basename "$CONFIG") to root@$IP"
-"$TH" exec "$HOST" mkdir -p /root/phanes-demo
-"$TH" cp "$HOST" "$PHANES" /usr/local/bin/phanes
-"$TH" cp "$HOST" "$CONFIG" /root/phanes-demo/config.yaml
-in_host() { "${SSH[@]}" "root@$IP" "$@"; }
-# The admin user logs in with the harness's key (the example config leaves it empty).
+# phanes drives the host from here over SSH (it uploads itself and runs
+# there), with a private HOME holding the harness key and the host's key.
+DEMO_HOME=$(mktemp -d /tmp/phanes-demo-home.XXXXXX)
+trap 'rc=$?; rm -rf "$DEMO_HOME"; (exit $rc); cleanup' EXIT
+mkdir -m 700 "$DEMO_HOME/.ssh"
+cp "$KEY" "$DEMO_HOME/.ssh/id_ed25519"; cp "$KEY.pub" "$DEMO_HOME/.ssh/id_ed25519.pub"
+"$TH" known-hosts "$HOST" >"$DEMO_HOME/.ssh/known_hosts"
+# The admin user the config creates logs in with the harness key too.
 SET_KEY="ssh_public_key=$(cat "$KEY.pub")"
+ADMIN=$(sed -n 's/^username:[[:space:]]*"\{0,1\}\([a-z_][a-z0-9_-]*\).*/\1/p' "$CONFIG" | head -n 1)
+phanes_on() { local login=$1; shift; HOME=$DEMO_HOME "$PHANES" --remote "$login@$IP" "$@"; }
 
-step "phanes apply $PROFILE (first run: installs and configures)"
+step "phanes --remote root@$IP apply $PROFILE (first run: uploads phanes, installs and configures)"
 t1=$SECONDS
-in_host phanes apply "$PROFILE" --config /root/phanes-demo/config.yaml --set "'$SET_KEY'"
+phanes_on root apply "$PROFILE" --config "$CONFIG" --set "$SET_KEY"
 printf '%sfirst run: %d s%s\n' "$G" $((SECONDS - t1)) "$N"
 
-step "phanes apply $PROFILE again (nothing should change)"
+# The security module turned root login off: from now on, the admin user
+# logs in with its key and phanes runs through sudo.
+step "phanes --remote ${ADMIN:-root}@$IP apply $PROFILE again (nothing should change)"
 t1=$SECONDS
-out=$(in_host phanes apply "$PROFILE" --config /root/phanes-demo/config.yaml --set "'$SET_KEY'" 2>&1) || { printf '%s\n' "$out"; fail "second run failed"; }
+out=$(phanes_on "${ADMIN:-root}" apply "$PROFILE" --config "$CONFIG" --set "$SET_KEY" 2>&1) || { printf '%s\n' "$out"; fail "second run failed"; }
 printf '%s\n' "$out"
 if grep -qiE '(^|[^a-z])changed[^a-z0-9]*[1-9]|would change' <<<"$out"; then
   printf '%ssecond run reported changes: the profile is not idempotent%s\n' "$Y" "$N"
@@ -81,7 +87,7 @@ else
   printf '%ssecond run: %d s, no changes%s\n' "$G" $((SECONDS - t1)) "$N"
 fi
 
-step "phanes status"
-in_host phanes status
+step "phanes --remote ${ADMIN:-root}@$IP status"
+phanes_on "${ADMIN:-root}" status
 
 printf '\n%sdemo done in %d s%s\n' "$G" $((SECONDS - t0)) "$N"

@@ -131,6 +131,13 @@ function M.ip(i) return one_line("ip " .. math.tointeger(i)) end
 function M.key() return one_line("ssh-key") end
 function M.password() return one_line("password") end
 
+-- known_hosts lines of hosts i... (all when none given), for strict host key checking
+function M.known_hosts(...)
+  local idx = {}
+  for k, i in ipairs({ ... }) do idx[k] = tostring(math.tointeger(i)) end
+  return one_line("known-hosts " .. table.concat(idx, " ")) .. "\n"
+end
+
 -- hosts known to the harness: { {name=, ip=, state=, pid=}, ... }
 function M.ls()
   local list = {}
