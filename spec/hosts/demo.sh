@@ -8,10 +8,10 @@
 #   DEMO_CONFIG     config file (default: examples/config.yaml)
 #   DEMO_HOST       test host index (default: 1)
 #   PHANES          the binary (default: build/phanes)
-#                   (once remote execution lands), with a private HOME whose
-#                   ~/.ssh holds the harness key and the host's known_hosts
 #
-# Default: the binary is copied into the host and run there (as root over ssh).
+# phanes runs from here with --remote: it uploads itself and runs on the
+# host, with a private HOME whose ~/.ssh holds the harness key and the host's
+# known_hosts (this machine's own ~/.ssh is not touched).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
