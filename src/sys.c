@@ -53,6 +53,11 @@ static int l_trap_signals(lua_State *L)
 	return 1;
 }
 
+int phanes_signals_seen(void)
+{
+	return signals_seen;
+}
+
 static int l_interrupted(lua_State *L)
 {
 	lua_pushinteger(L, signals_seen);

@@ -126,15 +126,17 @@ examples:
   phanes --path ./my-modules list -v
 ]],
   status = [[
-usage: phanes status [--json] [--state PATH] [--config FILE]
+usage: phanes status [PROFILE] [--json] [--state PATH] [--config FILE]
 
 Show what phanes installed on this machine, from the state file. With
 --config, also says for each module whether its config changed since it
-was applied.
+was applied (give the PROFILE it was applied with when that profile sets
+config defaults).
 
 examples:
   phanes status
   phanes status --config config.yaml
+  phanes status dev --config config.yaml
   phanes status --json --state /tmp/state.json
 ]],
   facts = [[

@@ -231,13 +231,14 @@ function M.list(p)
 end
 
 -- For status --config: module name -> "same"|"changed" (nil when unknown).
-local function config_changes(p, out, state)
+-- prof (status PROFILE --config F) gives the defaults the run was applied with.
+local function config_changes(p, out, state, prof)
   local mods = {}
   for name in pairs(state.modules) do
     local mod = resolve.module(name)
     if mod then mods[#mods + 1] = mod end
   end
-  local cfg = load_config(p, out, mods, {})
+  local cfg = load_config(p, out, mods, prof and prof.config or {}, prof and prof.origin)
   if not cfg then return nil end
   local hash, res = config_hasher(cfg), {}
   for _, mod in ipairs(mods) do
@@ -247,12 +248,21 @@ local function config_changes(p, out, state)
   return res
 end
 
--- phanes status [--json] [--state PATH] [--config F]
+-- phanes status [PROFILE] [--json] [--state PATH] [--config F]
 function M.status(p)
   local out = new_out(p)
-  local cfg_path
+  local cfg_path, prof
+  if #p.args > 1 then
+    out:error("one profile at a time (got " .. table.concat(p.args, ", ") .. ")")
+    return EXIT.usage
+  end
+  if p.args[1] then
+    local err
+    prof, err = resolve.profile(p.args[1])
+    if not prof then out:error(err) return EXIT.usage end
+  end
   if p.opts.config then
-    local cfg = load_config(p, out, {}, {})
+    local cfg = load_config(p, out, {}, prof and prof.config or {}, prof and prof.origin)
     if not cfg then return EXIT.usage end
     cfg_path = cfg.state_path
   end
@@ -262,7 +272,7 @@ function M.status(p)
     out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state" or nil)
     return EXIT.usage
   end
-  local changes = p.opts.config and config_changes(p, out, state)
+  local changes = p.opts.config and config_changes(p, out, state, prof)
   if p.opts.config and not changes then return EXIT.usage end
   if p.opts.json then
     local json = require "phanes.json"

@@ -2,21 +2,15 @@
 --   local runcli = require "spec.support.runcli"
 --   local r = runcli.run({ "apply", "x", "--path", dir }, { RUNNER_FIXTURE_DIR = tmp })
 --   r.code, r.stdout, r.stderr
--- Uses the binary directly when every piece it needs is the real one, and
--- spec/support/cli.lua (stand-ins for missing pieces) otherwise.
-local fallback = require "spec.support.fallback"
+-- The binary is the one running the specs (sys.exe()), else $PHANES_BIN,
+-- else build/phanes.
 local M = {}
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 function M.binary()
   local sys = require "phanes.sys"
-  if fallback.real "phanes.sys" and sys.exe then return sys.exe() end
-  return os.getenv "PHANES_BIN" or "build/phanes"
-end
-
-function M.direct()
-  return fallback.primitives_real() and fallback.real "phanes.context" and fallback.real "phanes.config"
+  return sys.exe() or os.getenv "PHANES_BIN" or "build/phanes"
 end
 
 -- The shell command line for argv (list) with env (map).
@@ -25,7 +19,6 @@ function M.command(argv, env, exec)
   for k, v in pairs(env or {}) do parts[#parts + 1] = k .. "=" .. q(v) end
   if exec then parts[#parts + 1] = "exec" end
   parts[#parts + 1] = q(M.binary())
-  if not M.direct() then parts[#parts + 1] = "lua spec/support/cli.lua" end
   for _, a in ipairs(argv) do parts[#parts + 1] = q(a) end
   return table.concat(parts, " ")
 end

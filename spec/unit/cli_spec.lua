@@ -1,7 +1,6 @@
 -- cli.lua: parsing and help in process; every command end to end as a
 -- subprocess, as a user runs it, on fixture modules that only touch a temp
 -- dir (spec/fixtures/runner, loaded with --path).
-require "spec.support.fallback"
 local cli = require "phanes.cli"
 local json = require "phanes.json"
 local runcli = require "spec.support.runcli"
@@ -243,7 +242,6 @@ describe("cli", function()
     it("refuses to start while another run holds the lock (exit 75)", function()
       local script = dir .. "/hold.lua"
       runcli.write(script, string.format([[
-        require "spec.support.fallback"
         local sf = assert(require("phanes.statefile").open(%q))
         io.stdout:write("locked\n") io.stdout:flush()
         io.stdin:read "l"
@@ -326,10 +324,6 @@ describe("cli", function()
     end)
 
     it("stops on Ctrl-C after the current resource, records what completed, exit 130", function()
-      if not require("spec.support.fallback").real "phanes.sys" then
-        pending "needs the real phanes.sys signal handling"
-        return
-      end
       local cmd = runcli.command({ "apply", "slow", "--path", FIX, "--state", dir .. "/state.json" }, env, true)
       local sh = io.popen("(" .. cmd .. " > " .. dir .. "/out 2> " .. dir .. "/err) & echo $!; wait $!; echo $?")
       local pid = sh:read "l"

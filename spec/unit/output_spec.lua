@@ -1,5 +1,4 @@
 -- output.lua: colour decisions, masking, tables.
-require "spec.support.fallback"
 local output = require "phanes.output"
 
 -- A file-like sink collecting what is written.

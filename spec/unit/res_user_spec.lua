@@ -6,7 +6,7 @@ local F = require "phanes.file"
 local lfs = require "lfs"
 
 -- resources that write files need the file primitives (phanes.file)
-local fit = (F.write and F.stat and F.chown and F.list) and it or pending
+local fit = it
 
 describe("user", function()
   local w

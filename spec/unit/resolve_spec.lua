@@ -1,5 +1,4 @@
 -- resolve.lua: profiles to ordered modules, and the errors on the way.
-require "spec.support.fallback"
 local resolve = require "phanes.resolve"
 local loader = require "phanes.loader"
 

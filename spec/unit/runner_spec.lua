@@ -1,6 +1,5 @@
 -- runner.lua: in process, with fake signals and a fake exec; the modules
 -- only touch a temp dir.
-local fallback = require "spec.support.fallback"
 local runner = require "phanes.runner"
 local output = require "phanes.output"
 local statefile = require "phanes.statefile"
@@ -63,7 +62,7 @@ describe("runner", function()
       json = opts.json, out = o, state = sf, sys = fake_sys, exec = fake_exec, profile = "test",
       exec_mod = { run = fake_exec, kill_all = function() killed = killed + 1 end },
       hash = function(m) return "hash-" .. m.name end, secrets = opts.secrets,
-      context = fallback.context(),
+      context = require "phanes.context",
     }
     if sf then sf:close() end
     return code, report

@@ -1,5 +1,4 @@
 -- statefile.lua: shape, atomic writes, the lock, corrupt and newer files.
-require "spec.support.fallback"
 local statefile = require "phanes.statefile"
 local json = require "phanes.json"
 local runcli = require "spec.support.runcli"
@@ -110,7 +109,6 @@ describe("statefile", function()
     os.execute("mkdir -p " .. dir .. "/sub")
     local script = dir .. "/hold.lua"
     runcli.write(script, string.format([[
-      require "spec.support.fallback"
       local sf = assert(require("phanes.statefile").open(%q))
       io.stdout:write("locked\n") io.stdout:flush()
       os.execute "sleep 1.5"
