@@ -70,6 +70,10 @@ M.default_paths = {
   apt_pkgcache = "/var/cache/apt/pkgcache.bin",
   curl = "/usr/bin/curl",
   wget = "/usr/bin/wget",
+  -- where systemd looks for unit files (false: always ask systemctl)
+  unit_dirs = { "/etc/systemd/system", "/run/systemd/system", "/run/systemd/transient",
+    "/run/systemd/generator", "/run/systemd/generator.early", "/run/systemd/generator.late",
+    "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system" },
 }
 
 -- The resource families bound into ctx (lua/phanes/res/<name>.lua).
