@@ -141,6 +141,16 @@ describe("runner", function()
     assert.is_nil(runcli.read(dir .. "/b"))
   end)
 
+  it("reports ctx.fail as the module's own failure, without a traceback", function()
+    local code, report = go({ mod("guard", function(ctx) ctx.fail("refusing: no key for admin", "set ssh_public_key") end) },
+      { state = true })
+    assert.equal(1, code)
+    assert.equal("module 'guard' failed: refusing: no key for admin\n    set ssh_public_key", report.modules[1].error.message)
+    assert.is_nil(report.modules[1].error.traceback)
+    assert.is_nil(err:text():find("traceback", 1, true))
+    assert.equal("failed", state().modules.guard.status)
+  end)
+
   it("turns a Lua error into file:line and a traceback, not a crash", function()
     local m = dofile "spec/fixtures/runner/modules/luaerr.lua"
     local code, report = go({ m, writes "c" })
