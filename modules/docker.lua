@@ -75,11 +75,17 @@ return {
         storage_driver = cfg.storage_driver, has_storage_driver = cfg.storage_driver ~= "" } }
     ctx.service.running { "docker", enabled = true, restart = daemon.changed }
 
-    ctx.group.present { name = "docker" }
+    -- The packages create the docker group; /etc/group is read here, after
+    -- the install, so the membership check sees it.
+    local members = {}
+    local line = ("\n" .. (require("phanes.file").read "/etc/group" or "")):match "\ndocker:[^:]*:%d+:([^\n]*)"
+    for m in (line or ""):gmatch "[^,%s]+" do members[m] = true end
     local users = { ctx.config.username }
     for _, u in ipairs(cfg.users) do users[#users + 1] = u end
     for _, u in ipairs(users) do
-      ctx.user.present { name = u, groups = { "docker" } }
+      if not members[u] then
+        ctx.cmd.run { argv = { "usermod", "-aG", "docker", u }, desc = "add " .. u .. " to the docker group" }
+      end
     end
   end,
 }

@@ -162,6 +162,17 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
     change("create database " .. cfg.database,
       ("CREATE DATABASE \"%s\" OWNER \"%s\";\n"):format(cfg.database, cfg.role))
   end
+  -- what was changed must now read back as wanted
+  if not ctx.dry_run and (not have_role or not have_db or not scram_matches(stored, cfg.password)) then
+    local after, role_ok, db_ok = psql(ctx, query, "postgres: reading roles back"), false, false
+    for kind, value in after:gmatch "(%a+)|([^\n]*)" do
+      if kind == "role" then role_ok = scram_matches(value, cfg.password) end
+      if kind == "db" then db_ok = true end
+    end
+    if not (role_ok and db_ok) then
+      error("postgres: role " .. cfg.role .. " or database " .. cfg.database .. " is not as configured after the change", 0)
+    end
+  end
 end
 
 return {

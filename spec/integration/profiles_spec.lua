@@ -17,11 +17,17 @@ local FIXTURE_URL = "http://127.0.0.1:8099/install.sh"
 
 local function q(s) return th.quote(s) end  -- luacheck: ignore
 
--- exec in host i; raises with the output when it fails (unless allow_fail)
-local function sh(i, cmd, allow_fail)
+-- try(i, cmd) -> output, ok, exit code of cmd run by sh in host i
+local function try(i, cmd)
   local ok, out, code = th.exec(i, cmd)
-  if not ok and not allow_fail then error(("host %d: %s\nexit %s:\n%s"):format(i, cmd, tostring(code), out), 2) end
   return out, ok, code
+end
+
+-- sh(i, cmd) -> output; raises with the output when cmd fails
+local function sh(i, cmd)
+  local out, ok, code = try(i, cmd)
+  if not ok then error(("host %d: %s\nexit %s:\n%s"):format(i, cmd, tostring(code), out), 2) end
+  return out
 end
 
 local function read_local(path)
@@ -74,7 +80,7 @@ mkdir -p /data/coolify/source && echo "APP_ID=fixture" > /data/coolify/source/.e
 
 -- run `phanes ARGS` in host i as root; returns exit code, output
 local function phanes(i, args)
-  local out, _, code = sh(i, "cd /root && /usr/local/bin/phanes " .. args, true)
+  local out, _, code = try(i, "cd /root && /usr/local/bin/phanes " .. args)
   return code, out
 end
 
@@ -154,9 +160,9 @@ describe("profiles on test hosts", function()
     script[#script + 1] = "wait"
     th.run(table.concat(script, "\n"))
     for _, p in ipairs(PROFILES) do
-      local rcline = sh(HOST[p], "cat /root/first.rc", true)
+      local rcline = try(HOST[p], "cat /root/first.rc")
       local rc, secs = rcline:match "(%d+) (%d+)"
-      first[p] = { rc = tonumber(rc), seconds = tonumber(secs), out = sh(HOST[p], "cat /root/first.log", true) }
+      first[p] = { rc = tonumber(rc), seconds = tonumber(secs), out = try(HOST[p], "cat /root/first.log") }
       io.stderr:write(("[profiles] %s: first apply exit %s in %s s\n"):format(p, tostring(rc), tostring(secs)))
     end
   end)
@@ -240,9 +246,24 @@ describe("profiles on test hosts", function()
     it("dev: netdata answers on localhost only", function()
       local i = HOST.dev
       assert.matches('"version"', sh(i, "curl -fsS http://127.0.0.1:19999/api/v1/info"))
-      local _, ok = sh(i, "curl -fsS -m 3 http://" .. th.ip(i) .. ":19999/api/v1/info", true)
+      local _, ok = try(i, "curl -fsS -m 3 http://" .. th.ip(i) .. ":19999/api/v1/info")
       assert.is_false(ok)
       assert.matches("127%.0%.0%.1:19999", sh(i, "ss -ltnH"))
+    end)
+
+    it("nginx (in no profile) serves its default site; a broken site is stopped by nginx -t", function()
+      local i = HOST.dev
+      local rc, out = phanes(i, "--modules nginx --config /root/phanes.yaml --color=never")
+      assert.equal(0, rc, out)
+      assert.equal("200", sh(i, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/"))
+      sh(i, "mkdir -p /root/ngx/templates/nginx && printf 'server {\\n  no_such_directive on;\\n}\\n' " ..
+        "> /root/ngx/templates/nginx/default")
+      local before = sh(i, "sha256sum /etc/nginx/sites-available/default")
+      rc, out = phanes(i, "--modules nginx --config /root/phanes.yaml --path /root/ngx --color=never")
+      assert.equal(1, rc, out)
+      assert.matches("no_such_directive", out)
+      assert.equal(before, sh(i, "sha256sum /etc/nginx/sites-available/default"))
+      assert.equal("200", sh(i, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/"))
     end)
 
     it("web: caddy answers on :80, also from outside", function()
@@ -257,7 +278,7 @@ describe("profiles on test hosts", function()
       local i = HOST.database
       assert.equal("1\n", sh(i, "PGPASSWORD=" .. q(PG_PASSWORD) ..
         " psql -h 127.0.0.1 -U app -d app -Atc 'select 1'"))
-      local out, ok = sh(i, "PGPASSWORD=wrong psql -h 127.0.0.1 -U app -d app -Atc 'select 1'", true)
+      local out, ok = try(i, "PGPASSWORD=wrong psql -h 127.0.0.1 -U app -d app -Atc 'select 1'")
       assert.is_false(ok)
       assert.matches("password authentication failed", out)
       assert.matches("127%.0%.0%.1:5432", sh(i, "ss -ltnH"))
@@ -265,7 +286,7 @@ describe("profiles on test hosts", function()
 
     it("database: redis requires its password", function()
       local i = HOST.database
-      assert.matches("NOAUTH", sh(i, "redis-cli ping", true))
+      assert.matches("NOAUTH", (try(i, "redis-cli ping")))
       assert.equal("PONG\n", sh(i, "REDISCLI_AUTH=" .. q(REDIS_PASSWORD) .. " redis-cli ping"))
       assert.equal("maxmemory\n134217728\n", sh(i, "REDISCLI_AUTH=" .. q(REDIS_PASSWORD) ..
         " redis-cli config get maxmemory"))
@@ -281,7 +302,7 @@ describe("profiles on test hosts", function()
     it("no secret shows in output or state", function()
       for _, p in ipairs(PROFILES) do
         local i = HOST[p]
-        local text = sh(i, "cat /root/first.log /root/first.json /var/lib/phanes/state.json 2>/dev/null", true)
+        local text = try(i, "cat /root/first.log /root/first.json /var/lib/phanes/state.json 2>/dev/null")
         assert.falsy(text:find(PG_PASSWORD, 1, true), p)
         assert.falsy(text:find(REDIS_PASSWORD, 1, true), p)
       end
@@ -317,7 +338,7 @@ describe("profiles on test hosts", function()
       assert.matches("redis%-server", out)
       assert.falsy(out:find(REDIS_PASSWORD, 1, true))
       assert.equal(before, sh(i, "sha256sum /etc/redis/redis.conf"))
-      assert.equal("inactive\n", sh(i, "systemctl is-active redis-server", true))
+      assert.equal("inactive\n", (try(i, "systemctl is-active redis-server")))
       rc, out = phanes(i, "apply database --config /root/phanes.yaml --color=never")
       assert.equal(0, rc, out)
       assert.falsy(sh(i, "cat /etc/redis/redis.conf"):find("maxmemory 1gb", 1, true))
@@ -330,7 +351,7 @@ describe("profiles on test hosts", function()
     local function untouched_after(i, args)
       sh(i, "touch /root/marker && sleep 1")
       local rc, out = phanes(i, args)
-      local changed = sh(i, "find /etc /home /var/lib/phanes -newer /root/marker 2>/dev/null", true)
+      local changed = try(i, "find /etc /home /var/lib/phanes -newer /root/marker 2>/dev/null")
       return rc, out, changed
     end
 

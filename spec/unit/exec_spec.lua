@@ -13,7 +13,9 @@ describe("phanes.exec", function()
   local function open_fds()
     local r = assert(exec.run { argv = { "ls", "/proc/" .. require("phanes.sys").getpid() .. "/fd" } })
     local n = 0
-    for _ in r.stdout:gmatch "%d+" do n = n + 1 end
+    for fd in r.stdout:gmatch "%d+" do
+      if tonumber(fd) < 1024 then n = n + 1 end -- valgrind keeps its own above
+    end
     return n
   end
   local function children()

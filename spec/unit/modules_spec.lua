@@ -309,8 +309,11 @@ describe("module plans", function()
     calls = plan.run(plan.module "docker", config { docker = { source = "debian" } }, { dry_run = true })
     assert.same({}, plan.find(calls, "apt.repo"))
     assert.same({ "docker.io", "docker-compose" }, plan.find(calls, "pkg.installed")[1].args)
-    local member = plan.find(calls, "user.present")[1].args
-    assert.same({ name = "deploy", groups = { "docker" } }, member)
+    assert.same({ "usermod", "-aG", "docker", "deploy" }, plan.find(calls, "cmd.run")[1].args.argv)
+    local files = plan.host_files()
+    files["/etc/group"] = "root:x:0:\ndocker:x:998:deploy\n"
+    calls = plan.run(plan.module "docker", config { docker = { source = "debian" } }, { files = files })
+    assert.same({}, plan.find(calls, "cmd.run"))
   end)
 
   it("caddy official adds Caddy's repository; the Caddyfile is validated", function()
@@ -355,7 +358,15 @@ describe("module plans", function()
     end
     local calls = plan.run(pg, config { postgres = { password = "right-password" } }, { exec = exec, changed = false })
     assert.same({}, plan.find(calls, "cmd.run"))
-    calls = plan.run(pg, config { postgres = { password = "new-password" } }, { exec = exec })
+    -- the server reads back the new password after the change
+    local newer = pg.scram_verifier("new-password", "fedcba9876543210", 4096)
+    local n = 0
+    local function exec2()
+      n = n + 1
+      return { code = 0, stdout = "role|" .. (n == 1 and stored or newer) .. "\ndb|app\n", stderr = "" }
+    end
+    calls = plan.run(pg, config { postgres = { password = "new-password" } }, { exec = exec2 })
+    assert.equal(2, n)
     local runs = plan.find(calls, "cmd.run")
     assert.equal(1, #runs)
     assert.truthy(runs[1].args.stdin:match "^ALTER ROLE \"app\" WITH LOGIN PASSWORD 'SCRAM%-SHA%-256%$4096:")

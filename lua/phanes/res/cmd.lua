@@ -7,6 +7,8 @@
 --   ctx.cmd.run { argv = { "ufw", "--force", "enable" },
 --     only_if = "ufw status | grep -q inactive" }
 --
+-- stdin = "..." feeds the command (not the guards); it is never shown,
+-- so a secret (SQL with a password hash) stays out of argv and output.
 -- The guards decide whether it runs: creates (a path that exists means it
 -- ran already), unless (a command that succeeds means nothing to do),
 -- only_if (a command that fails means nothing to do). Guards are argv
@@ -62,6 +64,7 @@ function N.run(ctx, o)
   return run:resource(ctx, KIND, target, function()
     local e = main and as_exec(main, o)
     if not e then fail(target, "argv (a list) or shell (a string) is required") end
+    e.stdin = o.stdin -- the command's input only, never the guards'; never shown
     if o.creates and exists(o.creates) then return { status = "ok", message = "creates " .. o.creates .. " exists" } end
     if o.unless and guard(run, o.unless, o, target, "unless") then
       return { status = "ok", message = "unless succeeded" }
