@@ -29,7 +29,7 @@ all: $(B)/phanes
 $(B)/phanes: $(OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJ) $(LDLIBS)
 
-$(B)/%.o: src/%.c src/phanes.h | $(B)
+$(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/files.o: $(B)/files.c src/phanes.h
