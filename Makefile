@@ -10,8 +10,8 @@ CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 # modules from Debian (busted's term/system) load into the binary for specs.
 STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libcrypto.a libz.a
 LDLIBS := $(addprefix $(LIBDIR)/,$(STATIC_LIBS)) -lm -ldl -lpthread
-LDFLAGS ?= -s
-override LDFLAGS += -Wl,-E $(EXTRA_LDFLAGS)
+STRIP ?= -s
+LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)
 
 B ?= build
 SRC := $(wildcard src/*.c)
@@ -21,13 +21,13 @@ EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -nam
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
 	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client
-BUSTED := $(B)/phanes lua /usr/bin/busted
+RUN_SPECS := spec/run
 
-.PHONY: all deps test unit integration asan asan-test demo bench clean FORCE
+.PHONY: all deps deps-ok bench test unit integration asan asan-test demo bench clean FORCE
 all: $(B)/phanes
 
 $(B)/phanes: $(OBJ)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJ) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LINKFLAGS) -o $@ $(OBJ) $(LDLIBS)
 
 $(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -51,24 +51,37 @@ $(B):
 	mkdir -p $(B)
 
 deps:
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEPS)
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root" >&2; exit 2; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS)
 
-test: unit integration
+# Installs the packages only when one is missing, so `make test` sets itself up.
+deps-ok:
+	@n=$$(dpkg-query -W -f='$${db:Status-Abbrev}\n' $(DEPS) 2>/dev/null | grep -c '^ii'); \
+	if [ "$$n" -ne "$(words $(DEPS))" ]; then $(MAKE) deps; fi
+
+test: deps-ok
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
 
 unit: $(B)/phanes
-	$(BUSTED) --run=unit
+	$(RUN_SPECS) $(B)/phanes unit
 
 integration: $(B)/phanes
-	$(BUSTED) --run=integration
+	$(RUN_SPECS) $(B)/phanes integration
 
 # The same specs on a build with AddressSanitizer and UBSan.
 asan:
-	$(MAKE) B=build/asan OPT=-O1 LDFLAGS= \
+	$(MAKE) B=build/asan OPT=-O1 STRIP= \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined"
 
 asan-test: asan
-	ASAN_OPTIONS=detect_leaks=1 build/asan/phanes lua /usr/bin/busted --run=unit
+	ASAN_OPTIONS=detect_leaks=1 $(RUN_SPECS) build/asan/phanes unit
 
 clean:
 	rm -rf build
+
+bench: deps-ok $(B)/phanes
+	spec/bench/run

@@ -1,0 +1,182 @@
+-- res/service.lua: systemd services.
+--
+--   ctx.service.running { "nginx", enabled = true, reload = conf.changed }
+--   ctx.service.running { "redis-server", restart = conf.changed }
+--   ctx.service.stopped { "apache2", enabled = false }
+--   ctx.service.daemon_reload()          -- after writing a unit file
+--
+-- running: starts the unit when it is not active, enables it when it is
+-- disabled (enabled = false disables it), and restarts or reloads it only
+-- when asked AND it was already running (a fresh start needs neither).
+-- stopped: stops it when active and disables it (enabled = true keeps it
+-- enabled); a unit that does not exist counts as stopped.
+-- Both need systemd as init: without it they fail saying so, or report
+-- skipped with optional = true.
+--
+-- States come from ONE `systemctl show` per run for every loaded service,
+-- socket and timer (plus the asked unit, in case it is not loaded), kept
+-- in run.cache.services; a unit not seen yet costs one more call, and a
+-- package install empties the cache (packages bring units).
+local context = require "phanes.context"
+local facts = require "phanes.facts"
+
+local M = {}
+local N = {}
+M.namespaces = { service = N }
+
+M.PROPS = "Id,Names,LoadState,ActiveState,SubState,UnitFileState"
+
+local function fail(kind, target, message, detail)
+  error(context.failure{ resource = kind, target = target, message = message, detail = detail }, 0)
+end
+
+local SUFFIXES = { service = true, socket = true, timer = true, target = true, mount = true,
+  path = true, slice = true, scope = true, swap = true, automount = true, device = true }
+
+-- unit_name("nginx") -> "nginx.service"; "docker.socket" stays
+function M.unit_name(name)
+  local suffix = name:match "%.(%a+)$"
+  if suffix and SUFFIXES[suffix] then return name end
+  return name .. ".service"
+end
+
+-- state(run, name) -> { id, load, active, sub, file_state }
+function M.state(run, name)
+  local c = run.cache
+  local unit = M.unit_name(name)
+  if c.services and c.services[unit] then return c.services[unit] end
+  local argv = { "systemctl", "show", "--no-pager", "-p", M.PROPS }
+  if not c.services then
+    for _, a in ipairs{ "--all", "*.service", "*.socket", "*.timer" } do argv[#argv + 1] = a end
+  end
+  argv[#argv + 1] = unit
+  local res = run:check({ argv = argv }, "service", unit, "systemctl show")
+  c.services = c.services or {}
+  for k, v in pairs(facts.parse_systemctl_show(res.stdout)) do c.services[k] = v end
+  if not c.services[unit] then
+    c.services[unit] = { id = unit, load = "not-found", active = "inactive", sub = "dead", file_state = "" }
+  end
+  return c.services[unit]
+end
+
+local ACTIVE = { active = true, reloading = true, activating = true }
+local ENABLED = { enabled = true, ["enabled-runtime"] = true }
+
+-- nil when systemd runs; otherwise a skip result (optional) or a failure
+local function need_systemd(ctx, kind, target, o)
+  local init = ctx.facts.init
+  if init == "systemd" then return nil end
+  local why = "services need systemd, and init here is " .. tostring(init)
+    .. (ctx.facts.container and (" (in a " .. tostring(ctx.facts.container) .. " container)") or "")
+  if o.optional then return { status = "skipped", message = why } end
+  fail(kind, target, why .. ": run phanes on a systemd host, or mark this service optional = true")
+end
+
+-- systemctl(run, kind, unit, args...): runs it; a failure carries the
+-- command's stderr and the unit's status.
+local function systemctl(run, kind, unit, ...)
+  local argv = { "systemctl", "--no-pager", ... }
+  argv[#argv + 1] = unit
+  local res, err = run.exec{ argv = argv }
+  if res and res.code == 0 then return end
+  local detail = res and context.tail(res.stderr, 5) or tostring(err)
+  local st = run.exec{ argv = { "systemctl", "--no-pager", "status", "-l", "-n", "15", unit } }
+  if st and st.stdout ~= "" then detail = detail .. "\n" .. context.tail(st.stdout, 25) end
+  fail(kind, unit, "systemctl " .. table.concat({ ... }, " ") .. " " .. unit .. " failed", detail)
+end
+
+local function unit_of(o, kind)
+  local name = type(o) == "string" and o or type(o) == "table" and (o[1] or o.name)
+  if type(name) ~= "string" or name == "" then fail(kind, "?", "a unit name is required") end
+  return name, type(o) == "table" and o or {}
+end
+
+function N.running(ctx, o)
+  local kind = "service.running"
+  local name
+  name, o = unit_of(o, kind)
+  local run = ctx.run
+  return run:resource(ctx, kind, name, function()
+    local skip = need_systemd(ctx, kind, name, o)
+    if skip then return skip end
+    local u = M.state(run, name)
+    if u.load == "not-found" then
+      if ctx.dry_run then return { status = "would change", message = "start (unit not found: not installed yet?)" } end
+      fail(kind, name, "unit " .. u.id .. " not found: is its package installed?")
+    end
+    if u.load == "masked" or u.file_state == "masked" then
+      fail(kind, name, "unit " .. u.id .. " is masked: unmask it (systemctl unmask " .. u.id .. ") if it should run")
+    end
+    local active = ACTIVE[u.active]
+    local start = not active
+    local enable = o.enabled ~= false and u.file_state == "disabled"
+    local disable = o.enabled == false and ENABLED[u.file_state]
+    local restart = o.restart and active
+    local reload = not restart and o.reload and active
+    local todo = {}
+    if start then todo[#todo + 1] = "start" end
+    if enable then todo[#todo + 1] = "enable" end
+    if disable then todo[#todo + 1] = "disable" end
+    if restart then todo[#todo + 1] = "restart" end
+    if reload then todo[#todo + 1] = "reload" end
+    if #todo == 0 then return { status = "ok" } end
+    if ctx.dry_run then return { status = "would change", message = table.concat(todo, ", ") } end
+    if enable and start then systemctl(run, kind, name, "enable", "--now")
+    elseif enable then systemctl(run, kind, name, "enable")
+    elseif start then systemctl(run, kind, name, "start") end
+    if disable then systemctl(run, kind, name, "disable") end
+    if restart then systemctl(run, kind, name, "restart") end
+    if reload then systemctl(run, kind, name, "reload") end
+    u.active, u.sub = "active", "running"
+    if enable then u.file_state = "enabled" elseif disable then u.file_state = "disabled" end
+    local done = { start = "started", enable = "enabled", disable = "disabled", restart = "restarted", reload = "reloaded" }
+    for i, t in ipairs(todo) do todo[i] = done[t] end
+    return { status = "changed", message = table.concat(todo, ", ") }
+  end)
+end
+
+function N.stopped(ctx, o)
+  local kind = "service.stopped"
+  local name
+  name, o = unit_of(o, kind)
+  local run = ctx.run
+  return run:resource(ctx, kind, name, function()
+    local skip = need_systemd(ctx, kind, name, o)
+    if skip then return skip end
+    local u = M.state(run, name)
+    if u.load == "not-found" then return { status = "ok", message = "not installed" } end
+    local stop = ACTIVE[u.active]
+    local disable = o.enabled ~= true and ENABLED[u.file_state]
+    local enable = o.enabled == true and u.file_state == "disabled"
+    local todo = {}
+    if stop then todo[#todo + 1] = "stop" end
+    if disable then todo[#todo + 1] = "disable" end
+    if enable then todo[#todo + 1] = "enable" end
+    if #todo == 0 then return { status = "ok" } end
+    if ctx.dry_run then return { status = "would change", message = table.concat(todo, ", ") } end
+    if disable and stop then systemctl(run, kind, name, "disable", "--now")
+    elseif stop then systemctl(run, kind, name, "stop") end
+    if disable and not stop then systemctl(run, kind, name, "disable") end
+    if enable then systemctl(run, kind, name, "enable") end
+    u.active, u.sub = "inactive", "dead"
+    if disable then u.file_state = "disabled" elseif enable then u.file_state = "enabled" end
+    local done = { stop = "stopped", disable = "disabled", enable = "enabled" }
+    for i, t in ipairs(todo) do todo[i] = done[t] end
+    return { status = "changed", message = table.concat(todo, ", ") }
+  end)
+end
+
+function N.daemon_reload(ctx, o)
+  o = o or {}
+  local kind = "service.daemon_reload"
+  return ctx.run:resource(ctx, kind, "systemd", function()
+    local skip = need_systemd(ctx, kind, "systemd", o)
+    if skip then return skip end
+    if ctx.dry_run then return { status = "would change", message = "daemon-reload" } end
+    ctx.run:check({ argv = { "systemctl", "--no-pager", "daemon-reload" } }, kind, "systemd", "systemctl daemon-reload")
+    ctx.run.cache.services = nil
+    return { status = "changed", message = "daemon-reload" }
+  end)
+end
+
+return M

@@ -1,0 +1,59 @@
+-- coolify: Coolify (self-hosted PaaS) through its install script.
+--
+-- Docker must be in place first (the docker module runs before this one).
+-- The install script is downloaded from `install_url` to
+-- /var/lib/phanes/coolify-install.sh and run with bash, once: when
+-- `installed_marker` exists Coolify counts as installed and nothing runs.
+--
+-- Section `coolify:`
+--   install_url: https://cdn.coollabs.io/coolify/install.sh
+--   installed_marker: /data/coolify/source/.env
+--   env: {}                        # environment for the script, e.g.
+--                                  # ROOT_USERNAME, ROOT_USER_EMAIL (secret)
+--
+-- Example:
+--   coolify:
+--     env:
+--       ROOT_USERNAME: admin
+--       ROOT_USER_EMAIL: admin@example.com
+
+local SCRIPT = "/var/lib/phanes/coolify-install.sh"
+
+return {
+  name = "coolify",
+  description = "Coolify self-hosted PaaS via its install script (needs docker)",
+  version = "1",
+  requires = { "docker" },
+  config = {
+    install_url = { type = "string", default = "https://cdn.coollabs.io/coolify/install.sh",
+      description = "URL of the install script" },
+    installed_marker = { type = "string", default = "/data/coolify/source/.env",
+      description = "File that exists once Coolify is installed" },
+    env = { type = "map", default = {}, secret = true,
+      description = "Environment variables for the install script" },
+  },
+  apply = function(ctx, cfg)
+    if not cfg.install_url:match "^https?://" and not cfg.install_url:match "^file://" then
+      error("coolify.install_url '" .. cfg.install_url .. "' is not an http(s) URL", 0)
+    end
+    local pfile = require "phanes.file"
+    if pfile.exists(cfg.installed_marker) then
+      return ctx.skip("already installed (" .. cfg.installed_marker .. " exists)")
+    end
+    if not ctx.dry_run and not pfile.exists "/usr/bin/docker" then
+      error("coolify needs docker first: add the docker module before coolify (docker not found)", 0)
+    end
+    ctx.file.directory { path = "/var/lib/phanes", mode = "0700" }
+    ctx.cmd.run { argv = { "curl", "-fsSL", "--retry", "3", "-o", SCRIPT, cfg.install_url },
+      creates = cfg.installed_marker, desc = "download the Coolify install script" }
+    local env = {}
+    for k, v in pairs(cfg.env) do
+      if not tostring(k):match "^[%a_][%w_]*$" then
+        error("coolify.env: '" .. tostring(k) .. "' is not an environment variable name", 0)
+      end
+      env[k] = tostring(v)
+    end
+    ctx.cmd.run { argv = { "bash", SCRIPT }, env = env, creates = cfg.installed_marker,
+      desc = "run the Coolify install script", timeout = 1800 }
+  end,
+}

@@ -1,0 +1,91 @@
+-- docker: Docker engine and Compose, the admin user in the docker group.
+--
+-- `source: official` (default) adds Docker's apt repository and signing key
+-- and installs docker-ce, docker-ce-cli, containerd.io and the buildx and
+-- compose v2 plugins. `source: debian` installs the distribution's docker.io
+-- and docker-compose (on Debian 12 that is Compose 1.29, the `docker-compose`
+-- command; Compose v2 comes with `official`).
+-- /etc/docker/daemon.json comes from a template (log rotation, optional
+-- storage driver); docker is restarted only when it changed.
+--
+-- Uses the top-level `username` (added to the docker group).
+--
+-- Section `docker:`
+--   source: official            # official | debian
+--   repo_url: https://download.docker.com/linux   # mirror of Docker's repo
+--   compose: true
+--   users: []                   # more users in the docker group
+--   log_max_size: 10m
+--   log_max_file: 3
+--   storage_driver: ""          # empty: docker picks (overlay2, vfs...)
+--
+-- Example:
+--   docker:
+--     source: official
+--     users: [ci]
+
+-- facts.arch (uname -m) -> Debian architecture
+local DEB_ARCH = { x86_64 = "amd64", aarch64 = "arm64", armv7l = "armhf", ppc64le = "ppc64el",
+  s390x = "s390x", i686 = "i386" }
+
+return {
+  name = "docker",
+  description = "Docker engine and Compose (Docker's repository or Debian's packages)",
+  version = "1",
+  requires = { "baseline" },
+  globals = {
+    username = { type = "string", required = true,
+      description = "The admin user created on the server (you log in as this user)" },
+  },
+  config = {
+    source = { type = "enum", values = { "official", "debian" }, default = "official",
+      description = "official: Docker's apt repository; debian: the distribution's docker.io" },
+    repo_url = { type = "string", default = "https://download.docker.com/linux",
+      description = "Base URL of Docker's apt repository (source: official)" },
+    compose = { type = "boolean", default = true, description = "Install Docker Compose" },
+    users = { type = "list", items = { type = "string" }, default = {},
+      description = "Users added to the docker group besides the admin user" },
+    log_max_size = { type = "string", default = "10m", description = "Container log rotation size" },
+    log_max_file = { type = "integer", default = 3, description = "Container log files kept" },
+    storage_driver = { type = "string", default = "", description = "Storage driver; empty lets docker pick" },
+  },
+  apply = function(ctx, cfg)
+    local os = ctx.facts.os
+    local packages
+    if cfg.source == "official" then
+      if os.id ~= "debian" and os.id ~= "ubuntu" then
+        error("docker.source official supports Debian and Ubuntu, not " .. tostring(os.id) ..
+          ": set docker.source: debian", 0)
+      end
+      local arch = DEB_ARCH[ctx.facts.arch] or ctx.facts.arch
+      local key = "/etc/apt/keyrings/docker.asc"
+      ctx.apt.repo { name = "docker", key_url = cfg.repo_url .. "/" .. os.id .. "/gpg", key_path = key,
+        line = ("deb [arch=%s signed-by=%s] %s/%s %s stable"):format(arch, key, cfg.repo_url, os.id,
+          os.codename) }
+      packages = { "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin" }
+      if cfg.compose then packages[#packages + 1] = "docker-compose-plugin" end
+    else
+      packages = { "docker.io" }
+      if cfg.compose then packages[#packages + 1] = "docker-compose" end
+    end
+    ctx.pkg.installed(packages)
+
+    local daemon = ctx.file.template { path = "/etc/docker/daemon.json", src = "docker/daemon.json",
+      mode = "0644", vars = { log_max_size = cfg.log_max_size, log_max_file = cfg.log_max_file,
+        storage_driver = cfg.storage_driver, has_storage_driver = cfg.storage_driver ~= "" } }
+    ctx.service.running { "docker", enabled = true, restart = daemon.changed }
+
+    -- The packages create the docker group; /etc/group is read here, after
+    -- the install, so the membership check sees it.
+    local members = {}
+    local line = ("\n" .. (require("phanes.file").read "/etc/group" or "")):match "\ndocker:[^:]*:%d+:([^\n]*)"
+    for m in (line or ""):gmatch "[^,%s]+" do members[m] = true end
+    local users = { ctx.config.username }
+    for _, u in ipairs(cfg.users) do users[#users + 1] = u end
+    for _, u in ipairs(users) do
+      if not members[u] then
+        ctx.cmd.run { argv = { "usermod", "-aG", "docker", u }, desc = "add " .. u .. " to the docker group" }
+      end
+    end
+  end,
+}

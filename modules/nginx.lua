@@ -1,0 +1,56 @@
+-- nginx: nginx with its default site from a template.
+--
+-- The site is checked with `nginx -t` (on its own, inside a minimal main
+-- config) before it replaces /etc/nginx/sites-available/default; nginx is
+-- then reloaded, never restarted. With `proxy_pass` set the site is a reverse
+-- proxy, otherwise it serves `root`.
+--
+-- Section `nginx:`
+--   server_name: _                 # _ = any name
+--   listen: 80
+--   root: /var/www/html
+--   index: [index.html, index.htm, index.nginx-debian.html]
+--   proxy_pass: ""                 # e.g. http://127.0.0.1:3000
+--   client_max_body_size: 16m
+--
+-- Example:
+--   nginx:
+--     server_name: example.com
+--     proxy_pass: http://127.0.0.1:3000
+
+-- `nginx -t` of the site alone: an http block that includes just that file.
+local CHECK = [[
+printf 'events {}\nhttp {\n include /etc/nginx/mime.types;\n include %s;\n}\n' "$1" > "$1.check" &&
+nginx -t -q -c "$1.check"; rc=$?; rm -f "$1.check"; exit $rc]]
+
+return {
+  name = "nginx",
+  description = "nginx with a default site (static files or reverse proxy), checked before reload",
+  version = "1",
+  requires = { "baseline" },
+  config = {
+    server_name = { type = "string", default = "_", description = "server_name of the site (_: any)" },
+    listen = { type = "integer", default = 80, description = "Port the site listens on" },
+    root = { type = "string", default = "/var/www/html", description = "Directory served" },
+    index = { type = "list", items = { type = "string" },
+      default = { "index.html", "index.htm", "index.nginx-debian.html" }, description = "Index files" },
+    proxy_pass = { type = "string", default = "", description = "Upstream URL; empty serves root" },
+    client_max_body_size = { type = "string", default = "16m", description = "Largest request body" },
+  },
+  apply = function(ctx, cfg)
+    if cfg.listen < 1 or cfg.listen > 65535 then
+      error("nginx.listen " .. cfg.listen .. " is not a port (1-65535)", 0)
+    end
+    ctx.pkg.installed { "nginx" }
+    ctx.file.directory { path = cfg.root, mode = "0755" }
+    local site = ctx.file.template {
+      path = "/etc/nginx/sites-available/default", src = "nginx/default", mode = "0644",
+      vars = { server_name = cfg.server_name, listen = cfg.listen, root = cfg.root,
+        index = cfg.index, proxy_pass = cfg.proxy_pass, proxy = cfg.proxy_pass ~= "",
+        client_max_body_size = cfg.client_max_body_size },
+      validate = { "/bin/sh", "-c", CHECK, "nginx-check", "%s" },
+    }
+    ctx.file.symlink { path = "/etc/nginx/sites-enabled/default", target = "/etc/nginx/sites-available/default" }
+    ctx.service.running { "nginx", enabled = true, reload = site.changed }
+  end,
+}

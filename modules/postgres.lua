@@ -1,0 +1,246 @@
+-- postgres: PostgreSQL server with one application role and database.
+--
+-- `source: debian` (default) installs the distribution's PostgreSQL (15 on
+-- Debian 12, 14 on Ubuntu 22.04, 16 on Ubuntu 24.04); `source: pgdg` adds
+-- the PostgreSQL project's apt repository, for any `version`.
+-- Settings go to conf.d/phanes.conf (restart when they change), client
+-- access to pg_hba.conf (reload). The role and the database are created
+-- when missing, never reset: a re-run changes nothing. The password is set
+-- only when it differs from the stored one, which is checked by computing
+-- its SCRAM verifier here. The password itself never leaves phanes: the
+-- server gets a SCRAM verifier, through psql's standard input.
+--
+-- Section `postgres:`
+--   source: debian             # debian | pgdg
+--   version: ""                # empty: the distribution's; e.g. "16" with pgdg
+--   repo_url: https://apt.postgresql.org/pub/repos/apt   # with pgdg
+--   listen_addresses: localhost
+--   port: 5432
+--   role: app
+--   password: ...              # required, secret
+--   database: app
+--   allowed_networks: []       # CIDRs allowed to log in with a password
+--   max_connections: 100
+--
+-- Example:
+--   postgres:
+--     role: app
+--     database: app
+--     password: "change me"
+--     allowed_networks: ["10.0.0.0/8"]
+
+local pfile = require "phanes.file"
+
+local DISTRO_VERSION = { debian = { ["11"] = "13", ["12"] = "15", ["13"] = "17" },
+  ubuntu = { ["22.04"] = "14", ["24.04"] = "16" } }
+
+-- SCRAM-SHA-256 (RFC 5802/7677) on top of the sha256 primitive. --------------
+-- sha256(s) -> 32 raw bytes (the primitive gives hex; tonumber wraps past 2^63)
+local function sha256(s)
+  local h = pfile.sha256(s)
+  return string.pack(">i8i8i8i8", tonumber(h:sub(1, 16), 16), tonumber(h:sub(17, 32), 16),
+    tonumber(h:sub(33, 48), 16), tonumber(h:sub(49, 64), 16))
+end
+-- xor of two strings of the same length (a multiple of 8 bytes)
+local function xor(a, b)
+  local out = {}
+  for i = 1, #a, 8 do
+    out[#out + 1] = string.pack("<i8", string.unpack("<i8", a, i) ~ string.unpack("<i8", b, i))
+  end
+  return table.concat(out)
+end
+-- hmac_sha256(key) -> function(msg) -> MAC; the padded keys are made once
+local function hmac_sha256(key)
+  if #key > 64 then key = sha256(key) end
+  key = key .. string.rep("\0", 64 - #key)
+  local ipad, opad = xor(key, string.rep("\54", 64)), xor(key, string.rep("\92", 64))
+  return function(msg) return sha256(opad .. sha256(ipad .. msg)) end
+end
+local function hmac(key, msg) return hmac_sha256(key)(msg) end
+local function pbkdf2(password, salt, iterations)
+  local mac = hmac_sha256(password)
+  local u = mac(salt .. "\0\0\0\1")
+  local t = u
+  for _ = 2, iterations do
+    u = mac(u)
+    t = xor(t, u)
+  end
+  return t
+end
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64encode(s)
+  return ((s:gsub(".", function(c)
+    local bits, b = "", c:byte()
+    for i = 8, 1, -1 do bits = bits .. ((b >> (i - 1)) & 1) end
+    return bits
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
+    if #x < 6 then return "" end
+    local n = tonumber(x, 2)
+    return B64:sub(n + 1, n + 1)
+  end) .. ({ "", "==", "=" })[#s % 3 + 1])
+end
+local function b64decode(s)
+  local bits = s:gsub("[^%w+/]", ""):gsub(".", function(c)
+    local n, out = B64:find(c, 1, true) - 1, ""
+    for i = 6, 1, -1 do out = out .. ((n >> (i - 1)) & 1) end
+    return out
+  end)
+  bits = bits:sub(1, #bits - #bits % 8)
+  return (bits:gsub("%d%d%d%d%d%d%d%d", function(x) return string.char(tonumber(x, 2)) end))
+end
+
+-- scram_verifier(password, salt, iterations) -> "SCRAM-SHA-256$4096:salt$StoredKey:ServerKey"
+local function scram_verifier(password, salt, iterations)
+  local salted = pbkdf2(password, salt, iterations)
+  local stored = sha256(hmac(salted, "Client Key"))
+  local server = hmac(salted, "Server Key")
+  return ("SCRAM-SHA-256$%d:%s$%s:%s"):format(iterations, b64encode(salt), b64encode(stored), b64encode(server))
+end
+
+-- Does `password` match the stored rolpassword? (md5 or plain: treated as no)
+local function scram_matches(stored, password)
+  local iter, salt = (stored or ""):match "^SCRAM%-SHA%-256%$(%d+):([^$]+)%$"
+  if not iter then return false end
+  return scram_verifier(password, b64decode(salt), tonumber(iter)) == stored
+end
+
+local function random_bytes(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(n)
+  f:close()
+  return s
+end
+-------------------------------------------------------------------------------
+
+local function psql(ctx, sql, desc)
+  local res, err = ctx.exec { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t",
+    "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql }
+  if not res then error(desc .. ": " .. err, 0) end
+  if res.code ~= 0 then
+    error(desc .. ": psql exited " .. tostring(res.code) .. ": " .. (res.stderr or ""):sub(-400), 0)
+  end
+  return res.stdout
+end
+
+local function role_and_database(ctx, cfg)
+  local have_role, have_db, stored = false, false, nil
+  local query = ([[
+SELECT 'role|' || coalesce(rolpassword, '') FROM pg_authid WHERE rolname = '%s';
+SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
+]]):format(cfg.role, cfg.database)
+  local out = ""
+  if not ctx.dry_run then
+    out = psql(ctx, query, "postgres: reading roles")
+  elseif pfile.exists "/usr/bin/psql" then
+    -- a dry run on a stopped server cannot tell: say so rather than guess
+    local ok, res = pcall(psql, ctx, query, "postgres: reading roles")
+    if not ok then
+      ctx.warn("postgres is not answering (" .. tostring(res) .. "): role and database not checked")
+      return
+    end
+    out = res
+  end
+  for kind, value in out:gmatch "(%a+)|([^\n]*)" do
+    if kind == "role" then have_role, stored = true, value end
+    if kind == "db" then have_db = true end
+  end
+  local function change(desc, sql)
+    return ctx.cmd.run { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q",
+      "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, secret = true }
+  end
+  if not have_role or not scram_matches(stored, cfg.password) then
+    local verifier = scram_verifier(cfg.password, random_bytes(16), 4096)
+    if have_role then
+      change("set the password of role " .. cfg.role,
+        ("ALTER ROLE \"%s\" WITH LOGIN PASSWORD '%s';\n"):format(cfg.role, verifier))
+    else
+      change("create role " .. cfg.role,
+        ("CREATE ROLE \"%s\" WITH LOGIN PASSWORD '%s';\n"):format(cfg.role, verifier))
+    end
+  end
+  if not have_db then
+    change("create database " .. cfg.database,
+      ("CREATE DATABASE \"%s\" OWNER \"%s\";\n"):format(cfg.database, cfg.role))
+  end
+  -- what was changed must now read back as wanted
+  if not ctx.dry_run and (not have_role or not have_db or not scram_matches(stored, cfg.password)) then
+    local after, role_ok, db_ok = psql(ctx, query, "postgres: reading roles back"), false, false
+    for kind, value in after:gmatch "(%a+)|([^\n]*)" do
+      if kind == "role" then role_ok = scram_matches(value, cfg.password) end
+      if kind == "db" then db_ok = true end
+    end
+    if not (role_ok and db_ok) then
+      error("postgres: role " .. cfg.role .. " or database " .. cfg.database .. " is not as configured after the change", 0)
+    end
+  end
+end
+
+return {
+  name = "postgres",
+  description = "PostgreSQL server with an application role and database",
+  version = "1",
+  requires = { "baseline" },
+  scram_verifier = scram_verifier,
+  scram_matches = scram_matches,
+  config = {
+    source = { type = "enum", values = { "debian", "pgdg" }, default = "debian",
+      description = "debian: the distribution's PostgreSQL; pgdg: the PostgreSQL apt repository" },
+    version = { type = "string", default = "", description = "Major version; empty: the distribution's" },
+    repo_url = { type = "string", default = "https://apt.postgresql.org/pub/repos/apt",
+      description = "Base URL of the PGDG apt repository (source: pgdg)" },
+    listen_addresses = { type = "string", default = "localhost",
+      description = "listen_addresses (\"localhost\", \"*\", \"10.0.0.5\")" },
+    port = { type = "integer", default = 5432, description = "Port PostgreSQL listens on" },
+    role = { type = "string", default = "app", description = "Application role (login)" },
+    password = { type = "string", required = true, secret = true, description = "Password of the role" },
+    database = { type = "string", default = "app", description = "Database owned by the role" },
+    allowed_networks = { type = "list", items = { type = "string" }, default = {},
+      description = "CIDRs allowed to connect with a password (besides localhost)" },
+    max_connections = { type = "integer", default = 100, description = "max_connections" },
+  },
+  apply = function(ctx, cfg)
+    for _, k in ipairs { "role", "database" } do
+      if not cfg[k]:match "^[a-z_][a-z0-9_]*$" or #cfg[k] > 63 then
+        error("postgres." .. k .. " '" .. cfg[k] .. "' must be lower case letters, digits and _", 0)
+      end
+    end
+    for _, net in ipairs(cfg.allowed_networks) do
+      if not net:match "^[%x:.]+/%d+$" then
+        error("postgres.allowed_networks: '" .. net .. "' is not a CIDR (e.g. 10.0.0.0/8)", 0)
+      end
+    end
+    if cfg.listen_addresses:find "'" then error("postgres.listen_addresses must not contain quotes", 0) end
+    local os = ctx.facts.os
+    local version = cfg.version
+    local distro = (DISTRO_VERSION[os.id] or {})[os.version_id or ""]
+    if cfg.source == "debian" then
+      if version == "" then version = distro end
+      if not version then
+        error("postgres: no known PostgreSQL version for " .. tostring(os.pretty_name) ..
+          ": set postgres.version", 0)
+      end
+      if distro and version ~= distro then
+        error(("postgres.version %s is not in %s (it has %s): set postgres.source: pgdg, or version %s")
+          :format(version, tostring(os.pretty_name), distro, distro), 0)
+      end
+    else
+      if version == "" then version = "16" end
+      local key = "/etc/apt/keyrings/pgdg.asc"
+      ctx.apt.repo { name = "pgdg", key_url = "https://www.postgresql.org/media/keys/ACCC4CF8.asc",
+        key_path = key, line = ("deb [signed-by=%s] %s %s-pgdg main"):format(key, cfg.repo_url, os.codename) }
+    end
+
+    ctx.pkg.installed { "postgresql-" .. version, "postgresql-client-" .. version }
+    local dir = "/etc/postgresql/" .. version .. "/main"
+    local conf = ctx.file.template { path = dir .. "/conf.d/phanes.conf", src = "postgres/phanes.conf",
+      mode = "0644", owner = "postgres", group = "postgres",
+      vars = { listen_addresses = cfg.listen_addresses, port = cfg.port, max_connections = cfg.max_connections } }
+    local hba = ctx.file.template { path = dir .. "/pg_hba.conf", src = "postgres/pg_hba.conf",
+      mode = "0640", owner = "postgres", group = "postgres", vars = { networks = cfg.allowed_networks } }
+    -- The cluster unit restarts on a settings change, reloads on a pg_hba change.
+    local unit = "postgresql@" .. version .. "-main"
+    ctx.service.running { "postgresql", enabled = true }
+    ctx.service.running { unit, restart = conf.changed, reload = hba.changed and not conf.changed }
+    role_and_database(ctx, cfg)
+  end,
+}

@@ -1,0 +1,89 @@
+-- swap: a swap file of the configured size, always on, with swappiness.
+--
+-- Creates the file (fallocate, mode 0600), formats it with mkswap, turns it
+-- on, adds it to /etc/fstab, and sets vm.swappiness in /etc/sysctl.d.
+-- In a container (docker, lxc, a test host...) swap belongs to the host
+-- kernel and swapon fails: the module says so and skips. When /proc/sys is
+-- read-only the sysctl file is still written, but not applied.
+--
+-- Section `swap:`
+--   enabled: true
+--   size: 2G            # M or G suffix; "auto" = RAM up to 2G, else 2G
+--   path: /swapfile
+--   swappiness: 10
+--
+-- Example:
+--   swap:
+--     size: 4G
+--     swappiness: 10
+
+local function changed(r) return r and (r.changed or r.status == "would change") end
+
+-- "2G" -> 2048, "512M" -> 512, "auto" -> by memory; nil when unreadable
+local function size_mb(size, memory_mb)
+  if size == "auto" then
+    return math.min(math.max(memory_mb or 1024, 1024), 2048)
+  end
+  local n, unit = tostring(size):match "^(%d+)%s*([MmGg]?)[Bb]?$"
+  if not n then return nil end
+  n = tonumber(n)
+  if unit == "G" or unit == "g" then n = n * 1024 end
+  return n
+end
+
+return {
+  name = "swap",
+  description = "Swap file with fstab entry and swappiness (skipped in containers)",
+  version = "1",
+  requires = { "baseline" },
+  config = {
+    enabled = { type = "boolean", default = true, description = "Manage a swap file" },
+    size = { type = "string", default = "2G", description = "Swap file size: 512M, 2G, or auto" },
+    path = { type = "string", default = "/swapfile", description = "Path of the swap file" },
+    swappiness = { type = "integer", default = 10, description = "vm.swappiness (0-100)" },
+  },
+  apply = function(ctx, cfg)
+    local mb = size_mb(cfg.size, ctx.facts.memory_mb)
+    if not mb or mb < 16 then
+      error("swap.size '" .. tostring(cfg.size) .. "' is not a size (e.g. 512M, 2G, auto)", 0)
+    end
+    if cfg.swappiness < 0 or cfg.swappiness > 100 then
+      error("swap.swappiness " .. cfg.swappiness .. " is out of range (0-100)", 0)
+    end
+    if not cfg.path:match "^/[%w_./%-]+$" then
+      error("swap.path '" .. cfg.path .. "' must be an absolute path", 0)
+    end
+    if not cfg.enabled then return ctx.skip("swap.enabled is false") end
+    if ctx.facts.container then
+      return ctx.skip("running in a container (" .. tostring(ctx.facts.container) ..
+        "): swap belongs to the host kernel and swapon fails here")
+    end
+
+    local active = false
+    for _, dev in ipairs(ctx.facts.swap.devices) do
+      if dev.path == cfg.path then active = true end
+    end
+    if not active then
+      local made = ctx.cmd.run { argv = { "fallocate", "-l", mb .. "M", cfg.path }, creates = cfg.path,
+        desc = "allocate " .. mb .. "M swap file " .. cfg.path }
+      if changed(made) then
+        ctx.cmd.run { argv = { "chmod", "0600", cfg.path }, desc = "chmod 0600 " .. cfg.path }
+        ctx.cmd.run { argv = { "mkswap", cfg.path }, desc = "mkswap " .. cfg.path }
+      end
+      ctx.cmd.run { argv = { "swapon", cfg.path }, desc = "swapon " .. cfg.path }
+    end
+    ctx.file.line { path = "/etc/fstab", line = cfg.path .. " none swap sw 0 0",
+      match = "^" .. cfg.path:gsub("%p", "%%%0") .. "%s" }
+
+    local sysctl = ctx.file.content { path = "/etc/sysctl.d/60-phanes-swap.conf", mode = "0644",
+      content = "# Managed by phanes (module swap)\nvm.swappiness = " .. cfg.swappiness .. "\n" }
+    if changed(sysctl) then
+      if ctx.facts.proc_sys_writable then
+        ctx.cmd.run { argv = { "sysctl", "-q", "-p", "/etc/sysctl.d/60-phanes-swap.conf" },
+          desc = "apply vm.swappiness" }
+      else
+        ctx.warn("/proc/sys is read-only: vm.swappiness applies at the next boot")
+      end
+    end
+  end,
+}

@@ -1,0 +1,402 @@
+-- The five profiles on real Debian 12 test hosts, one fresh host each,
+-- applied in parallel. Every check looks at the host itself (ssh logins,
+-- curl, psql, redis-cli, ufw, fail2ban-client, apt-config...), not at what
+-- phanes reports. Then: a re-run changes nothing; drift is shown by
+-- --dry-run without being touched and repaired by apply; bad configs stop
+-- with exit 2 before the host is touched; lockout guards hold.
+--
+-- Run as root:  build/phanes lua /usr/bin/busted spec/integration/profiles_spec.lua
+-- (make integration runs it with the other integration specs)
+local have_th, th = pcall(require, "spec.support.testhost")
+
+local PROFILES = { "minimal", "dev", "web", "database", "coolify" }
+local HOST = { minimal = 1, dev = 2, web = 3, database = 4, coolify = 5 }
+local ADMIN = "admin"
+local PG_PASSWORD, REDIS_PASSWORD = "pg-Secret-4821", "redis-Secret-9377"
+local FIXTURE_URL = "http://127.0.0.1:8099/install.sh"
+
+local function q(s) return th.quote(s) end  -- luacheck: ignore
+
+-- try(i, cmd) -> output, ok, exit code of cmd run by sh in host i
+local function try(i, cmd)
+  local ok, out, code = th.exec(i, cmd)
+  return out, ok, code
+end
+
+-- sh(i, cmd) -> output; raises with the output when cmd fails
+local function sh(i, cmd)
+  local out, ok, code = try(i, cmd)
+  if not ok then error(("host %d: %s\nexit %s:\n%s"):format(i, cmd, tostring(code), out), 2) end
+  return out
+end
+
+local function read_local(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read "a"
+  f:close()
+  return s
+end
+
+local function write_tmp(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+local function yaml_config(pubkey, extra)
+  return ([[
+username: %s
+ssh_public_key: "%s"
+timezone: Europe/Paris
+locale: de_DE.UTF-8
+security:
+  permit_root_login: "no"
+docker:
+  source: debian
+monitoring:
+  bind: 127.0.0.1
+devtools:
+  runtimes: [python]
+postgres:
+  role: app
+  database: app
+  password: "%s"
+redis:
+  password: "%s"
+  maxmemory: 128mb
+coolify:
+  install_url: "%s"
+%s]]):format(ADMIN, pubkey, PG_PASSWORD, REDIS_PASSWORD, FIXTURE_URL, extra or "")
+end
+
+-- The install-script fixture: records how it was called, checks docker
+-- answers, and leaves what a real install leaves (the marker).
+local FIXTURE = [[#!/bin/bash
+{ echo "argv0=$0 args=$*"; echo "uid=$(id -u)"; docker info --format 'docker={{.ServerVersion}}' 2>&1; } >> /root/coolify-calls
+mkdir -p /data/coolify/source && echo "APP_ID=fixture" > /data/coolify/source/.env
+]]
+
+-- run `phanes ARGS` in host i as root; returns exit code, output
+local function phanes(i, args)
+  local out, _, code = try(i, "cd /root && /usr/local/bin/phanes " .. args)
+  return code, out
+end
+
+local function json_report(i, path)
+  local json = require "phanes.json"
+  local text = sh(i, "cat " .. path)
+  return assert(json.decode(text))
+end
+
+local function ufw_rules(i)
+  local rules = {}
+  for line in sh(i, "ufw status"):gmatch "[^\n]+" do
+    local to, action = line:match "^(%S.-)%s%s+(%u+)%s%s+"
+    if to then rules[#rules + 1] = to .. " " .. action end
+  end
+  table.sort(rules)
+  return rules
+end
+
+local function expect_rules(ports)
+  local want = {}
+  for _, p in ipairs(ports) do
+    want[#want + 1] = p .. " ALLOW"
+    want[#want + 1] = p .. " (v6) ALLOW"
+  end
+  table.sort(want)
+  return want
+end
+
+local function ssh_as(i, user, cmd, extra)
+  return th.run(table.concat({ "ssh -i", q(th.key()), th.ssh_opts(), extra or "",
+    q(user .. "@" .. th.ip(i)), q(cmd), "</dev/null" }, " "))
+end
+
+describe("profiles on test hosts", function()
+  if not have_th then
+    pending("skipped: the test-host harness (spec/support/testhost.lua) is not in this tree")
+    return
+  end
+  local avail, why = th.available()
+  if not avail then
+    pending("skipped: " .. why)
+    return
+  end
+  if not (require("phanes.exec").run and require("phanes.file").write and require("phanes.json").decode) then
+    pending("skipped: this build lacks the exec/file/json primitives")
+    return
+  end
+  local binary = os.getenv("PHANES_BIN") or "build/phanes"
+  local first = {}       -- profile -> { rc, out, seconds }
+
+  setup(function()
+    th.up(#PROFILES)
+    local pubkey = read_local(th.key() .. ".pub"):gsub("%s+$", "")
+    local cfg = write_tmp(yaml_config(pubkey))
+    local fixture = write_tmp(FIXTURE)
+    for _, p in ipairs(PROFILES) do
+      local i = HOST[p]
+      assert(th.cp(i, binary, "/usr/local/bin/phanes"))
+      assert(th.cp(i, cfg, "/root/phanes.yaml"))
+    end
+    -- the coolify host serves the install script on loopback
+    local c = HOST.coolify
+    assert(th.cp(c, fixture, "/srv/install.sh"))
+    sh(c, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox >/dev/null")
+    sh(c, "mkdir -p /srv/www && mv /srv/install.sh /srv/www/install.sh && " ..
+      "(setsid busybox httpd -f -vv -p 127.0.0.1:8099 -h /srv/www > /root/httpd.log 2>&1 < /dev/null &)")
+    os.remove(cfg)
+    os.remove(fixture)
+    -- all profiles at once, one host each
+    local script = {}
+    for _, p in ipairs(PROFILES) do
+      script[#script + 1] = ("( %s exec %d sh -c %s > /dev/null 2>&1 ) &"):format(q(th.script), HOST[p],
+        q("cd /root; s=$(date +%s); phanes apply " .. p .. " --config /root/phanes.yaml --report /root/first.json" ..
+          " --color=never > /root/first.log 2>&1; echo \"$? $(( $(date +%s) - s ))\" > /root/first.rc"))
+    end
+    script[#script + 1] = "wait"
+    th.run(table.concat(script, "\n"))
+    for _, p in ipairs(PROFILES) do
+      local rcline = try(HOST[p], "cat /root/first.rc")
+      local rc, secs = rcline:match "(%d+) (%d+)"
+      first[p] = { rc = tonumber(rc), seconds = tonumber(secs), out = try(HOST[p], "cat /root/first.log") }
+      io.stderr:write(("[profiles] %s: first apply exit %s in %s s\n"):format(p, tostring(rc), tostring(secs)))
+    end
+  end)
+
+  teardown(function() th.down() end)
+
+  for _, p in ipairs(PROFILES) do
+    it(p .. ": first apply exits 0", function()
+      assert.equal(0, first[p].rc, first[p].out)
+    end)
+  end
+
+  describe("the base every profile makes", function()
+    for _, p in ipairs(PROFILES) do
+      it(p .. ": admin logs in with the key and sudoes; root and passwords are refused", function()
+        local i = HOST[p]
+        local ok, out = ssh_as(i, ADMIN, "id -un; sudo -n id -u")
+        assert.is_true(ok, out)
+        assert.equal(ADMIN .. "\n0\n", out)
+        ok, out = ssh_as(i, "root", "true")
+        assert.is_false(ok)
+        assert.matches("Permission denied", out)
+        -- the server offers no password method at all
+        ok, out = ssh_as(i, "alice", "true", "-o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive")
+        assert.is_false(ok)
+        assert.matches("Permission denied %(publickey%)", out)
+      end)
+    end
+
+    it("ufw lists exactly the expected rules", function()
+      assert.same(expect_rules { "22/tcp" }, ufw_rules(HOST.minimal))
+      assert.same(expect_rules { "22/tcp" }, ufw_rules(HOST.dev))
+      assert.same(expect_rules { "22/tcp", "443/tcp", "80/tcp" }, ufw_rules(HOST.web))
+      assert.same(expect_rules { "22/tcp" }, ufw_rules(HOST.database))
+      assert.same(expect_rules { "22/tcp", "443/tcp", "6001/tcp", "6002/tcp", "8000/tcp", "80/tcp" }, ufw_rules(HOST.coolify))
+      assert.matches("Status: active", sh(HOST.minimal, "ufw status verbose"))
+      assert.matches("deny %(incoming%)", sh(HOST.minimal, "ufw status verbose"))
+    end)
+
+    it("fail2ban runs the sshd jail on the SSH port", function()
+      local out = sh(HOST.minimal, "fail2ban-client status sshd")
+      assert.matches("Currently banned", out)
+      assert.matches("port%s*=%s*22", sh(HOST.minimal, "cat /etc/fail2ban/jail.local"))
+    end)
+
+    it("unattended security upgrades are configured", function()
+      local out = sh(HOST.minimal, "apt-config dump")
+      assert.matches('APT::Periodic::Unattended%-Upgrade "1";', out)
+      assert.matches('APT::Periodic::Update%-Package%-Lists "1";', out)
+      assert.matches("label=Debian%-Security", out)
+      assert.matches("ii%s+unattended%-upgrades", sh(HOST.minimal, "dpkg -l unattended-upgrades"))
+    end)
+
+    it("timezone and locale are set", function()
+      local i = HOST.minimal
+      assert.equal("/usr/share/zoneinfo/Europe/Paris\n", sh(i, "readlink /etc/localtime"))
+      assert.matches("^CES?T\n$", sh(i, "date +%Z"))
+      assert.matches("LANG=de_DE%.UTF%-8", sh(i, "cat /etc/default/locale"))
+      assert.matches("de_DE%.utf8", sh(i, "locale -a"))
+    end)
+
+    it("swap is skipped in the container, saying why", function()
+      assert.matches("swap[^\n]*skipped", first.minimal.out)
+      assert.matches("container", first.minimal.out)
+      assert.equal("", (sh(HOST.minimal, "tail -n +2 /proc/swaps")))
+    end)
+  end)
+
+  describe("services", function()
+    it("dev: docker runs a container, the admin is in the docker group, compose and tools are there", function()
+      local i = HOST.dev
+      assert.matches("docker", sh(i, "id -nG " .. ADMIN))
+      sh(i, "test -x /bin/busybox || (apt-get install -y -qq busybox-static >/dev/null)")
+      sh(i, "rm -rf /tmp/img && mkdir -p /tmp/img/bin && cp /bin/busybox /tmp/img/bin/ && " ..
+        "tar -C /tmp/img -c . | docker import - phanes-test:1 >/dev/null")
+      assert.equal("hello\n", sh(i, "docker run --rm phanes-test:1 /bin/busybox echo hello"))
+      assert.matches("docker%-compose version", sh(i, "docker-compose version"))
+      for _, tool in ipairs { "git", "gcc", "make", "python3", "jq" } do sh(i, "command -v " .. tool) end
+    end)
+
+    it("dev: netdata answers on localhost only", function()
+      local i = HOST.dev
+      assert.matches('"version"', sh(i, "curl -fsS http://127.0.0.1:19999/api/v1/info"))
+      local _, ok = try(i, "curl -fsS -m 3 http://" .. th.ip(i) .. ":19999/api/v1/info")
+      assert.is_false(ok)
+      assert.matches("127%.0%.0%.1:19999", sh(i, "ss -ltnH"))
+    end)
+
+    it("nginx (in no profile) serves its default site; a broken site is stopped by nginx -t", function()
+      local i = HOST.dev
+      local rc, out = phanes(i, "--modules nginx --config /root/phanes.yaml --color=never")
+      assert.equal(0, rc, out)
+      assert.equal("200", sh(i, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/"))
+      sh(i, "mkdir -p /root/ngx/templates/nginx && printf 'server {\\n  no_such_directive on;\\n}\\n' " ..
+        "> /root/ngx/templates/nginx/default")
+      local before = sh(i, "sha256sum /etc/nginx/sites-available/default")
+      rc, out = phanes(i, "--modules nginx --config /root/phanes.yaml --path /root/ngx --color=never")
+      assert.equal(1, rc, out)
+      assert.matches("no_such_directive", out)
+      assert.equal(before, sh(i, "sha256sum /etc/nginx/sites-available/default"))
+      assert.equal("200", sh(i, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/"))
+    end)
+
+    it("web: caddy answers on :80, also from outside", function()
+      local i = HOST.web
+      assert.equal("200", sh(i, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/"))
+      local ok, out = th.run("curl -s -m 5 -o /dev/null -w '%{http_code}' http://" .. th.ip(i) .. "/")
+      assert.is_true(ok, out)
+      assert.equal("200", out)
+    end)
+
+    it("database: postgres takes the role's password and refuses a wrong one", function()
+      local i = HOST.database
+      assert.equal("1\n", sh(i, "PGPASSWORD=" .. q(PG_PASSWORD) ..
+        " psql -h 127.0.0.1 -U app -d app -Atc 'select 1'"))
+      local out, ok = try(i, "PGPASSWORD=wrong psql -h 127.0.0.1 -U app -d app -Atc 'select 1'")
+      assert.is_false(ok)
+      assert.matches("password authentication failed", out)
+      assert.matches("127%.0%.0%.1:5432", sh(i, "ss -ltnH"))
+    end)
+
+    it("database: redis requires its password", function()
+      local i = HOST.database
+      assert.matches("NOAUTH", (try(i, "redis-cli ping")))
+      assert.equal("PONG\n", sh(i, "REDISCLI_AUTH=" .. q(REDIS_PASSWORD) .. " redis-cli ping"))
+      assert.equal("maxmemory\n134217728\n", sh(i, "REDISCLI_AUTH=" .. q(REDIS_PASSWORD) ..
+        " redis-cli config get maxmemory"))
+    end)
+
+    it("coolify: the install script ran once, as root, after docker", function()
+      local i = HOST.coolify
+      local calls = sh(i, "cat /root/coolify-calls")
+      assert.matches("^argv0=/var/lib/phanes/coolify%-install%.sh args=\nuid=0\ndocker=%d", calls)
+      assert.matches("GET /install%.sh", sh(i, "cat /root/httpd.log"))
+    end)
+
+    it("no secret shows in output or state", function()
+      for _, p in ipairs(PROFILES) do
+        local i = HOST[p]
+        local text = try(i, "cat /root/first.log /root/first.json /var/lib/phanes/state.json 2>/dev/null")
+        assert.falsy(text:find(PG_PASSWORD, 1, true), p)
+        assert.falsy(text:find(REDIS_PASSWORD, 1, true), p)
+      end
+    end)
+  end)
+
+  describe("a second apply", function()
+    it("changes nothing on any host", function()
+      for _, p in ipairs(PROFILES) do
+        local i = HOST[p]
+        local rc, out = phanes(i, "apply " .. p .. " --config /root/phanes.yaml --report /root/second.json --color=never")
+        assert.equal(0, rc, out)
+        local report = json_report(i, "/root/second.json")
+        for _, m in ipairs(report.modules) do
+          assert.equal(0, m.changed, p .. ": " .. m.name .. " changed on a re-run:\n" .. out)
+        end
+        io.stderr:write(("[profiles] %s: re-apply %.2f s, %s processes\n"):format(p, report.duration or -1,
+          tostring(report.execs)))
+      end
+      assert.equal(1, select(2, sh(HOST.coolify, "cat /root/coolify-calls"):gsub("argv0=", "")))
+    end)
+  end)
+
+  describe("drift", function()
+    it("--dry-run shows the edited file and the stopped service without touching them; apply restores both", function()
+      local i = HOST.database
+      sh(i, "echo 'maxmemory 1gb' >> /etc/redis/redis.conf && systemctl stop redis-server")
+      local before = sh(i, "sha256sum /etc/redis/redis.conf")
+      local rc, out = phanes(i, "apply database --config /root/phanes.yaml --dry-run --color=never -v")
+      assert.equal(0, rc, out)
+      assert.matches("/etc/redis/redis.conf", out)
+      assert.matches("%-maxmemory 1gb", out)      -- the diff: the line apply would remove
+      assert.matches("redis%-server", out)
+      assert.falsy(out:find(REDIS_PASSWORD, 1, true))
+      assert.equal(before, sh(i, "sha256sum /etc/redis/redis.conf"))
+      assert.equal("inactive\n", (try(i, "systemctl is-active redis-server")))
+      rc, out = phanes(i, "apply database --config /root/phanes.yaml --color=never")
+      assert.equal(0, rc, out)
+      assert.falsy(sh(i, "cat /etc/redis/redis.conf"):find("maxmemory 1gb", 1, true))
+      assert.equal("active\n", sh(i, "systemctl is-active redis-server"))
+      assert.equal("PONG\n", sh(i, "REDISCLI_AUTH=" .. q(REDIS_PASSWORD) .. " redis-cli ping"))
+    end)
+  end)
+
+  describe("bad config", function()
+    local function untouched_after(i, args)
+      sh(i, "touch /root/marker && sleep 1")
+      local rc, out = phanes(i, args)
+      local changed = try(i, "find /etc /home /var/lib/phanes -newer /root/marker 2>/dev/null")
+      return rc, out, changed
+    end
+
+    it("a wrong type, a missing required key, an unknown module: exit 2, host untouched", function()
+      local i = HOST.minimal
+      sh(i, "sed 's/^  permit_root_login.*/  ssh_port: twenty-two/' /root/phanes.yaml > /root/bad-type.yaml")
+      sh(i, "grep -v '^username:' /root/phanes.yaml > /root/bad-missing.yaml")
+      for _, case in ipairs {
+        { "apply minimal --config /root/bad-type.yaml", "security%.ssh_port" },
+        { "apply minimal --config /root/bad-missing.yaml", "username" },
+        { "--modules baseline,nosuchmodule --config /root/phanes.yaml", "nosuchmodule" },
+      } do
+        local rc, out, changed = untouched_after(i, case[1])
+        assert.equal(2, rc, case[1] .. "\n" .. out)
+        assert.matches(case[2], out)
+        assert.equal("", changed, case[1] .. " touched the host")
+      end
+    end)
+  end)
+
+  describe("lockout safety", function()
+    it("password login off without any key is refused before sshd is touched", function()
+      local i = HOST.minimal
+      sh(i, "sed -e 's/^username: .*/username: nokey/' -e '/^ssh_public_key:/d' /root/phanes.yaml > /root/nokey.yaml")
+      local before = sh(i, "sha256sum /etc/ssh/sshd_config")
+      local rc, out = phanes(i, "apply minimal --config /root/nokey.yaml --color=never")
+      assert.equal(1, rc, out)
+      assert.matches("refusing to turn off SSH password login", out)
+      assert.equal(before, sh(i, "sha256sum /etc/ssh/sshd_config"))
+      assert.is_true((ssh_as(i, ADMIN, "true")))
+    end)
+
+    it("a broken sshd_config template is stopped by sshd -t and sshd keeps accepting logins", function()
+      local i = HOST.minimal
+      sh(i, "mkdir -p /root/override/templates/security && " ..
+        "printf 'Port 22\\nNoSuchOption yes\\nPasswordAuthentication yes\\n' > /root/override/templates/security/sshd_config")
+      local before = sh(i, "sha256sum /etc/ssh/sshd_config")
+      local rc, out = phanes(i, "apply minimal --config /root/phanes.yaml --path /root/override --color=never")
+      assert.equal(1, rc, out)
+      assert.matches("sshd", out)
+      assert.matches("NoSuchOption", out)
+      assert.equal(before, sh(i, "sha256sum /etc/ssh/sshd_config"))
+      local ok, who = ssh_as(i, ADMIN, "id -un")
+      assert.is_true(ok, who)
+      assert.equal(ADMIN .. "\n", who)
+    end)
+  end)
+end)
