@@ -225,6 +225,23 @@ describe("core on a test host", function()
     assert.matches("core_files%s.-changed", out)
   end)
 
+  it("stops at a bad config with exit 2 and touches nothing on the host", function()
+    local before = sh "sha256sum /var/lib/phanes/state.json /srv/core/motd; stat -c %Y /var/lib/core/stamp"
+    sh "printf 'core_files:\\n  token: 12\\n  motd_: x\\n' > /root/bad.yaml; printf 'core_files:\\n  motd: [x\\n' > /root/broken.yaml"
+    local out, code, err = phanes "apply core/profiles/core.lua --path core --config bad.yaml"
+    assert.equal(2, code, out .. err)
+    assert.matches("bad.yaml:2:3: core_files.token: expected a string, got an integer", err, 1, true)
+    assert.matches("bad.yaml:3:3: unknown key 'core_files.motd_' (did you mean 'core_files.motd'?)", err, 1, true)
+    assert.matches("then try: phanes check core/profiles/core.lua --path core --config bad.yaml", err, 1, true)
+    out, code, err = phanes "apply core/profiles/core.lua --path core --config broken.yaml"
+    assert.equal(2, code, out .. err)
+    assert.matches("^phanes: broken%.yaml:%d+:%d+: ", err)
+    out, code, err = phanes "apply core/profiles/core.lua --path core --config config.yaml --only core_fils"
+    assert.equal(2, code, out .. err)
+    assert.matches("core_files", err, 1, true)
+    assert.equal(before, sh "sha256sum /var/lib/phanes/state.json /srv/core/motd; stat -c %Y /var/lib/core/stamp")
+  end)
+
   it("never shows the secret", function()
     keep((sh "cat /var/lib/phanes/state.json"), (sh "journalctl --no-pager -q 2>/dev/null | tail -n 300"))
     assert.truthy(#seen > 8)
