@@ -68,6 +68,9 @@ M.default_paths = {
   keyrings_dir = "/etc/apt/keyrings",
   apt_lists = "/var/lib/apt/lists",
   apt_pkgcache = "/var/cache/apt/pkgcache.bin",
+  -- dpkg's database, read directly (false: always ask dpkg-query)
+  dpkg_status = "/var/lib/dpkg/status",
+  dpkg_updates = "/var/lib/dpkg/updates",
   curl = "/usr/bin/curl",
   wget = "/usr/bin/wget",
   -- where systemd looks for unit files (false: always ask systemctl)

@@ -201,6 +201,9 @@ function M.world(o)
       keyrings_dir = root .. "/etc/apt/keyrings",
       apt_lists = root .. "/var/lib/apt/lists",
       apt_pkgcache = root .. "/var/cache/apt/pkgcache.bin",
+      -- absent unless a spec writes it: dpkg-query answers then
+      dpkg_status = root .. "/var/lib/dpkg/status",
+      dpkg_updates = root .. "/var/lib/dpkg/updates",
       curl = root .. "/bin/curl",
       wget = root .. "/bin/wget",
       unit_dirs = { root .. "/lib/systemd/system" },
