@@ -28,6 +28,10 @@ int phanes_kill_children(int sig);
 /* sys.c: SIGINT/SIGTERM received since sys.trap_signals() (0 before). */
 int phanes_signals_seen(void);
 
+/* sha256.c: file.sha256 and file.sha256_file, registered by file.c. */
+int phanes_sha256(lua_State *L);
+int phanes_sha256_file(lua_State *L);
+
 /* diff.c: file.diff, registered by file.c (init creates its metatable). */
 int phanes_diff(lua_State *L);
 void phanes_diff_init(lua_State *L);

@@ -65,9 +65,11 @@ local function load_config(p, out, mods, defaults, defaults_name)
     for _, e in ipairs(type(errs) == "table" and errs or { errs }) do
       out:error(type(e) == "table" and (e.message or tostring(e)) or tostring(e))
     end
+    local paths = {}
+    for _, d in ipairs(p.opts.path or {}) do paths[#paths + 1] = " --path " .. d end
     out.err:write("fix the config" .. (p.opts.config and (" in " .. p.opts.config) or "")
       .. ", then try: phanes check" .. (p.args[1] and (" " .. p.args[1]) or "")
-      .. (p.opts.config and (" --config " .. p.opts.config) or "") .. "\n")
+      .. table.concat(paths) .. (p.opts.config and (" --config " .. p.opts.config) or "") .. "\n")
     return nil
   end
   local secrets = config.secrets and config.secrets(cfg, all) or {}

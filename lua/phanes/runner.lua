@@ -213,8 +213,10 @@ function Run:record(mod, rec)
   end
   local ok, err = self.state:record(mod.name, info)
   if not ok then
+    -- what ran is no longer recorded: stop here, whatever the policy
     self.state_error = err
-    if not self.json then self.out:error(err) end
+    self.out:error(err, "the run stopped after '" .. mod.name .. "': free space or fix "
+      .. "permissions there (or give --state PATH), then run the same command again")
   end
 end
 
@@ -255,7 +257,7 @@ function Run:report(results, code)
     duration = self.sys.now() - self.start, exit_code = code,
     status = ({ [0] = "ok", [1] = "failed", [130] = "interrupted" })[code],
     modules = arr(mods), counts = counts, execs = self.run.stats and self.run.stats.execs,
-    state_path = self.state and self.state.path or nil,
+    state_path = self.state and self.state.path or nil, state_error = self.state_error,
   }
   return output.mask_deep(report, self.out.mask)
 end
@@ -295,6 +297,10 @@ function M.run(opts)
       break
     end
     self:record(mod, rec)
+    if self.state_error then
+      code = 1
+      break
+    end
     if rec.status == "failed" then
       code = 1
       if not self.keep_going then break end

@@ -6,8 +6,10 @@
 -- processes only; drift is shown by --dry-run and left alone, and repaired
 -- by apply; facts, list and status read the host.
 --
--- Run as root:  build/phanes lua /usr/bin/busted spec/integration/core_spec.lua
--- (PHANES_TESTHOST / PHANES_TEST_* choose the harness and its network).
+-- Run as root (about 20 s with a warm apt cache):
+--   PHANES_TEST_ID=phc build/phanes lua /usr/bin/busted spec/integration/core_spec.lua
+-- (PHANES_TEST_ID and the other PHANES_TEST_* variables of spec/hosts/testhost
+-- keep concurrent users of the harness apart; PHANES_TESTHOST picks another script).
 local th = require "spec.support.testhost"
 local runcli = require "spec.support.runcli"
 local json = require "phanes.json"
@@ -223,6 +225,23 @@ describe("core on a test host", function()
     -- a config change shows up as such
     out = phanes "status core/profiles/core.lua --path core --config config.yaml --set core_files.motd=hi"
     assert.matches("core_files%s.-changed", out)
+  end)
+
+  it("stops at a bad config with exit 2 and touches nothing on the host", function()
+    local before = sh "sha256sum /var/lib/phanes/state.json /srv/core/motd; stat -c %Y /var/lib/core/stamp"
+    sh "printf 'core_files:\\n  token: 12\\n  motd_: x\\n' > /root/bad.yaml; printf 'core_files:\\n  motd: [x\\n' > /root/broken.yaml"
+    local out, code, err = phanes "apply core/profiles/core.lua --path core --config bad.yaml"
+    assert.equal(2, code, out .. err)
+    assert.matches("bad.yaml:2:3: core_files.token: expected a string, got an integer", err, 1, true)
+    assert.matches("bad.yaml:3:3: unknown key 'core_files.motd_' (did you mean 'core_files.motd'?)", err, 1, true)
+    assert.matches("then try: phanes check core/profiles/core.lua --path core --config bad.yaml", err, 1, true)
+    out, code, err = phanes "apply core/profiles/core.lua --path core --config broken.yaml"
+    assert.equal(2, code, out .. err)
+    assert.matches("^phanes: broken%.yaml:%d+:%d+: ", err)
+    out, code, err = phanes "apply core/profiles/core.lua --path core --config config.yaml --only core_fils"
+    assert.equal(2, code, out .. err)
+    assert.matches("core_files", err, 1, true)
+    assert.equal(before, sh "sha256sum /var/lib/phanes/state.json /srv/core/motd; stat -c %Y /var/lib/core/stamp")
   end)
 
   it("never shows the secret", function()

@@ -56,7 +56,7 @@ describe("runner", function()
     opts = opts or {}
     local o = output.new { color = "never", out = out, err = err, tty = false,
       secrets = opts.secrets, verbose = opts.verbose }
-    local sf = opts.state and assert(statefile.open(dir .. "/state.json"))
+    local sf = opts.sf or opts.state and assert(statefile.open(dir .. "/state.json"))
     local code, report = runner.run {
       mods = mods, config = opts.config or {}, dry_run = opts.dry_run, keep_going = opts.keep_going,
       json = opts.json, out = o, state = sf, sys = fake_sys, exec = fake_exec, profile = "test",
@@ -122,6 +122,33 @@ describe("runner", function()
     assert.equal("changed", report.modules[2].status)
     assert.equal("c", runcli.read(dir .. "/c"))
     assert.equal("installed", state().modules.c.status)
+  end)
+
+  it("stops, exit 1, when the state file cannot be written (even with keep_going)", function()
+    local recorded = {}
+    local sf = { path = dir .. "/state.json", close = function() end }
+    function sf.record(_, name)
+      recorded[#recorded + 1] = name
+      return nil, "cannot write the state file: " .. dir .. "/state.json: No space left on device"
+    end
+    local code, report = go({ writes "a", writes "b" }, { sf = sf, keep_going = true })
+    assert.equal(1, code)
+    assert.same({ "a" }, recorded)
+    assert.equal("changed", report.modules[1].status)
+    assert.equal("not run", report.modules[2].status)
+    assert.matches("No space left on device", report.state_error, 1, true)
+    assert.matches("phanes: cannot write the state file: .*\nthe run stopped after 'a'", err:text())
+    assert.is_nil(runcli.read(dir .. "/b"))
+  end)
+
+  it("reports ctx.fail as the module's own failure, without a traceback", function()
+    local code, report = go({ mod("guard", function(ctx) ctx.fail("refusing: no key for admin", "set ssh_public_key") end) },
+      { state = true })
+    assert.equal(1, code)
+    assert.equal("module 'guard' failed: refusing: no key for admin\n    set ssh_public_key", report.modules[1].error.message)
+    assert.is_nil(report.modules[1].error.traceback)
+    assert.is_nil(err:text():find("traceback", 1, true))
+    assert.equal("failed", state().modules.guard.status)
   end)
 
   it("turns a Lua error into file:line and a traceback, not a crash", function()
