@@ -68,6 +68,9 @@ M.default_paths = {
   keyrings_dir = "/etc/apt/keyrings",
   apt_lists = "/var/lib/apt/lists",
   apt_pkgcache = "/var/cache/apt/pkgcache.bin",
+  -- dpkg's database, read directly (false: always ask dpkg-query)
+  dpkg_status = "/var/lib/dpkg/status",
+  dpkg_updates = "/var/lib/dpkg/updates",
   curl = "/usr/bin/curl",
   wget = "/usr/bin/wget",
   -- where systemd looks for unit files (false: always ask systemctl)
@@ -124,7 +127,7 @@ end
 
 -- context.new_run(opts) -> run (see the top of this file).
 -- Extra options: paths (see default_paths), facts (a ready facts table),
--- on_log.
+-- on_log, hints ({ units = {...} }: units to read with the first one asked).
 function M.new_run(opts)
   opts = opts or {}
   local secrets = {}
@@ -142,6 +145,10 @@ function M.new_run(opts)
     paths = merge(M.default_paths, opts.paths),
     stats = { execs = 0, resources = 0, changed = 0, failed = 0 },
     cache = {}, -- pkg, services, accounts: see the res/ files
+    -- what the last run asked, to read in one go: { units = {...} } (the
+    -- runner takes it from the state file)
+    hints = opts.hints or {},
+    units_asked = {}, -- module name -> { unit = true }
   }, Run)
   local transport = opts.exec or default_exec
   -- every process goes through here, so stats.execs is the true count
@@ -151,6 +158,22 @@ function M.new_run(opts)
   end
   run.facts = opts.facts or facts.new(run.paths)
   return run
+end
+
+-- run:note_unit(module, unit): the service resource says which systemd
+-- units a module asked about; run:units_of(module) -> sorted list (the
+-- runner keeps it in the state, as next run's hints.units).
+function Run:note_unit(module, unit)
+  local t = self.units_asked[module or "?"] or {}
+  t[unit] = true
+  self.units_asked[module or "?"] = t
+end
+
+function Run:units_of(module)
+  local list = {}
+  for u in pairs(self.units_asked[module] or {}) do list[#list + 1] = u end
+  table.sort(list)
+  return list
 end
 
 -- run:mask(text) -> text with each secret replaced by ******

@@ -211,13 +211,36 @@ function Run:record(mod, rec)
   else
     return
   end
+  -- the state is written only when this changes something in it
+  info.changed = rec.changed > 0
+  info.units = self.run.units_of and self.run:units_of(mod.name) or nil
   local ok, err = self.state:record(mod.name, info)
-  if not ok then
-    -- what ran is no longer recorded: stop here, whatever the policy
-    self.state_error = err
-    self.out:error(err, "the run stopped after '" .. mod.name .. "': free space or fix "
-      .. "permissions there (or give --state PATH), then run the same command again")
+  if not ok then self:state_failed(err, "the run stopped after '" .. mod.name .. "'") end
+end
+
+-- What ran is no longer recorded: say so; the run stops whatever the policy.
+function Run:state_failed(err, what)
+  self.state_error = err
+  self.out:error(err, what .. ": free space or fix permissions there (or give --state PATH), "
+    .. "then run the same command again")
+end
+
+-- The units the modules of this run asked about in the last run (from the
+-- state): the service resource reads them all with one systemctl.
+local function unit_hints(state, mods)
+  local data = state and state.data
+  if not (data and data.modules) then return nil end
+  local units, seen = {}, {}
+  for _, mod in ipairs(mods) do
+    local m = data.modules[mod.name]
+    for _, u in ipairs(type(m) == "table" and type(m.units) == "table" and m.units or {}) do
+      if type(u) == "string" and not seen[u] then
+        seen[u] = true
+        units[#units + 1] = u
+      end
+    end
   end
+  return units
 end
 
 function Run:summary(results, code)
@@ -286,6 +309,7 @@ function M.run(opts)
     secrets = opts.secrets or {}, on_event = function(ev) self:on_event(ev) end,
     interrupted = function() return self:interrupted() end,
     on_log = function(level, module, msg) self:on_log(level, module, msg) end,
+    hints = { units = unit_hints(self.state, self.mods) },
   }
   local results, code = {}, 0
   for i, mod in ipairs(self.mods) do
@@ -304,6 +328,14 @@ function M.run(opts)
     if rec.status == "failed" then
       code = 1
       if not self.keep_going then break end
+    end
+  end
+  -- a run that wrote nothing yet writes once, for the time of this run
+  if self.state and not self.dry_run and not self.state_error and self.state.finish then
+    local ok, err = self.state:finish()
+    if not ok then
+      self:state_failed(err, "the run's time was not recorded")
+      if code == 0 then code = 1 end
     end
   end
   for i = #results + 1, #self.mods do

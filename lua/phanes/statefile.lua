@@ -12,7 +12,8 @@
 --     modules = { name = { status = "installed"|"failed", installed_at,
 --                          updated_at, version, config_hash, last_error } } }
 -- Times are ISO 8601 UTC strings. The file is rewritten whole and atomically
--- (phanes.file.write) after each module, under an exclusive lock on
+-- (phanes.file.write) after each module whose record changed, and once at
+-- the end of a run that changed nothing (sf:finish), under an exclusive lock on
 -- `<path>.lock` held from open to close; the lock file holds the owner's pid
 -- so a second run can say who holds it. A corrupt file is moved aside to
 -- `<path>.corrupt-<time>` and reported; a file of a newer format is refused.
@@ -97,7 +98,7 @@ local function lock_holder(lockpath)
   if not f then return nil end
   local pid = f:read "l"
   f:close()
-  return pid and pid:match "^%d+$"
+  return pid and pid:match "^(%d+)%s*$"
 end
 
 -- Take the lock, waiting up to `wait` seconds.
@@ -113,11 +114,13 @@ local function take_lock(lockpath, wait)
     end
     return nil, tostring(err), "io"
   end
-  -- Write our pid in place (same inode: the flock stays valid).
-  local f = io.open(lockpath, "w")
+  -- Write our pid in place (same inode: the flock stays valid), padded to
+  -- a fixed width instead of truncating: on ext4 a truncate-and-rewrite
+  -- makes close() start writeback (auto_da_alloc), 5-80 ms on a busy disk.
+  local f = io.open(lockpath, "r+")
   if f then
     local ok, sys = pcall(require, "phanes.sys")
-    f:write(tostring(ok and sys.getpid and sys.getpid() or ""), "\n")
+    f:write(string.format("%-10s\n", tostring(ok and sys.getpid and sys.getpid() or "")))
     f:close()
   end
   return lock
@@ -160,22 +163,53 @@ function M.open(path, opts)
     hostname = opts.hostname, version = opts.version }, SF)
 end
 
+local function same_list(a, b)
+  if a == b then return true end
+  if type(a) ~= "table" or type(b) ~= "table" or #a ~= #b then return false end
+  for i = 1, #a do if a[i] ~= b[i] then return false end end
+  return true
+end
+
 -- sf:record(name, { status = "installed"|"failed", version, config_hash,
---   error }) updates one module and writes the file. -> true | nil, err
+--   error, units = {...}, changed = bool }) -> true | nil, err
+-- Updates one module and writes the file, but only when its record
+-- changes (status, version, config hash, error, units; a first install)
+-- or when the module changed the machine (changed = true): a no-op module
+-- costs no write. The module's updated_at is the time of that write.
+-- units: the systemd units the module asked about (a hint: the next run
+-- reads all of them with one systemctl).
 function SF:record(name, info)
-  local now = M.iso()
   local m = self.data.modules[name] or {}
+  local before = { m.status, m.version, m.config_hash, m.last_error, m.installed_at }
+  local units = info.units
+  if units ~= nil and #units == 0 then units = nil end
   m.status = info.status
-  m.updated_at = now
   if info.status == "installed" then
-    m.installed_at = m.installed_at or now
+    m.installed_at = m.installed_at or M.iso()
     m.version = info.version
     m.config_hash = info.config_hash
     m.last_error = nil
   else
     m.last_error = info.error
   end
+  local after = { m.status, m.version, m.config_hash, m.last_error, m.installed_at }
+  local dirty = info.changed or self.data.modules[name] == nil
+  for i = 1, 5 do dirty = dirty or before[i] ~= after[i] end
+  if info.units ~= nil and not same_list(m.units, units) then
+    m.units = units
+    dirty = true
+  end
   self.data.modules[name] = m
+  if not dirty then return true end
+  m.updated_at = M.iso()
+  return self:write()
+end
+
+-- sf:finish() -> true | nil, err: at the end of a run, one write when the
+-- run wrote nothing yet (a no-op run), so that the file's updated_at says
+-- when phanes last ran (`status --remote`'s "last apply").
+function SF:finish()
+  if (self.writes or 0) > 0 then return true end
   return self:write()
 end
 
@@ -189,6 +223,7 @@ function SF:write()
   local text = json.encode(self.data, { pretty = true })
   local ok, err = file.write(self.path, text .. "\n", { mode = tonumber("0644", 8) })
   if not ok then return nil, "cannot write the state file: " .. tostring(err) end
+  self.writes = (self.writes or 0) + 1
   return true
 end
 

@@ -130,7 +130,7 @@ function M.tree(dir)
 end
 
 -- world{ dry_run, secrets, config, facts, packages = dpkg text, services =
--- systemctl show text } -> w = { root, fake, run, ctx, events, path(rel),
+-- systemctl show text, hints = run hints } -> w = { root, fake, run, ctx, events, path(rel),
 -- unit_file(name) }; every unit of the systemctl text has a unit file.
 -- The root holds etc/passwd, etc/group, etc/sudoers.d, etc/apt/...,
 -- var/lib/apt/lists (fresh), and the run's paths point there.
@@ -151,17 +151,27 @@ function M.world(o)
   local fake = M.new()
   fake:on("dpkg-query -W", { stdout = o.packages or M.fixture "facts/dpkg-query.txt" })
   local services = o.services or M.fixture "facts/systemctl-show.txt"
-  -- like systemctl: the block of the unit asked (by Id or alias)
-  fake:on("systemctl show", function(opts)
-    local unit = opts.argv[#opts.argv]
+  -- like systemctl: the block of each unit asked (by Id or alias), one
+  -- blank line between blocks
+  local function block_of(unit)
     for block in (services .. "\n\n"):gmatch "(.-)\n\n+" do
       local id, names = block:match "Id=([^\n]*)", block:match "Names=([^\n]*)" or ""
       if id == unit or (" " .. names .. " "):find(" " .. unit .. " ", 1, true) then
-        return { code = 0, stdout = block .. "\n" }
+        return block .. "\n"
       end
     end
-    return { code = 0, stdout = "Id=" .. unit .. "\nNames=" .. unit .. "\nLoadState=not-found\n"
-      .. "ActiveState=inactive\nSubState=dead\nUnitFileState=\n" }
+    return "Id=" .. unit .. "\nNames=" .. unit .. "\nLoadState=not-found\n"
+      .. "ActiveState=inactive\nSubState=dead\nUnitFileState=\n"
+  end
+  fake:on("systemctl show", function(opts)
+    local blocks, i = {}, 3
+    while i <= #opts.argv do
+      local a = opts.argv[i]
+      if a == "-p" then i = i + 1
+      elseif a:sub(1, 1) ~= "-" then blocks[#blocks + 1] = block_of(a) end
+      i = i + 1
+    end
+    return { code = 0, stdout = table.concat(blocks, "\n") }
   end)
   -- a unit file for every unit the canned systemctl output knows
   local function unit_file(name) M.write(root .. "/lib/systemd/system/" .. name, "") end
@@ -182,6 +192,7 @@ function M.world(o)
     on_event = function(ev) events[#events + 1] = ev end,
     on_log = function() end,
     interrupted = o.interrupted,
+    hints = o.hints,
     paths = {
       passwd = root .. "/etc/passwd",
       group = root .. "/etc/group",
@@ -190,6 +201,9 @@ function M.world(o)
       keyrings_dir = root .. "/etc/apt/keyrings",
       apt_lists = root .. "/var/lib/apt/lists",
       apt_pkgcache = root .. "/var/cache/apt/pkgcache.bin",
+      -- absent unless a spec writes it: dpkg-query answers then
+      dpkg_status = root .. "/var/lib/dpkg/status",
+      dpkg_updates = root .. "/var/lib/dpkg/updates",
       curl = root .. "/bin/curl",
       wget = root .. "/bin/wget",
       unit_dirs = { root .. "/lib/systemd/system" },

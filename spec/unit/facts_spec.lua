@@ -53,6 +53,22 @@ describe("facts", function()
     assert.equal("1:9.2p1-2+deb12u2", db["openssh-server"].version)
   end)
 
+  it("reads dpkg's status file as dpkg-query would print it", function()
+    local from_file = facts.parse_dpkg_status(fixture "dpkg-status.txt")
+    local from_query = facts.parse_dpkg(fixture "dpkg-query.txt")
+    local names = {}
+    for name, p in pairs(from_query) do
+      names[#names + 1] = name
+      assert.same(p, from_file[name], name)
+    end
+    assert.is_true(#names > 30)
+    assert.is_nil(from_file["not-a-package"])   -- description lines are not stanzas
+    assert.equal("0.17+2.4-2", from_file.telnet.version)
+    assert.same({ installed = false, status = "iHR", version = "3.0" }, from_file.broken)
+    assert.same({ installed = false, status = "it ", version = "1.1" }, from_file.trig)
+    assert.same({}, facts.parse_dpkg_status "")
+  end)
+
   it("parses systemctl show blocks, under the id, the aliases and the short name", function()
     local units = facts.parse_systemctl_show(fixture "systemctl-show.txt")
     assert.same({ id = "nginx.service", load = "loaded", active = "active", sub = "running",

@@ -172,4 +172,39 @@ describe("service", function()
     assert.equal("ok", w.ctx.service.running({ "redis-server" }).status)
     assert.same({ SHOW .. "nginx.service", SHOW .. "redis-server.service" }, w.fake:lines "systemctl show")
   end)
+
+  describe("with the units the last run asked (hints)", function()
+    it("reads them all with the first unit asked: one systemctl for a no-op run", function()
+      w = fakeexec.world{ hints = { units = { "nginx.service", "ssh.service", "gone.service",
+        "ufw.service", "cron.service", "nginx.service" } } }
+      assert.equal("ok", w.ctx.service.running({ "ssh" }).status)
+      assert.equal("ok", w.ctx.service.running({ "nginx" }).status)
+      assert.equal("ok", w.ctx.service.running({ "sshd" }).status)
+      assert.equal("ok", w.ctx.service.running({ "ufw" }).status)
+      assert.equal("ok", w.ctx.service.stopped({ "cron" }).status)
+      -- the asked one first; no unit file, no question (gone); each once
+      assert.same({ SHOW .. "ssh.service nginx.service ufw.service cron.service" }, w.fake:lines())
+      assert.same({ "cron.service", "nginx.service", "ssh.service", "sshd.service", "ufw.service" },
+        w.run:units_of "test")
+    end)
+
+    it("reads a unit again when something changed after it was read", function()
+      w = fakeexec.world{ hints = { units = { "cron.service", "nginx.service", "ufw.service" } } }
+      ok_on "systemctl --no-pager enable --now cron"
+      assert.equal("changed", w.ctx.service.running({ "cron" }).status)
+      -- cron's start could have moved nginx: asked again (with ufw, still unasked)
+      assert.equal("ok", w.ctx.service.running({ "nginx" }).status)
+      assert.equal("ok", w.ctx.service.running({ "ufw" }).status)
+      assert.equal("ok", w.ctx.service.running({ "cron" }).status) -- asked: kept current
+      assert.same({ SHOW .. "cron.service nginx.service ufw.service",
+        SHOW .. "nginx.service ufw.service" }, w.fake:lines "systemctl show")
+    end)
+
+    it("trusts what it read through a dry run: planned changes change nothing", function()
+      w = fakeexec.world{ dry_run = true, hints = { units = { "nginx.service" } } }
+      assert.equal("would change", w.ctx.service.running({ "cron" }).status)
+      assert.equal("ok", w.ctx.service.running({ "nginx" }).status)
+      assert.same({ SHOW .. "cron.service nginx.service" }, w.fake:lines "systemctl show")
+    end)
+  end)
 end)

@@ -94,6 +94,31 @@ describe("runner", function()
     assert.equal("installed", s.modules.same.status)
   end)
 
+  it("writes the state once in a no-op re-run, and hands on the units asked last time", function()
+    local seen
+    -- a module that asks about units as the service resource does
+    local svc = mod("svc", function(ctx)
+      seen = ctx.run.hints.units
+      ctx.run:note_unit(ctx.module, "b.service")
+      ctx.run:note_unit(ctx.module, "a.service")
+    end)
+    local sf = assert(statefile.open(dir .. "/state.json"))
+    go({ writes "a", svc }, { sf = sf })
+    assert.equal(2, sf.writes)               -- a, svc: both new
+    assert.same({}, seen)
+    assert.same({ "a.service", "b.service" }, state().modules.svc.units)
+    -- again: nothing changes, one write (the run's time)
+    sf = assert(statefile.open(dir .. "/state.json"))
+    local code = go({ writes "a", svc }, { sf = sf })
+    assert.equal(0, code)
+    assert.equal(1, sf.writes)
+    assert.same({ "a.service", "b.service" }, seen)
+    -- a dry run writes nothing at all
+    sf = assert(statefile.open(dir .. "/state.json"))
+    go({ writes "a", svc }, { sf = sf, dry_run = true })
+    assert.is_nil(sf.writes)
+  end)
+
   it("shows every resource with -v", function()
     runcli.write(dir .. "/same", "same")
     go({ writes("same", "same") }, { verbose = true })

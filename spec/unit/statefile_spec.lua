@@ -125,4 +125,60 @@ describe("statefile", function()
     sf:close()
     holder:close()
   end)
+
+  it("writes only when a module's record changes, or the module changed something", function()
+    local sf = assert(statefile.open(path, { version = "9.9" }))
+    assert(sf:record("redis", { status = "installed", version = "1", config_hash = "abc", units = { "redis-server.service" } }))
+    assert.equal(1, sf.writes)
+    local first = runcli.read(path)
+    -- the same again: no write
+    assert(sf:record("redis", { status = "installed", version = "1", config_hash = "abc", units = { "redis-server.service" } }))
+    assert.equal(1, sf.writes)
+    assert.equal(first, runcli.read(path))
+    -- each change of the record writes
+    for i, info in ipairs {
+      { status = "installed", version = "2", config_hash = "abc", units = { "redis-server.service" } },
+      { status = "installed", version = "2", config_hash = "def", units = { "redis-server.service" } },
+      { status = "installed", version = "2", config_hash = "def", units = { "redis.service", "x.service" } },
+      { status = "installed", version = "2", config_hash = "def", units = {} },
+      { status = "failed", error = "boom" },
+      { status = "failed", error = "boom again" },
+      { status = "installed", version = "2", config_hash = "def" },
+      { status = "installed", version = "2", config_hash = "def", changed = true },
+    } do
+      assert(sf:record("redis", info))
+      assert.equal(i + 1, sf.writes, "change " .. i)
+    end
+    sf:close()
+    local r = json.decode(runcli.read(path)).modules.redis
+    assert.is_nil(r.units)
+    assert.is_nil(r.last_error)
+    assert.equal("def", r.config_hash)
+  end)
+
+  it("keeps the units a module asked about", function()
+    local sf = assert(statefile.open(path))
+    assert(sf:record("docker", { status = "installed", units = { "containerd.service", "docker.service" } }))
+    sf:close()
+    assert.same({ "containerd.service", "docker.service" }, json.decode(runcli.read(path)).modules.docker.units)
+  end)
+
+  it("finish writes once for a run that wrote nothing (its time), never twice", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    runcli.write(path, '{"format": 1, "updated_at": "2020-01-01T00:00:00Z", "modules": {"a": '
+      .. '{"status": "installed", "version": "1", "installed_at": "2020-01-01T00:00:00Z", '
+      .. '"updated_at": "2020-01-01T00:00:00Z"}}}')
+    local sf = assert(statefile.open(path, { version = "9.9" }))
+    assert(sf:record("a", { status = "installed", version = "1" }))
+    assert.is_nil(sf.writes)
+    assert(sf:finish())
+    assert.equal(1, sf.writes)
+    assert(sf:finish())
+    assert.equal(1, sf.writes)
+    sf:close()
+    local data = json.decode(runcli.read(path))
+    assert.not_equal("2020-01-01T00:00:00Z", data.updated_at)
+    assert.equal("9.9", data.phanes_version)
+    assert.equal("2020-01-01T00:00:00Z", data.modules.a.updated_at) -- the module did not change
+  end)
 end)

@@ -4,8 +4,9 @@
 --   ctx.pkg.absent { "telnet" }                      -- purge = true to purge
 --   ctx.pkg.refresh { max_age = 3600 }               -- apt-get update when older
 --
--- Installed packages are read once per run with a single dpkg-query and
--- kept in run.cache.pkg; an install updates that table in place (and marks
+-- Installed packages are read once per run from dpkg's status file
+-- (/var/lib/dpkg/status: no process; one dpkg-query when that file cannot
+-- be read or dpkg's journal has pending updates) and kept in run.cache.pkg; an install updates that table in place (and marks
 -- it so a package seen missing afterwards, maybe pulled in as a dependency,
 -- is looked up once more before acting). pkg.installed runs one apt-get
 -- install for all the missing packages, non-interactively, keeping
@@ -44,12 +45,38 @@ local function names_of(o, kind)
   return names, o
 end
 
--- The package table of the run: { [name] = {installed, status, version} }.
+-- dpkg's status file, read directly: nil when it cannot be (no file, or
+-- dpkg's journal holds updates not folded in yet: dpkg-query knows those).
+local function read_status(run)
+  local path, updates = run.paths.dpkg_status, run.paths.dpkg_updates
+  if not path then return nil end
+  if updates then
+    local lfs = require "lfs"
+    local ok, iter, state = pcall(lfs.dir, updates)
+    if ok then
+      for name in iter, state do
+        if name ~= "." and name ~= ".." then return nil end
+      end
+    end
+  end
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read "a"
+  f:close()
+  if not text or not text:find("Package: ", 1, true) then return nil end
+  return facts.parse_dpkg_status(text)
+end
+
+-- The package table of the run: { [name] = {installed, status, version} },
+-- from dpkg's status file (no process), else from one dpkg-query.
 function M.db(run)
   local c = run.cache
   if not c.pkg then
-    local res = run:check({ argv = facts.DPKG_QUERY }, "pkg", "dpkg-query", "reading the installed packages")
-    c.pkg = facts.parse_dpkg(res.stdout)
+    c.pkg = read_status(run)
+    if not c.pkg then
+      local res = run:check({ argv = facts.DPKG_QUERY }, "pkg", "dpkg-query", "reading the installed packages")
+      c.pkg = facts.parse_dpkg(res.stdout)
+    end
     c.pkg_partial = false
   end
   return c.pkg

@@ -13,11 +13,13 @@
 -- Both need systemd as init: without it they fail saying so, or report
 -- skipped with optional = true.
 --
--- A unit's state comes from one `systemctl show` the first time it is
--- asked (none when no unit file exists for it), kept in run.cache.services;
--- daemon_reload and a package install empty the cache (packages bring
--- units). (One `systemctl show --all` of every unit cost 150-600 ms: more
--- than a whole no-op run.)
+-- A unit's state comes from `systemctl show` the first time it is asked
+-- (none when no unit file exists for it), kept in run.cache.services; the
+-- first ask also reads every unit the run's modules asked about last time
+-- (run.hints.units, from the state file), so a no-op run spawns one
+-- systemctl in all. daemon_reload and a package install empty the cache
+-- (packages bring units). (One `systemctl show --all` of every unit cost
+-- 150-600 ms: more than a whole no-op run.)
 local context = require "phanes.context"
 local facts = require "phanes.facts"
 
@@ -55,25 +57,69 @@ local function has_unit_file(run, unit)
   return false
 end
 
--- state(run, name) -> { id, load, active, sub, file_state }
--- One `systemctl show` per unit asked, cached for the run; a unit with no
--- unit file in systemd's directories is "not-found" without a process (a
--- dry run on a fresh host asks about many units no package brought yet).
-function M.state(run, name)
+local function not_found(unit)
+  return { id = unit, load = "not-found", active = "inactive", sub = "dead", file_state = "" }
+end
+
+-- A cached unit can be trusted: asked for already (the resources keep it
+-- current), or read along with another one and nothing changed since.
+local function fresh(run, u)
+  return u ~= nil and (u.prefetched == nil or u.prefetched == run.stats.changed)
+end
+
+-- The units to read with `unit`: the run's hinted ones (what its modules
+-- asked last time) not known yet and with a unit file.
+local function batch(run, unit)
+  local c = run.cache.services
+  local list, seen = { unit }, { [unit] = true }
+  local hints = run.hints and run.hints.units or {}
+  for _, h in ipairs(hints) do
+    local u = type(h) == "string" and M.unit_name(h)
+    if u and not seen[u] and not fresh(run, c[u]) and has_unit_file(run, u) then
+      seen[u] = true
+      list[#list + 1] = u
+    end
+  end
+  return list
+end
+
+-- state(run, name[, module]) -> { id, load, active, sub, file_state }
+-- The first unit asked is read with one `systemctl show` together with
+-- every hinted unit (run.hints.units: what the run's modules asked last
+-- time), so a no-op run spawns one systemctl in all; a unit read that way
+-- is trusted until some resource changes something (then it is read
+-- again). A unit with no unit file in systemd's directories is "not-found"
+-- without a process (a dry run on a fresh host asks about many units no
+-- package brought yet). `module` records the ask (run:note_unit).
+function M.state(run, name, module)
   local c = run.cache
   c.services = c.services or {}
   local unit = M.unit_name(name)
-  if c.services[unit] then return c.services[unit] end
+  if run.note_unit then run:note_unit(module, unit) end
+  local known = c.services[unit]
+  if fresh(run, known) then
+    known.prefetched = nil
+    return known
+  end
   if not has_unit_file(run, unit) then
-    c.services[unit] = { id = unit, load = "not-found", active = "inactive", sub = "dead", file_state = "" }
+    c.services[unit] = not_found(unit)
     return c.services[unit]
   end
-  local res = run:check({ argv = { "systemctl", "show", "--no-pager", "-p", M.PROPS, unit } },
-    "service", unit, "systemctl show")
-  for k, v in pairs(facts.parse_systemctl_show(res.stdout)) do c.services[k] = v end
-  if not c.services[unit] then
-    c.services[unit] = { id = unit, load = "not-found", active = "inactive", sub = "dead", file_state = "" }
+  local argv = { "systemctl", "show", "--no-pager", "-p", M.PROPS }
+  for _, u in ipairs(batch(run, unit)) do argv[#argv + 1] = u end
+  local res = run:check({ argv = argv }, "service", unit, "systemctl show")
+  local asked = {}
+  for k, v in pairs(facts.parse_systemctl_show(res.stdout)) do
+    local old = c.services[k]
+    -- never replace what a resource already asked and keeps current
+    if not (old and old.prefetched == nil and old ~= v) or k == unit then
+      c.services[k] = v
+      v.prefetched = run.stats.changed
+    end
+    if k == unit then asked = v end
   end
+  if asked.id == nil then c.services[unit] = not_found(unit) end
+  c.services[unit].prefetched = nil
   return c.services[unit]
 end
 
@@ -117,7 +163,7 @@ function N.running(ctx, o)
   return run:resource(ctx, kind, name, function()
     local skip = need_systemd(ctx, kind, name, o)
     if skip then return skip end
-    local u = M.state(run, name)
+    local u = M.state(run, name, ctx.module)
     if u.load == "not-found" then
       if ctx.dry_run then return { status = "would change", message = "start (unit not found: not installed yet?)" } end
       fail(kind, name, "unit " .. u.id .. " not found: is its package installed?")
@@ -161,7 +207,7 @@ function N.stopped(ctx, o)
   return run:resource(ctx, kind, name, function()
     local skip = need_systemd(ctx, kind, name, o)
     if skip then return skip end
-    local u = M.state(run, name)
+    local u = M.state(run, name, ctx.module)
     if u.load == "not-found" then return { status = "ok", message = "not installed" } end
     local stop = ACTIVE[u.active]
     local disable = o.enabled ~= true and ENABLED[u.file_state]
