@@ -114,7 +114,7 @@ end
 
 local function psql(ctx, sql, desc)
   local res, err = ctx.exec { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t",
-    "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql }
+    "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, cwd = "/", env = { LC_ALL = "C" } }
   if not res then error(desc .. ": " .. err, 0) end
   if res.code ~= 0 then
     error(desc .. ": psql exited " .. tostring(res.code) .. ": " .. (res.stderr or ""):sub(-400), 0)
@@ -146,7 +146,7 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
   end
   local function change(desc, sql)
     return ctx.cmd.run { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q",
-      "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, secret = true }
+      "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, cwd = "/", env = { LC_ALL = "C" } }
   end
   if not have_role or not scram_matches(stored, cfg.password) then
     local verifier = scram_verifier(cfg.password, random_bytes(16), 4096)
