@@ -20,7 +20,8 @@ EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -nam
 
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
-	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client
+	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client \
+	debootstrap apt-cacher-ng iproute2 util-linux procps time
 RUN_SPECS := spec/run
 
 .PHONY: all deps deps-ok bench test unit integration asan asan-test demo bench clean FORCE
@@ -82,6 +83,10 @@ asan-test: asan
 
 clean:
 	rm -rf build
+
+# Provisions a throwaway Debian 12 test host with profiles/dev.lua, twice.
+demo: deps-ok $(B)/phanes
+	DEMO_CONFIG=examples/demo.yaml spec/hosts/demo.sh
 
 bench: deps-ok $(B)/phanes
 	spec/bench/run

@@ -1,11 +1,531 @@
-/* exec.c: the phanes.exec primitives (not written yet). */
-#include "phanes.h"
+/* exec.c: the phanes.exec primitives: run a program, feed its stdin, capture
+ * (and optionally stream) its stdout and stderr, with a timeout.
+ *
+ * The child runs in its own process group, so a terminal Ctrl-C reaches
+ * phanes only; the group is what a timeout or exec.kill_all() signals.
+ * Every descriptor is close-on-exec; every child is reaped, also when a
+ * stream callback raises. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "exec.h"
+
+extern char **environ;
+
+#define RUN_MT "phanes.exec.run"
+#define CHUNK 65536
+#define KILL_GRACE 2.0 /* seconds between SIGTERM and SIGKILL */
+#define MAX_DRAIN (1024 * CHUNK) /* what we still read once the child is gone */
+
+/* Process groups of running children. A process-wide table rather than Lua
+ * state: it is read by a signal handler (sys.trap_signals) and children are
+ * process-wide too. Slot value 0 means free. */
+#define MAX_CHILDREN 64
+static volatile sig_atomic_t child_groups[MAX_CHILDREN];
+
+static int register_child(pid_t pgid)
+{
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		if (child_groups[i] == 0) {
+			child_groups[i] = pgid;
+			return i;
+		}
+	}
+	return -1; /* more than MAX_CHILDREN nested runs: not killable, still reaped */
+}
+
+/* Async-signal-safe: only kill(2). Returns how many groups were signalled. */
+int phanes_kill_children(int sig)
+{
+	int n = 0;
+	for (int i = 0; i < MAX_CHILDREN; i++) {
+		pid_t pg = child_groups[i];
+		if (pg > 0 && kill(-pg, sig) == 0)
+			n++;
+	}
+	return n;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the running child: a userdata so any raise still frees it ---- */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+struct run {
+	pid_t pid;       /* > 0 until reaped */
+	int slot;        /* in child_groups, -1 when none */
+	int in, out, err, pidfd; /* -1 when closed */
+	const char *stdin_p;
+	size_t stdin_len, stdin_off;
+	struct buf bout, berr;
+	int status;
+	int exited;
+};
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+static void reap(struct run *r)
+{
+	if (r->pid <= 0)
+		return;
+	while (waitpid(r->pid, &r->status, 0) < 0 && errno == EINTR)
+		;
+	r->pid = 0;
+	r->exited = 1;
+	if (r->slot >= 0)
+		child_groups[r->slot] = 0;
+	r->slot = -1;
+}
+
+/* Idempotent; __gc and __close. A child still running here was abandoned
+ * by an error: kill its group (no Lua can run to be polite) and reap it. */
+static void run_release(struct run *r)
+{
+	close_fd(&r->in);
+	close_fd(&r->out);
+	close_fd(&r->err);
+	close_fd(&r->pidfd);
+	if (r->pid > 0) {
+		kill(-r->pid, SIGKILL);
+		kill(r->pid, SIGKILL);
+		reap(r);
+	}
+	free(r->bout.p);
+	free(r->berr.p);
+	r->bout.p = r->berr.p = NULL;
+}
+
+static int run_gc(lua_State *L)
+{
+	run_release(luaL_checkudata(L, 1, RUN_MT));
+	return 0;
+}
+
+static struct run *new_run(lua_State *L)
+{
+	struct run *r = lua_newuserdatauv(L, sizeof *r, 0);
+	memset(r, 0, sizeof *r);
+	r->slot = -1;
+	r->in = r->out = r->err = r->pidfd = -1;
+	luaL_setmetatable(L, RUN_MT);
+	return r;
+}
+
+/* pipe2 with both ends >= 3, so the child's dup2 onto 0..2 never meets them. */
+static int pipe_hi(int fds[2])
+{
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		if (fds[i] < 3) {
+			int hi = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+			int e = errno;
+			close(fds[i]);
+			fds[i] = hi;
+			if (hi < 0) {
+				close(fds[1 - i]);
+				errno = e;
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---- the child side, between fork and exec: async-signal-safe calls only ---- */
+
+static void child_report(int fd, int stage, int err)
+{
+	int msg[2] = {stage, err};
+	ssize_t w = write(fd, msg, sizeof msg);
+	(void)w;
+	_exit(127);
+}
+
+static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int report)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	static const int sigs[] = {SIGPIPE, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGCHLD};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		signal(sigs[i], SIG_DFL);
+	setpgid(0, 0);
+	if (in_r < 0)
+		in_r = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (in_r < 0 || dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+		child_report(report, 0, errno);
+	if (sp->cwd && chdir(sp->cwd) < 0)
+		child_report(report, 1, errno);
+	if (sp->envp)
+		environ = sp->envp;
+	execvp(sp->argv[0], sp->argv);
+	child_report(report, 2, errno);
+}
+
+/* Fork and exec; on failure pushes nil, err, errno and returns 3. */
+static int start(lua_State *L, const struct spawn *sp, struct run *r)
+{
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
+	int ok = (!sp->has_stdin || pipe_hi(in) == 0) && pipe_hi(out) == 0 &&
+		 (sp->merge || pipe_hi(err) == 0) && pipe_hi(rep) == 0;
+	pid_t pid = ok ? fork() : -1;
+	int e = errno;
+	if (pid == 0)
+		child(sp, in[0], out[1], sp->merge ? out[1] : err[1], rep[1]);
+	close_fd(&in[0]);
+	close_fd(&out[1]);
+	close_fd(&err[1]);
+	close_fd(&rep[1]);
+	r->in = in[1], r->out = out[0], r->err = err[0];
+	if (pid < 0) {
+		close_fd(&rep[0]);
+		run_release(r);
+		return phanes_fail(L, "exec: cannot start a process", e);
+	}
+	r->pid = pid;
+	setpgid(pid, pid); /* also here, so the group exists before we signal it */
+	r->slot = register_child(pid);
+	int msg[2];
+	ssize_t n;
+	while ((n = read(rep[0], msg, sizeof msg)) < 0 && errno == EINTR)
+		;
+	close_fd(&rep[0]);
+	if (n <= 0)
+		return 0; /* exec succeeded: the report pipe closed on exec */
+	run_release(r);
+	luaL_pushfail(L);
+	if (msg[0] == 1)
+		lua_pushfstring(L, "exec: cannot enter %s: %s", sp->cwd, strerror(msg[1]));
+	else if (msg[0] == 2)
+		lua_pushfstring(L, "exec: %s: %s", sp->argv[0], strerror(msg[1]));
+	else
+		lua_pushfstring(L, "exec: cannot set up the child's descriptors: %s", strerror(msg[1]));
+	lua_pushinteger(L, msg[1]);
+	return 3;
+}
+
+/* ---- the parent's loop: feed stdin, drain outputs, watch the clock ---- */
+
+static int buf_reserve(struct buf *b, size_t more)
+{
+	if (b->cap - b->len >= more)
+		return 0;
+	size_t cap = b->cap ? b->cap : CHUNK;
+	while (cap - b->len < more)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (p == NULL)
+		return -1;
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+static void set_nonblock(int fd)
+{
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* Stream a chunk to the callback under lua_pcall; on error the message is
+ * left on the stack and LUA_ERR* returned. */
+static int call_stream(lua_State *L, int fn, const char *kind, const char *p, size_t n)
+{
+	lua_pushvalue(L, fn);
+	lua_pushstring(L, kind);
+	lua_pushlstring(L, p, n);
+	return lua_pcall(L, 2, 0, 0);
+}
+
+/* Read what is there on *fd; 0 ok (or EAGAIN), 1 when the callback raised,
+ * -1 on ENOMEM. Closes *fd at end of file. */
+static int drain(lua_State *L, int *fd, struct buf *b, const char *kind, int stream, size_t limit)
+{
+	size_t got = 0;
+	while (*fd >= 0 && got < limit) {
+		if (buf_reserve(b, CHUNK) < 0)
+			return -1;
+		ssize_t n = read(*fd, b->p + b->len, CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0) {
+			close_fd(fd);
+			return 0;
+		}
+		b->len += (size_t)n;
+		got += (size_t)n;
+		if (stream && call_stream(L, stream, kind, b->p + b->len - n, (size_t)n) != LUA_OK)
+			return 1;
+		if (limit == CHUNK)
+			return 0; /* one read per wake-up keeps stdout and stderr fair */
+	}
+	return 0;
+}
+
+static void feed(struct run *r)
+{
+	while (r->in >= 0 && r->stdin_off < r->stdin_len) {
+		ssize_t n = write(r->in, r->stdin_p + r->stdin_off, r->stdin_len - r->stdin_off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) { /* EPIPE: the child does not read its stdin, fine */
+			close_fd(&r->in);
+			return;
+		}
+		r->stdin_off += (size_t)n;
+	}
+	close_fd(&r->in);
+}
+
+static void check_exited(struct run *r)
+{
+	if (r->pid <= 0)
+		return;
+	pid_t p;
+	while ((p = waitpid(r->pid, &r->status, WNOHANG)) < 0 && errno == EINTR)
+		;
+	if (p == r->pid || (p < 0 && errno == ECHILD)) {
+		r->pid = 0;
+		r->exited = 1;
+		if (r->slot >= 0)
+			child_groups[r->slot] = 0;
+		r->slot = -1;
+	}
+}
+
+struct clock {
+	double start, deadline, kill_at; /* 0: not set */
+	int timed_out;
+};
+
+/* Timeout handling: SIGTERM at the deadline, SIGKILL KILL_GRACE later.
+ * Returns the poll timeout in milliseconds (-1: none). */
+static int tick(struct run *r, struct clock *c)
+{
+	double t = now(), until = 0;
+	if (c->deadline && !c->timed_out && t >= c->deadline) {
+		c->timed_out = 1;
+		kill(-r->pid, SIGTERM);
+		c->kill_at = t + KILL_GRACE;
+	}
+	if (c->kill_at && t >= c->kill_at) {
+		kill(-r->pid, SIGKILL);
+		c->kill_at = 0;
+	}
+	if (c->kill_at)
+		until = c->kill_at;
+	else if (c->deadline && !c->timed_out)
+		until = c->deadline;
+	int ms = until ? (int)((until - t) * 1000) + 1 : -1;
+	/* No pidfd (kernel < 5.3, valgrind): notice the exit by polling
+	 * waitpid, often once the pipes are closed, since then it is near. */
+	int near = r->out < 0 && r->err < 0 ? 2 : 50;
+	if (r->pidfd < 0 && r->pid > 0 && (ms < 0 || ms > near))
+		ms = near;
+	return ms;
+}
+
+/* SIGTERM, up to KILL_GRACE for the group to go, then SIGKILL; reaps. Used
+ * when a stream callback raised: the run is abandoned. */
+static void terminate(struct run *r)
+{
+	if (r->pid <= 0)
+		return;
+	kill(-r->pid, SIGTERM);
+	double until = now() + KILL_GRACE;
+	while (r->pid > 0 && now() < until) {
+		check_exited(r);
+		if (r->pid > 0) {
+			struct timespec ts = {0, 10 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (r->pid > 0)
+		kill(-r->pid, SIGKILL);
+	reap(r);
+}
+
+/* 0 done, 1 the callback raised (error on the stack), -1 errno set. */
+static int loop(lua_State *L, struct run *r, int stream, struct clock *c)
+{
+	while (r->pid > 0) {
+		struct pollfd pf[4];
+		int n = 0, iin = -1, iout = -1, ierr = -1;
+		if (r->in >= 0)
+			iin = n, pf[n++] = (struct pollfd){r->in, POLLOUT, 0};
+		if (r->out >= 0)
+			iout = n, pf[n++] = (struct pollfd){r->out, POLLIN, 0};
+		if (r->err >= 0)
+			ierr = n, pf[n++] = (struct pollfd){r->err, POLLIN, 0};
+		if (r->pidfd >= 0)
+			pf[n++] = (struct pollfd){r->pidfd, POLLIN, 0};
+		int ms = tick(r, c);
+		if (poll(pf, (nfds_t)n, ms) < 0) {
+			if (errno == EINTR)
+				continue; /* a trapped signal: the child keeps running */
+			return -1;
+		}
+		if (iin >= 0 && pf[iin].revents)
+			feed(r);
+		int rc = 0;
+		if (iout >= 0 && pf[iout].revents)
+			rc = drain(L, &r->out, &r->bout, "stdout", stream, CHUNK);
+		if (rc == 0 && ierr >= 0 && pf[ierr].revents)
+			rc = drain(L, &r->err, &r->berr, "stderr", stream, CHUNK);
+		if (rc)
+			return rc < 0 ? (errno = ENOMEM, -1) : 1;
+		check_exited(r);
+	}
+	/* The child is gone: what it wrote is in the pipes now. Background
+	 * processes it left may hold them open; we do not wait for those. */
+	close_fd(&r->in);
+	int rc = drain(L, &r->out, &r->bout, "stdout", stream, MAX_DRAIN);
+	if (rc == 0)
+		rc = drain(L, &r->err, &r->berr, "stderr", stream, MAX_DRAIN);
+	close_fd(&r->out);
+	close_fd(&r->err);
+	return rc < 0 ? (errno = ENOMEM, -1) : rc;
+}
+
+static void push_result(lua_State *L, struct run *r, struct clock *c)
+{
+	lua_createtable(L, 0, 6);
+	if (WIFEXITED(r->status)) {
+		lua_pushinteger(L, WEXITSTATUS(r->status));
+		lua_setfield(L, -2, "code");
+	} else if (WIFSIGNALED(r->status)) {
+		lua_pushinteger(L, WTERMSIG(r->status));
+		lua_setfield(L, -2, "signal");
+	}
+	lua_pushlstring(L, r->bout.p ? r->bout.p : "", r->bout.len);
+	lua_setfield(L, -2, "stdout");
+	lua_pushlstring(L, r->berr.p ? r->berr.p : "", r->berr.len);
+	lua_setfield(L, -2, "stderr");
+	lua_pushboolean(L, c->timed_out);
+	lua_setfield(L, -2, "timed_out");
+	lua_pushnumber(L, now() - c->start);
+	lua_setfield(L, -2, "duration");
+}
+
+/* Writing to a child that closed its stdin raises SIGPIPE, which would kill
+ * phanes: block it while feeding, and swallow the one we caused. The block
+ * is per thread and the child clears its mask, so nothing else notices. */
+static int hold_sigpipe(sigset_t *old, int feeding)
+{
+	if (!feeding)
+		return 0;
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, old);
+	sigpending(&pending);
+	return sigismember(&pending, SIGPIPE);
+}
+
+static void release_sigpipe(const sigset_t *old, int feeding, int was_pending)
+{
+	if (!feeding)
+		return;
+	sigset_t pipe, pending;
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	sigpending(&pending);
+	if (!was_pending && sigismember(&pending, SIGPIPE)) {
+		struct timespec zero = {0, 0};
+		while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
+/* exec.run(opts) -> res | nil, err, errno */
+static int l_run(lua_State *L)
+{
+	struct spawn sp;
+	phanes_exec_opts(L, &sp);
+	struct clock c = {now(), 0, 0, 0};
+	if (sp.timeout > 0)
+		c.deadline = c.start + sp.timeout;
+	struct run *r = new_run(L); /* ..., run */
+	r->stdin_p = sp.stdin_p;
+	r->stdin_len = sp.stdin_len;
+	int nret = start(L, &sp, r);
+	if (nret)
+		return nret;
+#ifdef SYS_pidfd_open
+	r->pidfd = (int)syscall(SYS_pidfd_open, r->pid, 0); /* close-on-exec by default */
+#endif
+	if (r->pidfd < 0)
+		r->pidfd = -1;
+	set_nonblock(r->in);
+	set_nonblock(r->out);
+	set_nonblock(r->err);
+	sigset_t old;
+	int pipe_was_pending = hold_sigpipe(&old, sp.has_stdin);
+	int rc = loop(L, r, sp.stream, &c);
+	int e = errno;
+	release_sigpipe(&old, sp.has_stdin, pipe_was_pending);
+	if (rc != 0) {
+		terminate(r);
+		run_release(r);
+		if (rc == 1)
+			return lua_error(L); /* the callback's error, after cleanup */
+		return phanes_fail(L, "exec: waiting for the child", e);
+	}
+	push_result(L, r, &c);
+	run_release(r);
+	return 1;
+}
+
+/* exec.kill_all() -> number of process groups sent SIGTERM */
+static int l_kill_all(lua_State *L)
+{
+	lua_pushinteger(L, phanes_kill_children(SIGTERM));
+	return 1;
+}
 
 int luaopen_phanes_exec(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
+		{"run", l_run},
+		{"kill_all", l_kill_all},
 		{NULL, NULL},
 	};
+	if (luaL_newmetatable(L, RUN_MT)) {
+		lua_pushcfunction(L, run_gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, run_gc);
+		lua_setfield(L, -2, "__close");
+	}
+	lua_pop(L, 1);
 	luaL_newlib(L, funcs);
 	return 1;
 }

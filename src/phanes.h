@@ -22,6 +22,20 @@ int phanes_fail(lua_State *L, const char *what, int err);
 int phanes_failf(lua_State *L, const char *fmt, ...);
 
 /* Primitive families, one file each. */
+/* exec.c: send sig to every running child process group (async-signal-safe). */
+int phanes_kill_children(int sig);
+
+/* sys.c: SIGINT/SIGTERM received since sys.trap_signals() (0 before). */
+int phanes_signals_seen(void);
+
+/* sha256.c: file.sha256 and file.sha256_file, registered by file.c. */
+int phanes_sha256(lua_State *L);
+int phanes_sha256_file(lua_State *L);
+
+/* diff.c: file.diff, registered by file.c (init creates its metatable). */
+int phanes_diff(lua_State *L);
+void phanes_diff_init(lua_State *L);
+
 int luaopen_phanes_embedded(lua_State *L);
 int luaopen_phanes_exec(lua_State *L);
 int luaopen_phanes_file(lua_State *L);

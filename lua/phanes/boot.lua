@@ -113,7 +113,9 @@ if argv[1] == "lua" and argv[2] then
   return chunk(table.unpack(script)) and 0 or 0
 end
 
--- Everything else is the CLI's, under one protected call.
+-- Everything else is the CLI's, under one protected call. lfs sets a
+-- global of its own when opened, so it is opened before globals go strict.
+require "lfs"
 setmetatable(_G, {
   __newindex = function(_, k) error("assignment to undeclared global '" .. tostring(k) .. "'", 2) end,
   __index = function(_, k) error("undeclared global '" .. tostring(k) .. "'", 2) end,

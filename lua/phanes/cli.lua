@@ -1,15 +1,323 @@
--- cli.lua: command-line entry (skeleton; the full CLI replaces this).
+-- cli.lua: the command line. Parses argv, dispatches to a command, returns
+-- the exit code. Modules are required inside the command that needs them,
+-- so `phanes version` loads nothing but this file.
+--
+--   phanes apply dev --config config.yaml --dry-run
+--   phanes --profile dev --config config.yaml        (same as apply dev)
+--   phanes --modules baseline,docker --config config.yaml
+--   phanes list | --list ; phanes status [--json] ; phanes check dev --config F
+--   phanes host ...        -> phanes.host.main(args)
+--   phanes --remote[=T] .. -> phanes.remote.main(argv)
+--
+-- Exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3
+-- connection failure (remote), 70 internal error, 75 the state file is
+-- locked by another run, 130 interrupted.
 local loader = require "phanes.loader"
 local M = {}
 
+M.EXIT = { ok = 0, failed = 1, usage = 2, connection = 3, internal = 70, locked = 75, interrupted = 130 }
+
+-- Every option: kind ("flag", "value", "list" (comma separated, repeatable),
+-- "multi" (repeatable)) and the commands that take it ("*" = all).
+local OPTIONS = {
+  help = { kind = "flag", cmds = "*", short = "h" },
+  verbose = { kind = "flag", cmds = "*", short = "v" },
+  color = { kind = "value", cmds = "*" },
+  path = { kind = "multi", cmds = "*" },  -- read by boot.lua
+  config = { kind = "value", cmds = { apply = 1, check = 1, status = 1 }, short = "c" },
+  ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
+  only = { kind = "list", cmds = { apply = 1 } },
+  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1 } },
+  ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
+  set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1 } },
+  state = { kind = "value", cmds = { apply = 1, status = 1 } },
+  report = { kind = "value", cmds = { apply = 1 } },
+  profile = { kind = "value", cmds = { apply = 1, check = 1 } },
+  modules = { kind = "list", cmds = { apply = 1, check = 1 } },
+  list = { kind = "flag", cmds = "*" },
+  version = { kind = "flag", cmds = "*" },
+}
+local SHORT = {}
+for name, o in pairs(OPTIONS) do if o.short then SHORT[o.short] = name end end
+
+M.HELP = {
+  main = [[
+usage: phanes COMMAND [OPTIONS]
+
+Provision this server from Lua modules and profiles.
+
+commands:
+  apply PROFILE|FILE.lua   apply a profile (or one module file)
+  check [PROFILE]          validate the config without running anything
+  list                     modules and profiles, and where each comes from
+  status                   what phanes installed here (the state file)
+  facts                    what phanes knows about this machine
+  host ...                 manage remote hosts (phanes host --help)
+  version                  print the version
+  help [COMMAND]           help on a command
+
+options for every command:
+  --path DIR               look for modules/profiles/templates in DIR first
+  --color=auto|always|never  colour output (auto: on a terminal, unless NO_COLOR)
+  -v, --verbose            more detail
+  --remote [user@]host[:port]  run the command on a server over SSH
+
+examples:
+  phanes apply dev --config config.yaml --dry-run
+  phanes --profile dev --config config.yaml
+  phanes --modules baseline,docker --config config.yaml
+  phanes --remote deploy@web1 apply web --config config.yaml
+  phanes status
+
+exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3 connection
+failure, 70 internal error, 75 state file locked by another run, 130 interrupted
+]],
+  apply = [[
+usage: phanes apply PROFILE|FILE.lua [OPTIONS]
+       phanes --profile PROFILE [OPTIONS]
+       phanes --modules m1,m2 [OPTIONS]
+
+Apply a profile (profiles/NAME.lua on the search path, or a .lua file that
+returns a profile or a single module). Modules run in order, requirements
+first; each one checks before it acts, so a second run changes nothing.
+
+options:
+  -c, --config FILE        the config (YAML); without it, defaults only
+  -n, --dry-run            show what would change, with diffs; change nothing
+      --only m1,m2         run exactly these modules of the profile
+      --modules m1,m2      run these modules (and what they require)
+  -k, --keep-going         run the remaining modules after one fails
+      --set KEY=VALUE      override a config value (repeatable), e.g. --set redis.bind=0.0.0.0
+      --state PATH         state file (default /var/lib/phanes/state.json,
+                           or PHANES_STATE, or config state_path)
+      --json               print a JSON report instead of human output
+      --report FILE        also write the JSON report to FILE
+  -v, --verbose            a line for every resource, not only changes
+
+examples:
+  phanes apply dev --config config.yaml --dry-run
+  phanes apply web --config config.yaml --only nginx,security
+  phanes apply ./my-profile.lua --config config.yaml --set swap.size=2G
+  phanes apply modules/redis.lua --config config.yaml --json > report.json
+
+exit codes: 0 ok, 1 a module failed, 2 usage or config error,
+75 another phanes run holds the state lock, 130 interrupted (Ctrl-C: the run
+stops after the current resource; a second Ctrl-C kills running commands)
+]],
+  check = [[
+usage: phanes check [PROFILE] --config FILE [--set KEY=VALUE]...
+
+Validate the config (and the profile and its modules) without running
+anything. Every error names the file, line and key.
+
+examples:
+  phanes check --config config.yaml
+  phanes check dev --config config.yaml
+]],
+  list = [[
+usage: phanes list [-v] [--json]
+
+List the modules (with description and where each was loaded from: a path
+or "embedded") and the profiles with their modules. -v also shows each
+module's requirements and config keys.
+
+examples:
+  phanes list
+  phanes --path ./my-modules list -v
+]],
+  status = [[
+usage: phanes status [PROFILE] [--json] [--state PATH] [--config FILE]
+
+Show what phanes installed on this machine, from the state file. With
+--config, also says for each module whether its config changed since it
+was applied (give the PROFILE it was applied with when that profile sets
+config defaults).
+
+examples:
+  phanes status
+  phanes status --config config.yaml
+  phanes status dev --config config.yaml
+  phanes status --json --state /tmp/state.json
+]],
+  facts = [[
+usage: phanes facts [--json]
+
+Print the facts phanes gathers about this machine (OS, architecture,
+virtualization, memory, init system, ...).
+
+examples:
+  phanes facts
+  phanes facts --json
+]],
+  version = [[
+usage: phanes version
+
+Print phanes' version.
+]],
+  help = [[
+usage: phanes help [COMMAND]
+
+examples:
+  phanes help apply
+  phanes apply --help
+]],
+}
+
+local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true,
+  version = true, help = true }
+
+local function usage_error(msg, cmd)
+  io.stderr:write("phanes: ", msg, "\n")
+  local help = M.HELP[cmd or "main"] or M.HELP.main
+  io.stderr:write(help:match "^(usage:[^\n]*\n)", "try: phanes help", cmd and (" " .. cmd) or "", "\n")
+  return M.EXIT.usage
+end
+
+local function split_list(v, into)
+  for item in v:gmatch "[^,%s]+" do into[#into + 1] = item end
+  return into
+end
+
+-- cli.parse(argv) -> { cmd, args = {...}, opts = {...} } | nil, err, cmd
+-- Options may come before or after the command; `--name=value` or
+-- `--name value`; short flags may be grouped (-nv).
+function M.parse(argv)
+  local opts, args, i = {}, {}, 1
+  local function set(name, value)
+    local o = OPTIONS[name]
+    if o.kind == "flag" then opts[name] = true
+    elseif o.kind == "value" then opts[name] = value
+    elseif o.kind == "list" then opts[name] = split_list(value, opts[name] or {})
+    else
+      opts[name] = opts[name] or {}
+      table.insert(opts[name], value)
+    end
+  end
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      for j = i + 1, #argv do args[#args + 1] = argv[j] end
+      break
+    elseif a:sub(1, 2) == "--" then
+      local name, value = a:match "^%-%-([^=]+)=(.*)$"
+      name = name or a:sub(3)
+      local o = OPTIONS[name]
+      if not o then
+        local guess = require("phanes.resolve").suggest(name, (function()
+          local t = {} for k in pairs(OPTIONS) do t[#t + 1] = k end table.sort(t) return t end)())
+        return nil, "unknown option --" .. name .. (guess and (" (did you mean --" .. guess .. "?)") or "")
+      end
+      if o.kind == "flag" then
+        if value then return nil, "option --" .. name .. " takes no value" end
+      elseif not value then
+        i = i + 1
+        value = argv[i]
+        if not value then return nil, "option --" .. name .. " needs a value" end
+      end
+      set(name, value)
+    elseif a:sub(1, 1) == "-" and #a > 1 then
+      for k = 2, #a do
+        local name = SHORT[a:sub(k, k)]
+        if not name then return nil, "unknown option -" .. a:sub(k, k) end
+        if OPTIONS[name].kind ~= "flag" then
+          local value = a:sub(k + 1)
+          if value == "" then
+            i = i + 1
+            value = argv[i]
+          end
+          if not value then return nil, "option -" .. a:sub(k, k) .. " needs a value" end
+          set(name, value)
+          break
+        end
+        set(name, true)
+      end
+    else
+      args[#args + 1] = a
+    end
+    i = i + 1
+  end
+  -- The command: first word, or implied by the design's forms.
+  local cmd, explicit
+  if args[1] then
+    cmd, explicit = table.remove(args, 1), true
+    if not COMMANDS[cmd] then
+      local list = {}
+      for k in pairs(COMMANDS) do list[#list + 1] = k end
+      table.sort(list)
+      local guess = require("phanes.resolve").suggest(cmd, list)
+      return nil, "unknown command '" .. cmd .. "'" .. (guess and (" (did you mean '" .. guess .. "'?)") or "")
+    end
+  elseif opts.profile or opts.modules then cmd = "apply"
+  elseif opts.list then cmd = "list"
+  elseif opts.version then cmd = "version"
+  else cmd = "help" end
+  for name in pairs(opts) do
+    local c = OPTIONS[name].cmds
+    if c ~= "*" and not c[cmd] then
+      return nil, "option --" .. name .. " does not apply to '" .. cmd .. "'", cmd
+    end
+  end
+  if opts.color and not ({ auto = 1, always = 1, never = 1 })[opts.color] then
+    return nil, "--color must be auto, always or never, not '" .. opts.color .. "'", cmd
+  end
+  return { cmd = cmd, args = args, opts = opts, explicit = explicit }
+end
+
+-- Where `host` sits in argv (the first word that is not an option).
+local function first_word(argv)
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--path" or a == "--color" then i = i + 2
+    elseif a:sub(1, 1) == "-" then i = i + 1
+    else return a, i end
+  end
+end
+
+local function has_remote(argv)
+  for _, a in ipairs(argv) do
+    if a == "--remote" or a:match "^%-%-remote=" then return true end
+  end
+  return false
+end
+
+local function delegate(modname, what, ...)
+  local ok, mod = pcall(require, modname)
+  if not ok then
+    if tostring(mod):find("no file 'lua/", 1, true) then
+      io.stderr:write("phanes: ", what, " is not available in this build of phanes\n")
+      return M.EXIT.usage
+    end
+    error(mod, 0)
+  end
+  return mod.main(...)
+end
+
 function M.main(argv)
-  local cmd = argv[1]
-  if cmd == "version" or cmd == "--version" then
+  if has_remote(argv) then return delegate("phanes.remote", "remote execution", argv) end
+  local word, at = first_word(argv)
+  if word == "host" then
+    local args = {}
+    for j = at + 1, #argv do args[#args + 1] = argv[j] end
+    return delegate("phanes.host", "the host inventory", args)
+  end
+  local p, err, cmd = M.parse(argv)
+  if not p then return usage_error(err, cmd) end
+  if p.opts.help and p.explicit then
+    io.stdout:write(M.HELP[p.cmd])
+    return 0
+  end
+  if p.cmd == "version" then
     io.stdout:write("phanes ", loader.version, "\n")
     return 0
   end
-  io.stderr:write("usage: phanes version\n")
-  return 2
+  if p.cmd == "help" then
+    local topic = p.args[1]
+    if topic and not M.HELP[topic] then return usage_error("no help on '" .. topic .. "'") end
+    io.stdout:write(M.HELP[topic or "main"])
+    return 0
+  end
+  return require("phanes.commands")[p.cmd](p)
 end
 
 return M

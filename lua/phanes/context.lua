@@ -33,9 +33,9 @@ M.INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" 
 local Failure = { __name = "phanes.failure" }
 Failure.__index = Failure
 function Failure.__tostring(f)
-  local s = f.resource or "resource"
+  local s = f.resource or ""
   if f.target and f.target ~= "" then s = s .. " " .. f.target end
-  s = s .. ": " .. (f.message or "failed")
+  s = (s ~= "" and (s .. ": ") or "") .. (f.message or "failed")
   if f.detail and f.detail ~= "" then s = s .. "\n" .. f.detail end
   return s
 end
@@ -70,6 +70,10 @@ M.default_paths = {
   apt_pkgcache = "/var/cache/apt/pkgcache.bin",
   curl = "/usr/bin/curl",
   wget = "/usr/bin/wget",
+  -- where systemd looks for unit files (false: always ask systemctl)
+  unit_dirs = { "/etc/systemd/system", "/run/systemd/system", "/run/systemd/transient",
+    "/run/systemd/generator", "/run/systemd/generator.early", "/run/systemd/generator.late",
+    "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system" },
 }
 
 -- The resource families bound into ctx (lua/phanes/res/<name>.lua).
@@ -266,6 +270,11 @@ function Run:module(mod, cfg)
   function ctx.log(msg) run.on_log("info", ctx.module, run:mask(msg)) end
   function ctx.warn(msg) run.on_log("warn", ctx.module, run:mask(msg)) end
   function ctx.skip(reason) error(M.skipped(run:mask(reason or "skipped")), 0) end
+  -- ctx.fail(message[, detail]): the module refuses to go on (a check of
+  -- its own failed); reported like a resource failure, without a traceback.
+  function ctx.fail(message, detail)
+    error(M.failure{ message = run:mask(tostring(message)), detail = detail and run:mask(tostring(detail)) }, 0)
+  end
   ctx.template = render_template
   for _, family in ipairs(M.families) do
     local res = require("phanes.res." .. family)

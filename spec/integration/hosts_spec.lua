@@ -136,30 +136,34 @@ describe("test hosts", function()
   end)
 
   it("tears everything down and leaves nothing behind", function()
-    local run_dir = th.run_dir()
+    local env = th.env()
+    local run_dir = env.RUN
     local pids = {}
     for _, h in ipairs(th.ls()) do pids[#pids + 1] = h.pid end
     local f = io.open(run_dir .. "/acng/pid")
     if f then pids[#pids + 1] = tonumber(f:read("a"):match("%d+")); f:close() end
     assert.equal(3, #pids)
+    local port = env.PROXY:match(":(%d+)$")
 
     th.down()
 
     for _, pid in ipairs(pids) do assert.is_false(pid_alive(pid), "process " .. pid .. " still alive") end
+    local function lit(x) return (x:gsub("%p", "%%%0")) end
     local _, mounts = sh("findmnt -rn -o TARGET")
-    assert.not_matches(run_dir:gsub("%p", "%%%0"), mounts)
+    assert.not_matches(lit(run_dir), mounts)
     local _, netns = sh("ip netns list")
-    assert.not_matches("phanes%-", netns)
+    assert.not_matches("^" .. lit(env.NETNS_PREFIX), netns)
+    assert.not_matches("\n" .. lit(env.NETNS_PREFIX), netns)
     local _, links = sh("ip -o link show")
-    assert.not_matches("phveth", links)
-    assert.not_matches(th.bridge(), links)
+    assert.not_matches(": " .. lit(env.VETH_PREFIX) .. "%d", links)
+    assert.not_matches(": " .. lit(env.BRIDGE) .. ":", links)
     local _, addrs = sh("ip -o -4 addr show")
-    local netp = (os.getenv("PHANES_TEST_NET") or "10.213.77.0/24"):match("^(%d+%.%d+%.%d+)%.")
-    assert.not_matches(netp:gsub("%.", "%%.") .. "%.", addrs)
-    assert.is_nil(io.open(run_dir .. "/hosts"))
-    local _, cg = sh("find /sys/fs/cgroup -maxdepth 6 -name phanes-test")
+    local netp = env.NET:match("^(%d+%.%d+%.%d+)%.")
+    assert.not_matches(" " .. lit(netp) .. "%.", addrs)
+    assert.is_nil(io.open(run_dir))
+    local _, cg = sh("find /sys/fs/cgroup -maxdepth 6 -name " .. env.CGROUP)
     assert.equal("", cg)
     local _, listen = sh("ss -ltnH")
-    assert.not_matches(":" .. (os.getenv("PHANES_TEST_PROXY_PORT") or "3942") .. " ", listen)
+    assert.not_matches(lit(netp) .. "%.1:" .. port .. " ", listen)
   end)
 end)

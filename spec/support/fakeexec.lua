@@ -130,7 +130,8 @@ function M.tree(dir)
 end
 
 -- world{ dry_run, secrets, config, facts, packages = dpkg text, services =
--- systemctl show text } -> w = { root, fake, run, ctx, events, path(rel) }
+-- systemctl show text } -> w = { root, fake, run, ctx, events, path(rel),
+-- unit_file(name) }; every unit of the systemctl text has a unit file.
 -- The root holds etc/passwd, etc/group, etc/sudoers.d, etc/apt/...,
 -- var/lib/apt/lists (fresh), and the run's paths point there.
 function M.world(o)
@@ -140,7 +141,7 @@ function M.world(o)
   local root = M.tmpdir()
   for _, d in ipairs{ "/etc", "/etc/sudoers.d", "/etc/apt", "/etc/apt/sources.list.d",
     "/etc/apt/keyrings", "/var", "/var/lib", "/var/lib/apt", "/var/lib/apt/lists",
-    "/var/cache", "/var/cache/apt", "/home", "/bin" } do
+    "/var/cache", "/var/cache/apt", "/home", "/bin", "/lib", "/lib/systemd", "/lib/systemd/system" } do
     assert(lfs.mkdir(root .. d))
   end
   M.write(root .. "/etc/passwd", o.passwd or M.fixture "facts/passwd")
@@ -149,10 +150,29 @@ function M.world(o)
   M.write(root .. "/var/cache/apt/pkgcache.bin", "")
   local fake = M.new()
   fake:on("dpkg-query -W", { stdout = o.packages or M.fixture "facts/dpkg-query.txt" })
-  fake:on("systemctl show", { stdout = o.services or M.fixture "facts/systemctl-show.txt" })
+  local services = o.services or M.fixture "facts/systemctl-show.txt"
+  -- like systemctl: the block of the unit asked (by Id or alias)
+  fake:on("systemctl show", function(opts)
+    local unit = opts.argv[#opts.argv]
+    for block in (services .. "\n\n"):gmatch "(.-)\n\n+" do
+      local id, names = block:match "Id=([^\n]*)", block:match "Names=([^\n]*)" or ""
+      if id == unit or (" " .. names .. " "):find(" " .. unit .. " ", 1, true) then
+        return { code = 0, stdout = block .. "\n" }
+      end
+    end
+    return { code = 0, stdout = "Id=" .. unit .. "\nNames=" .. unit .. "\nLoadState=not-found\n"
+      .. "ActiveState=inactive\nSubState=dead\nUnitFileState=\n" }
+  end)
+  -- a unit file for every unit the canned systemctl output knows
+  local function unit_file(name) M.write(root .. "/lib/systemd/system/" .. name, "") end
+  for n, u in pairs(require("phanes.facts").parse_systemctl_show(services)) do
+    if u.load ~= "not-found" and n:find "%." then unit_file(n) end
+  end
   local events = {}
   local w = { root = root, fake = fake, events = events }
   function w.path(rel) return root .. rel end
+  -- w.unit_file("redis.service"): a unit a package would bring
+  w.unit_file = unit_file
   w.run = context.new_run{
     exec = fake.exec,
     dry_run = o.dry_run,
@@ -172,6 +192,7 @@ function M.world(o)
       apt_pkgcache = root .. "/var/cache/apt/pkgcache.bin",
       curl = root .. "/bin/curl",
       wget = root .. "/bin/wget",
+      unit_dirs = { root .. "/lib/systemd/system" },
     },
   }
   w.ctx = w.run:module({ name = o.module or "test" }, o.cfg or {})

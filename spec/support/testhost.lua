@@ -90,9 +90,12 @@ function M.down(i)
 end
 
 -- register setup/teardown in the enclosing describe block
+-- (busted's setup/teardown are globals of the spec file only: take them
+-- from the busted module)
 function M.use(n)
-  setup(function() M.up(n) end)
-  teardown(function() M.down() end)
+  local busted = require "busted"
+  busted.setup(function() M.up(n) end)
+  busted.teardown(function() M.down() end)
 end
 
 -- run a command inside host i as root: cmd is a shell string (run by sh -c)
@@ -128,6 +131,13 @@ function M.ip(i) return one_line("ip " .. math.tointeger(i)) end
 function M.key() return one_line("ssh-key") end
 function M.password() return one_line("password") end
 
+-- known_hosts lines of hosts i... (all when none given), for strict host key checking
+function M.known_hosts(...)
+  local idx = {}
+  for k, i in ipairs({ ... }) do idx[k] = tostring(math.tointeger(i)) end
+  return one_line("known-hosts " .. table.concat(idx, " ")) .. "\n"
+end
+
 -- hosts known to the harness: { {name=, ip=, state=, pid=}, ... }
 function M.ls()
   local list = {}
@@ -138,8 +148,18 @@ function M.ls()
   return list
 end
 
+-- this instance's settings (`testhost env`): ID, NET, BRIDGE, RUN, CACHE,
+-- PROXY, NETNS_PREFIX, VETH_PREFIX, CGROUP, KEY, ALICE_PW
+function M.env()
+  local env = {}
+  for k, v in one_line("env"):gmatch("PHANES_TEST_([%w_]+)=([^\n]*)") do
+    env[k] = v:gsub("^'(.*)'$", "%1")
+  end
+  return env
+end
+
 -- where the harness keeps its state (for leftover checks)
-function M.run_dir() return os.getenv("PHANES_TEST_RUN") or "/var/tmp/phanes-test" end
-function M.bridge() return os.getenv("PHANES_TEST_BRIDGE") or "phtbr0" end
+function M.run_dir() return M.env().RUN end
+function M.bridge() return M.env().BRIDGE end
 
 return M

@@ -460,7 +460,7 @@ describe("config", function()
     end)
 
     local file = require "phanes.file"
-    local hash_it = file.sha256 and it or pending
+    local hash_it = it
     hash_it("is the sha256 of the canonical text", function()
       local h = config.hash({ password = "s", port = 1 }, M.redis.config)
       assert.matches("^%x+$", h)

@@ -2,8 +2,7 @@
 local fakeexec = require "support.fakeexec"
 local F = require "phanes.file"
 
--- (the runner specs may fill a few of them in pure Lua: ask for the whole set)
-local fit = (F.write and F.stat and F.chown and F.list and F.symlink) and it or pending
+local fit = it
 local LINE = "deb [signed-by=/etc/apt/keyrings/docker.asc] https://download.docker.com/linux/debian bookworm stable"
 local KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\nabc\n-----END PGP PUBLIC KEY BLOCK-----\n"
 local UPDATE = "apt-get -q -y -o DPkg::Lock::Timeout=300 update"

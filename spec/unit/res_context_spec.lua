@@ -8,7 +8,7 @@ describe("context", function()
   local w
   after_each(function() if w then w.close() w = nil end end)
 
-  it("a no-op module of 10 pkg/service resources spawns 2 processes", function()
+  it("a no-op module of 10 pkg/service resources spawns one dpkg-query and a systemctl per unit", function()
     w = fakeexec.world()
     local ctx = w.ctx
     ctx.pkg.installed { "nginx" }
@@ -23,7 +23,9 @@ describe("context", function()
     ctx.service.running { "apt-daily.timer" }
     assert.equal(10, #w.events)
     for _, ev in ipairs(w.events) do assert.equal("ok", ev.status, ev.resource .. " " .. ev.target) end
-    assert.equal(2, w.run.stats.execs)
+    assert.equal(6, w.run.stats.execs)
+    assert.equal(1, w.fake:count "dpkg-query")
+    assert.equal(5, w.fake:count "systemctl show") -- nginx, ssh, ufw, cron, apt-daily.timer
     assert.equal(10, w.run.stats.resources)
     assert.equal(0, w.run.stats.changed)
   end)

@@ -166,6 +166,12 @@ describe("pkg", function()
       assert.same({ UPDATE }, w.fake:lines())
     end)
 
+    it("reads a cache age with a fraction of a second (real mtimes have one)", function()
+      w = fakeexec.world()
+      age(w, 90) -- whole seconds on disk, but now() has a fraction
+      assert.equal("90 s old", w.ctx.pkg.refresh({ max_age = 3600 }).message)
+    end)
+
     it("would update in a dry run without running it", function()
       w = fakeexec.world{ dry_run = true }
       age(w, 7200)

@@ -2,8 +2,7 @@
 local fakeexec = require "support.fakeexec"
 local context = require "phanes.context"
 
-local SHOW_ALL = "systemctl show --no-pager -p Id,Names,LoadState,ActiveState,SubState,UnitFileState "
-  .. "--all *.service *.socket *.timer "
+local SHOW = "systemctl show --no-pager -p Id,Names,LoadState,ActiveState,SubState,UnitFileState "
 
 describe("service", function()
   local w
@@ -12,14 +11,29 @@ describe("service", function()
   local function ok_on(prefix) w.fake:on(prefix, { code = 0 }) end
 
   describe("running", function()
-    it("is ok for a running, enabled unit; one systemctl show for all of them", function()
+    it("is ok for a running, enabled unit; one systemctl show per unit, once", function()
       w = fakeexec.world()
       assert.equal("ok", w.ctx.service.running({ "nginx" }).status)
       assert.equal("ok", w.ctx.service.running({ "ssh", enabled = true }).status)
-      assert.equal("ok", w.ctx.service.running({ "sshd" }).status)     -- alias
+      assert.equal("ok", w.ctx.service.running({ "sshd" }).status)     -- alias: known already
       assert.equal("ok", w.ctx.service.running({ "docker.socket" }).status)
       assert.equal("ok", w.ctx.service.running({ "systemd-journald" }).status) -- static: cannot enable
-      assert.same({ SHOW_ALL .. "nginx.service" }, w.fake:lines())
+      assert.equal("ok", w.ctx.service.running({ "nginx.service" }).status)
+      assert.same({ SHOW .. "nginx.service", SHOW .. "ssh.service", SHOW .. "docker.socket",
+        SHOW .. "systemd-journald.service" }, w.fake:lines())
+    end)
+
+    it("asks nothing about a unit that has no unit file", function()
+      w = fakeexec.world{ dry_run = true }
+      assert.equal("would change", w.ctx.service.running({ "netdata" }).status)
+      assert.equal("ok", w.ctx.service.stopped({ "apache3" }).status)
+      assert.equal(0, w.fake:count())
+      -- a template unit's instance has the template's file
+      w.unit_file "getty@.service"
+      w.fake:on("systemctl show", { stdout = "Id=getty@tty1.service\nNames=getty@tty1.service\n"
+        .. "LoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n" })
+      assert.equal("ok", w.ctx.service.running({ "getty@tty1" }).status)
+      assert.same({ SHOW .. "getty@tty1.service" }, w.fake:lines())
     end)
 
     it("starts and enables in one call", function()
@@ -62,12 +76,12 @@ describe("service", function()
     it("asks systemctl again for a unit it has not seen", function()
       w = fakeexec.world()
       w.ctx.service.running { "nginx" }
+      w.unit_file "redis.service"
       w.fake:on("systemctl show", { stdout = "Id=redis-server.service\nNames=redis-server.service redis.service\n"
         .. "LoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n" })
       assert.equal("ok", w.ctx.service.running({ "redis" }).status)
-      assert.same({ SHOW_ALL .. "nginx.service",
-        "systemctl show --no-pager -p Id,Names,LoadState,ActiveState,SubState,UnitFileState redis.service" },
-        w.fake:lines())
+      assert.equal("ok", w.ctx.service.running({ "redis-server" }).status) -- the same unit
+      assert.same({ SHOW .. "nginx.service", SHOW .. "redis.service" }, w.fake:lines())
     end)
 
     it("fails with the stderr and the unit's status when start fails", function()
@@ -104,7 +118,7 @@ describe("service", function()
       assert.equal("restart", r.message)
       r = w.ctx.service.running { "nope" }
       assert.equal("would change", r.status)
-      assert.equal(1, w.fake:count()) -- the show only
+      assert.equal(2, w.fake:count()) -- a show each for cron and nginx; nope has no unit file
     end)
 
     it("needs systemd, or skips when optional", function()
@@ -152,10 +166,10 @@ describe("service", function()
     w.fake:on("apt-get", { code = 0 })
     w.ctx.service.running { "nginx" }
     w.ctx.pkg.installed { "redis-server" }
+    w.unit_file "redis-server.service"
     w.fake:on("systemctl show", { stdout = "Id=redis-server.service\nNames=redis-server.service\n"
       .. "LoadState=loaded\nActiveState=active\nSubState=running\nUnitFileState=enabled\n" })
     assert.equal("ok", w.ctx.service.running({ "redis-server" }).status)
-    assert.equal(2, w.fake:count "systemctl show")
-    assert.matches("%-%-all", w.fake:lines "systemctl show"[2])
+    assert.same({ SHOW .. "nginx.service", SHOW .. "redis-server.service" }, w.fake:lines "systemctl show")
   end)
 end)

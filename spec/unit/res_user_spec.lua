@@ -6,7 +6,7 @@ local F = require "phanes.file"
 local lfs = require "lfs"
 
 -- resources that write files need the file primitives (phanes.file)
-local fit = (F.write and F.stat and F.chown and F.list) and it or pending
+local fit = it
 
 describe("user", function()
   local w
@@ -135,6 +135,7 @@ describe("user", function()
       local home = with_home()
       local r = w.ctx.user.authorized_keys { user = "deploy", keys = { KEY1, KEY2 } }
       assert.equal("changed", r.status)
+      assert.equal("~/.ssh created; created", r.message)
       assert.equal(KEY1 .. "\n" .. KEY2 .. "\n", fakeexec.read(home .. "/.ssh/authorized_keys"))
       local d, f = F.stat(home .. "/.ssh"), F.stat(home .. "/.ssh/authorized_keys")
       assert.equal(tonumber("0700", 8), d.mode)

@@ -207,6 +207,7 @@ end
 
 local function age_text(s)
   if s == math.huge then return "never updated" end
+  s = math.floor(s)
   if s < 120 then return string.format("%d s old", s) end
   if s < 7200 then return string.format("%d min old", s // 60) end
   if s < 172800 then return string.format("%d h old", s // 3600) end

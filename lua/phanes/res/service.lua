@@ -13,10 +13,11 @@
 -- Both need systemd as init: without it they fail saying so, or report
 -- skipped with optional = true.
 --
--- States come from ONE `systemctl show` per run for every loaded service,
--- socket and timer (plus the asked unit, in case it is not loaded), kept
--- in run.cache.services; a unit not seen yet costs one more call, and a
--- package install empties the cache (packages bring units).
+-- A unit's state comes from one `systemctl show` the first time it is
+-- asked (none when no unit file exists for it), kept in run.cache.services;
+-- daemon_reload and a package install empty the cache (packages bring
+-- units). (One `systemctl show --all` of every unit cost 150-600 ms: more
+-- than a whole no-op run.)
 local context = require "phanes.context"
 local facts = require "phanes.facts"
 
@@ -40,18 +41,35 @@ function M.unit_name(name)
   return name .. ".service"
 end
 
+-- has_unit_file(run, unit) -> bool: a file (or alias link) for the unit,
+-- or for its template (foo@.service), in one of systemd's unit dirs.
+local function has_unit_file(run, unit)
+  local dirs = run.paths.unit_dirs
+  if not dirs then return true end
+  local file = require "phanes.file"
+  local template = unit:match "^([^@]+@)[^.]*(%.%a+)$"
+  if template then template = unit:gsub("^([^@]+@)[^.]*(%.%a+)$", "%1%2") end
+  for _, d in ipairs(dirs) do
+    if file.exists(d .. "/" .. unit) or (template and file.exists(d .. "/" .. template)) then return true end
+  end
+  return false
+end
+
 -- state(run, name) -> { id, load, active, sub, file_state }
+-- One `systemctl show` per unit asked, cached for the run; a unit with no
+-- unit file in systemd's directories is "not-found" without a process (a
+-- dry run on a fresh host asks about many units no package brought yet).
 function M.state(run, name)
   local c = run.cache
-  local unit = M.unit_name(name)
-  if c.services and c.services[unit] then return c.services[unit] end
-  local argv = { "systemctl", "show", "--no-pager", "-p", M.PROPS }
-  if not c.services then
-    for _, a in ipairs{ "--all", "*.service", "*.socket", "*.timer" } do argv[#argv + 1] = a end
-  end
-  argv[#argv + 1] = unit
-  local res = run:check({ argv = argv }, "service", unit, "systemctl show")
   c.services = c.services or {}
+  local unit = M.unit_name(name)
+  if c.services[unit] then return c.services[unit] end
+  if not has_unit_file(run, unit) then
+    c.services[unit] = { id = unit, load = "not-found", active = "inactive", sub = "dead", file_state = "" }
+    return c.services[unit]
+  end
+  local res = run:check({ argv = { "systemctl", "show", "--no-pager", "-p", M.PROPS, unit } },
+    "service", unit, "systemctl show")
   for k, v in pairs(facts.parse_systemctl_show(res.stdout)) do c.services[k] = v end
   if not c.services[unit] then
     c.services[unit] = { id = unit, load = "not-found", active = "inactive", sub = "dead", file_state = "" }

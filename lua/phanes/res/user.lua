@@ -215,6 +215,7 @@ function U.authorized_keys(ctx, o)
     local home = u and u.home or o.home or ("/home/" .. who)
     local uid, gid = u and u.uid or who, u and u.gid or nil
     local dir = file.ensure_directory(ctx, { path = home .. "/.ssh", mode = "0700", owner = uid, group = gid }, kind)
+    if dir.message then dir.message = "~/.ssh " .. dir.message end
     local path = home .. "/.ssh/authorized_keys"
     local st = file.stat(path, kind, true)
     local old = st and st.type == "file" and (require("phanes.file").read(path)) or ""

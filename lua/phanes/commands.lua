@@ -1,0 +1,337 @@
+-- commands.lua: the CLI's commands (apply, check, list, status, facts).
+-- Each takes the parsed command line { cmd, args, opts } (see cli.parse)
+-- and returns the exit code. Kept apart from cli.lua so that `phanes
+-- version` and `--help` load none of this.
+local loader = require "phanes.loader"
+local output = require "phanes.output"
+local resolve = require "phanes.resolve"
+local statefile = require "phanes.statefile"
+local EXIT = require("phanes.cli").EXIT
+
+local M = {}
+
+local function new_out(p, extra)
+  local o = { color = p.opts.color or "auto", verbose = p.opts.verbose }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return output.new(o)
+end
+
+local function environ()
+  local ok, sys = pcall(require, "phanes.sys")
+  if ok and sys.environ then return sys.environ() end
+  return {}
+end
+
+-- What the user asked to run: { profile, only } | nil, err
+local function wanted(p)
+  local spec = p.args[1]
+  if #p.args > 1 then return nil, "one profile at a time (got " .. table.concat(p.args, ", ") .. ")" end
+  if spec and p.opts.profile then return nil, "give the profile once: '" .. spec .. "' or --profile " .. p.opts.profile end
+  spec = spec or p.opts.profile
+  if p.opts.modules then
+    if spec then return nil, "--modules runs modules without a profile; drop '" .. spec .. "' or use --only" end
+    return { name = "modules", modules = p.opts.modules, config = {}, origin = "--modules" }
+  end
+  if not spec then return nil, "which profile? e.g. phanes " .. p.cmd .. " dev (profiles: "
+    .. table.concat(resolve.known_profiles(), ", ") .. ")" end
+  return resolve.profile(spec)
+end
+
+-- Load the config for `mods`, validated against every known module.
+-- -> cfg, secrets, all | nil (errors printed)
+local function load_config(p, out, mods, defaults, defaults_name)
+  local all, load_errs = resolve.all()
+  local inrun = {}
+  for _, m in ipairs(mods) do inrun[m.name] = true end
+  for _, e in ipairs(load_errs) do
+    -- A broken module that is not part of this run: say so, carry on.
+    if not p.opts.json then out:warn(e) end
+  end
+  local config = require "phanes.config"
+  local text
+  if p.opts.config then
+    local f, ferr = io.open(p.opts.config, "r")
+    if not f then
+      out:error("cannot read the config: " .. tostring(ferr),
+        "give an existing YAML file with --config (see config.yaml.example)")
+      return nil
+    end
+    text = f:read "a"
+    f:close()
+  end
+  local cfg, errs = config.load { path = p.opts.config, text = text, modules = mods, known = all,
+    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ() }
+  if not cfg then
+    for _, e in ipairs(type(errs) == "table" and errs or { errs }) do
+      out:error(type(e) == "table" and (e.message or tostring(e)) or tostring(e))
+    end
+    local paths = {}
+    for _, d in ipairs(p.opts.path or {}) do paths[#paths + 1] = " --path " .. d end
+    out.err:write("fix the config" .. (p.opts.config and (" in " .. p.opts.config) or "")
+      .. ", then try: phanes check" .. (p.args[1] and (" " .. p.args[1]) or "")
+      .. table.concat(paths) .. (p.opts.config and (" --config " .. p.opts.config) or "") .. "\n")
+    return nil
+  end
+  local secrets = config.secrets and config.secrets(cfg, all) or {}
+  out:add_secrets(secrets)
+  if not p.opts.json then
+    for _, w in ipairs(type(errs) == "table" and errs.warnings or {}) do out:warn(w) end
+  end
+  return cfg, secrets, all
+end
+
+local function plan(p, out)
+  local prof, err = wanted(p)
+  if not prof then out:error(err) return nil end
+  local mods, warnings = resolve.plan(prof.modules, p.opts.only)
+  if not mods then out:error(warnings) return nil end
+  if not p.opts.json then for _, w in ipairs(warnings) do out:warn(w) end end
+  return prof, mods
+end
+
+local function config_hasher(cfg)
+  local config = require "phanes.config"
+  return function(mod)
+    if not config.hash then return nil end
+    return config.hash(cfg and cfg[mod.name], mod.config or {})
+  end
+end
+
+-- Print/write the JSON report (--json, --report FILE).
+local function emit_report(p, out, report)
+  local o = p.opts
+  if not (o.json or o.report) then return end
+  local text = require("phanes.json").encode(report, { pretty = true }) .. "\n"
+  if o.json then io.stdout:write(text) end
+  if o.report then
+    local ok, err = require("phanes.file").write(o.report, text, { mode = tonumber("0644", 8) })
+    if not ok then out:error("cannot write the report: " .. tostring(err)) end
+  end
+end
+
+-- Before any module ran (usage, config, lock): a short report too, so that
+-- whoever reads --json or --report learns why.
+local function early_exit(p, out, code)
+  emit_report(p, out, output.mask_deep({ format = 1, command = "apply", exit_code = code,
+    status = "error", errors = out.errors or {}, phanes_version = loader.version,
+    dry_run = p.opts["dry-run"] or false }, out.mask))
+  return code
+end
+
+-- phanes apply PROFILE|FILE.lua [...]
+function M.apply(p)
+  local o = p.opts
+  local out = new_out(p)
+  local prof, mods = plan(p, out)
+  if not prof then return early_exit(p, out, EXIT.usage) end
+  local cfg, secrets = load_config(p, out, mods, prof.config, prof.origin)
+  if not cfg then return early_exit(p, out, EXIT.usage) end
+  local sys = require "phanes.sys"
+  local sf
+  if not o["dry-run"] then
+    local path = statefile.path { flag = o.state, config = cfg.state_path }
+    local err, code
+    sf, err, code = statefile.open(path, { wait = 5, version = loader.version,
+      hostname = sys.hostname and sys.hostname() })
+    if not sf then
+      out:error(err, code == "io" and "run as root, or give a writable --state PATH" or nil)
+      return early_exit(p, out, code == "locked" and EXIT.locked or EXIT.usage)
+    end
+    if sf.warning then out:warn(sf.warning) end
+  end
+  if not o.json then
+    out:say(out:paint("bold", (o["dry-run"] and "dry run: " or "") .. "applying " .. prof.name),
+      out:paint("dim", string.format(" (%d module%s%s)", #mods, #mods == 1 and "" or "s",
+        prof.origin and prof.origin ~= "--modules" and (", " .. prof.origin) or "")))
+  end
+  local ok, code, report = xpcall(require("phanes.runner").run, debug.traceback, {
+    mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"],
+    verbose = o.verbose, json = o.json, out = out, state = sf, hash = config_hasher(cfg),
+    profile = prof.name, version = loader.version,
+  })
+  if sf then sf:close() end
+  if not ok then error(code, 0) end
+  emit_report(p, out, report)
+  return code
+end
+
+-- phanes check [PROFILE] --config F
+function M.check(p)
+  local out = new_out(p)
+  local prof, mods = nil, {}
+  if p.args[1] or p.opts.profile or p.opts.modules then
+    prof, mods = plan(p, out)
+    if not prof then return EXIT.usage end
+  end
+  local cfg = load_config(p, out, mods, prof and prof.config, prof and prof.origin)
+  if not cfg then return EXIT.usage end
+  local names = {}
+  for i, m in ipairs(mods) do names[i] = m.name end
+  out:say(out:paint("green", "ok: "), p.opts.config or "defaults", " is valid",
+    prof and string.format(" for %s (%s)", prof.name, table.concat(names, ", ")) or "")
+  return EXIT.ok
+end
+
+local function field_summary(mod)
+  local keys = {}
+  for k, s in pairs(mod.config or {}) do
+    keys[#keys + 1] = k .. ":" .. tostring(s.type) .. (s.secret and " (secret)" or "")
+      .. (s.required and " (required)" or "")
+  end
+  table.sort(keys)
+  return table.concat(keys, ", ")
+end
+
+-- phanes list [-v] [--json]
+function M.list(p)
+  local out = new_out(p)
+  local mods, errs = resolve.all()
+  table.sort(mods, function(a, b) return a.name < b.name end)
+  local profiles = {}
+  for _, name in ipairs(resolve.known_profiles()) do
+    local prof, err = resolve.profile(name)
+    profiles[#profiles + 1] = prof and { name = name, description = prof.description,
+      modules = prof.modules, origin = prof.origin } or { name = name, error = err }
+  end
+  if p.opts.json then
+    local json = require "phanes.json"
+    local ms = {}
+    for i, m in ipairs(mods) do
+      ms[i] = { name = m.name, description = m.description, origin = m.origin,
+        requires = json.array(m.requires or {}), version = m.version }
+    end
+    io.stdout:write(json.encode({ modules = json.array(ms), profiles = json.array(profiles),
+      errors = json.array(errs) }, { pretty = true }), "\n")
+    return #errs > 0 and EXIT.usage or EXIT.ok
+  end
+  out:say(out:paint("bold", "modules"))
+  local rows = {}
+  for _, m in ipairs(mods) do
+    rows[#rows + 1] = { "  " .. m.name, m.description or "", out:paint("dim", m.origin or "") }
+    if p.opts.verbose then
+      if m.requires and #m.requires > 0 then rows[#rows + 1] = { "", "requires: " .. table.concat(m.requires, ", "), "" } end
+      local f = field_summary(m)
+      if f ~= "" then rows[#rows + 1] = { "", "config: " .. f, "" } end
+    end
+  end
+  for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
+    if line ~= "" then out:say(line) end
+  end
+  out:say ""
+  out:say(out:paint("bold", "profiles"))
+  rows = {}
+  for _, prof in ipairs(profiles) do
+    rows[#rows + 1] = { "  " .. prof.name, prof.modules and table.concat(prof.modules, ", ")
+      or out:paint("red", "error"), out:paint("dim", prof.origin or "") }
+  end
+  for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
+    if line ~= "" then out:say(line) end
+  end
+  for _, e in ipairs(errs) do out:error(e) end
+  for _, prof in ipairs(profiles) do if prof.error then out:error(prof.error) end end
+  return #errs > 0 and EXIT.usage or EXIT.ok
+end
+
+-- For status --config: module name -> "same"|"changed" (nil when unknown).
+-- prof (status PROFILE --config F) gives the defaults the run was applied with.
+local function config_changes(p, out, state, prof)
+  local mods = {}
+  for name in pairs(state.modules) do
+    local mod = resolve.module(name)
+    if mod then mods[#mods + 1] = mod end
+  end
+  local cfg = load_config(p, out, mods, prof and prof.config or {}, prof and prof.origin)
+  if not cfg then return nil end
+  local hash, res = config_hasher(cfg), {}
+  for _, mod in ipairs(mods) do
+    local old = state.modules[mod.name].config_hash
+    if old then res[mod.name] = (hash(mod) == old) and "same" or "changed" end
+  end
+  return res
+end
+
+-- phanes status [PROFILE] [--json] [--state PATH] [--config F]
+function M.status(p)
+  local out = new_out(p)
+  local cfg_path, prof
+  if #p.args > 1 then
+    out:error("one profile at a time (got " .. table.concat(p.args, ", ") .. ")")
+    return EXIT.usage
+  end
+  if p.args[1] then
+    local err
+    prof, err = resolve.profile(p.args[1])
+    if not prof then out:error(err) return EXIT.usage end
+  end
+  if p.opts.config then
+    local cfg = load_config(p, out, {}, prof and prof.config or {}, prof and prof.origin)
+    if not cfg then return EXIT.usage end
+    cfg_path = cfg.state_path
+  end
+  local path = statefile.path { flag = p.opts.state, config = cfg_path }
+  local state, err, code = statefile.read(path)
+  if not state then
+    out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state" or nil)
+    return EXIT.usage
+  end
+  local changes = p.opts.config and config_changes(p, out, state, prof)
+  if p.opts.config and not changes then return EXIT.usage end
+  if p.opts.json then
+    local json = require "phanes.json"
+    state.path = path
+    if changes then
+      for name, c in pairs(changes) do state.modules[name].config_changed = (c == "changed") end
+    end
+    io.stdout:write(json.encode(state, { pretty = true }), "\n")
+    return EXIT.ok
+  end
+  if state.missing or next(state.modules) == nil then
+    out:say("nothing applied on this machine yet (no state in ", path, "); try: phanes apply PROFILE --config config.yaml")
+    return EXIT.ok
+  end
+  local names = {}
+  for name in pairs(state.modules) do names[#names + 1] = name end
+  table.sort(names)
+  local rows = {}
+  for _, name in ipairs(names) do
+    local m = state.modules[name]
+    local st = m.status == "installed" and "installed" or "failed"
+    rows[#rows + 1] = { name, out:status(st), m.installed_at or "", m.updated_at or "", m.version or "",
+      changes and (changes[name] == "changed" and out:paint("yellow", "changed") or changes[name] or "?") or nil }
+  end
+  local headers = { "module", "status", "installed at", "updated at", "version" }
+  if changes then headers[#headers + 1] = "config since" end
+  out:say(path, out:paint("dim", string.format("  (updated %s by phanes %s on %s)",
+    state.updated_at or "?", state.phanes_version or "?", state.hostname or "?")))
+  out:table(headers, rows)
+  for _, name in ipairs(names) do
+    local m = state.modules[name]
+    if m.status == "failed" and m.last_error then out:say(out:paint("red", name .. ": "), m.last_error) end
+  end
+  return EXIT.ok
+end
+
+local function flatten(t, prefix, into)
+  for k, v in pairs(t) do
+    local key = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
+    if type(v) == "table" then flatten(v, key, into)
+    else into[#into + 1] = { key, tostring(v) } end
+  end
+  return into
+end
+
+-- phanes facts [--json]
+function M.facts(p)
+  local out = new_out(p)
+  local facts = require("phanes.facts").gather(require("phanes.exec").run)
+  if p.opts.json then
+    io.stdout:write(require("phanes.json").encode(facts, { pretty = true }), "\n")
+    return EXIT.ok
+  end
+  local rows = flatten(facts, nil, {})
+  table.sort(rows, function(a, b) return a[1] < b[1] end)
+  out:table({ "fact", "value" }, rows)
+  return EXIT.ok
+end
+
+return M

@@ -1,0 +1,188 @@
+-- host.lua: `phanes host add|remove|list|default|test`, the inventory from
+-- the command line.
+--
+--   phanes host add web1 deploy@10.0.0.5 --key ~/.ssh/web --group web --default
+--   phanes host list
+--   phanes host test web1
+--   phanes host default db1
+--   phanes host remove web1
+local inventory = require "phanes.inventory"
+local util = require "phanes.remote.util"
+local M = {}
+
+M.USAGE = [[
+usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--default]
+       phanes host remove NAME
+       phanes host list [--json]
+       phanes host default NAME
+       phanes host test [NAME|TARGET] [--key PATH] [--password-env VAR] [--timeout S]
+The inventory is ]] .. "~/.config/phanes/inventory.yaml" .. " (PHANES_INVENTORY to use another file).\n"
+
+local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
+
+local function flags(args, from)
+  local o, pos, i = { groups = {} }, {}, from
+  while args[i] do
+    local a = args[i]
+    local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
+    k = k or a
+    if k == "--key" or k == "--group" or k == "--password-env" or k == "--timeout" then
+      if not v then i = i + 1; v = args[i] end
+      if not v then return nil, k .. " needs a value" end
+      if k == "--group" then o.groups[#o.groups + 1] = v
+      else o[k:sub(3):gsub("%-", "_")] = v end
+    elseif a == "--default" then o.default = true
+    elseif a == "--json" then o.json = true
+    elseif a:sub(1, 1) == "-" then return nil, "unknown option " .. a
+    else pos[#pos + 1] = a end
+    i = i + 1
+  end
+  return o, pos
+end
+
+local function load()
+  local inv, e = inventory.load()
+  if not inv then err(e) end
+  return inv
+end
+
+local function save(inv)
+  local ok, e = inventory.save(inv)
+  if not ok then err("cannot write the inventory: " .. tostring(e)) return 1 end
+  return 0
+end
+
+function M.add(o, pos)
+  if #pos ~= 2 then err("host add: expected NAME and [user@]host[:port]\n" .. M.USAGE) return 2 end
+  local name, target = pos[1], pos[2]
+  local t, e = inventory.parse_target(target)
+  if not t then err(e) return 2 end
+  local inv = load()
+  if not inv then return 2 end
+  local existed = inv.hosts[name] ~= nil
+  local ok, aerr = inventory.add(inv, name, { address = t.host, user = t.user, port = t.port, key = o.key, groups = o.groups }, o.default)
+  if not ok then err(aerr) return 2 end
+  local code = save(inv)
+  if code == 0 then
+    io.stdout:write(string.format("%s %s (%s)%s\n", existed and "updated" or "added", name, target,
+      inv.default == name and ", the default host" or ""))
+  end
+  return code
+end
+
+function M.remove(_, pos)
+  local inv = load()
+  if not inv then return 2 end
+  if #pos ~= 1 then err("host remove: expected a NAME") return 2 end
+  local ok, e = inventory.remove(inv, pos[1])
+  if not ok then err(e) return 2 end
+  local code = save(inv)
+  if code == 0 then
+    io.stdout:write("removed ", pos[1], inv.default and ("; the default host is " .. inv.default) or "", "\n")
+  end
+  return code
+end
+
+function M.default(_, pos)
+  local inv = load()
+  if not inv then return 2 end
+  if #pos ~= 1 then
+    io.stdout:write(inv.default or "(no default host)", "\n")
+    return 0
+  end
+  local ok, e = inventory.set_default(inv, pos[1])
+  if not ok then err(e) return 2 end
+  local code = save(inv)
+  if code == 0 then io.stdout:write("the default host is now ", pos[1], "\n") end
+  return code
+end
+
+-- One row of `host list`: the inventory entry plus what the last run learnt.
+local function row(inv, name)
+  local h = inv.hosts[name]
+  local last = util.read_record(name) or {}
+  local addr = (h.user and h.user .. "@" or "") .. h.address .. (h.port and h.port ~= 22 and ":" .. h.port or "")
+  return {
+    name = name, address = addr, groups = h.groups or {}, default = inv.default == name,
+    last_seen = last.started_at, last_status = last.status, phanes_version = last.phanes_version,
+    os = last.remote and last.remote.os,
+  }
+end
+
+function M.list(o)
+  local inv = load()
+  if not inv then return 2 end
+  local rows = {}
+  for _, name in ipairs(inventory.names(inv)) do rows[#rows + 1] = row(inv, name) end
+  if o.json then
+    local json = require "phanes.json"
+    io.stdout:write(json.encode(#rows > 0 and rows or (json.array and json.array {} or {}), { pretty = true }), "\n")
+    return 0
+  end
+  if #rows == 0 then
+    io.stdout:write("no hosts yet: phanes host add NAME [user@]host[:port]\n")
+    return 0
+  end
+  local cells = {}
+  for _, r in ipairs(rows) do
+    cells[#cells + 1] = { (r.default and "* " or "  ") .. r.name, r.address, table.concat(r.groups, ","),
+      r.last_seen or "never", r.last_status or "-", r.phanes_version or "-", r.os or "-" }
+  end
+  for _, line in ipairs(require("phanes.remote.fleet").format_table(
+      { "  host", "address", "groups", "last seen", "last status", "phanes", "os" }, cells)) do
+    io.stdout:write(line, "\n")
+  end
+  return 0
+end
+
+-- host test: connect, and tell what a run would find there.
+function M.test(o, pos)
+  local inv = load()
+  if not inv then return 2 end
+  local sshcfg = require("phanes.sshconfig").load() or {}
+  local targets, e = inventory.resolve(inv, pos[1], sshcfg)
+  if not targets then err(e) return 2 end
+  local ro = { key = o.key, timeout = tonumber(o.timeout) or 10 }
+  if o.password_env then ro.password = os.getenv(o.password_env) end
+  local sha = require("phanes.file").sha256_file(require("phanes.sys").exe()) or "none"
+  local code = 0
+  for _, t in ipairs(targets) do
+    local t0 = util.now()
+    local s, msg = require("phanes.remote").connect(t, ro)
+    if not s then
+      err(t.name .. ": " .. msg)
+      code = 3
+    else
+      local script = require("phanes.remote.run").probe_script(sha, false):gsub("\nD=.*$", "")
+      local res, xerr = s:exec(script)
+      local info = s:info()
+      s:close()
+      if not res then
+        err(t.name .. ": " .. xerr)
+        code = 3
+      else
+        local p = require("phanes.remote.run").parse_probe(res.stdout)
+        io.stdout:write(string.format("%s: ok in %.2fs: %s@%s:%d (%s), %s, %s, sudo: %s, phanes %s\n", t.name,
+          util.now() - t0, info.user, info.host, info.port, info.auth, p.os or "unknown OS", p.arch or "?",
+          p.sudo or "?", p.cached == sha and "cached" or "not cached (uploaded on the first run)"))
+      end
+    end
+  end
+  return code
+end
+
+-- host.main(args): args = { "add", NAME, ... } (what follows `phanes host`)
+function M.main(args)
+  local sub = args[1]
+  local fn = ({ add = M.add, remove = M.remove, rm = M.remove, list = M.list, ls = M.list, default = M.default, test = M.test })[sub or ""]
+  if not fn then
+    if sub and sub ~= "help" and sub ~= "--help" then err("unknown host command '" .. sub .. "'") end
+    io.stderr:write(M.USAGE)
+    return (sub == "help" or sub == "--help") and 0 or 2
+  end
+  local o, pos = flags(args, 2)
+  if not o then err(pos) return 2 end
+  return fn(o, pos)
+end
+
+return M

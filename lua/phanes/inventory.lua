@@ -1,0 +1,245 @@
+-- inventory.lua: the hosts phanes knows, in one portable YAML file
+-- (~/.config/phanes/inventory.yaml, or $PHANES_INVENTORY), and the parsing
+-- of --remote targets. The file holds only what the user typed; what phanes
+-- learns about a host (last run, OS, version) lives under
+-- ~/.local/state/phanes/hosts/<name>/, so the file can be copied elsewhere.
+--
+--   default: web1
+--   hosts:
+--     web1: { address: 10.0.0.5, user: deploy, port: 22, key: ~/.ssh/web, groups: [web] }
+--
+--   local inv = assert(inventory.load())
+--   inventory.add(inv, "web1", { address = "10.0.0.5", user = "deploy", groups = { "web" } })
+--   assert(inventory.save(inv))
+--   local targets, err = inventory.resolve(inv, "@web,db1,root@10.0.0.9:2222")
+local M = {}
+
+local NAME = "^[%w][%w%._%-]*$"
+
+function M.path()
+  return os.getenv "PHANES_INVENTORY" or ((os.getenv "HOME" or "") .. "/.config/phanes/inventory.yaml")
+end
+
+-- inventory.parse_target("user@host:port") -> { user, host, port } | nil, err
+-- IPv6 literals go in brackets: "root@[fd00::5]:22".
+function M.parse_target(s)
+  local user, rest = s:match "^([^@]+)@(.+)$"
+  rest = rest or s
+  if s:find "@" and not user then return nil, "bad target '" .. s .. "': empty user" end
+  local host, port = rest:match "^%[([^%]]+)%]:?(%d*)$"
+  if not host then
+    host, port = rest:match "^([^:]+):(%d+)$"
+    if not host then
+      if rest:find ":" and rest:match "^[%x:]+$" then host, port = rest, "" -- bare IPv6
+      elseif rest:find ":" then return nil, "bad target '" .. s .. "': expected [user@]host[:port]"
+      else host, port = rest, "" end
+    end
+  end
+  if host == "" or host:find "[%s/,@]" then return nil, "bad target '" .. s .. "': bad host name" end
+  local p
+  if port ~= "" then
+    p = tonumber(port)
+    if not p or p < 1 or p > 65535 then return nil, "bad target '" .. s .. "': port out of range" end
+  end
+  return { user = user, host = host, port = p }
+end
+
+local function empty() return { hosts = {}, default = nil } end
+
+local function list_of(v)
+  if type(v) == "string" then return { v } end
+  if type(v) == "table" then
+    local out = {}
+    for _, g in ipairs(v) do out[#out + 1] = tostring(g) end
+    return out
+  end
+  return {}
+end
+
+-- inventory.decode(text, name) -> inv | nil, err (validated)
+function M.decode(text, name)
+  local yaml = require "phanes.yaml"
+  local doc, err = yaml.decode(text, name)
+  if doc == nil and err then return nil, err end
+  local inv = empty()
+  if doc == nil then return inv end
+  if type(doc) ~= "table" then return nil, name .. ": expected a mapping with `hosts:`" end
+  if doc.hosts ~= nil and type(doc.hosts) ~= "table" then return nil, name .. ": hosts: expected a mapping" end
+  for hname, h in pairs(doc.hosts or {}) do
+    if type(h) == "string" then h = { address = h } end
+    if type(h) ~= "table" or type(h.address) ~= "string" then
+      return nil, string.format("%s: hosts.%s: expected a mapping with an address", name, tostring(hname))
+    end
+    inv.hosts[tostring(hname)] = { address = h.address, user = h.user, port = tonumber(h.port),
+      key = h.key, groups = list_of(h.groups) }
+  end
+  if doc.default ~= nil then
+    if not inv.hosts[tostring(doc.default)] then
+      return nil, string.format("%s: default: '%s' is not a host in this file", name, tostring(doc.default))
+    end
+    inv.default = tostring(doc.default)
+  end
+  return inv
+end
+
+-- inventory.encode(inv) -> YAML text
+function M.encode(inv)
+  local yaml = require "phanes.yaml"
+  local hosts = {}
+  for name, h in pairs(inv.hosts) do
+    local groups = nil
+    if h.groups and #h.groups > 0 then groups = h.groups end
+    hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = groups }
+  end
+  return "# phanes inventory: `phanes host add|remove|default` edit it; safe to copy to another machine.\n"
+    .. yaml.encode({ default = inv.default, hosts = hosts })
+end
+
+-- inventory.load([path]) -> inv (empty when the file is absent) | nil, err
+function M.load(path)
+  path = path or M.path()
+  local f = io.open(path, "rb")
+  if not f then return empty() end
+  local text = f:read "a"
+  f:close()
+  local inv, err = M.decode(text, path)
+  if not inv then return nil, err end
+  inv.path = path
+  return inv
+end
+
+-- inventory.save(inv[, path]) -> true | nil, err (atomic, mode 0600)
+function M.save(inv, path)
+  path = path or inv.path or M.path()
+  local file = require "phanes.file"
+  local dir = path:match "^(.*)/[^/]*$"
+  if dir and dir ~= "" and not file.exists(dir) then
+    local ok, err = file.mkdir(dir, { mode = tonumber("0700", 8), parents = true })
+    if not ok then return nil, err end
+  end
+  local ok, err = file.write(path, M.encode(inv), { mode = tonumber("0600", 8) })
+  if not ok then return nil, err end
+  inv.path = path
+  return true
+end
+
+-- inventory.add(inv, name, { address, user, port, key, groups }, default) -> true | nil, err
+-- The first host added becomes the default.
+function M.add(inv, name, h, make_default)
+  if type(name) ~= "string" or not name:match(NAME) then
+    return nil, "bad host name '" .. tostring(name) .. "': letters, digits, '.', '_', '-'"
+  end
+  if type(h.address) ~= "string" or h.address == "" then return nil, "host " .. name .. ": an address is required" end
+  inv.hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = list_of(h.groups) }
+  if make_default or inv.default == nil then inv.default = name end
+  return true
+end
+
+-- inventory.remove(inv, name) -> true | nil, err. Removing the default
+-- makes the first remaining name (sorted) the default.
+function M.remove(inv, name)
+  if not inv.hosts[name] then return nil, M.unknown(inv, name) end
+  inv.hosts[name] = nil
+  if inv.default == name then inv.default = M.names(inv)[1] end
+  return true
+end
+
+function M.set_default(inv, name)
+  if not inv.hosts[name] then return nil, M.unknown(inv, name) end
+  inv.default = name
+  return true
+end
+
+function M.names(inv)
+  local names = {}
+  for name in pairs(inv.hosts) do names[#names + 1] = name end
+  table.sort(names)
+  return names
+end
+
+function M.groups(inv)
+  local seen, out = {}, {}
+  for _, name in ipairs(M.names(inv)) do
+    for _, g in ipairs(inv.hosts[name].groups or {}) do
+      if not seen[g] then seen[g] = true; out[#out + 1] = g end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The message for a name the inventory does not hold.
+function M.unknown(inv, name)
+  local names = M.names(inv)
+  if #names == 0 then
+    return string.format("unknown host '%s': the inventory (%s) is empty; add one with `phanes host add %s ADDRESS`, or give [user@]address",
+      name, inv.path or M.path(), name)
+  end
+  return string.format("unknown host '%s'; known hosts: %s (or give [user@]address)", name, table.concat(names, ", "))
+end
+
+local function looks_like_address(host)
+  return host == "localhost" or host:find "[%.:]" ~= nil
+end
+
+-- One target from an inventory entry, a parsed [user@]host[:port], and
+-- ssh_config (lowest precedence for what the others leave unset).
+local function target(name, t, entry, sshcfg)
+  local parsed = entry and (M.parse_target(entry.address) or { host = entry.address }) or { host = t.host }
+  local sc = sshcfg and require("phanes.sshconfig").lookup(sshcfg, parsed.host) or {}
+  return {
+    name = name,
+    host = sc.hostname or parsed.host,
+    user = t.user or (entry and entry.user) or parsed.user or sc.user,
+    port = t.port or (entry and entry.port) or parsed.port or sc.port or 22,
+    key = entry and entry.key,
+    identities = sc.identityfile,
+    groups = entry and entry.groups,
+  }
+end
+
+-- inventory.resolve(inv, spec, sshcfg) -> { targets } | nil, err
+-- spec: nil (the default host), "name", "@group", "[user@]host[:port]",
+-- or a comma list of those. Duplicates are dropped.
+function M.resolve(inv, spec, sshcfg)
+  if spec == nil or spec == "" then
+    if not inv.default then
+      return nil, "no target given and no default host: use --remote [user@]host, or `phanes host add NAME ADDRESS --default`"
+    end
+    spec = inv.default
+  end
+  local out, seen = {}, {}
+  local function push(t)
+    if not seen[t.name] then seen[t.name] = true; out[#out + 1] = t end
+  end
+  for item in spec:gmatch "[^,]+" do
+    item = item:match "^%s*(.-)%s*$"
+    if item:sub(1, 1) == "@" then
+      local g, any = item:sub(2), false
+      for _, name in ipairs(M.names(inv)) do
+        for _, hg in ipairs(inv.hosts[name].groups or {}) do
+          if hg == g then any = true; push(target(name, {}, inv.hosts[name], sshcfg)) break end
+        end
+      end
+      if not any then
+        local groups = M.groups(inv)
+        return nil, string.format("no host in group @%s; groups: %s", g,
+          #groups > 0 and table.concat(groups, ", ") or "(none: add one with `phanes host add NAME ADDRESS --group G`)")
+      end
+    else
+      local t, err = M.parse_target(item)
+      if not t then return nil, err end
+      local entry = inv.hosts[t.host]
+      if entry then
+        push(target(t.host, t, entry, sshcfg))
+      else
+        local alias = sshcfg and require("phanes.sshconfig").lookup(sshcfg, t.host).hostname
+        if not t.user and not alias and not looks_like_address(t.host) then return nil, M.unknown(inv, t.host) end
+        push(target(item, t, nil, sshcfg))
+      end
+    end
+  end
+  return out
+end
+
+return M

@@ -1,0 +1,232 @@
+-- output.lua: everything phanes prints goes through here, so that colour,
+-- alignment and secret masking are decided in one place.
+--
+--   local output = require "phanes.output"
+--   local out = output.new { color = "auto", secrets = { "hunter2" } }
+--   out:say("password is hunter2")        --> password is ******
+--   out:table({ "module", "status" }, { { "redis", "ok" } })
+--
+-- Colour: `--color=always|never|auto`; auto means stdout is a terminal and
+-- NO_COLOR is unset (https://no-color.org: any non-empty value).
+local M = {}
+
+M.MASK = "******"
+
+local CODES = { red = "31", green = "32", yellow = "33", blue = "34",
+  magenta = "35", cyan = "36", dim = "2", bold = "1" }
+
+-- output.use_color(flag, env_no_color, isatty) -> bool
+--   flag "always" forces colour (remote runs have no terminal), "never" turns
+--   it off; "auto" (or nil) asks for a terminal and no NO_COLOR.
+function M.use_color(flag, no_color, isatty)
+  if flag == "always" then return true end
+  if flag == "never" then return false end
+  if no_color and no_color ~= "" then return false end
+  return isatty and true or false
+end
+
+-- output.masker(secrets) -> function(str) -> str with every secret value
+-- replaced by ******. `secrets` is a list of strings or a map whose values
+-- are strings (what config.secrets returns); longest values are replaced
+-- first, so a secret containing another is masked whole.
+function M.masker(secrets)
+  local list, seen = {}, {}
+  for _, v in pairs(secrets or {}) do
+    if type(v) == "number" then v = tostring(v) end
+    if type(v) == "string" and #v > 0 and not seen[v] then
+      seen[v] = true
+      list[#list + 1] = v
+    end
+  end
+  if #list == 0 then return function(s) return s end end
+  table.sort(list, function(a, b) return #a > #b end)
+  return function(s)
+    if type(s) ~= "string" then return s end
+    for _, secret in ipairs(list) do
+      local i = 1
+      local parts = {}
+      while true do
+        local a, b = s:find(secret, i, true)
+        if not a then break end
+        parts[#parts + 1] = s:sub(i, a - 1)
+        parts[#parts + 1] = M.MASK
+        i = b + 1
+      end
+      if #parts > 0 then
+        parts[#parts + 1] = s:sub(i)
+        s = table.concat(parts)
+      end
+    end
+    return s
+  end
+end
+
+-- output.mask_deep(value, mask) -> a copy of value with every string masked
+-- (keys too): used on the --json report before encoding.
+function M.mask_deep(value, mask, seen)
+  if type(value) == "string" then return mask(value) end
+  if type(value) ~= "table" then return value end
+  seen = seen or {}
+  if seen[value] then return seen[value] end
+  local copy = {}
+  seen[value] = copy
+  for k, v in pairs(value) do
+    copy[M.mask_deep(k, mask, seen)] = M.mask_deep(v, mask, seen)
+  end
+  return setmetatable(copy, getmetatable(value))
+end
+
+-- Display width of a string: UTF-8 characters, escape sequences excluded.
+local function width(s)
+  s = s:gsub("\27%[[%d;]*m", "")
+  return utf8.len(s) or #s
+end
+M.width = width
+
+local Out = {}
+Out.__index = Out
+
+-- output.new{ color = "auto"|"always"|"never"|bool, secrets = {...},
+--   verbose = bool, out = file, err = file, tty = bool, no_color = str }
+-- tty and no_color default to the real terminal and NO_COLOR.
+function M.new(opts)
+  opts = opts or {}
+  local tty = opts.tty
+  if tty == nil then
+    local ok, sys = pcall(require, "phanes.sys")
+    tty = ok and type(sys.isatty) == "function" and sys.isatty(1) or false
+  end
+  local color = opts.color
+  if type(color) ~= "boolean" then
+    local no_color = opts.no_color
+    if no_color == nil then no_color = os.getenv "NO_COLOR" end
+    color = M.use_color(color, no_color, tty)
+  end
+  return setmetatable({
+    color = color, tty = tty, verbose = opts.verbose or false,
+    mask = M.masker(opts.secrets),
+    out = opts.out or io.stdout, err = opts.err or io.stderr,
+  }, Out)
+end
+
+-- out:add_secrets(list): more values to mask (after the config is loaded).
+function Out:add_secrets(secrets)
+  local prev, extra = self.mask, M.masker(secrets)
+  self.mask = function(s) return extra(prev(s)) end
+end
+
+-- out:paint("red", text) -> text in colour when colour is on.
+function Out:paint(name, text)
+  if not self.color or not CODES[name] then return text end
+  return "\27[" .. CODES[name] .. "m" .. text .. "\27[0m"
+end
+
+-- out:say(...) prints one masked line on stdout.
+function Out:say(...)
+  self.out:write(self.mask(table.concat({ ... })), "\n")
+  self.out:flush()
+end
+
+-- out:write(...) prints masked text on stdout without a newline.
+function Out:write(...)
+  self.out:write(self.mask(table.concat({ ... })))
+  self.out:flush()
+end
+
+-- out:error(msg[, hint]) prints "phanes: msg" (and the hint) on stderr.
+function Out:error(msg, hint)
+  self.errors = self.errors or {}
+  self.errors[#self.errors + 1] = self.mask(tostring(msg))
+  self.err:write(self.mask(self:paint("red", "phanes: ") .. tostring(msg)), "\n")
+  if hint then self.err:write(self.mask(hint), "\n") end
+  self.err:flush()
+end
+
+-- out:warn(msg) prints "phanes: warning: msg" on stderr.
+function Out:warn(msg)
+  self.err:write(self.mask(self:paint("yellow", "phanes: warning: ") .. tostring(msg)), "\n")
+  self.err:flush()
+end
+
+local STATUS_COLOR = { ok = "green", changed = "yellow", ["would change"] = "cyan",
+  failed = "red", skipped = "dim", interrupted = "red", installed = "green",
+  ["not run"] = "dim" }
+
+-- out:status(word) -> the status word in its colour.
+function Out:status(word)
+  return self:paint(STATUS_COLOR[word] or "bold", word)
+end
+
+-- output.format_table(headers, rows) -> lines (aligned columns, two spaces
+-- apart; cells may carry colour codes). Numbers are right-aligned when
+-- the column's header starts with "#" or ends in a digit-like field name
+-- listed in `right` (a set of column indexes).
+function M.format_table(headers, rows, right)
+  right = right or {}
+  local widths = {}
+  for i = 1, #headers do widths[i] = 0 end
+  local all = { headers }
+  for _, r in ipairs(rows) do all[#all + 1] = r end
+  for _, r in ipairs(all) do
+    for i = 1, #headers do
+      local w = width(tostring(r[i] or ""))
+      if w > (widths[i] or 0) then widths[i] = w end
+    end
+  end
+  local lines = {}
+  for _, r in ipairs(all) do
+    local cells = {}
+    for i = 1, #headers do
+      local cell = tostring(r[i] or "")
+      local pad = string.rep(" ", widths[i] - width(cell))
+      if right[i] then cells[i] = pad .. cell
+      elseif i == #headers then cells[i] = cell
+      else cells[i] = cell .. pad end
+    end
+    lines[#lines + 1] = (table.concat(cells, "  "):gsub("%s+$", ""))
+  end
+  return lines
+end
+
+-- out:table(headers, rows[, right]) prints an aligned table, header in bold.
+function Out:table(headers, rows, right)
+  local lines = M.format_table(headers, rows, right)
+  for i, line in ipairs(lines) do
+    self:say(i == 1 and self:paint("bold", line) or line)
+  end
+end
+
+-- output.duration(seconds) -> "0.4s", "12s", "3m05s"
+function M.duration(s)
+  s = s or 0
+  if s < 10 then return string.format("%.1fs", s) end
+  if s < 60 then return string.format("%ds", math.floor(s + 0.5)) end
+  return string.format("%dm%02ds", math.floor(s / 60), math.floor(s % 60))
+end
+
+-- out:progress(text) shows a transient line on a terminal (rewritten in
+-- place with \r); out:progress_done(text) ends it with a newline. Off a
+-- terminal only the final text is printed.
+function Out:progress(text)
+  if not self.tty then return end
+  self.out:write("\r\27[K", self.mask(text))
+  self.out:flush()
+  self.live = true
+end
+
+function Out:progress_done(text)
+  if self.live then self.out:write("\r\27[K") end
+  self.live = false
+  self:say(text)
+end
+
+-- out:clear_progress() wipes a transient line before other output.
+function Out:clear_progress()
+  if self.live then
+    self.out:write("\r\27[K")
+    self.out:flush()
+    self.live = false
+  end
+end
+
+return M

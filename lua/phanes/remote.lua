@@ -1,0 +1,232 @@
+-- remote.lua: `phanes --remote TARGET COMMAND ...`: run phanes on other
+-- machines over SSH. The binary uploads itself (once per version, checked by
+-- sha256), the run's files (config, the user's own modules/profiles/
+-- templates) go over in one tar stream, the remote run's output comes back
+-- live, and its exit code is ours. State stays on the target; the
+-- controller records each run under ~/.local/state/phanes/hosts/<host>/.
+--
+--   phanes --remote deploy@web1 apply dev --config config.yaml
+--   phanes --remote @web --parallel 5 apply web --config web.yaml
+--   phanes --remote web1 status           (reads the target's state file)
+--
+-- Remote options (the rest goes to the remote phanes): --remote [TARGET]
+-- (no target: the inventory's default), --port N, --user U, --key PATH,
+-- --password-env VAR, --parallel N (default 10), --strict-host-keys,
+-- --known-hosts PATH, --timeout S (connect, default 10).
+--
+-- Exit codes: the remote run's; 3 for connection, authentication and sudo
+-- failures; with several hosts, 1 when any failed; 130 when interrupted.
+--
+-- Environment: PHANES_KEY_PASSPHRASE (a key's passphrase, else asked on the
+-- terminal), PHANES_NO_PROMPT=1 (never ask; set for fleet children),
+-- PHANES_INVENTORY (another inventory file), XDG_STATE_HOME (where the
+-- per-host records go).
+local util = require "phanes.remote.util"
+local M = {}
+
+local VALUE = { ["--port"] = "port", ["--user"] = "user", ["--key"] = "key", ["--password-env"] = "password_env",
+  ["--parallel"] = "parallel", ["--known-hosts"] = "known_hosts", ["--timeout"] = "timeout" }
+local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, version = true,
+  ["--profile"] = true, ["--modules"] = true, ["--list"] = true }
+
+local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
+
+-- remote.parse_args(argv) -> opts, rest | nil, message
+-- argv[1..n] as the user typed them; rest is what the remote phanes gets.
+function M.parse_args(argv)
+  local o, rest, i = { parallel = 10, timeout = 10 }, {}, 1
+  while argv[i] ~= nil do
+    local a = argv[i]
+    local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
+    k = k or a
+    if k == "--remote" then
+      o.remote = true
+      if v then o.target = v
+      elseif argv[i + 1] and argv[i + 1]:sub(1, 1) ~= "-" and not COMMANDS[argv[i + 1]] then
+        o.target = argv[i + 1]
+        i = i + 1
+      end
+    elseif VALUE[k] then
+      if not v then
+        v = argv[i + 1]
+        if v == nil then return nil, k .. " needs a value" end
+        i = i + 1
+      end
+      o[VALUE[k]] = v
+    elseif a == "--strict-host-keys" then
+      o.strict = true
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  for _, key in ipairs { "port", "parallel", "timeout" } do
+    if o[key] ~= nil then
+      local n = tonumber(o[key])
+      if not n or n <= 0 then return nil, "--" .. key .. ": expected a positive number, got '" .. tostring(o[key]) .. "'" end
+      o[key] = n
+    end
+  end
+  if o.password_env then
+    o.password = os.getenv(o.password_env)
+    if not o.password then return nil, "--password-env " .. o.password_env .. ": that variable is not set" end
+  end
+  return o, rest
+end
+
+local HINTS = {
+  resolve = "check the name, or add the host: `phanes host add NAME ADDRESS`",
+  refused = "is sshd running there and listening on that port? (--port N)",
+  unreachable = "check the address and the network route to it",
+  timeout = "no answer: check the address and any firewall in between, or raise --timeout",
+  auth = "give a key with --key PATH (or ssh-add it), or a password with --password-env VAR",
+  protocol = "is that port an SSH server?",
+}
+
+local function expand(path)
+  if path and path:sub(1, 2) == "~/" then return (os.getenv "HOME" or "") .. path:sub(2) end
+  return path
+end
+
+-- remote.connect(target, opts) -> session | nil, message, kind
+-- Prompts for a password on a terminal when keys fail and the server takes
+-- passwords (not in fleet children).
+function M.connect(t, o)
+  local ssh = require "phanes.ssh"
+  local interactive = util.isatty(0) and not os.getenv "PHANES_NO_PROMPT"
+  local key = expand(o.key or t.key)
+  if key then
+    local f, ferr = io.open(key, "rb")
+    if not f then return nil, "--key " .. key .. ": cannot read it (" .. tostring(ferr) .. ")", "auth" end
+    f:close()
+  end
+  local identities = key and { key } or nil
+  if not identities and t.identities then
+    identities = {}
+    for _, f in ipairs(t.identities) do identities[#identities + 1] = expand(f) end
+  end
+  local opts = {
+    host = t.host, port = math.tointeger(t.port or o.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
+    timeout = o.timeout or 10, known_hosts = expand(o.known_hosts), strict = o.strict or false,
+    identities = identities, password = o.password, passphrase = os.getenv "PHANES_KEY_PASSPHRASE",
+    prompt = interactive and function(q) return require("phanes.sys").getpass(q) end or nil,
+  }
+  local s, msg, kind, info = ssh.connect(opts)
+  if not s and kind == "auth" and interactive and not opts.password and info and info.methods:find "password" then
+    opts.password = require("phanes.sys").getpass(string.format("%s@%s's password: ", opts.user, t.host))
+    if opts.password and opts.password ~= "" then s, msg, kind = ssh.connect(opts) end
+  end
+  if not s then
+    local hint = HINTS[kind]
+    if hint and not kind:match "^hostkey" then msg = msg .. "\n  " .. hint end
+    return nil, msg, kind
+  end
+  local info_ = s:info()
+  if info_.hostkey_added then
+    err(string.format("recorded the host key of %s:%d (%s %s) in %s", t.host, opts.port,
+      info_.hostkey_type, info_.hostkey_fingerprint, info_.hostkey_added))
+  end
+  o.password = o.password or opts.password
+  return s
+end
+
+-- What the remote phanes gets: --config and a profile given as a local
+-- file are sent and rewritten to their uploaded place; --path is ours.
+local function rewrite_args(rest)
+  local out, files, i = {}, {}, 1
+  local function send(path, as)
+    local f = io.open(path, "rb")
+    if not f then return nil, path .. ": cannot read" end
+    local data = f:read "a"
+    f:close()
+    files[#files + 1] = { name = as, data = data, local_path = path }
+    return true
+  end
+  while rest[i] ~= nil do
+    local a = rest[i]
+    local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
+    k = k or a
+    if k == "--config" or k == "--path" then
+      if not v then i = i + 1; v = rest[i] end
+      if v == nil then return nil, k .. " needs a value" end
+      if k == "--config" then
+        local base = v:match "[^/]*$"
+        local ok, e = send(v, "config/" .. base)
+        if not ok then return nil, "--config " .. e end
+        out[#out + 1] = "--config"
+        out[#out + 1] = { run_file = "config/" .. base }
+      end
+    elseif a:match "%.lua$" and not a:match "^%-" and io.open(a, "rb") then
+      local base = "files/" .. a:match "[^/]*$"
+      assert(send(a, base))
+      out[#out + 1] = { run_file = base }
+    else
+      out[#out + 1] = a
+    end
+    i = i + 1
+  end
+  return out, files
+end
+
+-- The user's own modules/profiles/templates/lua that differ from the ones
+-- embedded in the binary: those travel with the run (--path on the target).
+function M.overrides()
+  local loader = require "phanes.loader"
+  local embedded = require "phanes.embedded"
+  local file = require "phanes.file"
+  local seen, files = {}, {}
+  local function walk(dir, rel)
+    local path = dir .. "/" .. rel
+    local st = file.stat(path, true)
+    local mode = st and st.type
+    if mode == "directory" then
+      for _, entry in ipairs(file.list(path) or {}) do
+        if entry:sub(1, 1) ~= "." then walk(dir, rel .. "/" .. entry) end
+      end
+    elseif mode == "file" and not seen[rel] then
+      seen[rel] = true
+      local text, origin = loader.find(rel)
+      if text and origin ~= "embedded" and text ~= embedded.get(rel) then
+        files[#files + 1] = { name = "path/" .. rel, data = text, local_path = origin }
+      end
+    end
+  end
+  for _, dir in ipairs(loader.dirs) do
+    for _, top in ipairs { "modules", "profiles", "templates", "lua" } do walk(dir, top) end
+  end
+  table.sort(files, function(a, b) return a.name < b.name end)
+  return files
+end
+
+-- The command the remote phanes would run ("apply", "status", ...).
+function M.command_word(rest)
+  local i = 1
+  while rest[i] do
+    local a = rest[i]
+    if a == "--path" or a == "--color" or a == "--config" or a == "--state" then i = i + 2
+    elseif a:sub(1, 1) == "-" then i = i + 1
+    else return a end
+  end
+end
+
+function M.main(argv)
+  local o, rest = M.parse_args(argv)
+  if not o then err(rest) return 2 end
+  local inventory = require "phanes.inventory"
+  local inv, ierr = inventory.load()
+  if not inv then err(ierr) return 2 end
+  local sshcfg, serr = require("phanes.sshconfig").load()
+  if not sshcfg then err(serr) return 2 end
+  local targets, terr = inventory.resolve(inv, o.target, sshcfg)
+  if not targets then err(terr) return 2 end
+  if M.command_word(rest) == "status" then return require("phanes.remote.status").main(targets, o, rest) end
+  if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end
+  local args, files = rewrite_args(rest)
+  if not args then err(files) return 2 end
+  for _, f in ipairs(M.overrides()) do files[#files + 1] = f end
+  local ok, sys = pcall(require, "phanes.sys")
+  if ok and sys.trap_signals then sys.trap_signals() end
+  return require("phanes.remote.run").run(targets[1], o, args, files)
+end
+
+return M

@@ -1,0 +1,418 @@
+-- Remote execution end to end, on disposable test hosts: phanes run over
+-- SSH as root, as a passwordless sudo user and as a password sudo user; the
+-- binary cached after the first run; a fleet with one host gone; every
+-- connection failure with its message and exit code. Checks look at the
+-- hosts and at the controller's records, not only at phanes' own words.
+local th = require "spec.support.testhost"
+
+local function absolute(path)
+  local p = assert(io.popen("readlink -f " .. path))
+  local out = p:read "l"
+  p:close()
+  return out
+end
+local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
+
+local function missing_primitives()
+  local need = { ["phanes.sys"] = { "exe", "now", "isatty", "uname", "sleep" },
+    ["phanes.file"] = { "sha256", "sha256_file", "write", "mkdir", "exists", "list", "remove", "stat" } }
+  for mod, fns in pairs(need) do
+    local m = require(mod)
+    for _, f in ipairs(fns) do
+      if m[f] == nil then return mod .. "." .. f end
+    end
+  end
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read "a"
+  f:close()
+  return s
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local q = th.quote
+
+-- The CLI routes --remote to phanes.remote once the runner's cli is in;
+-- until then a two-line driver calls it the same way.
+local function command(home, args, env)
+  local cli = require("phanes.embedded").get "lua/phanes/cli.lua" or ""
+  local words = {}
+  for i, a in ipairs(args) do words[i] = q(a) end
+  local prog = q(BIN)
+  if not cli:find("phanes.remote", 1, true) then
+    write(home .. "/driver.lua", 'local a = {...}\nif a[1] == "host" then os.exit(require("phanes.host").main({ table.unpack(a, 2) })) end\n'
+      .. 'os.exit(require("phanes.remote").main(a))\n')
+    prog = prog .. " lua " .. q(home .. "/driver.lua")
+  end
+  return "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. (env or "") .. " " .. prog .. " " .. table.concat(words, " ")
+end
+
+-- phanes ARGS with HOME = home; returns exit code, output (both streams)
+local function phanes(home, args, env)
+  local p = assert(io.popen(command(home, args, env) .. " </dev/null 2>&1"))
+  local out = p:read "a"
+  local _, _, code = p:close()
+  return code, out
+end
+
+local function new_home()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. q(dir)))
+  return dir
+end
+
+local function record(home, name)
+  local text = read(home .. "/.local/state/phanes/hosts/" .. name .. "/last.json")
+  return text and require("phanes.json").decode(text)
+end
+
+local RUNNER = require("phanes.embedded").get "lua/phanes/runner.lua" ~= nil
+
+describe("remote execution", function()
+  local gap = missing_primitives()
+  if gap then
+    pending("needs " .. gap .. " (the sys/file primitives)")
+    return
+  end
+  local ok_hosts, why = th.available()
+  if not ok_hosts then
+    pending(why)
+    return
+  end
+  local key, homes = nil, {}
+  local function home()
+    local h = new_home()
+    homes[#homes + 1] = h
+    return h
+  end
+  setup(function()
+    th.up(5)
+    key = th.key()
+  end)
+  teardown(function()
+    th.down()
+    for _, h in ipairs(homes) do os.execute("rm -rf " .. q(h)) end
+  end)
+
+  -- What the target runs: `version` proves the path until the runner is
+  -- in; then the baseline module (timezone, locale, apt cache, essential
+  -- packages), which leaves a state file to compare and nothing that could
+  -- lock the next test out.
+  local function work(h)
+    if not RUNNER then return { "version" } end
+    write(h .. "/config.yaml", "timezone: UTC\nlocale: C.UTF-8\n")
+    return { "--modules", "baseline", "--config", h .. "/config.yaml" }
+  end
+
+  -- The target's state file, decoded; nil when there is none.
+  local function target_state(i)
+    local ok, out = th.exec(i, "cat /var/lib/phanes/state.json")
+    if not ok then return nil end
+    return assert(require("phanes.json").decode(out), "state file is not valid JSON:\n" .. out)
+  end
+
+  for _, user in ipairs { "root", "deploy", "alice" } do
+    it("runs phanes on the target as " .. user .. ", uploading the binary once", function()
+      local h = home()
+      local target = user .. "@" .. th.ip(1)
+      local env = "ALICE_PW=" .. q(th.password())
+      local args = { "--remote", target, "--key", key, "--password-env", "ALICE_PW" }
+      for _, a in ipairs(work(h)) do args[#args + 1] = a end
+      local code, out = phanes(h, args, env)
+      assert.equal(0, code, out)
+      if not RUNNER then assert.matches("phanes %d+%.%d+", out) end
+      assert.matches("recorded the host key of " .. th.ip(1):gsub("%.", "%%.") .. ":22", out)
+      local rec = assert(record(h, target))
+      assert.equal(0, rec.exit_code)
+      assert.equal(user, rec.user)
+      local first_upload = rec.upload.binary
+      -- the second run finds the binary cached (by sha256) and sends nothing big
+      code, out = phanes(h, args, env)
+      assert.equal(0, code, out)
+      rec = assert(record(h, target))
+      assert.is_false(rec.upload.binary)
+      assert.is_boolean(first_upload)
+      if RUNNER then
+        -- nothing left to change, and status --remote shows the target's state file
+        assert.equal(0, rec.changed, out)
+        assert.equal("ok", rec.status)
+        local state = assert(target_state(1))
+        assert.equal("installed", state.modules.baseline.status)
+        local scode, sout = phanes(h, { "--remote", target, "--key", key, "--password-env", "ALICE_PW", "status", "--json" }, env)
+        assert.equal(0, scode, sout)
+        local shown = assert(require("phanes.json").decode(sout:match "%b{}"))
+        assert.same(state.modules, shown.state.modules)
+      end
+      -- the cache is private to the login user, and no run directory is left
+      local home_dir = user == "root" and "/root" or "/home/" .. user
+      local ok, listing = th.exec(1, "stat -c '%a %U' " .. home_dir .. "/.cache/phanes; ls " .. home_dir .. "/.cache/phanes")
+      assert.is_true(ok, listing)
+      assert.matches("^700 " .. user .. "\n", listing)
+      assert.matches("phanes%-%x+\n", listing)
+      assert.is_nil(listing:find("run.", 1, true), listing)
+    end)
+  end
+
+  it("sends the user's own files and runs them there (and stops cleanly when the connection drops)", function()
+    local h = home()
+    -- a user's override of the CLI, sent with the run: on the target it
+    -- prints where it came from and then works for a while
+    assert(os.execute("mkdir -p " .. q(h .. "/mine/lua/phanes")))
+    write(h .. "/mine/lua/phanes/cli.lua", [[
+local M = {}
+function M.main(argv)
+  for _, a in ipairs(argv) do
+    if a == "--remote" then return require("phanes.remote").main(argv) end
+  end
+  io.stdout:write("override running\n")
+  io.stdout:flush()
+  for i = 1, 20 do io.stdout:write("tick ", i, "\n") io.stdout:flush() os.execute("sleep 0.5") end
+  return 0
+end
+return M
+]])
+    local target = "root@" .. th.ip(2)
+    local t0 = os.time()
+    -- drop the SSH session mid-run: kill the session's sshd on the target
+    local killer = io.popen("sleep 3; " .. q(th.script) .. " exec 2 sh -c " .. q("pkill -f 'sshd: root@notty'") .. " 2>&1")
+    local code, out = phanes(h, { "--path", h .. "/mine", "--remote", target, "--key", key, "work" })
+    killer:close()
+    assert.equal(3, code, out)
+    assert.matches("override running\n", out)
+    assert.matches("tick 1\n", out)
+    assert.matches("connection lost", out)
+    assert.is_true(os.time() - t0 < 10)
+    local rec = assert(record(h, target))
+    assert.equal("lost", rec.status)
+    assert.equal(3, rec.exit_code)
+    assert.matches("tick 1", read(rec.log))
+  end)
+
+  it("status --remote shows the target's state file, read as root, via sudo -n, and via sudo with a password", function()
+    local state = {
+      format = 1, phanes_version = "0.1.0", updated_at = "2026-01-02T03:04:05Z", hostname = "th4",
+      modules = {
+        baseline = { status = "installed", installed_at = "2026-01-02T03:00:00Z", updated_at = "2026-01-02T03:04:05Z", version = "1", config_hash = "ab" },
+        docker = { status = "failed", updated_at = "2026-01-02T03:04:05Z", last_error = "apt-get install docker.io: exit 100" },
+      },
+    }
+    local json = require "phanes.json"
+    local text = json.encode(state, { pretty = true })
+    local ok, msg = th.exec(4, "mkdir -p /var/lib/phanes && umask 077 && cat > /var/lib/phanes/state.json", { stdin = (function()
+      local p = os.tmpname()
+      write(p, text)
+      return p
+    end)() })
+    assert.is_true(ok, msg)
+    local h = home()
+    for _, user in ipairs { "root", "deploy", "alice" } do
+      local code, out = phanes(h, { "--remote", user .. "@" .. th.ip(4), "--key", key, "--password-env", "PW", "status", "--json" },
+        "PW=" .. q(th.password()))
+      assert.equal(0, code, out)
+      local got = assert(json.decode(out:match "%b{}"), out)
+      assert.same(state.modules, got.state.modules, user)
+      assert.equal(state.updated_at, got.state.updated_at)
+    end
+    local code, out = phanes(h, { "--remote", "root@" .. th.ip(4), "--key", key, "status" })
+    assert.equal(0, code, out)
+    assert.matches("baseline%s+installed%s+2026%-01%-02T03:00:00Z", out)
+    assert.matches("docker: apt%-get install docker%.io: exit 100", out)
+    -- several hosts: one line each; a host without state says never
+    code, out = phanes(h, { "--remote", "root@" .. th.ip(4) .. ",root@" .. th.ip(3) .. ",root@" .. th.ip(1) .. ":2222",
+      "--key", key, "status" })
+    assert.equal(3, code, out)
+    assert.matches("root@" .. th.ip(4):gsub("%.", "%%.") .. "%s+yes%s+1%s+1%s+2026%-01%-02T03:04:05Z", out)
+    assert.matches("root@" .. th.ip(3):gsub("%.", "%%.") .. "%s+yes%s+0%s+0%s+never", out)
+    assert.matches(":2222%s+no%s", out)
+  end)
+
+  it("phanes.ssh sessions: streamed exec, stdin, signals, timeouts, SFTP, callbacks that raise, close", function()
+    local ssh = require "phanes.ssh"
+    local h = home()
+    local s = assert(ssh.connect { host = th.ip(1), user = "root", identities = { key }, agent = false,
+      known_hosts = h .. "/known_hosts" })
+    local info = s:info()
+    assert.equal(h .. "/known_hosts", info.hostkey_added)
+    assert.matches("^SHA256:", info.hostkey_fingerprint)
+    assert.equal("publickey (" .. key .. ")", info.auth)
+    -- stream order within each stream, both captured, exit code
+    local seen = {}
+    local res = assert(s:exec("for i in 1 2 3; do echo out$i; echo err$i >&2; done; exit 7", {
+      stream = function(kind, chunk) seen[kind] = (seen[kind] or "") .. chunk end }))
+    assert.same({ code = 7, stdout = "out1\nout2\nout3\n", stderr = "err1\nerr2\nerr3\n" }, res)
+    assert.same({ stdout = res.stdout, stderr = res.stderr }, seen)
+    -- a megabyte through stdin and back
+    local big = string.rep("0123456789abcdef", 65536)
+    res = assert(s:exec("cat", { stdin = big }))
+    assert.equal(#big, #res.stdout)
+    assert.equal(big, res.stdout)
+    -- killed by a signal
+    res = assert(s:exec("kill -TERM $$"))
+    assert.equal("TERM", res.signal)
+    -- a time limit
+    local r2, err, kind = s:exec("sleep 5", { timeout = 1 })
+    assert.is_nil(r2)
+    assert.equal("timeout", kind, err)
+    -- a callback that raises: the error comes through, the session still works
+    local ok, e = pcall(s.exec, s, "echo hi", { stream = function() error("boom") end })
+    assert.is_false(ok)
+    assert.matches("boom", e)
+    assert.equal("still\n", assert(s:exec("echo still")).stdout)
+    -- SFTP: a file streamed up, read back, its hash checked there
+    local f = io.open(BIN, "rb")
+    local bin = f:read "a"
+    f:close()
+    assert(s:upload({ path = BIN }, "/tmp/phanes.up", tonumber("0700", 8)))
+    assert.equal(bin, assert(s:download "/tmp/phanes.up"))
+    res = assert(s:exec("stat -c %a /tmp/phanes.up; sha256sum < /tmp/phanes.up"))
+    assert.equal("700\n" .. require("phanes.file").sha256(bin) .. "  -\n", res.stdout)
+    assert(s:upload("small\n", "/tmp/small.txt"))
+    assert.equal("small\n", s:download "/tmp/small.txt")
+    local d, derr, dkind = s:download "/nonexistent/file"
+    assert.is_nil(d)
+    assert.equal("sftp", dkind)
+    assert.matches("no such file", derr)
+    assert.is_nil((s:upload("x", "/nonexistent/dir/file")))
+    -- close is idempotent; a closed session refuses work
+    s:close()
+    s:close()
+    assert.has_error(function() s:exec "true" end, "ssh session is closed")
+    do
+      local s2 <close> = assert(ssh.connect { host = th.ip(1), user = "deploy", identities = { key }, agent = false,
+        known_hosts = h .. "/known_hosts" })
+      assert.equal("deploy\n", assert(s2:exec "id -un").stdout)
+      assert.is_nil(s2:info().hostkey_added)
+    end
+    collectgarbage()
+  end)
+
+  it("a connection dropped during an apply leaves the target's state file valid", function()
+    if not RUNNER then
+      pending("needs the runner")
+      return
+    end
+    local h = home()
+    local target = "root@" .. th.ip(2)
+    local args = { "--remote", target, "--key", key }
+    for _, a in ipairs(work(h)) do args[#args + 1] = a end
+    -- drop the session while the first apply works (apt-get update takes seconds)
+    local killer = io.popen("sleep 4; " .. q(th.script) .. " exec 2 sh -c " .. q("pkill -f 'sshd: root@notty'") .. " 2>&1")
+    local code, out = phanes(h, args)
+    killer:close()
+    assert.equal(3, code, out)
+    assert.matches("connection lost", out)
+    os.execute("sleep 2")
+    target_state(2) -- absent, or valid JSON (asserted inside)
+    -- a new run completes (after the interrupted one has let go of its lock)
+    local deadline = os.time() + 120
+    repeat
+      code, out = phanes(h, args)
+      local busy = out:find("locked", 1, true) and os.time() < deadline
+      if busy then os.execute("sleep 3") end
+    until not busy
+    assert.equal(0, code, out)
+    assert.equal("installed", assert(target_state(2)).modules.baseline.status)
+  end)
+
+  it("refuses a wrong key, saying what was tried and what the server takes", function()
+    local h = home()
+    assert(os.execute("ssh-keygen -q -t ed25519 -N '' -f " .. q(h .. "/wrong") .. " >/dev/null"))
+    local code, out = phanes(h, { "--remote", "root@" .. th.ip(1), "--key", h .. "/wrong", "version" })
+    assert.equal(3, code, out)
+    assert.matches("authentication failed; tried " .. (h .. "/wrong"):gsub("%p", "%%%0") .. " %(rejected%); the server accepts publickey,password", out)
+  end)
+
+  it("refuses a wrong password", function()
+    local h = home()
+    local code, out = phanes(h, { "--remote", "alice@" .. th.ip(1), "--password-env", "PW", "version" }, "PW=not-it")
+    assert.equal(3, code, out)
+    assert.matches("authentication failed; tried password %(rejected%)", out)
+  end)
+
+  it("says sudo refused the password, and runs nothing", function()
+    local h = home()
+    local code, out = phanes(h, { "--remote", "alice@" .. th.ip(1), "--key", key, "--password-env", "PW", "version" }, "PW=not-it")
+    assert.equal(3, code, out)
+    assert.matches("sudo on alice@" .. th.ip(1):gsub("%.", "%%.") .. " refused the password for alice", out)
+    assert.is_nil(out:find("phanes 0", 1, true))
+  end)
+
+  it("refuses a changed host key, naming both fingerprints and the known_hosts line", function()
+    local h = home()
+    local target = "root@" .. th.ip(3)
+    assert.equal(0, (phanes(h, { "--remote", target, "--key", key, "version" })))
+    local ok, msg = th.exec(3, "rm -f /etc/ssh/ssh_host_*; ssh-keygen -A >/dev/null; systemctl restart ssh")
+    assert.is_true(ok, msg)
+    local code, out = phanes(h, { "--remote", target, "--key", key, "version" })
+    assert.equal(3, code, out)
+    assert.matches("host key has CHANGED: .*SHA256:%S+.* the server offers %S+ SHA256:%S+", out)
+    assert.matches(h:gsub("%p", "%%%0") .. "/%.ssh/known_hosts:1", out)
+    -- and strict mode refuses an unknown host
+    local h2 = home()
+    code, out = phanes(h2, { "--remote", target, "--key", key, "--strict-host-keys", "version" })
+    assert.equal(3, code, out)
+    assert.matches("host key not known", out)
+  end)
+
+  it("says a closed port is refused", function()
+    local code, out = phanes(home(), { "--remote", "root@" .. th.ip(1) .. ":2222", "--key", key, "version" })
+    assert.equal(3, code, out)
+    assert.matches(":2222: connect: Connection refused", out)
+  end)
+
+  it("gives up on an address that does not answer within --timeout", function()
+    local addr = th.ip(1):gsub("%d+$", "250")
+    local t0 = require("phanes.sys").now()
+    local code, out = phanes(home(), { "--remote", "root@" .. addr, "--key", key, "--timeout", "2", "version" })
+    local took = require("phanes.sys").now() - t0
+    assert.equal(3, code, out)
+    assert.matches(addr:gsub("%.", "%%.") .. ":22: connect: ", out)
+    assert.is_true(took < 4, "took " .. took .. "s")
+  end)
+
+  it("answers an unknown inventory name with the known hosts", function()
+    local h = home()
+    local code = phanes(h, { "host", "add", "web1", "root@" .. th.ip(1) })
+    if code ~= 0 then -- `phanes host` needs the runner's cli; the inventory file works the same
+      assert(os.execute("mkdir -p " .. q(h .. "/.config/phanes")))
+      write(h .. "/.config/phanes/inventory.yaml", "default: web1\nhosts:\n  web1: { address: " .. th.ip(1) .. ", user: root }\n")
+    end
+    local out
+    code, out = phanes(h, { "--remote", "web9", "--key", key, "version" })
+    assert.equal(2, code, out)
+    assert.matches("unknown host 'web9'; known hosts: web1", out)
+  end)
+
+  it("runs a fleet in parallel: prefixed output, one host down fails alone, a summary", function()
+    local h = home()
+    assert(os.execute("mkdir -p " .. q(h .. "/.config/phanes")))
+    local lines = { "default: th1", "hosts:" }
+    for i = 1, 5 do
+      lines[#lines + 1] = string.format("  th%d: { address: %s, user: root, key: %s, groups: [all] }", i, th.ip(i), key)
+    end
+    write(h .. "/.config/phanes/inventory.yaml", table.concat(lines, "\n") .. "\n")
+    local ip5 = th.ip(5)
+    th.down(5)
+    local args = { "--remote", "@all", "--parallel", "5", "--timeout", "3" }
+    for _, a in ipairs(work(h)) do args[#args + 1] = a end
+    local code, out = phanes(h, args)
+    assert.equal(1, code, out)
+    for i = 1, 4 do
+      local result = out:match("\nth" .. i .. "%s+(%a+)%s+[%d%-]+%s+[%d%-]+%s")
+      assert.is_truthy(result == "ok" or result == "changed", out)
+      if not RUNNER then assert.matches("th" .. i .. " | phanes %d", out) end
+    end
+    assert.matches("th5 | phanes: th5: " .. ip5:gsub("%.", "%%.") .. ":22: connect: ", out)
+    assert.matches("\nth5%s+unreachable%s", out)
+    assert.matches("host%s+result%s+changed%s+failed%s+time", out)
+  end)
+end)

@@ -1,0 +1,285 @@
+-- phanes.exec: running programs from Lua through the C primitive.
+describe("phanes.exec", function()
+  local exec = require "phanes.exec"
+
+  local function tmpdir()
+    local d = os.tmpname()
+    os.remove(d)
+    assert(os.execute("mkdir -p " .. d))
+    return d
+  end
+
+  -- Our open descriptors and our children, to prove nothing leaks.
+  local function open_fds()
+    local lfs = require "lfs"
+    local n, names = 0, {}
+    for fd in lfs.dir "/proc/self/fd" do
+      if fd:match "^%d+$" and tonumber(fd) < 1024 then -- valgrind keeps its own above
+        n = n + 1
+        names[#names + 1] = fd .. " -> " .. tostring(lfs.symlinkattributes("/proc/self/fd/" .. fd, "target"))
+      end
+    end
+    return n, table.concat(names, "\n")
+  end
+  local function children()
+    local pid = require("phanes.sys").getpid()
+    local f = assert(io.open("/proc/" .. pid .. "/task/" .. pid .. "/children"))
+    local s = f:read "a"
+    f:close()
+    return s
+  end
+
+  it("runs an argv and captures stdout, stderr and the exit code", function()
+    local r = assert(exec.run { argv = { "sh", "-c", "echo out; echo err >&2; exit 3" } })
+    assert.equal("out\n", r.stdout)
+    assert.equal("err\n", r.stderr)
+    assert.equal(3, r.code)
+    assert.is_nil(r.signal)
+    assert.is_false(r.timed_out)
+    assert.is_number(r.duration)
+    assert.truthy(r.duration >= 0 and r.duration < 5)
+  end)
+
+  it("passes arguments verbatim, without a shell", function()
+    local r = assert(exec.run { argv = { "printf", "%s|", "a b", "$HOME", "'q'", "" } })
+    assert.equal("a b|$HOME|'q'||", r.stdout)
+    assert.equal(0, r.code)
+  end)
+
+  it("runs opts.shell with /bin/sh -c", function()
+    local r = assert(exec.run { shell = "echo $((1 + 2)) | tr 3 x" })
+    assert.equal("x\n", r.stdout)
+    assert.equal(0, r.code)
+  end)
+
+  it("reports a signal instead of an exit code", function()
+    local r = assert(exec.run { shell = "kill -TERM $$" })
+    assert.is_nil(r.code)
+    assert.equal(15, r.signal)
+  end)
+
+  it("returns nil, err, errno when the program cannot start", function()
+    local r, err, errno = exec.run { argv = { "phanes-no-such-program" } }
+    assert.is_nil(r)
+    assert.equal("exec: phanes-no-such-program: No such file or directory", err)
+    assert.equal(2, errno)
+    local plain = os.tmpname() -- mode 0600: not executable, even for root
+    r, err = exec.run { argv = { plain } }
+    os.remove(plain)
+    assert.is_nil(r)
+    assert.equal("exec: " .. plain .. ": Permission denied", err)
+  end)
+
+  it("runs in opts.cwd and reports a missing one cleanly", function()
+    local d = tmpdir()
+    local r = assert(exec.run { argv = { "pwd" }, cwd = d })
+    assert.equal(d .. "\n", r.stdout)
+    local none, err, errno = exec.run { argv = { "pwd" }, cwd = d .. "/nope" }
+    os.execute("rm -rf " .. d)
+    assert.is_nil(none)
+    assert.equal("exec: cannot enter " .. d .. "/nope: No such file or directory", err)
+    assert.equal(2, errno)
+  end)
+
+  it("feeds opts.stdin; without it stdin is /dev/null", function()
+    local r = assert(exec.run { argv = { "cat" }, stdin = "hello\0world" })
+    assert.equal("hello\0world", r.stdout)
+    r = assert(exec.run { argv = { "cat" } })
+    assert.equal("", r.stdout)
+    r = assert(exec.run { argv = { "cat" }, stdin = "" })
+    assert.equal("", r.stdout)
+  end)
+
+  it("moves large inputs and outputs both ways without deadlock", function()
+    local big = string.rep("0123456789abcdef", 512 * 1024) -- 8 MiB
+    local r = assert(exec.run { argv = { "cat" }, stdin = big, timeout = 30 })
+    assert.equal(#big, #r.stdout)
+    assert.truthy(r.stdout == big)
+    r = assert(exec.run { shell = "head -c 3000000 /dev/zero >&2; head -c 5000000 /dev/zero; head -c 3000000 /dev/zero >&2", timeout = 30 })
+    assert.equal(5000000, #r.stdout)
+    assert.equal(6000000, #r.stderr)
+  end)
+
+  it("survives a child that does not read its stdin", function()
+    local r = assert(exec.run { argv = { "true" }, stdin = string.rep("x", 4 * 1024 * 1024) })
+    assert.equal(0, r.code)
+  end)
+
+  it("adds opts.env to the environment; false removes a variable", function()
+    local r = assert(exec.run { shell = 'printf "%s|%s|%s" "$PHANES_T" "$N" "${HOME-unset}"',
+      env = { PHANES_T = "a b", N = 42, HOME = false } })
+    assert.equal("a b|42|unset", r.stdout)
+    r = assert(exec.run { shell = 'echo "$PATH"' })
+    assert.equal(os.getenv "PATH" .. "\n", r.stdout)
+  end)
+
+  it("starts from an empty environment with clear_env", function()
+    local r = assert(exec.run { argv = { "/usr/bin/env" }, clear_env = true, env = { ONLY = "1" } })
+    assert.equal("ONLY=1\n", r.stdout)
+    r = assert(exec.run { argv = { "/usr/bin/env" }, clear_env = true })
+    assert.equal("", r.stdout)
+  end)
+
+  it("looks the program up in opts.env.PATH", function()
+    local d = tmpdir()
+    local f = assert(io.open(d .. "/phanes-probe", "w"))
+    f:write "#!/bin/sh\necho probed\n"
+    f:close()
+    os.execute("chmod +x " .. d .. "/phanes-probe")
+    local r = exec.run { argv = { "phanes-probe" }, env = { PATH = d .. ":/usr/bin:/bin" } }
+    os.execute("rm -rf " .. d)
+    assert.equal("probed\n", r.stdout)
+  end)
+
+  it("merges stderr into stdout in order", function()
+    local r = assert(exec.run { shell = "echo 1; echo 2 >&2; echo 3", merge = true })
+    assert.equal("1\n2\n3\n", r.stdout)
+    assert.equal("", r.stderr)
+  end)
+
+  it("streams output as it arrives and still captures it", function()
+    local seen = { stdout = {}, stderr = {} }
+    local sys = require "phanes.sys"
+    local t0, first = sys.now(), nil
+    local r = assert(exec.run {
+      shell = "echo a; sleep 0.3; echo b >&2; echo c",
+      stream = function(kind, chunk)
+        first = first or sys.now() - t0
+        table.insert(seen[kind], chunk)
+      end,
+    })
+    assert.equal("a\nc\n", table.concat(seen.stdout))
+    assert.equal("b\n", table.concat(seen.stderr))
+    assert.truthy(r.duration - first >= 0.25, "the first chunk came at the end")
+    assert.equal("a\nc\n", r.stdout)
+    assert.equal("b\n", r.stderr)
+  end)
+
+  it("reaps the child and closes its pipes when the stream callback raises", function()
+    local before = open_fds()
+    local pid
+    local t0 = os.time()
+    local ok, err = pcall(exec.run, {
+      shell = "echo $$; exec sleep 30",
+      stream = function(_, chunk)
+        pid = chunk:match "%d+"
+        error({ boom = true })
+      end,
+    })
+    assert.is_false(ok)
+    assert.same({ boom = true }, err)
+    assert.truthy(os.time() - t0 < 10)
+    assert.is_string(pid)
+    assert.is_nil(io.open("/proc/" .. pid .. "/stat")) -- gone: no zombie
+    assert.equal("", children())
+    local after, listing = open_fds()
+    assert.equal(before, after, listing)
+  end)
+
+  it("times out: SIGTERM to the process group", function()
+    local t0 = require("phanes.sys").now()
+    local r = assert(exec.run { shell = "sleep 30 & sleep 30", timeout = 0.2 })
+    assert.is_true(r.timed_out)
+    assert.equal(15, r.signal)
+    assert.truthy(require("phanes.sys").now() - t0 < 2)
+  end)
+
+  it("times out: SIGKILL 2 s later when SIGTERM is ignored", function()
+    local r = assert(exec.run { shell = "trap '' TERM; echo started; sleep 30", timeout = 1 })
+    assert.is_true(r.timed_out)
+    assert.equal(9, r.signal)
+    assert.equal("started\n", r.stdout)
+    assert.truthy(r.duration >= 3 and r.duration < 6, r.duration)
+  end)
+
+  it("does not wait for background processes that keep the pipes open", function()
+    local r = assert(exec.run { shell = "sleep 3 & echo done", timeout = 10 })
+    assert.equal("done\n", r.stdout)
+    assert.truthy(r.duration < 2)
+  end)
+
+  it("runs the child in its own process group", function()
+    local r = assert(exec.run { shell = "echo $$; cut -d' ' -f5 /proc/$$/stat" })
+    local pid, pgid = r.stdout:match "(%d+)\n(%d+)"
+    assert.equal(pid, pgid)
+    assert.are_not.equal(tostring(require("phanes.sys").getpid()), pgid)
+  end)
+
+  it("leaks no descriptor into the child", function()
+    -- Descriptors phanes itself inherited without close-on-exec pass on too;
+    -- anything else the child sees beyond 0-2 (and ls's own 3) is a leak.
+    local lfs = require "lfs"
+    local want = { ["0"] = true, ["1"] = true, ["2"] = true, ["3"] = true }
+    for fd in lfs.dir "/proc/self/fd" do
+      local f = io.open("/proc/self/fdinfo/" .. fd)
+      local info = f and f:read "a"
+      local flags = info and info:match "flags:%s*(%d+)"
+      if f then f:close() end
+      if flags and tonumber(flags, 8) & tonumber("2000000", 8) == 0 and tonumber(fd) > 2 then
+        want[fd] = true
+      end
+    end
+    local r = assert(exec.run { argv = { "ls", "/proc/self/fd" }, stdin = "" })
+    local got = {}
+    for fd in r.stdout:gmatch "%d+" do got[fd] = true end
+    assert.same(want, got)
+  end)
+
+  it("leaks no descriptor and no child across many runs", function()
+    local before = open_fds()
+    for _ = 1, 200 do
+      assert(exec.run { argv = { "true" }, stdin = "x" })
+      assert(exec.run { argv = { "phanes-no-such-program" } } == nil)
+    end
+    assert.equal(before, open_fds())
+    assert.equal("", children())
+  end)
+
+  it("kill_all() sends SIGTERM to running children", function()
+    local killed
+    local r = assert(exec.run {
+      shell = "echo ready; sleep 30",
+      timeout = 20,
+      stream = function() killed = exec.kill_all() end,
+    })
+    assert.equal(1, killed)
+    assert.equal(15, r.signal)
+    assert.is_false(r.timed_out)
+    assert.equal(0, exec.kill_all())
+  end)
+
+  it("raises on misuse", function()
+    local bad = {
+      {},
+      { argv = {} },
+      { argv = "ls" },
+      { argv = { "ls", 1 } },
+      { argv = { "ls" }, shell = "ls" },
+      { shell = 1 },
+      { argv = { "ls" }, env = "X=1" },
+      { argv = { "ls" }, env = { X = {} } },
+      { argv = { "ls" }, env = { ["A=B"] = "1" } },
+      { argv = { "ls" }, timeout = -1 },
+      { argv = { "ls" }, timeout = "1" },
+      { argv = { "ls" }, stream = "print" },
+      { argv = { "ls" }, cwd = 1 },
+      { argv = { "ls" }, stdin = {} },
+      { argv = { "ls" }, merge = "yes" },
+      { argv = { "ls" }, imput = "x" },
+    }
+    for _, opts in ipairs(bad) do
+      assert.has_error(function() exec.run(opts) end)
+    end
+    assert.has_error(function() exec.run() end)
+    assert.has_error(function() exec.run "ls" end)
+    assert.has_error(function() exec.run { argv = { "ls" }, imput = "x" } end, "exec.run: unknown option imput")
+  end)
+
+  it("is cheap enough to call often", function()
+    local sys = require "phanes.sys"
+    local t0 = sys.now()
+    for _ = 1, 100 do assert(exec.run { argv = { "true" } }) end
+    local per = (sys.now() - t0) / 100
+    assert.truthy(per < 0.05, "exec.run of true took " .. per .. " s")
+  end)
+end)

@@ -1,0 +1,94 @@
+-- `phanes host add|remove|list|default` against an inventory file in a
+-- temporary directory.
+local host = require "phanes.host"
+local inventory = require "phanes.inventory"
+
+local function have(mod, ...)
+  local ok, m = pcall(require, mod)
+  if not ok then return false end
+  for _, f in ipairs { ... } do if m[f] == nil then return false end end
+  return true
+end
+
+describe("phanes host", function()
+  if not (have("phanes.yaml", "encode", "decode") and have("phanes.file", "write", "mkdir", "exists")) then
+    pending("needs phanes.yaml and phanes.file write")
+    return
+  end
+  local dir, path, real_path, out, err
+  local real_out, real_err = io.stdout, io.stderr
+
+  local function capture()
+    local o, e = {}, {}
+    out, err = o, e
+    io.stdout = { write = function(_, ...) for _, s in ipairs { ... } do o[#o + 1] = tostring(s) end end, flush = function() end }
+    io.stderr = { write = function(_, ...) for _, s in ipairs { ... } do e[#e + 1] = tostring(s) end end, flush = function() end }
+  end
+
+  local function run(...)
+    capture()
+    local ok, code = pcall(host.main, { ... })
+    io.stdout, io.stderr = real_out, real_err
+    assert(ok, code)
+    return code, table.concat(out), table.concat(err)
+  end
+
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    path = dir .. "/phanes/inventory.yaml"
+    real_path = inventory.path
+    inventory.path = function() return path end
+  end)
+
+  after_each(function()
+    inventory.path = real_path
+    io.stdout, io.stderr = real_out, real_err
+    require("phanes.file").remove(dir, true)
+  end)
+
+  it("adds, lists, changes the default, removes", function()
+    local code, o = run("add", "web1", "deploy@10.0.0.5:2222", "--key", "~/.ssh/web", "--group", "web", "--group", "eu")
+    assert.equal(0, code)
+    assert.equal("added web1 (deploy@10.0.0.5:2222), the default host\n", o)
+    assert.equal(0, (run("add", "db1", "10.0.0.7", "--group", "db")))
+    local inv = assert(inventory.load(path))
+    assert.same({ address = "10.0.0.5", user = "deploy", port = 2222, key = "~/.ssh/web", groups = { "web", "eu" } }, inv.hosts.web1)
+    assert.equal("web1", inv.default)
+
+    local _, list = run("list")
+    assert.matches("%* web1%s+deploy@10%.0%.0%.5:2222%s+web,eu%s+never", list)
+    assert.matches("\n  db1%s+10%.0%.0%.7%s+db%s+never", list)
+
+    assert.equal(0, (run("default", "db1")))
+    assert.equal("db1", assert(inventory.load(path)).default)
+    local c2, _, e2 = run("default", "nope")
+    assert.equal(2, c2)
+    assert.equal("phanes: unknown host 'nope'; known hosts: db1, web1 (or give [user@]address)\n", e2)
+
+    assert.equal(0, (run("remove", "db1")))
+    inv = assert(inventory.load(path))
+    assert.is_nil(inv.hosts.db1)
+    assert.equal("web1", inv.default)
+    assert.equal(tonumber("0600", 8), require("phanes.file").stat(path).mode)
+  end)
+
+  it("refuses bad input with usage errors", function()
+    assert.equal(2, (run("add", "only-name")))
+    assert.equal(2, (run("add", "bad name", "10.0.0.1")))
+    assert.equal(2, (run("add", "x", "h:99999")))
+    assert.equal(2, (run("remove", "ghost")))
+    assert.equal(2, (run("frobnicate")))
+    assert.equal(0, (run("help")))
+  end)
+
+  it("lists nothing helpfully and as JSON", function()
+    local _, o = run("list")
+    assert.matches("no hosts yet", o)
+    run("add", "a", "10.0.0.1")
+    local _, j = run("list", "--json")
+    local rows = require("phanes.json").decode(j)
+    assert.equal("a", rows[1].name)
+    assert.is_true(rows[1].default)
+  end)
+end)

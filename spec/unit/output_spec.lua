@@ -1,0 +1,98 @@
+-- output.lua: colour decisions, masking, tables.
+local output = require "phanes.output"
+
+-- A file-like sink collecting what is written.
+local function sink()
+  local s = { buf = {} }
+  function s:write(...) for _, v in ipairs { ... } do self.buf[#self.buf + 1] = v end return self end
+  function s:flush() end
+  function s:text() return table.concat(self.buf) end
+  return s
+end
+
+describe("output", function()
+  describe("colour", function()
+    it("is on for a terminal without NO_COLOR", function()
+      assert.is_true(output.use_color("auto", nil, true))
+      assert.is_true(output.use_color(nil, "", true))
+    end)
+    it("is off when NO_COLOR is set, or off a terminal", function()
+      assert.is_false(output.use_color("auto", "1", true))
+      assert.is_false(output.use_color("auto", nil, false))
+    end)
+    it("--color=always forces it, --color=never refuses it", function()
+      assert.is_true(output.use_color("always", "1", false))
+      assert.is_false(output.use_color("never", nil, true))
+    end)
+    it("paints only when colour is on", function()
+      local on = output.new { color = "always", out = sink(), err = sink(), tty = false }
+      local off = output.new { color = "auto", no_color = "1", out = sink(), err = sink(), tty = true }
+      assert.equal("\27[31mx\27[0m", on:paint("red", "x"))
+      assert.equal("x", off:paint("red", "x"))
+    end)
+  end)
+
+  describe("masking", function()
+    it("replaces every occurrence of every secret, longest first", function()
+      local mask = output.masker { "abc", "xabcx", "" }
+      assert.equal("1 ****** 2 ******", mask "1 xabcx 2 abc")
+    end)
+    it("treats secrets as plain text, not patterns", function()
+      local mask = output.masker { "p%a.ss(" }
+      assert.equal("pw=******", mask "pw=p%a.ss(")
+      assert.equal("pw=pXa.ss(", mask "pw=pXa.ss(")
+    end)
+    it("accepts a map of secrets and numbers", function()
+      local mask = output.masker { ["redis.password"] = "hunter2", pin = 1234 }
+      assert.equal("****** ******", mask "hunter2 1234")
+    end)
+    it("masks everything printed, stdout and stderr", function()
+      local out, err = sink(), sink()
+      local o = output.new { color = "never", secrets = { "hunter2" }, out = out, err = err, tty = false }
+      o:say("password ", "hunter2")
+      o:error("bad hunter2", "hint hunter2")
+      o:add_secrets { "tok-42" }
+      o:warn("tok-42 and hunter2")
+      assert.equal("password ******\n", out:text())
+      assert.not_match("hunter2", err:text())
+      assert.not_match("tok%-42", err:text())
+      assert.match("phanes: bad %*%*%*%*%*%*", err:text())
+    end)
+    it("masks deep tables, keys and values", function()
+      local mask = output.masker { "s3" }
+      local t = output.mask_deep({ a = { "x s3" }, ["k-s3"] = 1, n = 2 }, mask)
+      assert.same({ a = { "x ******" }, ["k-******"] = 1, n = 2 }, t)
+    end)
+  end)
+
+  describe("tables", function()
+    it("aligns columns, ignoring colour codes, right-aligning numbers", function()
+      local lines = output.format_table({ "module", "n" },
+        { { "\27[32mredis\27[0m", "12" }, { "postgres", "3" } }, { [2] = true })
+      assert.same({ "module     n", "\27[32mredis\27[0m     12", "postgres   3" }, lines)
+    end)
+    it("counts UTF-8 characters, not bytes", function()
+      local lines = output.format_table({ "a", "b" }, { { "é", "x" } })
+      assert.equal("é  x", lines[2])
+    end)
+  end)
+
+  it("formats durations", function()
+    assert.equal("0.4s", output.duration(0.42))
+    assert.equal("12s", output.duration(12.3))
+    assert.equal("3m05s", output.duration(185))
+  end)
+
+  it("draws progress only on a terminal", function()
+    local s = sink()
+    local o = output.new { color = "never", out = s, err = sink(), tty = false }
+    o:progress "working"
+    o:progress_done "done"
+    assert.equal("done\n", s:text())
+    local t = sink()
+    o = output.new { color = "never", out = t, err = sink(), tty = true }
+    o:progress "working"
+    o:progress_done "done"
+    assert.equal("\r\27[Kworking\r\27[Kdone\n", t:text())
+  end)
+end)

@@ -1,0 +1,239 @@
+-- runner.lua: in process, with fake signals and a fake exec; the modules
+-- only touch a temp dir.
+local runner = require "phanes.runner"
+local output = require "phanes.output"
+local statefile = require "phanes.statefile"
+local json = require "phanes.json"
+local runcli = require "spec.support.runcli"
+
+local function sink()
+  local s = { buf = {} }
+  function s:write(...) for _, v in ipairs { ... } do self.buf[#self.buf + 1] = tostring(v) end return self end
+  function s:flush() end
+  function s:text() return table.concat(self.buf) end
+  return s
+end
+
+describe("runner", function()
+  local dir, out, err, fake_sys, execs, killed
+  before_each(function()
+    dir = runcli.tmpdir()
+    out, err = sink(), sink()
+    execs, killed = {}, 0
+    local real = require "phanes.sys"
+    fake_sys = { signals = 0, now = real.now, trap_signals = function() end }
+    function fake_sys.interrupted() return fake_sys.signals end
+  end)
+  after_each(function() runcli.rmdir(dir) end)
+
+  -- exec: records argv; `fail` in argv[1] fails with stderr.
+  local function fake_exec(opts)
+    execs[#execs + 1] = opts.argv or { opts.shell }
+    if opts.argv and opts.argv[1] == "ctrl-c" and opts.argv[2] == "twice" then
+      fake_sys.signals = fake_sys.signals + 2
+    end
+    if opts.stream then opts.stream("stdout", "output\n") end
+    if opts.argv and opts.argv[1] == "fail" then
+      return { code = 2, stdout = "", stderr = "line1\nE: it broke\n", duration = 0 }
+    end
+    if opts.argv and opts.argv[1] == "ctrl-c" and not opts.argv[2] then fake_sys.signals = fake_sys.signals + 1 end
+    return { code = 0, stdout = "", stderr = "", duration = 0 }
+  end
+
+  local function mod(name, apply, extra)
+    local m = { name = name, apply = apply, version = "1" }
+    for k, v in pairs(extra or {}) do m[k] = v end
+    return m
+  end
+  local function writes(name, content)
+    return mod(name, function(ctx) ctx.file.content { path = dir .. "/" .. name, content = content or name } end)
+  end
+  local function runs(name, argv)
+    return mod(name, function(ctx) ctx.cmd.run { argv = argv } end)
+  end
+
+  local function go(mods, opts)
+    opts = opts or {}
+    local o = output.new { color = "never", out = out, err = err, tty = false,
+      secrets = opts.secrets, verbose = opts.verbose }
+    local sf = opts.sf or opts.state and assert(statefile.open(dir .. "/state.json"))
+    local code, report = runner.run {
+      mods = mods, config = opts.config or {}, dry_run = opts.dry_run, keep_going = opts.keep_going,
+      json = opts.json, out = o, state = sf, sys = fake_sys, exec = fake_exec, profile = "test",
+      exec_mod = { run = fake_exec, kill_all = function() killed = killed + 1 end },
+      hash = function(m) return "hash-" .. m.name end, secrets = opts.secrets,
+      context = require "phanes.context",
+    }
+    if sf then sf:close() end
+    return code, report
+  end
+
+  local function state()
+    local text = runcli.read(dir .. "/state.json")
+    return text and json.decode(text)
+  end
+
+  it("runs modules in order and reports ok and changed", function()
+    runcli.write(dir .. "/same", "same")
+    local code, report = go({ writes "a", writes("same", "same") }, { state = true })
+    assert.equal(0, code)
+    assert.equal("a", runcli.read(dir .. "/a"))
+    assert.equal("changed", report.modules[1].status)
+    assert.equal(1, report.modules[1].changed)
+    assert.equal("ok", report.modules[2].status)
+    local text = out:text()
+    assert.match("%[1/2%] a\n", text)
+    assert.match("%[2/2%] same\n", text)
+    assert.match("changed file%.content " .. dir:gsub("%p", "%%%0") .. "/a", text)
+    assert.not_match("file%.content .*/same", text)   -- ok lines only with -v
+    assert.match("a%s+changed%s+1%s+%d", text)
+    local s = state()
+    assert.equal("installed", s.modules.a.status)
+    assert.equal("hash-a", s.modules.a.config_hash)
+    assert.equal("1", s.modules.a.version)
+    assert.equal("installed", s.modules.same.status)
+  end)
+
+  it("shows every resource with -v", function()
+    runcli.write(dir .. "/same", "same")
+    go({ writes("same", "same") }, { verbose = true })
+    assert.match("ok file%.content .*/same", out:text())
+  end)
+
+  it("stops at a failed module: names module, resource, stderr tail; exit 1", function()
+    local code, report = go({ writes "a", runs("bad", { "fail", "x" }), writes "c" }, { state = true })
+    assert.equal(1, code)
+    assert.same({ "changed", "failed", "not run" },
+      { report.modules[1].status, report.modules[2].status, report.modules[3].status })
+    assert.is_nil(runcli.read(dir .. "/c"))
+    local e = err:text()
+    assert.match("phanes: module 'bad' failed: cmd%.run fail x: ", e)
+    assert.match("\n    E: it broke", e)
+    local s = state()
+    assert.equal("failed", s.modules.bad.status)
+    assert.match("module 'bad' failed", s.modules.bad.last_error)
+    assert.is_nil(s.modules.c)
+    assert.match("failed in", out:text())
+  end)
+
+  it("goes on after a failure with keep_going, still exit 1", function()
+    local code, report = go({ runs("bad", { "fail" }), writes "c" }, { keep_going = true, state = true })
+    assert.equal(1, code)
+    assert.equal("changed", report.modules[2].status)
+    assert.equal("c", runcli.read(dir .. "/c"))
+    assert.equal("installed", state().modules.c.status)
+  end)
+
+  it("stops, exit 1, when the state file cannot be written (even with keep_going)", function()
+    local recorded = {}
+    local sf = { path = dir .. "/state.json", close = function() end }
+    function sf.record(_, name)
+      recorded[#recorded + 1] = name
+      return nil, "cannot write the state file: " .. dir .. "/state.json: No space left on device"
+    end
+    local code, report = go({ writes "a", writes "b" }, { sf = sf, keep_going = true })
+    assert.equal(1, code)
+    assert.same({ "a" }, recorded)
+    assert.equal("changed", report.modules[1].status)
+    assert.equal("not run", report.modules[2].status)
+    assert.matches("No space left on device", report.state_error, 1, true)
+    assert.matches("phanes: cannot write the state file: .*\nthe run stopped after 'a'", err:text())
+    assert.is_nil(runcli.read(dir .. "/b"))
+  end)
+
+  it("reports ctx.fail as the module's own failure, without a traceback", function()
+    local code, report = go({ mod("guard", function(ctx) ctx.fail("refusing: no key for admin", "set ssh_public_key") end) },
+      { state = true })
+    assert.equal(1, code)
+    assert.equal("module 'guard' failed: refusing: no key for admin\n    set ssh_public_key", report.modules[1].error.message)
+    assert.is_nil(report.modules[1].error.traceback)
+    assert.is_nil(err:text():find("traceback", 1, true))
+    assert.equal("failed", state().modules.guard.status)
+  end)
+
+  it("turns a Lua error into file:line and a traceback, not a crash", function()
+    local m = dofile "spec/fixtures/runner/modules/luaerr.lua"
+    local code, report = go({ m, writes "c" })
+    assert.equal(1, code)
+    local e = err:text()
+    assert.match("module 'luaerr' failed with a Lua error: spec/fixtures/runner/modules/luaerr%.lua:7: attempt to index", e)
+    assert.match("stack traceback:\n.*luaerr%.lua:7", e)
+    assert.not_match("runner%.lua", e)   -- the runner's own frames are cut
+    assert.equal("failed", report.modules[1].status)
+    assert.match("luaerr%.lua:7", report.modules[1].error.traceback)
+  end)
+
+  it("marks a module that skips itself, with its reason", function()
+    local code, report = go({ mod("sk", function(ctx) ctx.skip "no swap in a container" end), writes "c" },
+      { state = true })
+    assert.equal(0, code)
+    assert.equal("skipped", report.modules[1].status)
+    assert.equal("no swap in a container", report.modules[1].reason)
+    assert.match("skipped: no swap in a container", out:text())
+    assert.is_nil(state().modules.sk)
+  end)
+
+  it("stops after the current resource on Ctrl-C, records what completed, exit 130", function()
+    local two = mod("two", function(ctx)
+      ctx.file.content { path = dir .. "/two.1", content = "1" }
+      ctx.cmd.run { argv = { "ctrl-c" } }          -- the signal arrives during this one
+      ctx.file.content { path = dir .. "/two.2", content = "2" }
+    end)
+    local code, report = go({ writes "one", two, writes "three" }, { state = true })
+    assert.equal(130, code)
+    assert.equal("1", runcli.read(dir .. "/two.1"))
+    assert.is_nil(runcli.read(dir .. "/two.2"))
+    assert.is_nil(runcli.read(dir .. "/three"))
+    assert.same({ "changed", "interrupted", "not run" },
+      { report.modules[1].status, report.modules[2].status, report.modules[3].status })
+    local s = state()
+    assert.equal("installed", s.modules.one.status)
+    assert.is_nil(s.modules.two)
+    assert.match("interrupted during 'two' %(stopped after its current resource%); completed: one", err:text())
+    assert.equal(0, killed)
+  end)
+
+  it("kills running commands on a second Ctrl-C, once", function()
+    -- both signals arrive while the command runs; its output reaches the runner
+    local code = go({ runs("m", { "ctrl-c", "twice" }), writes "after" })
+    assert.equal(130, code)
+    assert.equal(1, killed)
+    assert.is_nil(runcli.read(dir .. "/after"))
+  end)
+
+  it("writes no state in a dry run, and shows masked diffs", function()
+    runcli.write(dir .. "/a", "old\n")
+    local code, report = go({ mod("a", function(ctx)
+      ctx.file.content { path = dir .. "/a", content = "password=hunter2\n" }
+    end) }, { dry_run = true, state = false, secrets = { "hunter2" } })
+    assert.equal(0, code)
+    assert.equal("old\n", runcli.read(dir .. "/a"))
+    assert.is_nil(runcli.read(dir .. "/state.json"))
+    assert.equal("would change", report.modules[1].status)
+    local text = out:text()
+    assert.match("would change file%.content", text)
+    assert.match("%+password=%*%*%*%*%*%*", text)
+    assert.not_match("hunter2", text)
+    assert.not_match("hunter2", json.encode(report))
+  end)
+
+  it("prints nothing on stdout in json mode, and gives the report's shape", function()
+    local code, report = go({ writes "a", runs("bad", { "fail" }) }, { json = true, keep_going = true })
+    assert.equal(1, code)
+    assert.equal("", out:text())
+    assert.equal(1, report.format)
+    assert.equal("apply", report.command)
+    assert.equal("test", report.profile)
+    assert.equal(1, report.exit_code)
+    assert.equal("failed", report.status)
+    assert.is_number(report.duration)
+    local a = report.modules[1]
+    assert.equal("a", a.name)
+    assert.equal("file.content", a.resources[1].resource)
+    assert.equal(dir .. "/a", a.resources[1].target)
+    assert.equal("changed", a.resources[1].status)
+    assert.equal("cmd.run", report.modules[2].error.resource)
+    assert.match("E: it broke", report.modules[2].error.detail)
+    assert.same({ changed = 1, failed = 1 }, report.counts)
+  end)
+end)

@@ -1,0 +1,128 @@
+-- statefile.lua: shape, atomic writes, the lock, corrupt and newer files.
+local statefile = require "phanes.statefile"
+local json = require "phanes.json"
+local runcli = require "spec.support.runcli"
+
+describe("statefile", function()
+  local dir, path
+  before_each(function()
+    dir = runcli.tmpdir()
+    path = dir .. "/sub/state.json"
+  end)
+  after_each(function() runcli.rmdir(dir) end)
+
+  it("picks --state, then PHANES_STATE, then config, then the default", function()
+    assert.equal("/a", statefile.path { flag = "/a", env = "/b", config = "/c" })
+    assert.equal("/b", statefile.path { env = "/b", config = "/c" })
+    assert.equal("/c", statefile.path { env = "", config = "/c" })
+    assert.equal("/var/lib/phanes/state.json", statefile.path { env = "" })
+  end)
+
+  it("reads a missing file as an empty state", function()
+    local s = assert(statefile.read(path))
+    assert.is_true(s.missing)
+    assert.same({}, s.modules)
+  end)
+
+  it("creates the directory and writes the design's shape", function()
+    local sf = assert(statefile.open(path, { version = "9.9", hostname = "web1" }))
+    assert(sf:record("redis", { status = "installed", version = "1", config_hash = "abc" }))
+    assert(sf:record("nginx", { status = "failed", error = "boom" }))
+    sf:close()
+    local data = json.decode(runcli.read(path))
+    assert.equal(1, data.format)
+    assert.equal("9.9", data.phanes_version)
+    assert.equal("web1", data.hostname)
+    assert.match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%dZ$", data.updated_at)
+    local r = data.modules.redis
+    assert.equal("installed", r.status)
+    assert.equal("1", r.version)
+    assert.equal("abc", r.config_hash)
+    assert.equal(r.installed_at, r.updated_at)
+    assert.same({ status = "failed", last_error = "boom", updated_at = data.modules.nginx.updated_at },
+      data.modules.nginx)
+  end)
+
+  it("keeps installed_at across updates and clears last_error on success", function()
+    local sf = assert(statefile.open(path))
+    sf.data.modules.redis = { status = "failed", installed_at = "2020-01-01T00:00:00Z", last_error = "x" }
+    assert(sf:record("redis", { status = "installed", version = "2" }))
+    sf:close()
+    local r = json.decode(runcli.read(path)).modules.redis
+    assert.equal("2020-01-01T00:00:00Z", r.installed_at)
+    assert.is_nil(r.last_error)
+  end)
+
+  it("replaces the file atomically: no temp file is left behind", function()
+    local sf = assert(statefile.open(path))
+    for i = 1, 5 do assert(sf:record("m" .. i, { status = "installed" })) end
+    sf:close()
+    local names = {}
+    for n in require("lfs").dir(dir .. "/sub") do
+      if n ~= "." and n ~= ".." then names[#names + 1] = n end
+    end
+    table.sort(names)
+    assert.same({ "state.json", "state.json.lock" }, names)
+  end)
+
+  it("moves a corrupt file aside and says where", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    runcli.write(path, "{ not json")
+    local s, err, code = statefile.read(path)
+    assert.is_nil(s)
+    assert.equal("corrupt", code)
+    assert.match(path, err, 1, true)
+    local sf = assert(statefile.open(path))
+    assert.match("kept as " .. path .. ".corrupt%-", sf.warning)
+    local aside = sf.warning:match "kept as (%S+),"
+    assert.equal("{ not json", runcli.read(aside))
+    assert(sf:record("a", { status = "installed" }))
+    sf:close()
+    assert.equal("installed", json.decode(runcli.read(path)).modules.a.status)
+  end)
+
+  it("treats a JSON file that is not a state as corrupt", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    runcli.write(path, '["a"]')
+    local _, _, code = statefile.read(path)
+    assert.equal("corrupt", code)
+    runcli.write(path, '{"format": 1, "modules": {"a": 3}}')
+    _, _, code = statefile.read(path)
+    assert.equal("corrupt", code)
+  end)
+
+  it("refuses a newer format and leaves the file alone", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    local text = '{"format": 2, "modules": {}}'
+    runcli.write(path, text)
+    local sf, err, code = statefile.open(path)
+    assert.is_nil(sf)
+    assert.equal("format", code)
+    assert.match("newer", err)
+    assert.equal(text, runcli.read(path))
+    -- and the lock was released
+    local lock = assert(require("phanes.state").lock(path .. ".lock", { wait = false }))
+    lock:unlock()
+  end)
+
+  it("makes a second process wait for the lock, then fail naming the holder", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    local script = dir .. "/hold.lua"
+    runcli.write(script, string.format([[
+      local sf = assert(require("phanes.statefile").open(%q))
+      io.stdout:write("locked\n") io.stdout:flush()
+      os.execute "sleep 1.5"
+      sf:close()
+    ]], path))
+    local holder = io.popen(runcli.binary() .. " lua " .. script)
+    assert.equal("locked", holder:read "l")
+    local sf, err, code = statefile.open(path, { wait = 0.3 })
+    assert.is_nil(sf)
+    assert.equal("locked", code)
+    assert.truthy(err:find("another phanes run holds " .. path .. ".lock (pid ", 1, true))
+    assert.match("%(pid %d+%)", err)
+    sf = assert(statefile.open(path, { wait = 5 }))  -- waits for the holder
+    sf:close()
+    holder:close()
+  end)
+end)

@@ -1,0 +1,24 @@
+/* exec.h: what exec.c and exec_opts.c share. */
+#ifndef PHANES_EXEC_H
+#define PHANES_EXEC_H
+
+#include <stddef.h>
+#include "phanes.h"
+
+/* exec.run's options, checked and converted before anything is acquired. */
+struct spawn {
+	char **argv;
+	char **envp;    /* NULL: inherit environ */
+	const char *cwd;
+	const char *stdin_p;
+	size_t stdin_len;
+	int has_stdin, merge;
+	double timeout; /* 0: none */
+	int stream;     /* stack index of the callback, 0 when none */
+};
+
+/* Checks opts (stack index 1), raising on misuse; what sp points to is
+ * anchored on the Lua stack above index 1 until the call returns. */
+void phanes_exec_opts(lua_State *L, struct spawn *sp);
+
+#endif

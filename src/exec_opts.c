@@ -1,0 +1,179 @@
+/* exec_opts.c: exec.run's options: argv or shell, environment, cwd, stdin,
+ * timeout, stream, merge. Everything is checked here, before exec.c
+ * acquires a descriptor or a process. */
+#include <string.h>
+#include "exec.h"
+
+extern char **environ;
+
+static const char *const known_opts[] = {
+	"argv", "shell", "env", "clear_env", "cwd", "stdin", "timeout", "stream", "merge", NULL,
+};
+
+static void check_known(lua_State *L, int t)
+{
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		lua_pop(L, 1);
+		const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+		int ok = 0;
+		for (int i = 0; k && known_opts[i]; i++)
+			ok |= strcmp(k, known_opts[i]) == 0;
+		if (!ok)
+			luaL_error(L, "exec.run: unknown option %s", k ? k : luaL_typename(L, -1));
+	}
+}
+
+/* opts.field as a string or nil; raises on another type. */
+static const char *opt_string(lua_State *L, int t, const char *field, size_t *len)
+{
+	int ty = lua_getfield(L, t, field);
+	if (ty == LUA_TNIL) {
+		lua_pop(L, 1);
+		return NULL;
+	}
+	if (ty != LUA_TSTRING)
+		luaL_error(L, "exec.run: opts.%s must be a string, got %s", field, lua_typename(L, ty));
+	const char *s = lua_tolstring(L, -1, len);
+	lua_pop(L, 1); /* still referenced by opts, which stays on the stack */
+	return s;
+}
+
+static int opt_bool(lua_State *L, int t, const char *field)
+{
+	int ty = lua_getfield(L, t, field);
+	if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
+		luaL_error(L, "exec.run: opts.%s must be a boolean, got %s", field, lua_typename(L, ty));
+	int b = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return b;
+}
+
+/* A NULL-terminated char* array owned by a userdata left on the stack. */
+static char **new_vector(lua_State *L, size_t n)
+{
+	return lua_newuserdatauv(L, (n + 1) * sizeof(char *), 0);
+}
+
+static char **build_argv(lua_State *L, int t)
+{
+	size_t len;
+	const char *shell = opt_string(L, t, "shell", &len);
+	int ty = lua_getfield(L, t, "argv");
+	if (shell != NULL) {
+		if (ty != LUA_TNIL)
+			luaL_error(L, "exec.run: give opts.argv or opts.shell, not both");
+		lua_pop(L, 1);
+		char **v = new_vector(L, 3);
+		v[0] = "/bin/sh";
+		v[1] = "-c";
+		v[2] = (char *)shell;
+		v[3] = NULL;
+		return v;
+	}
+	if (ty != LUA_TTABLE)
+		luaL_error(L, "exec.run: opts.argv must be a list of strings (or give opts.shell)");
+	int a = lua_absindex(L, -1);
+	lua_Integer n = luaL_len(L, a);
+	if (n < 1)
+		luaL_error(L, "exec.run: opts.argv is empty");
+	char **v = new_vector(L, (size_t)n); /* argv, vector */
+	for (lua_Integer i = 1; i <= n; i++) {
+		if (lua_rawgeti(L, a, i) != LUA_TSTRING)
+			luaL_error(L, "exec.run: opts.argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1));
+		v[i - 1] = (char *)lua_tostring(L, -1); /* anchored by opts.argv */
+		lua_pop(L, 1);
+	}
+	v[n] = NULL;
+	lua_remove(L, a); /* vector */
+	return v;
+}
+
+/* environ (unless clear_env) with opts.env laid over it; a value of false
+ * removes the variable. The "NAME=value" strings live in a table on the stack. */
+static char **build_env(lua_State *L, int t)
+{
+	int clear = opt_bool(L, t, "clear_env");
+	int ty = lua_getfield(L, t, "env");
+	if (ty == LUA_TNIL && !clear) {
+		lua_pop(L, 1);
+		return NULL; /* fast path: the child inherits environ */
+	}
+	if (ty != LUA_TNIL && ty != LUA_TTABLE)
+		luaL_error(L, "exec.run: opts.env must be a table, got %s", lua_typename(L, ty));
+	if (ty == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_newtable(L);
+	}
+	int e = lua_absindex(L, -1);
+	lua_newtable(L); /* env, strings */
+	int s = lua_absindex(L, -1);
+	lua_Integer n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, e)) {
+		if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '=') || !*lua_tostring(L, -2))
+			luaL_error(L, "exec.run: opts.env keys must be variable names");
+		int vt = lua_type(L, -1);
+		if (vt == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+			lua_pop(L, 1);
+			continue;
+		}
+		if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+			luaL_error(L, "exec.run: opts.env.%s must be a string, got %s", lua_tostring(L, -2), lua_typename(L, vt));
+		lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+		lua_rawseti(L, s, ++n);
+		lua_pop(L, 1);
+	}
+	for (char **ep = clear ? NULL : environ; ep && *ep; ep++) {
+		const char *eq = strchr(*ep, '=');
+		if (eq == NULL)
+			continue;
+		lua_pushlstring(L, *ep, (size_t)(eq - *ep));
+		int overridden = lua_rawget(L, e) != LUA_TNIL;
+		lua_pop(L, 1);
+		if (!overridden) {
+			lua_pushstring(L, *ep);
+			lua_rawseti(L, s, ++n);
+		}
+	}
+	char **v = new_vector(L, (size_t)n); /* env, strings, vector */
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, s, i);
+		v[i - 1] = (char *)lua_tostring(L, -1); /* anchored by strings */
+		lua_pop(L, 1);
+	}
+	v[n] = NULL;
+	lua_remove(L, e); /* strings, vector */
+	return v;
+}
+
+void phanes_exec_opts(lua_State *L, struct spawn *sp)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	check_known(L, 1);
+	memset(sp, 0, sizeof *sp);
+	sp->argv = build_argv(L, 1);
+	sp->envp = build_env(L, 1);
+	sp->cwd = opt_string(L, 1, "cwd", NULL);
+	sp->stdin_p = opt_string(L, 1, "stdin", &sp->stdin_len);
+	sp->has_stdin = sp->stdin_p != NULL;
+	sp->merge = opt_bool(L, 1, "merge");
+	int ty = lua_getfield(L, 1, "timeout");
+	if (ty != LUA_TNIL) {
+		if (ty != LUA_TNUMBER || lua_tonumber(L, -1) <= 0)
+			luaL_error(L, "exec.run: opts.timeout must be a positive number of seconds");
+		sp->timeout = lua_tonumber(L, -1);
+	}
+	lua_pop(L, 1);
+	ty = lua_getfield(L, 1, "stream");
+	if (ty != LUA_TNIL && ty != LUA_TFUNCTION)
+		luaL_error(L, "exec.run: opts.stream must be a function, got %s", lua_typename(L, ty));
+	if (ty == LUA_TFUNCTION)
+		sp->stream = lua_gettop(L); /* kept on the stack: the callback may change opts */
+	else
+		lua_pop(L, 1);
+	if (sp->stdin_p) { /* anchor stdin on the stack for the same reason */
+		lua_getfield(L, 1, "stdin");
+	}
+}
