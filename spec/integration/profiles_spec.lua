@@ -7,7 +7,7 @@
 --
 -- Run as root:  build/phanes lua /usr/bin/busted spec/integration/profiles_spec.lua
 -- (make integration runs it with the other integration specs)
-local have_th, th = pcall(require, "spec.support.testhost")
+local th = require "spec.support.testhost"
 
 local PROFILES = { "minimal", "dev", "web", "database", "coolify" }
 local HOST = { minimal = 1, dev = 2, web = 3, database = 4, coolify = 5 }
@@ -116,17 +116,9 @@ local function ssh_as(i, user, cmd, extra)
 end
 
 describe("profiles on test hosts", function()
-  if not have_th then
-    pending("skipped: the test-host harness (spec/support/testhost.lua) is not in this tree")
-    return
-  end
   local avail, why = th.available()
   if not avail then
     pending("skipped: " .. why)
-    return
-  end
-  if not (require("phanes.exec").run and require("phanes.file").write and require("phanes.json").decode) then
-    pending("skipped: this build lacks the exec/file/json primitives")
     return
   end
   local binary = os.getenv("PHANES_BIN") or "build/phanes"
