@@ -272,7 +272,7 @@ describe("profiles on test hosts", function()
         " psql -h 127.0.0.1 -U app -d app -Atc 'select 1'"))
       local out, ok = try(i, "LC_ALL=C PGPASSWORD=wrong psql -h 127.0.0.1 -U app -d app -Atc 'select 1'")
       assert.is_false(ok)
-      assert.matches("password authentication failed", out)
+      assert.matches("FATAL:[^\n]*app", out)   -- the server's words follow its locale (de_DE here)
       assert.matches("127%.0%.0%.1:5432", sh(i, "ss -ltnH"))
     end)
 
@@ -319,23 +319,31 @@ describe("profiles on test hosts", function()
   end)
 
   describe("drift", function()
-    it("--dry-run shows the edited file and the stopped service without touching them; apply restores both", function()
+    it("--dry-run shows the edited files and the stopped service without touching them; apply restores them", function()
       local i = HOST.database
-      sh(i, "echo 'maxmemory 1gb' >> /etc/redis/redis.conf && systemctl stop redis-server")
-      local before = sh(i, "sha256sum /etc/redis/redis.conf")
+      sh(i, "echo '# drifted' >> /etc/netdata/netdata.conf && echo 'maxmemory 1gb' >> /etc/redis/redis.conf" ..
+        " && systemctl stop redis-server")
+      local before = sh(i, "sha256sum /etc/netdata/netdata.conf /etc/redis/redis.conf")
       local rc, out = phanes(i, "apply database --config /root/phanes.yaml --dry-run --color=never -v")
       assert.equal(0, rc, out)
-      assert.matches("/etc/redis/redis.conf", out)
-      assert.matches("%-maxmemory 1gb", out)      -- the diff: the line apply would remove
-      assert.matches("redis%-server", out)
+      assert.matches("would change file.template /etc/netdata/netdata.conf", out)
+      assert.matches("\n%s*%-# drifted", out)                 -- the diff: the line apply would remove
+      assert.matches("would change file.template /etc/redis/redis.conf[^\n]*secret content changed", out)
+      assert.falsy(out:find("maxmemory 1gb", 1, true))      -- a secret file's diff is not shown
       assert.falsy(out:find(REDIS_PASSWORD, 1, true))
-      assert.equal(before, sh(i, "sha256sum /etc/redis/redis.conf"))
+      assert.matches("would change service.running redis%-server[^\n]*start", out)
+      assert.equal(before, sh(i, "sha256sum /etc/netdata/netdata.conf /etc/redis/redis.conf"))
       assert.equal("inactive\n", (try(i, "systemctl is-active redis-server")))
       rc, out = phanes(i, "apply database --config /root/phanes.yaml --color=never")
       assert.equal(0, rc, out)
+      assert.falsy(sh(i, "cat /etc/netdata/netdata.conf"):find("# drifted", 1, true))
       assert.falsy(sh(i, "cat /etc/redis/redis.conf"):find("maxmemory 1gb", 1, true))
-      assert.equal("active\n", sh(i, "systemctl is-active redis-server"))
+      assert.equal("active\nactive\n", sh(i, "systemctl is-active redis-server netdata"))
       assert.equal("PONG\n", sh(i, "REDISCLI_AUTH=" .. q(REDIS_PASSWORD) .. " redis-cli ping"))
+      -- and it is quiet again
+      rc, out = phanes(i, "apply database --config /root/phanes.yaml --report /root/third.json --color=never")
+      assert.equal(0, rc, out)
+      for _, m in ipairs(json_report(i, "/root/third.json").modules) do assert.equal(0, m.changed, m.name) end
     end)
   end)
 
