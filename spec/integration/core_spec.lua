@@ -6,8 +6,10 @@
 -- processes only; drift is shown by --dry-run and left alone, and repaired
 -- by apply; facts, list and status read the host.
 --
--- Run as root:  build/phanes lua /usr/bin/busted spec/integration/core_spec.lua
--- (PHANES_TESTHOST / PHANES_TEST_* choose the harness and its network).
+-- Run as root (about 20 s with a warm apt cache):
+--   PHANES_TEST_ID=phc build/phanes lua /usr/bin/busted spec/integration/core_spec.lua
+-- (PHANES_TEST_ID and the other PHANES_TEST_* variables of spec/hosts/testhost
+-- keep concurrent users of the harness apart; PHANES_TESTHOST picks another script).
 local th = require "spec.support.testhost"
 local runcli = require "spec.support.runcli"
 local json = require "phanes.json"
