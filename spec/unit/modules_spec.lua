@@ -338,6 +338,19 @@ describe("module plans", function()
     assert.truthy(plan.module("postgres").config.password.secret)
   end)
 
+  it("the digest primitives postgres uses give the published test vectors", function()
+    local f = require "phanes.file"
+    local function hex(b) return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+    -- RFC 4231 test case 2, RFC 7914 section 11 (PBKDF2-HMAC-SHA256, c = 1)
+    assert.equal("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+      hex(f.hmac_sha256("Jefe", "what do ya want for nothing?")))
+    assert.equal("120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b",
+      hex(f.pbkdf2_sha256("password", "salt", 1)))
+    assert.equal("c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a",
+      hex(f.pbkdf2_sha256("password", "salt", 4096)))
+    assert.has_error(function() f.pbkdf2_sha256("p", "s", 0) end)
+  end)
+
   it("postgres computes SCRAM verifiers as the server does", function()
     local pg = plan.module "postgres"
     -- computed independently (Python hashlib/hmac) for this salt
