@@ -347,6 +347,29 @@ describe("profiles on test hosts", function()
     end)
   end)
 
+  describe("third-party repositories", function()
+    it("docker and caddy official, postgres pgdg: planned by --dry-run (repo line, key, packages), nothing written", function()
+      local i = HOST.minimal
+      sh(i, "sed -e 's/^  source: debian/  source: official/' /root/phanes.yaml > /root/official.yaml && " ..
+        "printf 'caddy:\\n  source: official\\n' >> /root/official.yaml && " ..
+        "sed -i 's/^  database: app/  database: app\\n  source: pgdg\\n  version: \"16\"/' /root/official.yaml")
+      local rc, out = phanes(i, "--modules docker,caddy,postgres --config /root/official.yaml --dry-run --color=never")
+      assert.equal(0, rc, out)
+      for _, want in ipairs {
+        "would change apt.repo /etc/apt/sources.list.d/docker.list[^\n]*fetch key https://download%.docker%.com/linux/debian/gpg to /etc/apt/keyrings/docker%.asc",
+        "%+deb %[arch=amd64 signed%-by=/etc/apt/keyrings/docker%.asc%] https://download%.docker%.com/linux/debian bookworm stable",
+        "would change pkg%.installed docker%-ce docker%-ce%-cli containerd%.io docker%-buildx%-plugin docker%-compose%-plugin",
+        "would change apt.repo /etc/apt/sources.list.d/caddy%-stable.list[^\n]*https://dl%.cloudsmith%.io/public/caddy/stable/gpg%.key",
+        "%+deb %[signed%-by=/etc/apt/keyrings/caddy%-stable%.asc%] https://dl%.cloudsmith%.io/public/caddy/stable/deb/debian any%-version main",
+        "%+deb %[signed%-by=/etc/apt/keyrings/pgdg%.asc%] https://apt%.postgresql%.org/pub/repos/apt bookworm%-pgdg main",
+        "would change pkg%.installed postgresql%-16 postgresql%-client%-16",
+      } do
+        assert.matches(want, out)
+      end
+      assert.equal("", sh(i, "ls -A /etc/apt/sources.list.d; ls -A /etc/apt/keyrings 2>/dev/null; true"))
+    end)
+  end)
+
   describe("bad config", function()
     local function untouched_after(i, args)
       sh(i, "touch /root/marker && sleep 1")
