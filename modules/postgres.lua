@@ -34,39 +34,14 @@ local pfile = require "phanes.file"
 local DISTRO_VERSION = { debian = { ["11"] = "13", ["12"] = "15", ["13"] = "17" },
   ubuntu = { ["22.04"] = "14", ["24.04"] = "16" } }
 
--- SCRAM-SHA-256 (RFC 5802/7677) on top of the sha256 primitive. --------------
+-- SCRAM-SHA-256 (RFC 5802/7677) on top of the digest primitives. -----------
 -- sha256(s) -> 32 raw bytes (the primitive gives hex; tonumber wraps past 2^63)
 local function sha256(s)
   local h = pfile.sha256(s)
   return string.pack(">i8i8i8i8", tonumber(h:sub(1, 16), 16), tonumber(h:sub(17, 32), 16),
     tonumber(h:sub(33, 48), 16), tonumber(h:sub(49, 64), 16))
 end
--- xor of two strings of the same length (a multiple of 8 bytes)
-local function xor(a, b)
-  local out = {}
-  for i = 1, #a, 8 do
-    out[#out + 1] = string.pack("<i8", string.unpack("<i8", a, i) ~ string.unpack("<i8", b, i))
-  end
-  return table.concat(out)
-end
--- hmac_sha256(key) -> function(msg) -> MAC; the padded keys are made once
-local function hmac_sha256(key)
-  if #key > 64 then key = sha256(key) end
-  key = key .. string.rep("\0", 64 - #key)
-  local ipad, opad = xor(key, string.rep("\54", 64)), xor(key, string.rep("\92", 64))
-  return function(msg) return sha256(opad .. sha256(ipad .. msg)) end
-end
-local function hmac(key, msg) return hmac_sha256(key)(msg) end
-local function pbkdf2(password, salt, iterations)
-  local mac = hmac_sha256(password)
-  local u = mac(salt .. "\0\0\0\1")
-  local t = u
-  for _ = 2, iterations do
-    u = mac(u)
-    t = xor(t, u)
-  end
-  return t
-end
+local hmac, pbkdf2 = pfile.hmac_sha256, pfile.pbkdf2_sha256
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function b64encode(s)
   return ((s:gsub(".", function(c)
@@ -114,7 +89,7 @@ end
 
 local function psql(ctx, sql, desc)
   local res, err = ctx.exec { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t",
-    "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql }
+    "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, cwd = "/", env = { LC_ALL = "C" } }
   if not res then error(desc .. ": " .. err, 0) end
   if res.code ~= 0 then
     error(desc .. ": psql exited " .. tostring(res.code) .. ": " .. (res.stderr or ""):sub(-400), 0)
@@ -146,7 +121,7 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
   end
   local function change(desc, sql)
     return ctx.cmd.run { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q",
-      "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, secret = true }
+      "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, cwd = "/", env = { LC_ALL = "C" } }
   end
   if not have_role or not scram_matches(stored, cfg.password) then
     local verifier = scram_verifier(cfg.password, random_bytes(16), 4096)
