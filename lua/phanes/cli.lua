@@ -73,12 +73,12 @@ exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3 connection
 failure, 70 internal error, 75 state file locked by another run, 130 interrupted
 ]],
   apply = [[
-usage: phanes apply PROFILE|FILE.lua [OPTIONS]
+usage: phanes apply PROFILE|MODULE|FILE.lua [OPTIONS]
        phanes --profile PROFILE [OPTIONS]
        phanes --modules m1,m2 [OPTIONS]
 
-Apply a profile (profiles/NAME.lua on the search path, or a .lua file that
-returns a profile or a single module). Modules run in order, requirements
+Apply a profile (profiles/NAME.lua on the search path, a module name, or a
+.lua file that returns a profile or a single module). Modules run in order, requirements
 first; each one checks before it acts, so a second run changes nothing.
 
 options:
