@@ -281,25 +281,17 @@ local function has_remote(argv)
   return false
 end
 
-local function delegate(modname, what, ...)
-  local ok, mod = pcall(require, modname)
-  if not ok then
-    if tostring(mod):find("no file 'lua/", 1, true) then
-      io.stderr:write("phanes: ", what, " is not available in this build of phanes\n")
-      return M.EXIT.usage
-    end
-    error(mod, 0)
-  end
-  return mod.main(...)
+local function delegate(modname, ...)
+  return require(modname).main(...)
 end
 
 function M.main(argv)
-  if has_remote(argv) then return delegate("phanes.remote", "remote execution", argv) end
+  if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" then
     local args = {}
     for j = at + 1, #argv do args[#args + 1] = argv[j] end
-    return delegate("phanes.host", "the host inventory", args)
+    return delegate("phanes.host", args)
   end
   local p, err, cmd = M.parse(argv)
   if not p then return usage_error(err, cmd) end
