@@ -1,15 +1,15 @@
 -- baseline: the base every other module builds on.
 --
 -- Sets the timezone and the locale (generated, then made the default),
--- refreshes the apt cache when it is older than `apt_cache_max_age`, and
--- installs the essential packages.
+-- refreshes the apt cache when it is older than the top-level
+-- `apt_cache_max_age` (seconds, default 3600), and installs the essential
+-- packages.
 --
 -- Top-level keys (shared with other modules):
 --   timezone: Europe/Paris        # a name under /usr/share/zoneinfo (default UTC)
 --   locale: en_US.UTF-8           # generated with locale-gen (default en_US.UTF-8)
 --
 -- Section `baseline:`
---   apt_cache_max_age: 3600       # seconds; apt-get update only when older
 --   packages: [htop, rsync]       # added to the essential packages
 --
 -- Example:
@@ -53,8 +53,6 @@ return {
       description = "System locale, generated and set as LANG" },
   },
   config = {
-    apt_cache_max_age = { type = "integer", default = 3600,
-      description = "Refresh the apt cache when it is older than this many seconds" },
     packages = { type = "list", items = { type = "string" }, default = {},
       description = "Extra packages installed with the essential ones" },
   },
@@ -67,7 +65,7 @@ return {
       error("locale '" .. locale .. "' is not a locale name (e.g. en_US.UTF-8)", 0)
     end
 
-    ctx.pkg.refresh { max_age = cfg.apt_cache_max_age }
+    ctx.pkg.refresh { max_age = ctx.config.apt_cache_max_age }
     ctx.pkg.installed(list_concat(ESSENTIAL, cfg.packages))
 
     -- Timezone: the two files timedatectl would write, without needing dbus.
