@@ -59,10 +59,10 @@ return {
   apply = function(ctx, cfg)
     local tz, locale = ctx.config.timezone, ctx.config.locale
     if not tz:match "^[%w_+%-]+[%w_+%-/]*$" or tz:find "%.%." then
-      error("timezone '" .. tz .. "' is not a zoneinfo name (e.g. Europe/Paris, UTC)", 0)
+      ctx.fail("timezone '" .. tz .. "' is not a zoneinfo name (e.g. Europe/Paris, UTC)")
     end
     if not locale:match "^[%w_@%.%-]+$" then
-      error("locale '" .. locale .. "' is not a locale name (e.g. en_US.UTF-8)", 0)
+      ctx.fail("locale '" .. locale .. "' is not a locale name (e.g. en_US.UTF-8)")
     end
 
     ctx.pkg.refresh { max_age = ctx.config.apt_cache_max_age }
@@ -71,7 +71,7 @@ return {
     -- Timezone: the two files timedatectl would write, without needing dbus.
     local zone = "/usr/share/zoneinfo/" .. tz
     if not ctx.dry_run and not require("phanes.file").exists(zone) then
-      error("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)", 0)
+      ctx.fail("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)")
     end
     ctx.file.symlink { path = "/etc/localtime", target = zone }
     ctx.file.content { path = "/etc/timezone", content = tz .. "\n", mode = "0644" }

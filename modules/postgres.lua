@@ -90,9 +90,9 @@ end
 local function psql(ctx, sql, desc)
   local res, err = ctx.exec { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t",
     "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, cwd = "/", env = { LC_ALL = "C" } }
-  if not res then error(desc .. ": " .. err, 0) end
+  if not res then ctx.fail(desc .. ": " .. err) end
   if res.code ~= 0 then
-    error(desc .. ": psql exited " .. tostring(res.code) .. ": " .. (res.stderr or ""):sub(-400), 0)
+    ctx.fail(desc .. ": psql exited " .. tostring(res.code) .. ": " .. (res.stderr or ""):sub(-400))
   end
   return res.stdout
 end
@@ -145,7 +145,7 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
       if kind == "db" then db_ok = true end
     end
     if not (role_ok and db_ok) then
-      error("postgres: role " .. cfg.role .. " or database " .. cfg.database .. " is not as configured after the change", 0)
+      ctx.fail("postgres: role " .. cfg.role .. " or database " .. cfg.database .. " is not as configured after the change")
     end
   end
 end
@@ -176,27 +176,27 @@ return {
   apply = function(ctx, cfg)
     for _, k in ipairs { "role", "database" } do
       if not cfg[k]:match "^[a-z_][a-z0-9_]*$" or #cfg[k] > 63 then
-        error("postgres." .. k .. " '" .. cfg[k] .. "' must be lower case letters, digits and _", 0)
+        ctx.fail("postgres." .. k .. " '" .. cfg[k] .. "' must be lower case letters, digits and _")
       end
     end
     for _, net in ipairs(cfg.allowed_networks) do
       if not net:match "^[%x:.]+/%d+$" then
-        error("postgres.allowed_networks: '" .. net .. "' is not a CIDR (e.g. 10.0.0.0/8)", 0)
+        ctx.fail("postgres.allowed_networks: '" .. net .. "' is not a CIDR (e.g. 10.0.0.0/8)")
       end
     end
-    if cfg.listen_addresses:find "'" then error("postgres.listen_addresses must not contain quotes", 0) end
+    if cfg.listen_addresses:find "'" then ctx.fail("postgres.listen_addresses must not contain quotes") end
     local os = ctx.facts.os
     local version = cfg.version
     local distro = (DISTRO_VERSION[os.id] or {})[os.version_id or ""]
     if cfg.source == "debian" then
       if version == "" then version = distro end
       if not version then
-        error("postgres: no known PostgreSQL version for " .. tostring(os.pretty_name) ..
-          ": set postgres.version", 0)
+        ctx.fail("postgres: no known PostgreSQL version for " .. tostring(os.pretty_name) ..
+          ": set postgres.version")
       end
       if distro and version ~= distro then
-        error(("postgres.version %s is not in %s (it has %s): set postgres.source: pgdg, or version %s")
-          :format(version, tostring(os.pretty_name), distro, distro), 0)
+        ctx.fail(("postgres.version %s is not in %s (it has %s): set postgres.source: pgdg, or version %s")
+          :format(version, tostring(os.pretty_name), distro, distro))
       end
     else
       if version == "" then version = "16" end
