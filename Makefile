@@ -21,10 +21,10 @@ EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -nam
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
 	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client \
-	debootstrap apt-cacher-ng iproute2 util-linux procps time
+	debootstrap apt-cacher-ng iproute2 util-linux procps time patch
 RUN_SPECS := spec/run
 
-.PHONY: all deps deps-ok bench test unit integration asan asan-test demo bench clean FORCE
+.PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE
 all: $(B)/phanes
 
 $(B)/phanes: $(OBJ)
@@ -54,7 +54,17 @@ $(B):
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root" >&2; exit 2; fi
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS)
+	@had_acng=$$(dpkg-query -W -f='$${db:Status-Abbrev}' apt-cacher-ng 2>/dev/null); \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS) || exit 1; \
+	case "$$had_acng" in ii*) ;; *) $(MAKE) --no-print-directory acng-off ;; esac
+
+# The test hosts run their own apt-cacher-ng; the system-wide one that its
+# package starts on install is stopped and disabled again (only when `make
+# deps` installed it), so this machine is left as it was.
+acng-off:
+	@if [ -d /run/systemd/system ]; then systemctl disable --now apt-cacher-ng >/dev/null 2>&1 || true; \
+	elif [ -x /etc/init.d/apt-cacher-ng ]; then /etc/init.d/apt-cacher-ng stop >/dev/null 2>&1 || true; \
+		update-rc.d apt-cacher-ng disable >/dev/null 2>&1 || true; fi
 
 # Installs the packages only when one is missing, so `make test` sets itself up.
 deps-ok:

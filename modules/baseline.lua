@@ -1,15 +1,15 @@
 -- baseline: the base every other module builds on.
 --
 -- Sets the timezone and the locale (generated, then made the default),
--- refreshes the apt cache when it is older than `apt_cache_max_age`, and
--- installs the essential packages.
+-- refreshes the apt cache when it is older than the top-level
+-- `apt_cache_max_age` (seconds, default 3600), and installs the essential
+-- packages.
 --
 -- Top-level keys (shared with other modules):
 --   timezone: Europe/Paris        # a name under /usr/share/zoneinfo (default UTC)
 --   locale: en_US.UTF-8           # generated with locale-gen (default en_US.UTF-8)
 --
 -- Section `baseline:`
---   apt_cache_max_age: 3600       # seconds; apt-get update only when older
 --   packages: [htop, rsync]       # added to the essential packages
 --
 -- Example:
@@ -53,27 +53,25 @@ return {
       description = "System locale, generated and set as LANG" },
   },
   config = {
-    apt_cache_max_age = { type = "integer", default = 3600,
-      description = "Refresh the apt cache when it is older than this many seconds" },
     packages = { type = "list", items = { type = "string" }, default = {},
       description = "Extra packages installed with the essential ones" },
   },
   apply = function(ctx, cfg)
     local tz, locale = ctx.config.timezone, ctx.config.locale
     if not tz:match "^[%w_+%-]+[%w_+%-/]*$" or tz:find "%.%." then
-      error("timezone '" .. tz .. "' is not a zoneinfo name (e.g. Europe/Paris, UTC)", 0)
+      ctx.fail("timezone '" .. tz .. "' is not a zoneinfo name (e.g. Europe/Paris, UTC)")
     end
     if not locale:match "^[%w_@%.%-]+$" then
-      error("locale '" .. locale .. "' is not a locale name (e.g. en_US.UTF-8)", 0)
+      ctx.fail("locale '" .. locale .. "' is not a locale name (e.g. en_US.UTF-8)")
     end
 
-    ctx.pkg.refresh { max_age = cfg.apt_cache_max_age }
+    ctx.pkg.refresh { max_age = ctx.config.apt_cache_max_age }
     ctx.pkg.installed(list_concat(ESSENTIAL, cfg.packages))
 
     -- Timezone: the two files timedatectl would write, without needing dbus.
     local zone = "/usr/share/zoneinfo/" .. tz
     if not ctx.dry_run and not require("phanes.file").exists(zone) then
-      error("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)", 0)
+      ctx.fail("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)")
     end
     ctx.file.symlink { path = "/etc/localtime", target = zone }
     ctx.file.content { path = "/etc/timezone", content = tz .. "\n", mode = "0644" }

@@ -34,14 +34,14 @@ return {
   },
   apply = function(ctx, cfg)
     if not cfg.install_url:match "^https?://" and not cfg.install_url:match "^file://" then
-      error("coolify.install_url '" .. cfg.install_url .. "' is not an http(s) URL", 0)
+      ctx.fail("coolify.install_url '" .. cfg.install_url .. "' is not an http(s) URL")
     end
     local pfile = require "phanes.file"
     if pfile.exists(cfg.installed_marker) then
       return ctx.skip("already installed (" .. cfg.installed_marker .. " exists)")
     end
     if not ctx.dry_run and not pfile.exists "/usr/bin/docker" then
-      error("coolify needs docker first: add the docker module before coolify (docker not found)", 0)
+      ctx.fail("coolify needs docker first: add the docker module before coolify (docker not found)")
     end
     ctx.file.directory { path = "/var/lib/phanes", mode = "0700" }
     ctx.cmd.run { argv = { "curl", "-fsSL", "--retry", "3", "-o", SCRIPT, cfg.install_url },
@@ -49,7 +49,7 @@ return {
     local env = {}
     for k, v in pairs(cfg.env) do
       if not tostring(k):match "^[%a_][%w_]*$" then
-        error("coolify.env: '" .. tostring(k) .. "' is not an environment variable name", 0)
+        ctx.fail("coolify.env: '" .. tostring(k) .. "' is not an environment variable name")
       end
       env[k] = tostring(v)
     end

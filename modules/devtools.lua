@@ -48,7 +48,7 @@ return {
     add(BASE)
     for _, r in ipairs(cfg.runtimes) do
       local list = RUNTIMES[r]
-      if not list then error("devtools.runtimes: unknown runtime '" .. tostring(r) .. "'", 0) end
+      if not list then ctx.fail("devtools.runtimes: unknown runtime '" .. tostring(r) .. "'") end
       add(list)
     end
     add(cfg.packages)

@@ -54,8 +54,8 @@ return {
     local packages
     if cfg.source == "official" then
       if os.id ~= "debian" and os.id ~= "ubuntu" then
-        error("docker.source official supports Debian and Ubuntu, not " .. tostring(os.id) ..
-          ": set docker.source: debian", 0)
+        ctx.fail("docker.source official supports Debian and Ubuntu, not " .. tostring(os.id) ..
+          ": set docker.source: debian")
       end
       local arch = DEB_ARCH[ctx.facts.arch] or ctx.facts.arch
       local key = "/etc/apt/keyrings/docker.asc"

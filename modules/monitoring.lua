@@ -28,7 +28,7 @@ return {
   },
   apply = function(ctx, cfg)
     if cfg.port < 1 or cfg.port > 65535 then
-      error("monitoring.port " .. cfg.port .. " is not a port (1-65535)", 0)
+      ctx.fail("monitoring.port " .. cfg.port .. " is not a port (1-65535)")
     end
     ctx.pkg.installed { "netdata" }
     local conf = ctx.file.template { path = "/etc/netdata/netdata.conf", src = "monitoring/netdata.conf",

@@ -39,7 +39,7 @@ return {
   },
   apply = function(ctx, cfg)
     if cfg.listen < 1 or cfg.listen > 65535 then
-      error("nginx.listen " .. cfg.listen .. " is not a port (1-65535)", 0)
+      ctx.fail("nginx.listen " .. cfg.listen .. " is not a port (1-65535)")
     end
     ctx.pkg.installed { "nginx" }
     ctx.file.directory { path = cfg.root, mode = "0755" }

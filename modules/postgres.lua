@@ -34,39 +34,14 @@ local pfile = require "phanes.file"
 local DISTRO_VERSION = { debian = { ["11"] = "13", ["12"] = "15", ["13"] = "17" },
   ubuntu = { ["22.04"] = "14", ["24.04"] = "16" } }
 
--- SCRAM-SHA-256 (RFC 5802/7677) on top of the sha256 primitive. --------------
+-- SCRAM-SHA-256 (RFC 5802/7677) on top of the digest primitives. -----------
 -- sha256(s) -> 32 raw bytes (the primitive gives hex; tonumber wraps past 2^63)
 local function sha256(s)
   local h = pfile.sha256(s)
   return string.pack(">i8i8i8i8", tonumber(h:sub(1, 16), 16), tonumber(h:sub(17, 32), 16),
     tonumber(h:sub(33, 48), 16), tonumber(h:sub(49, 64), 16))
 end
--- xor of two strings of the same length (a multiple of 8 bytes)
-local function xor(a, b)
-  local out = {}
-  for i = 1, #a, 8 do
-    out[#out + 1] = string.pack("<i8", string.unpack("<i8", a, i) ~ string.unpack("<i8", b, i))
-  end
-  return table.concat(out)
-end
--- hmac_sha256(key) -> function(msg) -> MAC; the padded keys are made once
-local function hmac_sha256(key)
-  if #key > 64 then key = sha256(key) end
-  key = key .. string.rep("\0", 64 - #key)
-  local ipad, opad = xor(key, string.rep("\54", 64)), xor(key, string.rep("\92", 64))
-  return function(msg) return sha256(opad .. sha256(ipad .. msg)) end
-end
-local function hmac(key, msg) return hmac_sha256(key)(msg) end
-local function pbkdf2(password, salt, iterations)
-  local mac = hmac_sha256(password)
-  local u = mac(salt .. "\0\0\0\1")
-  local t = u
-  for _ = 2, iterations do
-    u = mac(u)
-    t = xor(t, u)
-  end
-  return t
-end
+local hmac, pbkdf2 = pfile.hmac_sha256, pfile.pbkdf2_sha256
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local function b64encode(s)
   return ((s:gsub(".", function(c)
@@ -114,10 +89,10 @@ end
 
 local function psql(ctx, sql, desc)
   local res, err = ctx.exec { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t",
-    "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql }
-  if not res then error(desc .. ": " .. err, 0) end
+    "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, cwd = "/", env = { LC_ALL = "C" } }
+  if not res then ctx.fail(desc .. ": " .. err) end
   if res.code ~= 0 then
-    error(desc .. ": psql exited " .. tostring(res.code) .. ": " .. (res.stderr or ""):sub(-400), 0)
+    ctx.fail(desc .. ": psql exited " .. tostring(res.code) .. ": " .. (res.stderr or ""):sub(-400))
   end
   return res.stdout
 end
@@ -146,7 +121,7 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
   end
   local function change(desc, sql)
     return ctx.cmd.run { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q",
-      "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, secret = true }
+      "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, cwd = "/", env = { LC_ALL = "C" } }
   end
   if not have_role or not scram_matches(stored, cfg.password) then
     local verifier = scram_verifier(cfg.password, random_bytes(16), 4096)
@@ -170,7 +145,7 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
       if kind == "db" then db_ok = true end
     end
     if not (role_ok and db_ok) then
-      error("postgres: role " .. cfg.role .. " or database " .. cfg.database .. " is not as configured after the change", 0)
+      ctx.fail("postgres: role " .. cfg.role .. " or database " .. cfg.database .. " is not as configured after the change")
     end
   end
 end
@@ -201,27 +176,27 @@ return {
   apply = function(ctx, cfg)
     for _, k in ipairs { "role", "database" } do
       if not cfg[k]:match "^[a-z_][a-z0-9_]*$" or #cfg[k] > 63 then
-        error("postgres." .. k .. " '" .. cfg[k] .. "' must be lower case letters, digits and _", 0)
+        ctx.fail("postgres." .. k .. " '" .. cfg[k] .. "' must be lower case letters, digits and _")
       end
     end
     for _, net in ipairs(cfg.allowed_networks) do
       if not net:match "^[%x:.]+/%d+$" then
-        error("postgres.allowed_networks: '" .. net .. "' is not a CIDR (e.g. 10.0.0.0/8)", 0)
+        ctx.fail("postgres.allowed_networks: '" .. net .. "' is not a CIDR (e.g. 10.0.0.0/8)")
       end
     end
-    if cfg.listen_addresses:find "'" then error("postgres.listen_addresses must not contain quotes", 0) end
+    if cfg.listen_addresses:find "'" then ctx.fail("postgres.listen_addresses must not contain quotes") end
     local os = ctx.facts.os
     local version = cfg.version
     local distro = (DISTRO_VERSION[os.id] or {})[os.version_id or ""]
     if cfg.source == "debian" then
       if version == "" then version = distro end
       if not version then
-        error("postgres: no known PostgreSQL version for " .. tostring(os.pretty_name) ..
-          ": set postgres.version", 0)
+        ctx.fail("postgres: no known PostgreSQL version for " .. tostring(os.pretty_name) ..
+          ": set postgres.version")
       end
       if distro and version ~= distro then
-        error(("postgres.version %s is not in %s (it has %s): set postgres.source: pgdg, or version %s")
-          :format(version, tostring(os.pretty_name), distro, distro), 0)
+        ctx.fail(("postgres.version %s is not in %s (it has %s): set postgres.source: pgdg, or version %s")
+          :format(version, tostring(os.pretty_name), distro, distro))
       end
     else
       if version == "" then version = "16" end

@@ -35,10 +35,10 @@ return {
   },
   apply = function(ctx, cfg)
     if cfg.password:find "[%s\"']" or #cfg.password < 8 then
-      error("redis.password must be at least 8 characters, without spaces or quotes", 0)
+      ctx.fail("redis.password must be at least 8 characters, without spaces or quotes")
     end
     if not cfg.maxmemory:lower():match "^%d+[kmg]?b?$" then
-      error("redis.maxmemory '" .. cfg.maxmemory .. "' is not a size (e.g. 256mb, 1gb)", 0)
+      ctx.fail("redis.maxmemory '" .. cfg.maxmemory .. "' is not a size (e.g. 256mb, 1gb)")
     end
     ctx.pkg.installed { "redis-server" }
     local conf = ctx.file.template { path = "/etc/redis/redis.conf", src = "redis/redis.conf",

@@ -193,19 +193,19 @@ return {
   apply = function(ctx, cfg)
     -- Everything that could lock the admin out is checked before anything is touched.
     if cfg.ssh_port < 1 or cfg.ssh_port > 65535 then
-      error("security.ssh_port " .. cfg.ssh_port .. " is not a port (1-65535)", 0)
+      ctx.fail("security.ssh_port " .. cfg.ssh_port .. " is not a port (1-65535)")
     end
     for _, p in ipairs(cfg.allowed_ports) do
       if not parse_port(p) then
-        error("security.allowed_ports: '" .. tostring(p) .. "' is not a port (\"80/tcp\", \"443\", \"6000:6010/udp\")", 0)
+        ctx.fail("security.allowed_ports: '" .. tostring(p) .. "' is not a port (\"80/tcp\", \"443\", \"6000:6010/udp\")")
       end
     end
     if not cfg.password_authentication then
       local ok, where = admin_has_key(ctx)
       if not ok then
-        error("refusing to turn off SSH password login: " .. ctx.config.username ..
+        ctx.fail("refusing to turn off SSH password login: " .. ctx.config.username ..
           " has no authorized key (" .. where .. " has none and the config gives no ssh_public_key). " ..
-          "Set ssh_public_key, or security.password_authentication: true", 0)
+          "Set ssh_public_key, or security.password_authentication: true")
       end
     end
 

@@ -45,13 +45,13 @@ return {
   apply = function(ctx, cfg)
     local mb = size_mb(cfg.size, ctx.facts.memory_mb)
     if not mb or mb < 16 then
-      error("swap.size '" .. tostring(cfg.size) .. "' is not a size (e.g. 512M, 2G, auto)", 0)
+      ctx.fail("swap.size '" .. tostring(cfg.size) .. "' is not a size (e.g. 512M, 2G, auto)")
     end
     if cfg.swappiness < 0 or cfg.swappiness > 100 then
-      error("swap.swappiness " .. cfg.swappiness .. " is out of range (0-100)", 0)
+      ctx.fail("swap.swappiness " .. cfg.swappiness .. " is out of range (0-100)")
     end
     if not cfg.path:match "^/[%w_./%-]+$" then
-      error("swap.path '" .. cfg.path .. "' must be an absolute path", 0)
+      ctx.fail("swap.path '" .. cfg.path .. "' must be an absolute path")
     end
     if not cfg.enabled then return ctx.skip("swap.enabled is false") end
     if ctx.facts.container then

@@ -37,7 +37,7 @@ return {
   },
   apply = function(ctx, cfg)
     if not cfg.reboot_time:match "^%d%d:%d%d$" then
-      error("updates.reboot_time '" .. cfg.reboot_time .. "' is not HH:MM", 0)
+      ctx.fail("updates.reboot_time '" .. cfg.reboot_time .. "' is not HH:MM")
     end
     local os = ctx.facts.os
     local vars = {

@@ -59,13 +59,13 @@ return {
   apply = function(ctx, cfg)
     local name = ctx.config.username
     if not name:match "^[a-z_][a-z0-9_%-]*$" or #name > 32 then
-      error("username '" .. name .. "' is not a valid user name (lower case letters, digits, _ and -)", 0)
+      ctx.fail("username '" .. name .. "' is not a valid user name (lower case letters, digits, _ and -)")
     end
-    if name == "root" then error("username must not be root: phanes creates an admin user", 0) end
+    if name == "root" then ctx.fail("username must not be root: phanes creates an admin user") end
     local keys = keys_of(ctx.config)
     for i, k in ipairs(keys) do
       if not k:match "^[%w@.%-]+ [A-Za-z0-9+/=]+" then
-        error(("ssh public key %d does not look like a public key (\"ssh-ed25519 AAAA... comment\")"):format(i), 0)
+        ctx.fail(("ssh public key %d does not look like a public key (\"ssh-ed25519 AAAA... comment\")"):format(i))
       end
     end
 

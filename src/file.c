@@ -588,6 +588,8 @@ int luaopen_phanes_file(lua_State *L)
 		{"list", l_list},
 		{"sha256", phanes_sha256},
 		{"sha256_file", phanes_sha256_file},
+		{"hmac_sha256", phanes_hmac_sha256},
+		{"pbkdf2_sha256", phanes_pbkdf2_sha256},
 		{"diff", phanes_diff},
 		{NULL, NULL},
 	};

@@ -110,7 +110,8 @@ if argv[1] == "lua" and argv[2] then
   for i = 2, #argv do script[i - 2] = argv[i] end
   _G.arg = script
   local chunk = assert(loadfile(argv[2]))
-  return chunk(table.unpack(script)) and 0 or 0
+  chunk(table.unpack(script))
+  return 0
 end
 
 -- Everything else is the CLI's, under one protected call. lfs sets a

@@ -73,12 +73,12 @@ exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3 connection
 failure, 70 internal error, 75 state file locked by another run, 130 interrupted
 ]],
   apply = [[
-usage: phanes apply PROFILE|FILE.lua [OPTIONS]
+usage: phanes apply PROFILE|MODULE|FILE.lua [OPTIONS]
        phanes --profile PROFILE [OPTIONS]
        phanes --modules m1,m2 [OPTIONS]
 
-Apply a profile (profiles/NAME.lua on the search path, or a .lua file that
-returns a profile or a single module). Modules run in order, requirements
+Apply a profile (profiles/NAME.lua on the search path, a module name, or a
+.lua file that returns a profile or a single module). Modules run in order, requirements
 first; each one checks before it acts, so a second run changes nothing.
 
 options:
@@ -281,25 +281,17 @@ local function has_remote(argv)
   return false
 end
 
-local function delegate(modname, what, ...)
-  local ok, mod = pcall(require, modname)
-  if not ok then
-    if tostring(mod):find("no file 'lua/", 1, true) then
-      io.stderr:write("phanes: ", what, " is not available in this build of phanes\n")
-      return M.EXIT.usage
-    end
-    error(mod, 0)
-  end
-  return mod.main(...)
+local function delegate(modname, ...)
+  return require(modname).main(...)
 end
 
 function M.main(argv)
-  if has_remote(argv) then return delegate("phanes.remote", "remote execution", argv) end
+  if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" then
     local args = {}
     for j = at + 1, #argv do args[#args + 1] = argv[j] end
-    return delegate("phanes.host", "the host inventory", args)
+    return delegate("phanes.host", args)
   end
   local p, err, cmd = M.parse(argv)
   if not p then return usage_error(err, cmd) end

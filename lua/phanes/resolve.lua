@@ -190,7 +190,19 @@ function M.profile(spec)
     chunk, origin = loader.load(rel)
     if not chunk then
       if origin and not origin:match ": not found$" then return nil, origin end
-      return nil, unknown("profile", spec, M.known_profiles())
+      -- `phanes apply redis`: a module name runs that module alone.
+      if loader.find("modules/" .. spec .. ".lua") then
+        local mod, merr = M.module(spec)
+        if not mod then return nil, merr end
+        return { name = mod.name, description = mod.description, modules = { mod.name },
+          config = {}, origin = mod.origin, single = true }
+      end
+      local profiles, modules = M.known_profiles(), M.known_modules()
+      local both = table.move(modules, 1, #modules, #profiles + 1, table.move(profiles, 1, #profiles, 1, {}))
+      local guess = M.suggest(spec, both)
+      return nil, string.format("unknown profile or module '%s'%s; profiles: %s; modules: %s", spec,
+        guess and string.format(" (did you mean '%s'?)", guess) or "",
+        table.concat(profiles, ", "), table.concat(modules, ", "))
     end
     where = origin == "embedded" and rel .. " (embedded)" or origin
   end

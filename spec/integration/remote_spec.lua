@@ -363,6 +363,21 @@ return M
     assert.matches("host key not known", out)
   end)
 
+  it("refuses a target of another architecture, naming both, and leaves nothing there", function()
+    local ok, msg = th.exec(3, "printf '#!/bin/sh\\n[ \"$1\" = -m ] && echo aarch64 && exit 0\\nexec /bin/uname \"$@\"\\n'"
+      .. " > /usr/local/bin/uname && chmod 755 /usr/local/bin/uname")
+    assert.is_true(ok, msg)
+    local h = home()
+    write(h .. "/config.yaml", "timezone: UTC\n")
+    local code, out = phanes(h, { "--remote", "root@" .. th.ip(3), "--key", key, "--modules", "baseline", "--config", h .. "/config.yaml" })
+    th.exec(3, "rm -f /usr/local/bin/uname")
+    assert.equal(2, code, out)
+    local arch = require("phanes.sys").uname().machine
+    assert.matches("is aarch64 but this phanes binary is built for " .. arch, out)
+    local _, listing = th.exec(3, "ls -A /root/.cache/phanes")
+    assert.is_nil(listing:find("run.", 1, true), listing)
+  end)
+
   it("says a closed port is refused", function()
     local code, out = phanes(home(), { "--remote", "root@" .. th.ip(1) .. ":2222", "--key", key, "version" })
     assert.equal(3, code, out)

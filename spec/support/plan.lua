@@ -99,6 +99,7 @@ function M.run(mod, config, opts)
     log = function() end,
     warn = function(msg) warnings[#warnings + 1] = msg end,
     skip = function(reason) error({ [SKIP] = reason }, 0) end,
+    fail = function(message) error(tostring(message), 0) end,
     exec = opts.exec or function(o)
       calls[#calls + 1] = { kind = "exec", args = o }
       return { code = 0, stdout = "", stderr = "" }

@@ -94,16 +94,6 @@ describe("cli", function()
       assert.equal(2, r.code)
     end)
 
-    it("says remote execution or the inventory is not available when missing", function()
-      if pcall(require, "phanes.remote") then pending "phanes.remote is in this build" return end
-      local r = phanes("--remote", "web1", "status")
-      assert.equal(2, r.code)
-      assert.match("remote execution is not available", r.stderr)
-      r = phanes("host", "list")
-      assert.equal(2, r.code)
-      assert.match("inventory is not available", r.stderr)
-    end)
-
     it("applies a profile, requirements first, records the state; a second run changes nothing", function()
       local r = phanes("apply", FIX .. "/profiles/chain.lua", "--path", FIX, "--state", dir .. "/state.json")
       assert.equal(0, r.code, r.stderr)

@@ -78,12 +78,22 @@ describe("resolve", function()
     with_path({ GOOD }, function()
       local p, err = resolve.profile "chian"
       assert.is_nil(p)
-      assert.match("unknown profile 'chian' %(did you mean 'chain'%?%); known profiles: .*chain, .*fail", err)
+      assert.match("unknown profile or module 'chian' %(did you mean 'chain'%?%); profiles: .*chain, .*fail.*; modules: .*alpha", err)
+      local _, gerr = resolve.profile "gamm"
+      assert.match("did you mean 'gamma'%?", gerr)
       local m, merr = resolve.plan { "alpah" }
       assert.is_nil(m)
       assert.match("unknown module 'alpah' %(did you mean 'alpha'%?%); known modules: .*alpha, .*beta", merr)
       local _, ferr = resolve.profile "./nope/x.lua"
       assert.match("^%./nope/x%.lua: no such file", ferr)
+    end)
+  end)
+
+  it("takes a module name where a profile is expected: that module alone", function()
+    with_path({ GOOD }, function()
+      local p = assert(resolve.profile "beta")
+      assert.same({ "beta" }, p.modules)
+      assert.is_true(p.single)
     end)
   end)
 

@@ -279,8 +279,10 @@ function M.run(t, o, args, files)
     return finish(3, kind == "auth" and "auth" or kind == "hostkey_changed" and "hostkey changed" or "unreachable", msg)
   end
   rec.user = s:info().user
-  local ctx, code, perr = prepare(s, t, o, rec, files)
+  local ctx, code, perr, probe = prepare(s, t, o, rec, files)
   if not ctx then
+    -- the run directory may hold the config (secrets): do not leave it there
+    if probe and probe.dir then s:exec('rm -rf "' .. probe.dir .. '"') end
     s:close()
     return finish(code, code == 3 and "error" or "refused", perr)
   end

@@ -190,6 +190,7 @@ local function install(run, o, missing, target)
   end
   run.cache.pkg_partial = true -- dependencies came too
   run.cache.services = nil     -- packages bring units
+  run.cache.accounts = nil     -- and users and groups (docker, redis, postgres)
 end
 
 function N.installed(ctx, o)
@@ -228,6 +229,7 @@ function N.absent(ctx, o)
     if not res then fail("pkg.absent", target, msg, detail) end
     run.cache.pkg = nil -- autoremoval and purge states: read again when asked
     run.cache.services = nil
+    run.cache.accounts = nil
     return { status = "changed", message = message }
   end)
 end
