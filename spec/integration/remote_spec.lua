@@ -229,10 +229,83 @@ return M
     -- several hosts: one line each; a host without state says never
     code, out = phanes(h, { "--remote", "root@" .. th.ip(4) .. ",root@" .. th.ip(3) .. ",root@" .. th.ip(1) .. ":2222",
       "--key", key, "status" })
-    assert.equal(3, code, out)
+    assert.equal(1, code, out) -- a fleet: 1 when any host failed, as apply's
     assert.matches("root@" .. th.ip(4):gsub("%.", "%%.") .. "%s+yes%s+1%s+1%s+2026%-01%-02T03:04:05Z", out)
     assert.matches("root@" .. th.ip(3):gsub("%.", "%%.") .. "%s+yes%s+0%s+0%s+never", out)
     assert.matches(":2222%s+no%s", out)
+  end)
+
+  it("status --remote of a fleet reads the hosts in parallel; --json is one document on stdout", function()
+    local json = require "phanes.json"
+    local state = { format = 1, phanes_version = "0.1.0", updated_at = "2026-03-04T05:06:07Z",
+      modules = { baseline = { status = "installed", installed_at = "2026-03-04T05:06:07Z" } } }
+    local p = os.tmpname()
+    write(p, json.encode(state))
+    local ok, msg = th.exec(4, "mkdir -p /var/lib/phanes && cat > /var/lib/phanes/state.json", { stdin = p })
+    os.remove(p)
+    assert.is_true(ok, msg)
+    local h = home()
+    assert(os.execute("mkdir -p " .. q(h .. "/.config/phanes")))
+    -- a port on this machine that takes connections and never says a word:
+    -- each host there waits out exactly --timeout
+    local listener = assert(io.popen([[exec perl -MIO::Socket::INET -e '
+      my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 16) or die "listen: $!";
+      $| = 1; print $$, " ", $s->sockport, "\n"; my @held; while (1) { push @held, $s->accept }']]))
+    local pid, port = listener:read("l"):match "^(%d+) (%d+)$"
+    assert(pid, "the silent listener did not start")
+    finally(function()
+      os.execute("kill " .. pid)
+      listener:close()
+    end)
+    -- up (one with state, one without), one address that is down, two that never answer
+    local gone = th.ip(1):gsub("%d+$", "250")
+    local hosts = { th4 = th.ip(4), th3 = th.ip(3), gone = gone, hung1 = "127.0.0.1", hung2 = "127.0.0.1" }
+    local lines = { "default: th4", "hosts:" }
+    for _, name in ipairs { "th4", "th3", "gone", "hung1", "hung2" } do
+      lines[#lines + 1] = string.format("  %s: { address: %s, user: root, key: %s, groups: [st]%s }", name, hosts[name], key,
+        name:match "^hung" and ", port: " .. port or "")
+    end
+    write(h .. "/.config/phanes/inventory.yaml", table.concat(lines, "\n") .. "\n")
+    local TIMEOUT = 3
+    local now = require("phanes.sys").now
+    -- JSON: stdout alone is the document
+    local cmd = command(h, { "--remote", "@st", "--timeout", tostring(TIMEOUT), "status", "--json" })
+    local t0 = now()
+    local pipe = assert(io.popen(cmd .. " </dev/null 2>" .. q(h .. "/stderr")))
+    local out = pipe:read "a"
+    local _, _, code = pipe:close()
+    local took = now() - t0
+    local errs = read(h .. "/stderr")
+    assert.equal(1, code, out .. errs)
+    -- the silent hosts waited out their timeouts side by side, not one after the other
+    assert.is_true(took >= TIMEOUT - 0.1 and took < 2 * TIMEOUT - 0.5, "took " .. took .. "s")
+    local doc = assert(json.decode(out), out)
+    assert.equal(1, doc.exit_code)
+    assert.same(state.modules, doc.hosts.th4.modules)
+    assert.equal(state.updated_at, doc.hosts.th4.updated_at)
+    assert.is_true(doc.hosts.th3.missing)
+    assert.equal(3, doc.hosts.gone.exit_code)
+    assert.matches(gone:gsub("%.", "%%.") .. ":22: connect: ", doc.hosts.gone.error)
+    for _, name in ipairs { "hung1", "hung2" } do
+      assert.equal(3, doc.hosts[name].exit_code)
+      assert.matches("SSH handshake timed out", doc.hosts[name].error)
+    end
+    local n = 0
+    for _ in pairs(doc.hosts) do n = n + 1 end
+    assert.equal(5, n)
+    assert.matches("th4%s+| phanes: recorded the host key", errs)
+    -- the table, one host at a time with --parallel 1: the timeouts add up
+    t0 = now()
+    code, out = phanes(h, { "--remote", "@st", "--timeout", tostring(TIMEOUT), "--parallel", "1", "status" })
+    took = now() - t0
+    assert.equal(1, code, out)
+    assert.is_true(took >= 2 * TIMEOUT - 0.5, "took " .. took .. "s with --parallel 1")
+    assert.matches("host%s+reachable%s+modules installed%s+failed%s+last apply", out)
+    assert.matches("\nth4%s+yes%s+1%s+0%s+2026%-03%-04T05:06:07Z", out)
+    assert.matches("\nth3%s+yes%s+0%s+0%s+never", out)
+    assert.matches("\ngone%s+no%s+%-%s+%-%s+%-", out)
+    assert.matches("\nhung2%s+no%s", out)
+    assert.matches("gone: " .. gone:gsub("%.", "%%.") .. ":22: connect: ", out)
   end)
 
   it("phanes.ssh sessions: streamed exec, stdin, signals, timeouts, SFTP, callbacks that raise, close", function()
