@@ -502,5 +502,25 @@ return M
     assert.matches("th5 | phanes: th5: " .. ip5:gsub("%.", "%%.") .. ":22: connect: ", out)
     assert.matches("\nth5%s+unreachable%s", out)
     assert.matches("host%s+result%s+changed%s+failed%s+time", out)
+    if not RUNNER then return end
+    -- --json: the second (no-op) run is one document on stdout, the lines on stderr
+    args[#args + 1] = "--json"
+    local pipe = assert(io.popen(command(h, args) .. " </dev/null 2>" .. q(h .. "/stderr")))
+    out = pipe:read "a"
+    local _, _, jcode = pipe:close()
+    local errs = read(h .. "/stderr")
+    assert.equal(1, jcode, out .. errs)
+    local doc = assert(require("phanes.json").decode(out), out .. errs)
+    assert.equal(1, doc.exit_code)
+    for i = 1, 4 do
+      local report = doc.hosts["th" .. i]
+      assert.equal("apply", report.command, out)
+      assert.equal(0, report.exit_code)
+      assert.equal("ok", report.status)
+      assert.equal("baseline", report.modules[1].name)
+    end
+    assert.equal(3, doc.hosts.th5.exit_code)
+    assert.matches(ip5:gsub("%.", "%%.") .. ":22: connect: ", doc.hosts.th5.error)
+    assert.matches("th5 | phanes: th5: " .. ip5:gsub("%.", "%%.") .. ":22: connect: ", errs)
   end)
 end)
