@@ -13,17 +13,6 @@ local function absolute(path)
 end
 local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
 
-local function missing_primitives()
-  local need = { ["phanes.sys"] = { "exe", "now", "isatty", "uname", "sleep" },
-    ["phanes.file"] = { "sha256", "sha256_file", "write", "mkdir", "exists", "list", "remove", "stat" } }
-  for mod, fns in pairs(need) do
-    local m = require(mod)
-    for _, f in ipairs(fns) do
-      if m[f] == nil then return mod .. "." .. f end
-    end
-  end
-end
-
 local function read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -40,18 +29,11 @@ end
 
 local q = th.quote
 
--- The CLI routes --remote to phanes.remote once the runner's cli is in;
--- until then a two-line driver calls it the same way.
+-- The shell command running phanes ARGS with HOME = home.
 local function command(home, args, env)
-  local cli = require("phanes.embedded").get "lua/phanes/cli.lua" or ""
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
   local prog = q(BIN)
-  if not cli:find("phanes.remote", 1, true) then
-    write(home .. "/driver.lua", 'local a = {...}\nif a[1] == "host" then os.exit(require("phanes.host").main({ table.unpack(a, 2) })) end\n'
-      .. 'os.exit(require("phanes.remote").main(a))\n')
-    prog = prog .. " lua " .. q(home .. "/driver.lua")
-  end
   return "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. (env or "") .. " " .. prog .. " " .. table.concat(words, " ")
 end
 
@@ -75,14 +57,7 @@ local function record(home, name)
   return text and require("phanes.json").decode(text)
 end
 
-local RUNNER = require("phanes.embedded").get "lua/phanes/runner.lua" ~= nil
-
 describe("remote execution", function()
-  local gap = missing_primitives()
-  if gap then
-    pending("needs " .. gap .. " (the sys/file primitives)")
-    return
-  end
   local ok_hosts, why = th.available()
   if not ok_hosts then
     pending(why)
@@ -103,12 +78,10 @@ describe("remote execution", function()
     for _, h in ipairs(homes) do os.execute("rm -rf " .. q(h)) end
   end)
 
-  -- What the target runs: `version` proves the path until the runner is
-  -- in; then the baseline module (timezone, locale, apt cache, essential
-  -- packages), which leaves a state file to compare and nothing that could
-  -- lock the next test out.
+  -- What the target runs: the baseline module (timezone, locale, apt cache,
+  -- essential packages), which leaves a state file to compare and nothing
+  -- that could lock the next test out.
   local function work(h)
-    if not RUNNER then return { "version" } end
     write(h .. "/config.yaml", "timezone: UTC\nlocale: C.UTF-8\n")
     return { "--modules", "baseline", "--config", h .. "/config.yaml" }
   end
@@ -129,7 +102,6 @@ describe("remote execution", function()
       for _, a in ipairs(work(h)) do args[#args + 1] = a end
       local code, out = phanes(h, args, env)
       assert.equal(0, code, out)
-      if not RUNNER then assert.matches("phanes %d+%.%d+", out) end
       assert.matches("recorded the host key of " .. th.ip(1):gsub("%.", "%%.") .. ":22", out)
       local rec = assert(record(h, target))
       assert.equal(0, rec.exit_code)
@@ -141,17 +113,15 @@ describe("remote execution", function()
       rec = assert(record(h, target))
       assert.is_false(rec.upload.binary)
       assert.is_boolean(first_upload)
-      if RUNNER then
-        -- nothing left to change, and status --remote shows the target's state file
-        assert.equal(0, rec.changed, out)
-        assert.equal("ok", rec.status)
-        local state = assert(target_state(1))
-        assert.equal("installed", state.modules.baseline.status)
-        local scode, sout = phanes(h, { "--remote", target, "--key", key, "--password-env", "ALICE_PW", "status", "--json" }, env)
-        assert.equal(0, scode, sout)
-        local shown = assert(require("phanes.json").decode(sout:match "%b{}"))
-        assert.same(state.modules, shown.state.modules)
-      end
+      -- nothing left to change, and status --remote shows the target's state file
+      assert.equal(0, rec.changed, out)
+      assert.equal("ok", rec.status)
+      local state = assert(target_state(1))
+      assert.equal("installed", state.modules.baseline.status)
+      local scode, sout = phanes(h, { "--remote", target, "--key", key, "--password-env", "ALICE_PW", "status", "--json" }, env)
+      assert.equal(0, scode, sout)
+      local shown = assert(require("phanes.json").decode(sout:match "%b{}"))
+      assert.same(state.modules, shown.state.modules)
       -- the cache is private to the login user, and no run directory is left
       local home_dir = user == "root" and "/root" or "/home/" .. user
       local ok, listing = th.exec(1, "stat -c '%a %U' " .. home_dir .. "/.cache/phanes; ls " .. home_dir .. "/.cache/phanes")
@@ -369,10 +339,6 @@ return M
   end)
 
   it("a connection dropped during an apply leaves the target's state file valid", function()
-    if not RUNNER then
-      pending("needs the runner")
-      return
-    end
     local h = home()
     local target = "root@" .. th.ip(2)
     local args = { "--remote", target, "--key", key }
@@ -497,12 +463,10 @@ return M
     for i = 1, 4 do
       local result = out:match("\nth" .. i .. "%s+(%a+)%s+[%d%-]+%s+[%d%-]+%s")
       assert.is_truthy(result == "ok" or result == "changed", out)
-      if not RUNNER then assert.matches("th" .. i .. " | phanes %d", out) end
     end
     assert.matches("th5 | phanes: th5: " .. ip5:gsub("%.", "%%.") .. ":22: connect: ", out)
     assert.matches("\nth5%s+unreachable%s", out)
     assert.matches("host%s+result%s+changed%s+failed%s+time", out)
-    if not RUNNER then return end
     -- --json: the second (no-op) run is one document on stdout, the lines on stderr
     args[#args + 1] = "--json"
     local pipe = assert(io.popen(command(h, args) .. " </dev/null 2>" .. q(h .. "/stderr")))
