@@ -127,9 +127,12 @@ function M.apply(p)
   local cfg, secrets = load_config(p, out, mods, prof.config, prof.origin)
   if not cfg then return early_exit(p, out, EXIT.usage) end
   local sys = require "phanes.sys"
-  local sf
-  if not o["dry-run"] then
-    local path = statefile.path { flag = o.state, config = cfg.state_path }
+  local sf, previous
+  local path = statefile.path { flag = o.state, config = cfg.state_path }
+  if o["dry-run"] then
+    -- no lock, no write: only what the last run asked (one systemctl for all)
+    previous = statefile.read(path)
+  else
     local err, code
     sf, err, code = statefile.open(path, { wait = 5, version = loader.version,
       hostname = sys.hostname and sys.hostname() })
@@ -146,7 +149,7 @@ function M.apply(p)
   end
   local ok, code, report = xpcall(require("phanes.runner").run, debug.traceback, {
     mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"],
-    verbose = o.verbose, json = o.json, out = out, state = sf, hash = config_hasher(cfg),
+    verbose = o.verbose, json = o.json, out = out, state = sf, previous = previous, hash = config_hasher(cfg),
     profile = prof.name, version = loader.version,
   })
   if sf then sf:close() end

@@ -227,9 +227,8 @@ end
 
 -- The units the modules of this run asked about in the last run (from the
 -- state): the service resource reads them all with one systemctl.
-local function unit_hints(state, mods)
-  local data = state and state.data
-  if not (data and data.modules) then return nil end
+local function unit_hints(data, mods)
+  if not (type(data) == "table" and type(data.modules) == "table") then return nil end
   local units, seen = {}, {}
   for _, mod in ipairs(mods) do
     local m = data.modules[mod.name]
@@ -288,7 +287,8 @@ end
 -- runner.run(opts) -> exit code, report (table, masked)
 -- opts: mods (ordered module tables), config, secrets, dry_run, keep_going,
 -- verbose, json (no human output), out (phanes.output), state (statefile
--- handle or nil), hash(mod) -> config hash, profile (name for the report),
+-- handle or nil), previous (the state as statefile.read gives it, for a
+-- dry run: no lock, only its hints), hash(mod) -> config hash, profile (name for the report),
 -- exec (exec.run, or a fake), context, sys (for specs).
 function M.run(opts)
   local self = setmetatable({
@@ -309,7 +309,7 @@ function M.run(opts)
     secrets = opts.secrets or {}, on_event = function(ev) self:on_event(ev) end,
     interrupted = function() return self:interrupted() end,
     on_log = function(level, module, msg) self:on_log(level, module, msg) end,
-    hints = { units = unit_hints(self.state, self.mods) },
+    hints = { units = unit_hints(self.state and self.state.data or opts.previous, self.mods) },
   }
   local results, code = {}, 0
   for i, mod in ipairs(self.mods) do

@@ -61,7 +61,7 @@ describe("runner", function()
       mods = mods, config = opts.config or {}, dry_run = opts.dry_run, keep_going = opts.keep_going,
       json = opts.json, out = o, state = sf, sys = fake_sys, exec = fake_exec, profile = "test",
       exec_mod = { run = fake_exec, kill_all = function() killed = killed + 1 end },
-      hash = function(m) return "hash-" .. m.name end, secrets = opts.secrets,
+      hash = function(m) return "hash-" .. m.name end, secrets = opts.secrets, previous = opts.previous,
       context = require "phanes.context",
     }
     if sf then sf:close() end
@@ -113,10 +113,13 @@ describe("runner", function()
     assert.equal(0, code)
     assert.equal(1, sf.writes)
     assert.same({ "a.service", "b.service" }, seen)
-    -- a dry run writes nothing at all
+    -- a dry run writes nothing at all, and takes the hints from the state read
     sf = assert(statefile.open(dir .. "/state.json"))
     go({ writes "a", svc }, { sf = sf, dry_run = true })
     assert.is_nil(sf.writes)
+    seen = nil
+    go({ writes "a", svc }, { dry_run = true, previous = assert(statefile.read(dir .. "/state.json")) })
+    assert.same({ "a.service", "b.service" }, seen)
   end)
 
   it("shows every resource with -v", function()
