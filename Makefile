@@ -21,7 +21,7 @@ EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -nam
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
 	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client \
-	debootstrap apt-cacher-ng iproute2 util-linux procps time patch
+	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl
 RUN_SPECS := spec/run
 
 .PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE

@@ -245,10 +245,14 @@ static int buf_reserve(struct buf *b, size_t more)
 	return 0;
 }
 
-static void set_nonblock(int fd)
+/* Our ends of the child's pipes, so the poll loop never blocks; -1 with
+ * errno when fcntl fails. */
+static int set_nonblock(int fd)
 {
-	if (fd >= 0)
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (fd < 0)
+		return 0;
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 /* Stream a chunk to the callback under lua_pcall; on error the message is
@@ -485,9 +489,12 @@ static int l_run(lua_State *L)
 #endif
 	if (r->pidfd < 0)
 		r->pidfd = -1;
-	set_nonblock(r->in);
-	set_nonblock(r->out);
-	set_nonblock(r->err);
+	if (set_nonblock(r->in) < 0 || set_nonblock(r->out) < 0 || set_nonblock(r->err) < 0) {
+		int e = errno;
+		terminate(r);
+		run_release(r);
+		return phanes_fail(L, "exec: setting up the child's pipes", e);
+	}
 	sigset_t old;
 	int pipe_was_pending = hold_sigpipe(&old, sp.has_stdin);
 	int rc = loop(L, r, sp.stream, &c);

@@ -50,42 +50,41 @@ static int fail_errno(lua_State *L, const char *path)
 
 /* ---- owners and groups: names or numeric ids ---- */
 
-/* opts value at idx -> uid (-1 when nil); 0 or nil-err pushed (returns 2). */
-static int resolve_user(lua_State *L, int idx, const char *path, uid_t *out)
+/* opts value at idx -> id (-1 when nil): a number as is, a name looked up
+ * (pw when user, else group); 0 or nil-err pushed (returns 2). */
+static int resolve_id(lua_State *L, int idx, const char *path, int user, long *out)
 {
-	*out = (uid_t)-1;
+	const char *what = user ? "user" : "group";
+	*out = -1;
 	if (lua_isnoneornil(L, idx))
 		return 0;
 	if (lua_type(L, idx) == LUA_TNUMBER) {
-		*out = (uid_t)luaL_checkinteger(L, idx);
+		*out = (long)luaL_checkinteger(L, idx);
 		return 0;
 	}
-	const char *name = lua_tostring(L, idx);
 	if (lua_type(L, idx) != LUA_TSTRING)
-		luaL_error(L, "owner must be a user name or uid, got %s", luaL_typename(L, idx));
-	struct passwd *pw = getpwnam(name);
-	if (pw == NULL)
-		return phanes_failf(L, "%s: unknown user '%s'", path, name);
-	*out = pw->pw_uid;
+		luaL_error(L, "%s must be a %s name or %cid, got %s", user ? "owner" : "group",
+			   what, user ? 'u' : 'g', luaL_typename(L, idx));
+	const char *name = lua_tostring(L, idx);
+	struct passwd *pw = user ? getpwnam(name) : NULL;
+	struct group *gr = user ? NULL : getgrnam(name);
+	if (pw == NULL && gr == NULL)
+		return phanes_failf(L, "%s: unknown %s '%s'", path, what, name);
+	*out = user ? (long)pw->pw_uid : (long)gr->gr_gid;
 	return 0;
 }
 
-static int resolve_group(lua_State *L, int idx, const char *path, gid_t *out)
+/* The owner at iu and group at ig -> uid, gid (-1 when nil); 0 or 2. */
+static int resolve_owner(lua_State *L, int iu, int ig, const char *path, uid_t *uid, gid_t *gid)
 {
-	*out = (gid_t)-1;
-	if (lua_isnoneornil(L, idx))
-		return 0;
-	if (lua_type(L, idx) == LUA_TNUMBER) {
-		*out = (gid_t)luaL_checkinteger(L, idx);
-		return 0;
-	}
-	const char *name = lua_tostring(L, idx);
-	if (lua_type(L, idx) != LUA_TSTRING)
-		luaL_error(L, "group must be a group name or gid, got %s", luaL_typename(L, idx));
-	struct group *gr = getgrnam(name);
-	if (gr == NULL)
-		return phanes_failf(L, "%s: unknown group '%s'", path, name);
-	*out = gr->gr_gid;
+	long u, g;
+	int r = resolve_id(L, iu, path, 1, &u);
+	if (r == 0)
+		r = resolve_id(L, ig, path, 0, &g);
+	if (r)
+		return r;
+	*uid = (uid_t)u;
+	*gid = (gid_t)g;
 	return 0;
 }
 
@@ -126,9 +125,7 @@ static int check_attrs(lua_State *L, int t, const char *path, struct attrs *a)
 	lua_getfield(L, t, "owner");
 	lua_getfield(L, t, "group"); /* parents, owner, group */
 	int top = lua_gettop(L);
-	int r = resolve_user(L, top - 1, path, &a->uid);
-	if (r == 0)
-		r = resolve_group(L, top, path, &a->gid);
+	int r = resolve_owner(L, top - 1, top, path, &a->uid, &a->gid);
 	if (r)
 		return r;
 	lua_pop(L, 3);
@@ -352,9 +349,7 @@ static int l_chown(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	uid_t uid;
 	gid_t gid;
-	int r = resolve_user(L, 2, path, &uid);
-	if (r == 0)
-		r = resolve_group(L, 3, path, &gid);
+	int r = resolve_owner(L, 2, 3, path, &uid, &gid);
 	if (r)
 		return r;
 	if (chown(path, uid, gid) < 0)

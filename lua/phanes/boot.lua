@@ -7,12 +7,6 @@
 local argv = ...
 local embedded = require "phanes.embedded"
 
-local function exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-  return false
-end
-
 local function split_dirs(s, into)
   for dir in s:gmatch "[^:]+" do into[#into + 1] = dir end
 end

@@ -12,7 +12,11 @@
 --   inventory.add(inv, "web1", { address = "10.0.0.5", user = "deploy", groups = { "web" } })
 --   assert(inventory.save(inv))
 --   local targets, err = inventory.resolve(inv, "@web,db1,root@10.0.0.9:2222")
+local F = require "phanes.file"
+
 local M = {}
+
+local ENOENT, ENOTDIR = 2, 20
 
 local NAME = "^[%w][%w%._%-]*$"
 
@@ -98,10 +102,11 @@ end
 -- inventory.load([path]) -> inv (empty when the file is absent) | nil, err
 function M.load(path)
   path = path or M.path()
-  local f = io.open(path, "rb")
-  if not f then return empty() end
-  local text = f:read "a"
-  f:close()
+  local text, rerr, code = F.read(path)
+  if not text then
+    if code == ENOENT or code == ENOTDIR then return empty() end
+    return nil, rerr
+  end
   local inv, err = M.decode(text, path)
   if not inv then return nil, err end
   inv.path = path
@@ -111,13 +116,12 @@ end
 -- inventory.save(inv[, path]) -> true | nil, err (atomic, mode 0600)
 function M.save(inv, path)
   path = path or inv.path or M.path()
-  local file = require "phanes.file"
   local dir = path:match "^(.*)/[^/]*$"
-  if dir and dir ~= "" and not file.exists(dir) then
-    local ok, err = file.mkdir(dir, { mode = tonumber("0700", 8), parents = true })
+  if dir and dir ~= "" and not F.exists(dir) then
+    local ok, err = F.mkdir(dir, { mode = tonumber("0700", 8), parents = true })
     if not ok then return nil, err end
   end
-  local ok, err = file.write(path, M.encode(inv), { mode = tonumber("0600", 8) })
+  local ok, err = F.write(path, M.encode(inv), { mode = tonumber("0600", 8) })
   if not ok then return nil, err end
   inv.path = path
   return true

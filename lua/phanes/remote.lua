@@ -8,6 +8,7 @@
 --   phanes --remote deploy@web1 apply dev --config config.yaml
 --   phanes --remote @web --parallel 5 apply web --config web.yaml
 --   phanes --remote web1 status           (reads the target's state file)
+--   phanes --remote @web status --json    (one document: { hosts, exit_code })
 --
 -- Remote options (the rest goes to the remote phanes): --remote [TARGET]
 -- (no target: the inventory's default), --port N, --user U, --key PATH,

@@ -8,7 +8,11 @@
 --   local o = sshconfig.lookup(cfg, "web1")
 --   -- o = { hostname = "10.0.0.5", user = "deploy", port = 2222,
 --   --       identityfile = { "/home/me/.ssh/web" } }   (fields absent when unset)
+local F = require "phanes.file"
+
 local M = {}
+
+local ENOENT, ENOTDIR = 2, 20
 
 local KNOWN = { hostname = true, user = true, port = true, identityfile = true }
 
@@ -68,7 +72,7 @@ local function include_files(arg, home)
   local dir, base = path:match "^(.*)/([^/]*)$"
   if not base:find "[%*%?]" then return { path } end
   local files = {}
-  for _, name in ipairs(require("phanes.file").list(dir) or {}) do
+  for _, name in ipairs(F.list(dir) or {}) do
     if name:sub(1, 1) ~= "." and name:match(topattern(base)) then files[#files + 1] = dir .. "/" .. name end
   end
   table.sort(files)
@@ -163,21 +167,18 @@ function M.lookup(blocks, host, home)
   return o
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read "a"
-  f:close()
-  return text
-end
+local function read(path) return (F.read(path)) end
 
 -- sshconfig.load([path]) -> blocks (an empty list when the file is absent)
 -- | nil, err for a file that cannot be parsed.
 function M.load(path)
   local home = os.getenv "HOME" or ""
   path = path or home .. "/.ssh/config"
-  local text = read(path)
-  if not text then return {} end
+  local text, err, code = F.read(path)
+  if not text then
+    if code == ENOENT or code == ENOTDIR then return {} end
+    return nil, err
+  end
   return M.parse(text, { name = path, home = home, read = read })
 end
 

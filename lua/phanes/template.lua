@@ -85,14 +85,7 @@ local function check_str(name, v)
   return v
 end
 
-local function is_list(v)
-  if type(v) ~= "table" then return false end
-  local n = #v
-  for k in pairs(v) do
-    if math.type(k) ~= "integer" or k < 1 or k > n then return false end
-  end
-  return true
-end
+local is_list = require("phanes.schema").is_list
 
 local filters = {}
 

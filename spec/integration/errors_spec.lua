@@ -13,7 +13,7 @@ local FIX = "spec/fixtures/errors"
 local TOKEN = "S3cr3t-Tok-77"
 local GOOD = "e_write:\n  name: web\n  token: \"" .. TOKEN .. "\"\n"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q = runcli.quote
 
 describe("errors", function()
   local dir, work, state, seen

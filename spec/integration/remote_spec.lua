@@ -13,17 +13,6 @@ local function absolute(path)
 end
 local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
 
-local function missing_primitives()
-  local need = { ["phanes.sys"] = { "exe", "now", "isatty", "uname", "sleep" },
-    ["phanes.file"] = { "sha256", "sha256_file", "write", "mkdir", "exists", "list", "remove", "stat" } }
-  for mod, fns in pairs(need) do
-    local m = require(mod)
-    for _, f in ipairs(fns) do
-      if m[f] == nil then return mod .. "." .. f end
-    end
-  end
-end
-
 local function read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -40,18 +29,11 @@ end
 
 local q = th.quote
 
--- The CLI routes --remote to phanes.remote once the runner's cli is in;
--- until then a two-line driver calls it the same way.
+-- The shell command running phanes ARGS with HOME = home.
 local function command(home, args, env)
-  local cli = require("phanes.embedded").get "lua/phanes/cli.lua" or ""
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
   local prog = q(BIN)
-  if not cli:find("phanes.remote", 1, true) then
-    write(home .. "/driver.lua", 'local a = {...}\nif a[1] == "host" then os.exit(require("phanes.host").main({ table.unpack(a, 2) })) end\n'
-      .. 'os.exit(require("phanes.remote").main(a))\n')
-    prog = prog .. " lua " .. q(home .. "/driver.lua")
-  end
   return "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. (env or "") .. " " .. prog .. " " .. table.concat(words, " ")
 end
 
@@ -75,14 +57,7 @@ local function record(home, name)
   return text and require("phanes.json").decode(text)
 end
 
-local RUNNER = require("phanes.embedded").get "lua/phanes/runner.lua" ~= nil
-
 describe("remote execution", function()
-  local gap = missing_primitives()
-  if gap then
-    pending("needs " .. gap .. " (the sys/file primitives)")
-    return
-  end
   local ok_hosts, why = th.available()
   if not ok_hosts then
     pending(why)
@@ -103,12 +78,10 @@ describe("remote execution", function()
     for _, h in ipairs(homes) do os.execute("rm -rf " .. q(h)) end
   end)
 
-  -- What the target runs: `version` proves the path until the runner is
-  -- in; then the baseline module (timezone, locale, apt cache, essential
-  -- packages), which leaves a state file to compare and nothing that could
-  -- lock the next test out.
+  -- What the target runs: the baseline module (timezone, locale, apt cache,
+  -- essential packages), which leaves a state file to compare and nothing
+  -- that could lock the next test out.
   local function work(h)
-    if not RUNNER then return { "version" } end
     write(h .. "/config.yaml", "timezone: UTC\nlocale: C.UTF-8\n")
     return { "--modules", "baseline", "--config", h .. "/config.yaml" }
   end
@@ -129,7 +102,6 @@ describe("remote execution", function()
       for _, a in ipairs(work(h)) do args[#args + 1] = a end
       local code, out = phanes(h, args, env)
       assert.equal(0, code, out)
-      if not RUNNER then assert.matches("phanes %d+%.%d+", out) end
       assert.matches("recorded the host key of " .. th.ip(1):gsub("%.", "%%.") .. ":22", out)
       local rec = assert(record(h, target))
       assert.equal(0, rec.exit_code)
@@ -141,17 +113,15 @@ describe("remote execution", function()
       rec = assert(record(h, target))
       assert.is_false(rec.upload.binary)
       assert.is_boolean(first_upload)
-      if RUNNER then
-        -- nothing left to change, and status --remote shows the target's state file
-        assert.equal(0, rec.changed, out)
-        assert.equal("ok", rec.status)
-        local state = assert(target_state(1))
-        assert.equal("installed", state.modules.baseline.status)
-        local scode, sout = phanes(h, { "--remote", target, "--key", key, "--password-env", "ALICE_PW", "status", "--json" }, env)
-        assert.equal(0, scode, sout)
-        local shown = assert(require("phanes.json").decode(sout:match "%b{}"))
-        assert.same(state.modules, shown.state.modules)
-      end
+      -- nothing left to change, and status --remote shows the target's state file
+      assert.equal(0, rec.changed, out)
+      assert.equal("ok", rec.status)
+      local state = assert(target_state(1))
+      assert.equal("installed", state.modules.baseline.status)
+      local scode, sout = phanes(h, { "--remote", target, "--key", key, "--password-env", "ALICE_PW", "status", "--json" }, env)
+      assert.equal(0, scode, sout)
+      local shown = assert(require("phanes.json").decode(sout:match "%b{}"))
+      assert.same(state.modules, shown.state.modules)
       -- the cache is private to the login user, and no run directory is left
       local home_dir = user == "root" and "/root" or "/home/" .. user
       local ok, listing = th.exec(1, "stat -c '%a %U' " .. home_dir .. "/.cache/phanes; ls " .. home_dir .. "/.cache/phanes")
@@ -229,10 +199,83 @@ return M
     -- several hosts: one line each; a host without state says never
     code, out = phanes(h, { "--remote", "root@" .. th.ip(4) .. ",root@" .. th.ip(3) .. ",root@" .. th.ip(1) .. ":2222",
       "--key", key, "status" })
-    assert.equal(3, code, out)
+    assert.equal(1, code, out) -- a fleet: 1 when any host failed, as apply's
     assert.matches("root@" .. th.ip(4):gsub("%.", "%%.") .. "%s+yes%s+1%s+1%s+2026%-01%-02T03:04:05Z", out)
     assert.matches("root@" .. th.ip(3):gsub("%.", "%%.") .. "%s+yes%s+0%s+0%s+never", out)
     assert.matches(":2222%s+no%s", out)
+  end)
+
+  it("status --remote of a fleet reads the hosts in parallel; --json is one document on stdout", function()
+    local json = require "phanes.json"
+    local state = { format = 1, phanes_version = "0.1.0", updated_at = "2026-03-04T05:06:07Z",
+      modules = { baseline = { status = "installed", installed_at = "2026-03-04T05:06:07Z" } } }
+    local p = os.tmpname()
+    write(p, json.encode(state))
+    local ok, msg = th.exec(4, "mkdir -p /var/lib/phanes && cat > /var/lib/phanes/state.json", { stdin = p })
+    os.remove(p)
+    assert.is_true(ok, msg)
+    local h = home()
+    assert(os.execute("mkdir -p " .. q(h .. "/.config/phanes")))
+    -- a port on this machine that takes connections and never says a word:
+    -- each host there waits out exactly --timeout
+    local listener = assert(io.popen([[exec perl -MIO::Socket::INET -e '
+      my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 16) or die "listen: $!";
+      $| = 1; print $$, " ", $s->sockport, "\n"; my @held; while (1) { push @held, $s->accept }']]))
+    local pid, port = listener:read("l"):match "^(%d+) (%d+)$"
+    assert(pid, "the silent listener did not start")
+    finally(function()
+      os.execute("kill " .. pid)
+      listener:close()
+    end)
+    -- up (one with state, one without), one address that is down, two that never answer
+    local gone = th.ip(1):gsub("%d+$", "250")
+    local hosts = { th4 = th.ip(4), th3 = th.ip(3), gone = gone, hung1 = "127.0.0.1", hung2 = "127.0.0.1" }
+    local lines = { "default: th4", "hosts:" }
+    for _, name in ipairs { "th4", "th3", "gone", "hung1", "hung2" } do
+      lines[#lines + 1] = string.format("  %s: { address: %s, user: root, key: %s, groups: [st]%s }", name, hosts[name], key,
+        name:match "^hung" and ", port: " .. port or "")
+    end
+    write(h .. "/.config/phanes/inventory.yaml", table.concat(lines, "\n") .. "\n")
+    local TIMEOUT = 3
+    local now = require("phanes.sys").now
+    -- JSON: stdout alone is the document
+    local cmd = command(h, { "--remote", "@st", "--timeout", tostring(TIMEOUT), "status", "--json" })
+    local t0 = now()
+    local pipe = assert(io.popen(cmd .. " </dev/null 2>" .. q(h .. "/stderr")))
+    local out = pipe:read "a"
+    local _, _, code = pipe:close()
+    local took = now() - t0
+    local errs = read(h .. "/stderr")
+    assert.equal(1, code, out .. errs)
+    -- the silent hosts waited out their timeouts side by side, not one after the other
+    assert.is_true(took >= TIMEOUT - 0.1 and took < 2 * TIMEOUT - 0.5, "took " .. took .. "s")
+    local doc = assert(json.decode(out), out)
+    assert.equal(1, doc.exit_code)
+    assert.same(state.modules, doc.hosts.th4.modules)
+    assert.equal(state.updated_at, doc.hosts.th4.updated_at)
+    assert.is_true(doc.hosts.th3.missing)
+    assert.equal(3, doc.hosts.gone.exit_code)
+    assert.matches(gone:gsub("%.", "%%.") .. ":22: connect: ", doc.hosts.gone.error)
+    for _, name in ipairs { "hung1", "hung2" } do
+      assert.equal(3, doc.hosts[name].exit_code)
+      assert.matches("SSH handshake timed out", doc.hosts[name].error)
+    end
+    local n = 0
+    for _ in pairs(doc.hosts) do n = n + 1 end
+    assert.equal(5, n)
+    assert.matches("th4%s+| phanes: recorded the host key", errs)
+    -- the table, one host at a time with --parallel 1: the timeouts add up
+    t0 = now()
+    code, out = phanes(h, { "--remote", "@st", "--timeout", tostring(TIMEOUT), "--parallel", "1", "status" })
+    took = now() - t0
+    assert.equal(1, code, out)
+    assert.is_true(took >= 2 * TIMEOUT - 0.5, "took " .. took .. "s with --parallel 1")
+    assert.matches("host%s+reachable%s+modules installed%s+failed%s+last apply", out)
+    assert.matches("\nth4%s+yes%s+1%s+0%s+2026%-03%-04T05:06:07Z", out)
+    assert.matches("\nth3%s+yes%s+0%s+0%s+never", out)
+    assert.matches("\ngone%s+no%s+%-%s+%-%s+%-", out)
+    assert.matches("\nhung2%s+no%s", out)
+    assert.matches("gone: " .. gone:gsub("%.", "%%.") .. ":22: connect: ", out)
   end)
 
   it("phanes.ssh sessions: streamed exec, stdin, signals, timeouts, SFTP, callbacks that raise, close", function()
@@ -296,10 +339,6 @@ return M
   end)
 
   it("a connection dropped during an apply leaves the target's state file valid", function()
-    if not RUNNER then
-      pending("needs the runner")
-      return
-    end
     local h = home()
     local target = "root@" .. th.ip(2)
     local args = { "--remote", target, "--key", key }
@@ -424,10 +463,28 @@ return M
     for i = 1, 4 do
       local result = out:match("\nth" .. i .. "%s+(%a+)%s+[%d%-]+%s+[%d%-]+%s")
       assert.is_truthy(result == "ok" or result == "changed", out)
-      if not RUNNER then assert.matches("th" .. i .. " | phanes %d", out) end
     end
     assert.matches("th5 | phanes: th5: " .. ip5:gsub("%.", "%%.") .. ":22: connect: ", out)
     assert.matches("\nth5%s+unreachable%s", out)
     assert.matches("host%s+result%s+changed%s+failed%s+time", out)
+    -- --json: the second (no-op) run is one document on stdout, the lines on stderr
+    args[#args + 1] = "--json"
+    local pipe = assert(io.popen(command(h, args) .. " </dev/null 2>" .. q(h .. "/stderr")))
+    out = pipe:read "a"
+    local _, _, jcode = pipe:close()
+    local errs = read(h .. "/stderr")
+    assert.equal(1, jcode, out .. errs)
+    local doc = assert(require("phanes.json").decode(out), out .. errs)
+    assert.equal(1, doc.exit_code)
+    for i = 1, 4 do
+      local report = doc.hosts["th" .. i]
+      assert.equal("apply", report.command, out)
+      assert.equal(0, report.exit_code)
+      assert.equal("ok", report.status)
+      assert.equal("baseline", report.modules[1].name)
+    end
+    assert.equal(3, doc.hosts.th5.exit_code)
+    assert.matches(ip5:gsub("%.", "%%.") .. ":22: connect: ", doc.hosts.th5.error)
+    assert.matches("th5 | phanes: th5: " .. ip5:gsub("%.", "%%.") .. ":22: connect: ", errs)
   end)
 end)

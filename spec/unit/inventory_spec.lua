@@ -3,13 +3,6 @@
 local inventory = require "phanes.inventory"
 local sshconfig = require "phanes.sshconfig"
 
-local function have(mod, ...)
-  local ok, m = pcall(require, mod)
-  if not ok then return false end
-  for _, f in ipairs { ... } do if m[f] == nil then return false end end
-  return true
-end
-local CAN_SAVE = have("phanes.yaml", "encode", "decode") and have("phanes.file", "write", "mkdir", "exists")
 
 local function inv_with(hosts, default)
   local inv = { hosts = {}, path = "/nonexistent/inventory.yaml" }
@@ -143,16 +136,24 @@ describe("inventory add/remove", function()
 end)
 
 describe("inventory save/load", function()
-  if not CAN_SAVE then
-    pending("needs phanes.yaml encode/decode and phanes.file write")
-    return
-  end
   local dir
   before_each(function()
     dir = os.tmpname()
     os.remove(dir)
   end)
   after_each(function() require("phanes.file").remove(dir, true) end)
+
+  it("is empty when the file is absent, an error naming the path when it cannot be read", function()
+    assert.same({ hosts = {} }, assert(inventory.load(dir .. "/inventory.yaml")))
+    assert(require("phanes.file").mkdir(dir .. "/inventory.yaml", { parents = true }))
+    local inv, err = inventory.load(dir .. "/inventory.yaml")
+    assert.is_nil(inv)
+    assert.matches(dir .. "/inventory.yaml: ", err, 1, true)
+    local cfg, serr = sshconfig.load(dir .. "/inventory.yaml")
+    assert.is_nil(cfg)
+    assert.matches(dir .. "/inventory.yaml: ", serr, 1, true)
+    assert.same({}, sshconfig.load(dir .. "/none"))
+  end)
 
   it("round-trips random inventories through the file", function()
     local seed = tonumber(os.getenv "PHANES_SEED" or "") or os.time()

@@ -3,19 +3,7 @@
 local util = require "phanes.remote.util"
 local record = require "phanes.remote.record"
 
-local function ready()
-  local file = require "phanes.file"
-  for _, f in ipairs { "write", "mkdir", "exists", "list", "remove", "stat" } do
-    if file[f] == nil then return false end
-  end
-  return true
-end
-
 describe("remote records", function()
-  if not ready() then
-    pending("needs the phanes.file primitives")
-    return
-  end
   local dir, home
   before_each(function()
     dir = os.tmpname()

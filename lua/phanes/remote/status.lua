@@ -1,7 +1,12 @@
 -- remote/status.lua: `phanes --remote TARGET status [--json] [--state PATH]`
 -- reads each target's state file over SSH (no phanes binary needed there)
 -- and prints it: the per-module table for one host, a fleet table (host,
--- reachable, modules installed, failed, last apply) for several.
+-- reachable, modules installed, failed, last apply) for several, read in
+-- parallel (one child process per host, --parallel at a time, as apply's
+-- fleet). --json: one host's { host, address, reachable, error, state };
+-- several hosts' { hosts = { NAME = state | { error, exit_code } },
+-- exit_code } (fleet.document). Exit: one host 3 when unreachable, 1 when
+-- its state could not be read; several hosts 1 when any of them failed.
 local util = require "phanes.remote.util"
 local M = {}
 
@@ -127,25 +132,68 @@ local function show_fleet(rows)
   end
 end
 
+-- status.entry(row) -> entry for fleet.document: the host's state, or its
+-- error with 3 (unreachable) or 1 (reached, state not read) as exit code.
+function M.entry(row)
+  if row.state and not row.error then return { name = row.host, code = 0, value = row.state } end
+  return { name = row.host, code = row.reachable and 1 or 3, error = row.error or "no state" }
+end
+
+-- status.row(name, code, stdout, stderr) -> row: what a child
+-- `phanes --remote NAME status --json` printed, or an error row.
+function M.row(name, code, stdout, stderr)
+  local v = stdout and stdout:match "%S" and require("phanes.json").decode(stdout)
+  if type(v) == "table" and v.host then
+    v.host = name
+    return v
+  end
+  local fleet = require "phanes.remote.fleet"
+  return { host = name, reachable = code ~= 3, error = fleet.last_error(stderr) or ("exit " .. tostring(code)) }
+end
+
+-- Several hosts: each read by its own child process (at most --parallel at
+-- a time), their messages on stderr prefixed by the host's name.
+local function fleet_rows(targets, ro, o)
+  local fleet = require "phanes.remote.fleet"
+  local sys = require "phanes.sys"
+  if sys.trap_signals then sys.trap_signals() end
+  local width = 0
+  for _, t in ipairs(targets) do width = math.max(width, #t.name) end
+  local jobs = fleet.run_all(targets, ro, { "status", "--json", "--state", o.path }, { split = true,
+    on_line = function(job, line)
+      local name = job.target.name
+      io.stderr:write(name, string.rep(" ", width - #name), " | ", line, "\n")
+    end })
+  local rows = {}
+  for i, job in ipairs(jobs) do rows[i] = M.row(job.target.name, job.code, job.stdout, job.stderr) end
+  return rows
+end
+
 function M.main(targets, ro, rest)
   local o, e = options(rest)
   if not o then err(e) return 2 end
-  local rows, code = {}, 0
-  for i, t in ipairs(targets) do
-    rows[i] = fetch(t, ro, o)
-    if not rows[i].reachable then code = 3 elseif rows[i].error and code == 0 then code = 1 end
-  end
-  if o.json then
-    local json = require "phanes.json"
-    local out = {}
-    for i, r in ipairs(rows) do
-      out[i] = { host = r.host, address = r.address, reachable = r.reachable, error = r.error, state = r.state }
+  local json = require "phanes.json"
+  if #targets > 1 then
+    local rows = fleet_rows(targets, ro, o)
+    local entries = {}
+    for i, r in ipairs(rows) do entries[i] = M.entry(r) end
+    local doc = require("phanes.remote.fleet").document(entries)
+    if o.json then
+      io.stdout:write(json.encode(doc, { pretty = true }), "\n")
+    else
+      show_fleet(rows)
     end
-    io.stdout:write(json.encode(#targets == 1 and out[1] or out, { pretty = true }), "\n")
-  elseif #targets == 1 then
-    if rows[1].state then show_one(rows[1], o) else err(rows[1].host .. ": " .. tostring(rows[1].error)) end
+    return doc.exit_code
+  end
+  local row = fetch(targets[1], ro, o)
+  local code = not row.reachable and 3 or row.error and 1 or 0
+  if o.json then
+    local out = { host = row.host, address = row.address, reachable = row.reachable, error = row.error, state = row.state }
+    io.stdout:write(json.encode(out, { pretty = true }), "\n")
+  elseif row.state then
+    show_one(row, o)
   else
-    show_fleet(rows)
+    err(row.host .. ": " .. tostring(row.error))
   end
   return code
 end

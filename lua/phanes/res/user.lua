@@ -19,6 +19,7 @@
 local context = require "phanes.context"
 local facts = require "phanes.facts"
 local file = require "phanes.res.file"
+local F = require "phanes.file"
 
 local M = {}
 local U, G = {}, {}
@@ -28,13 +29,7 @@ local function fail(kind, target, message, detail)
   error(context.failure{ resource = kind, target = target, message = message, detail = detail }, 0)
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local text = f:read "a"
-  f:close()
-  return text
-end
+local function read(path) return F.read(path) or "" end
 
 -- accounts(run) -> { users = {...}, groups = {...} } (facts.parse_passwd/group)
 function M.accounts(run)
@@ -218,7 +213,7 @@ function U.authorized_keys(ctx, o)
     if dir.message then dir.message = "~/.ssh " .. dir.message end
     local path = home .. "/.ssh/authorized_keys"
     local st = file.stat(path, kind, true)
-    local old = st and st.type == "file" and (require("phanes.file").read(path)) or ""
+    local old = st and st.type == "file" and (F.read(path)) or ""
     local r = file.ensure_content(ctx, { path = path, content = M.keys_content(old, keys, o.exclusive),
       mode = "0600", owner = uid, group = gid }, kind)
     local out = file.combine(dir, r)
