@@ -134,7 +134,8 @@ function Run:on_event(ev)
   if CHANGED[ev.status] then cur.changed = cur.changed + 1 end
   if self.json then return end
   local out = self.out
-  if self.verbose or CHANGED[ev.status] or ev.status == "failed" then
+  -- A skipped resource says why (no systemd, a container): shown always.
+  if self.verbose or CHANGED[ev.status] or ev.status == "failed" or ev.status == "skipped" then
     out:clear_progress()
     local line = string.format("      %s %s %s", out:status(ev.status), ev.resource or "",
       ev.target or "")

@@ -132,6 +132,14 @@ describe("service", function()
       assert.matches("need systemd", w.last().message)
       assert.equal(0, w.fake:count())
     end)
+
+    it("in a dry run without systemd, plans the rest and says a real run would fail", function()
+      w = fakeexec.world{ dry_run = true, facts = { init = "sh" } }
+      local r = w.ctx.service.running { "nginx" }
+      assert.equal("skipped", r.status)
+      assert.matches("init here is sh: a real run would fail here", r.message)
+      assert.equal(0, w.fake:count())
+    end)
   end)
 
   describe("stopped", function()

@@ -126,13 +126,15 @@ end
 local ACTIVE = { active = true, reloading = true, activating = true }
 local ENABLED = { enabled = true, ["enabled-runtime"] = true }
 
--- nil when systemd runs; otherwise a skip result (optional) or a failure
+-- nil when systemd runs; otherwise a skip result (optional, or a dry run,
+-- which goes on planning the rest and says a real run would fail) or a failure
 local function need_systemd(ctx, kind, target, o)
   local init = ctx.facts.init
   if init == "systemd" then return nil end
   local why = "services need systemd, and init here is " .. tostring(init)
     .. (ctx.facts.container and (" (in a " .. tostring(ctx.facts.container) .. " container)") or "")
   if o.optional then return { status = "skipped", message = why } end
+  if ctx.dry_run then return { status = "skipped", message = why .. ": a real run would fail here" } end
   fail(kind, target, why .. ": run phanes on a systemd host, or mark this service optional = true")
 end
 
