@@ -49,6 +49,11 @@ end
 
 function M.is_failure(e) return getmetatable(e) == Failure end
 
+-- context.fail(resource, target, message[, detail]): raise that failure.
+function M.fail(resource, target, message, detail)
+  error(M.failure{ resource = resource, target = target, message = message, detail = detail }, 0)
+end
+
 local Skip = { __name = "phanes.skip", __tostring = function(s) return "skipped: " .. s.reason end }
 
 -- context.skipped(reason) -> the value ctx.skip raises; is_skip(e) -> reason|nil

@@ -38,13 +38,7 @@ M.default_paths = {
   pid1_comm = "/proc/1/comm",
 }
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local text = f:read "a"
-  f:close()
-  return text
-end
+local function read(path) return (require("phanes.file").read(path)) end
 
 local function exists(path)
   local f = io.open(path, "rb")

@@ -36,13 +36,7 @@ local function tmpdir()
   return path
 end
 
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read "a"
-  f:close()
-  return s
-end
+local function read_all(path) return (require("phanes.file").read(path)) end
 
 local function start(job, exe, o, rest, dir, split, color)
   job.out = dir .. "/" .. job.index .. ".out"

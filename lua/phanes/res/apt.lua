@@ -23,9 +23,7 @@ M.namespaces = { apt = N }
 
 local KIND = "apt.repo"
 
-local function fail(target, message, detail)
-  error(context.failure{ resource = KIND, target = target, message = message, detail = detail }, 0)
-end
+local function fail(target, message, detail) context.fail(KIND, target, message, detail) end
 
 local function fetch(ctx, url, target)
   local run, p = ctx.run, ctx.run.paths

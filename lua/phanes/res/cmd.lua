@@ -23,9 +23,7 @@ M.namespaces = { cmd = N }
 
 local KIND = "cmd.run"
 
-local function fail(target, message, detail)
-  error(context.failure{ resource = KIND, target = target, message = message, detail = detail }, 0)
-end
+local function fail(target, message, detail) context.fail(KIND, target, message, detail) end
 
 local function as_exec(spec, o)
   local e = { env = o.env, cwd = o.cwd, timeout = o.timeout }

@@ -28,9 +28,7 @@ local F = require "phanes.file"
 local M = {}
 local ENOENT, ENOTDIR = 2, 20
 
-local function fail(kind, path, message, detail)
-  error(context.failure{ resource = kind, target = path, message = message, detail = detail }, 0)
-end
+local fail = context.fail
 
 -- parse_mode("0644") -> 420; nil stays nil
 function M.parse_mode(mode, kind, path)

@@ -28,9 +28,7 @@ M.LOCK_TIMEOUT = 300
 
 local APT_ENV = { DEBIAN_FRONTEND = "noninteractive", NEEDRESTART_MODE = "a", LC_ALL = "C.UTF-8" }
 
-local function fail(kind, target, message, detail)
-  error(context.failure{ resource = kind, target = target, message = message, detail = detail }, 0)
-end
+local fail = context.fail
 
 local function names_of(o, kind)
   if type(o) == "string" then o = { o } end

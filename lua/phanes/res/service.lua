@@ -29,9 +29,7 @@ M.namespaces = { service = N }
 
 M.PROPS = "Id,Names,LoadState,ActiveState,SubState,UnitFileState"
 
-local function fail(kind, target, message, detail)
-  error(context.failure{ resource = kind, target = target, message = message, detail = detail }, 0)
-end
+local fail = context.fail
 
 local SUFFIXES = { service = true, socket = true, timer = true, target = true, mount = true,
   path = true, slice = true, scope = true, swap = true, automount = true, device = true }

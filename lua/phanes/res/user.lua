@@ -25,9 +25,7 @@ local M = {}
 local U, G = {}, {}
 M.namespaces = { user = U, group = G }
 
-local function fail(kind, target, message, detail)
-  error(context.failure{ resource = kind, target = target, message = message, detail = detail }, 0)
-end
+local fail = context.fail
 
 local function read(path) return F.read(path) or "" end
 
