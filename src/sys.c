@@ -292,6 +292,18 @@ static int l_statvfs(lua_State *L)
 	return 1;
 }
 
+/* sys.realpath(path) -> absolute path without symlinks, "." or ".."
+ * | nil, "path: why", errno */
+static int l_realpath(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	char buf[PATH_MAX];
+	if (realpath(path, buf) == NULL)
+		return phanes_fail(L, path, errno);
+	lua_pushstring(L, buf);
+	return 1;
+}
+
 int luaopen_phanes_sys(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
@@ -314,6 +326,7 @@ int luaopen_phanes_sys(lua_State *L)
 		{"getpwnam", l_getpwnam},
 		{"getgrnam", l_getgrnam},
 		{"statvfs", l_statvfs},
+		{"realpath", l_realpath},
 		{NULL, NULL},
 	};
 	luaL_newlib(L, funcs);

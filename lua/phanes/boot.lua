@@ -2,46 +2,143 @@
 -- It sets the search path, so that a file on disk wins over the embedded
 -- one, then hands argv to phanes.cli. Returns the process exit code.
 --
--- Search path: --path DIR (repeatable, or DIR:DIR), PHANES_PATH, ./,
--- ~/.config/phanes, then the tree embedded in the binary.
+-- Search path, in order:
+--   --path DIR (repeatable, or DIR:DIR), then PHANES_PATH: everything,
+--     the engine (lua/phanes/*) included. Overriding the runner is a
+--     feature (it is Lua users may edit), so it is allowed, but only from a
+--     directory named explicitly.
+--   ./ (the working directory), then ~/.config/phanes: modules/, profiles/
+--     and templates/ only. Never lua/: a directory one happens to stand in,
+--     or a config directory, must not replace the engine without a word.
+--   the tree embedded in the binary.
+-- As root, every file on disk and every directory above it must pass
+-- phanes.trust (OpenSSH's StrictModes); boot refuses (exit 2) before
+-- anything else runs when one does not.
 local argv = ...
 local embedded = require "phanes.embedded"
+-- The primitives as they are now: specs (and modules) may replace fields
+-- of phanes.file later; what the loader reads must not change with them.
+local file = {}
+for k, v in pairs(require "phanes.file") do file[k] = v end
+-- The rule itself always comes from the binary: --path may replace the
+-- engine, but only after its files passed the rule.
+local trust = assert(load(embedded.get "lua/phanes/trust.lua", "@lua/phanes/trust.lua", "t"))()
+package.loaded["phanes.trust"] = trust
 
-local function split_dirs(s, into)
-  for dir in s:gmatch "[^:]+" do into[#into + 1] = dir end
-end
+-- What a directory on the search path serves: "all", or the user's own
+-- modules, profiles and templates.
+local USER_TOPS = { "modules", "profiles", "templates" }
+local ALL_TOPS = { "modules", "profiles", "templates", "lua" }
 
 local function search_dirs(args)
-  local dirs = {}
+  local dirs, kind = {}, {}
+  local function add(dir, from, engine)
+    if dir == "" or kind[dir] then return end
+    dirs[#dirs + 1] = dir
+    kind[dir] = { from = from, engine = engine }
+  end
+  local function split(s, from)
+    for dir in s:gmatch "[^:]+" do add(dir, from, true) end
+  end
   for i = 1, #args do
     local v = args[i]:match "^%-%-path=(.*)$"
-    if v then split_dirs(v, dirs)
-    elseif args[i] == "--path" and args[i + 1] then split_dirs(args[i + 1], dirs) end
+    if v then split(v, "--path")
+    elseif args[i] == "--path" and args[i + 1] then split(args[i + 1], "--path") end
   end
-  split_dirs(os.getenv "PHANES_PATH" or "", dirs)
-  dirs[#dirs + 1] = "."
+  split(os.getenv "PHANES_PATH" or "", "PHANES_PATH")
+  add(".", "the working directory", false)
   local home = os.getenv "HOME"
-  if home then dirs[#dirs + 1] = home .. "/.config/phanes" end
-  return dirs
+  if home then add(home .. "/.config/phanes", "~/.config/phanes", false) end
+  return dirs, kind
 end
 
-local loader = { dirs = search_dirs(argv), version = embedded.version }
+local loader = { version = embedded.version }
+-- loader.dirs: the directories, in order (specs may insert their own);
+-- loader.kind[dir] = { from, engine } for those the command line, the
+-- environment and the defaults gave. loader.strict: the trust rule applies.
+loader.dirs, loader.kind = search_dirs(argv)
+loader.strict = trust.active()
+
+local function tops(dir)
+  local k = loader.kind[dir]
+  return (k == nil or k.engine) and ALL_TOPS or USER_TOPS
+end
+
+local function serves(dir, rel)
+  local top = rel:match "^([^/]+)/"
+  for _, t in ipairs(tops(dir)) do
+    if t == top then return true end
+  end
+  return false
+end
 
 -- loader.find("modules/redis.lua") -> text, origin ("embedded" or a path)
+-- | nil, err (a file that cannot be read, or refused as root).
 function loader.find(rel)
   for _, dir in ipairs(loader.dirs) do
     local path = dir .. "/" .. rel
-    local f = io.open(path, "rb")
-    if f then
-      local text, err = f:read "a"
-      f:close()
-      if text then return text, path end
-      if err then return nil, path .. ": " .. err end
+    if serves(dir, rel) and file.stat(path, true) then
+      local src = path
+      if loader.strict and loader.kind[dir] then
+        local real, err = trust.check(path, { from = loader.kind[dir].from })
+        if not real then return nil, err end
+        src = real
+      end
+      local text, err = file.read(src)
+      if not text then return nil, path .. ": " .. tostring(err) end
+      return text, path
     end
   end
   local text = embedded.get(rel)
   if text then return text, "embedded" end
   return nil
+end
+
+-- loader.audit() -> true | nil, err: as root, every directory of the
+-- search path that serves something, and all below it, pass phanes.trust.
+-- A directory named with --path/PHANES_PATH is checked itself too.
+function loader.audit()
+  local uids, seen = trust.uids(), {}
+  for _, dir in ipairs(loader.dirs) do
+    local k = loader.kind[dir]
+    if k and file.stat(dir, true) then
+      local opts = { uids = uids, seen = seen, from = k.from }
+      if k.engine then
+        local ok, err = trust.check(dir, opts)
+        if not ok then return nil, err end
+      end
+      for _, top in ipairs(tops(dir)) do
+        local sub = dir .. "/" .. top
+        if file.stat(sub, true) then
+          local ok, err = trust.tree(sub, opts)
+          if not ok then return nil, err end
+        end
+      end
+    end
+  end
+  return true
+end
+
+-- loader.disk_files(prefix) -> { {name = rel, path = path}, ... }, sorted:
+-- every file under prefix ("templates/", "lua/") found on disk on the
+-- search path, the one that wins for each name.
+function loader.disk_files(prefix)
+  local seen, out = {}, {}
+  local function walk(dir, rel)
+    local path = dir .. "/" .. rel
+    local st = file.stat(path, true)
+    if st and st.type == "directory" and (file.stat(path) or {}).type == "directory" then
+      for _, name in ipairs(file.list(path) or {}) do walk(dir, rel .. "/" .. name) end
+    elseif st and st.type == "file" and not seen[rel] then
+      seen[rel] = true
+      out[#out + 1] = { name = rel, path = path }
+    end
+  end
+  for _, dir in ipairs(loader.dirs) do
+    if serves(dir, prefix) then walk(dir, (prefix:gsub("/$", ""))) end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
 end
 
 -- loader.load(rel) -> chunk, origin; chunknames name real files
@@ -67,7 +164,7 @@ function loader.list(prefix, suffix)
   local lfs = require "lfs"
   for _, dir in ipairs(loader.dirs) do
     local base = dir .. "/" .. prefix
-    if lfs.attributes(base, "mode") == "directory" then
+    if serves(dir, prefix) and lfs.attributes(base, "mode") == "directory" then
       for entry in lfs.dir(base) do
         if entry:sub(1, 1) ~= "." and lfs.attributes(base .. entry, "mode") == "file" then
           add(prefix .. entry)
@@ -97,13 +194,41 @@ end
 package.loaded["phanes.loader"] = loader
 table.insert(package.searchers, 2, searcher)
 
--- `phanes lua SCRIPT [ARGS]`: run a Lua script with the primitives at hand
--- (how the specs run: `phanes lua /usr/bin/busted`). Not advertised.
+-- As root, nothing on disk is used unless all of it passes the rule.
+if loader.strict then
+  local ok, err = loader.audit()
+  if not ok then
+    io.stderr:write("phanes: ", err, "\n")
+    return 2
+  end
+end
+
+-- `phanes lua SCRIPT [ARGS]`: run a Lua script with the primitives and the
+-- phanes modules at hand (how the specs run: `phanes lua /usr/bin/busted`).
+-- As root the script passes the same rule as everything else loaded.
 if argv[1] == "lua" and argv[2] then
+  local path = argv[2]
+  if loader.strict then
+    local real, err = trust.check(path)
+    if not real then
+      io.stderr:write("phanes lua: ", err, "\n")
+      return 2
+    end
+    path = real
+  end
+  local text, err = file.read(path)
+  if not text then
+    io.stderr:write("phanes lua: ", tostring(err), "\n")
+    return 2
+  end
+  local chunk, lerr = load((text:gsub("^#[^\n]*", "", 1)), "@" .. argv[2], "t")
+  if not chunk then
+    io.stderr:write("phanes lua: ", lerr, "\n")
+    return 2
+  end
   local script = {}
   for i = 2, #argv do script[i - 2] = argv[i] end
   _G.arg = script
-  local chunk = assert(loadfile(argv[2]))
   chunk(table.unpack(script))
   return 0
 end

@@ -94,17 +94,28 @@ function M.read(path)
   return text
 end
 
--- tmpdir() -> a new empty directory; rmtree(dir) removes it
-function M.tmpdir()
+-- tmpdir() -> a new empty directory; rmtree(dir) removes it. Not under
+-- /tmp: phanes run as root refuses Lua under a directory others can write
+-- (the sticky /tmp too), and specs run scripts from here with `phanes lua`.
+-- They live in build/spec_tmp of the working directory (the checkout).
+local function spec_tmp()
   local lfs = require "lfs"
-  local base = os.tmpname()
-  os.remove(base)
-  assert(lfs.mkdir(base))
+  local file = require "phanes.file"
+  local base = lfs.currentdir() .. "/build/spec_tmp"
+  assert(file.mkdir(base, { mode = tonumber("0755", 8), parents = true }))
   return base
 end
 
+function M.tmpdir()
+  local name = os.tmpname()
+  os.remove(name)
+  local dir = spec_tmp() .. "/" .. name:match "[^/]*$"
+  assert(require("phanes.file").mkdir(dir, { mode = tonumber("0755", 8) }))
+  return dir
+end
+
 function M.rmtree(dir)
-  assert(dir:match "^/tmp/lua_", "refusing to remove " .. dir)
+  assert(dir:match "/build/spec_tmp/lua_[%w_]+$", "refusing to remove " .. dir)
   os.execute("rm -rf '" .. dir .. "'")
 end
 

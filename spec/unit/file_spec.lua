@@ -114,7 +114,8 @@ describe("phanes.file", function()
 
     it("reports a full disk, removes the temp file, keeps the old content", function()
       -- A 64 KiB tmpfs in a private mount namespace, written by a child phanes.
-      local script = dir .. "/enospc.lua"
+      local sdir = require("spec.support.fakeexec").tmpdir() -- not under /tmp: see tmpdir()
+      local script = sdir .. "/enospc.lua"
       local mnt = dir .. "/mnt"
       assert(file.mkdir(mnt))
       assert(file.write(script, [[
@@ -127,6 +128,7 @@ describe("phanes.file", function()
       ]]))
       local r = assert(exec.run { argv = { "unshare", "-m", "sh", "-c",
         'mount -t tmpfs -o size=64k tmpfs "$1" && exec "$2" lua "$3" "$1"', "sh", mnt, sys.exe(), script } })
+      require("spec.support.fakeexec").rmtree(sdir)
       if r.code ~= 0 and r.stderr:match "unshare" then
         pending("no mount namespace here: " .. r.stderr)
         return

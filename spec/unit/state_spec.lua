@@ -7,9 +7,7 @@ describe("phanes.state.lock", function()
   local dir, path
 
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(file.mkdir(dir))
+    dir = require("spec.support.fakeexec").tmpdir() -- `phanes lua` runs scripts from here as root
     path = dir .. "/phanes.lock"
   end)
   after_each(function() assert(file.remove(dir, true)) end)

@@ -12,13 +12,15 @@ describe("phanes.sys", function()
 
   -- Runs a Lua script in a fresh phanes process (signal handlers must not
   -- be installed in the process running the specs).
+  local fakeexec = require "spec.support.fakeexec"
   local function phanes_lua(script, prefix)
-    local path = os.tmpname()
+    local dir = fakeexec.tmpdir() -- not /tmp: as root, phanes lua refuses scripts there
+    local path = dir .. "/script.lua"
     assert(file.write(path, script))
     local argv = { sys.exe(), "lua", path }
     for i, a in ipairs(prefix or {}) do table.insert(argv, i, a) end
     local r = assert(exec.run { argv = argv, timeout = 20 })
-    os.remove(path)
+    fakeexec.rmtree(dir)
     assert.equal(0, r.code, r.stderr)
     return r.stdout
   end
@@ -116,7 +118,8 @@ describe("phanes.sys", function()
       pending "script(1) is not installed"
       return
     end
-    local path = os.tmpname()
+    local dir = fakeexec.tmpdir()
+    local path = dir .. "/getpass.lua"
     assert(file.write(path, [[
       local s, err = require("phanes.sys").getpass("Secret: ")
       io.write("got[", tostring(s), "]")
@@ -125,7 +128,7 @@ describe("phanes.sys", function()
     local r = assert(exec.run { argv = { "sh", "-c",
       '(sleep 0.5; printf "hunter2\\n"; sleep 0.5) | script -qec "$0 lua $1" /dev/null', sys.exe(), path },
       timeout = 10 })
-    os.remove(path)
+    fakeexec.rmtree(dir)
     assert.truthy(r.stdout:match "Secret: ", r.stdout)
     assert.truthy(r.stdout:match "got%[hunter2%]", r.stdout)
     local _, echoes = r.stdout:gsub("hunter2", "")
