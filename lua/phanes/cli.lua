@@ -53,11 +53,13 @@ commands:
   status                   what phanes installed here (the state file)
   facts                    what phanes knows about this machine
   host ...                 manage remote hosts (phanes host --help)
+  lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
   help [COMMAND]           help on a command
 
 options for every command:
-  --path DIR               look for modules/profiles/templates in DIR first
+  --path DIR               look for modules/profiles/templates (and lua/, the
+                           engine) in DIR first; also PHANES_PATH=DIR:DIR
   --color=auto|always|never  colour output (auto: on a terminal, unless NO_COLOR)
   -v, --verbose            more detail
   --remote [user@]host[:port]  run the command on a server over SSH
@@ -148,6 +150,19 @@ virtualization, memory, init system, ...).
 examples:
   phanes facts
   phanes facts --json
+]],
+  lua = [[
+usage: phanes lua SCRIPT [ARGS]
+
+Run the Lua script SCRIPT (ARGS in `arg` and `...`) with phanes' primitives
+(phanes.file, phanes.exec, phanes.sys, ...) and its modules at hand. The specs
+run busted this way. As root, SCRIPT and every directory above it must be
+owned by root or the invoking user and not group- or world-writable (as for
+modules; so not under /tmp), else phanes refuses it (exit 2).
+
+examples:
+  phanes lua /usr/bin/busted --run=unit
+  phanes lua ./inspect.lua /etc/phanes.yaml
 ]],
   version = [[
 usage: phanes version

@@ -118,6 +118,21 @@ local function early_exit(p, out, code)
   return code
 end
 
+-- M.from_disk(mods) -> paths of what the run uses from disk rather than
+-- the binary: its modules, their templates (templates/NAME/) and engine
+-- files (lua/, only from --path/PHANES_PATH).
+function M.from_disk(mods)
+  local paths = {}
+  for _, m in ipairs(mods) do
+    if m.origin and m.origin ~= "embedded" then paths[#paths + 1] = m.origin end
+  end
+  for _, f in ipairs(loader.disk_files "lua/") do paths[#paths + 1] = f.path end
+  for _, m in ipairs(mods) do
+    for _, f in ipairs(loader.disk_files("templates/" .. m.name .. "/")) do paths[#paths + 1] = f.path end
+  end
+  return paths
+end
+
 -- phanes apply PROFILE|FILE.lua [...]
 function M.apply(p)
   local o = p.opts
@@ -146,6 +161,8 @@ function M.apply(p)
     out:say(out:paint("bold", (o["dry-run"] and "dry run: " or "") .. "applying " .. prof.name),
       out:paint("dim", string.format(" (%d module%s%s)", #mods, #mods == 1 and "" or "s",
         prof.origin and prof.origin ~= "--modules" and (", " .. prof.origin) or "")))
+    local disk = M.from_disk(mods)
+    if #disk > 0 then out:say(out:paint("yellow", "  not from the binary: " .. table.concat(disk, ", "))) end
   end
   local ok, code, report = xpcall(require("phanes.runner").run, debug.traceback, {
     mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"],
@@ -196,6 +213,9 @@ function M.list(p)
     profiles[#profiles + 1] = prof and { name = name, description = prof.description,
       modules = prof.modules, origin = prof.origin } or { name = name, error = err }
   end
+  -- engine files and templates on disk (modules and profiles say it above)
+  local disk = loader.disk_files "lua/"
+  for _, f in ipairs(loader.disk_files "templates/") do disk[#disk + 1] = f end
   if p.opts.json then
     local json = require "phanes.json"
     local ms = {}
@@ -203,8 +223,10 @@ function M.list(p)
       ms[i] = { name = m.name, description = m.description, origin = m.origin,
         requires = json.array(m.requires or {}), version = m.version }
     end
+    local files = {}
+    for i, f in ipairs(disk) do files[i] = { name = f.name, origin = f.path } end
     io.stdout:write(json.encode({ modules = json.array(ms), profiles = json.array(profiles),
-      errors = json.array(errs) }, { pretty = true }), "\n")
+      files = json.array(files), errors = json.array(errs) }, { pretty = true }), "\n")
     return #errs > 0 and EXIT.usage or EXIT.ok
   end
   out:say(out:paint("bold", "modules"))
@@ -229,6 +251,15 @@ function M.list(p)
   end
   for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
     if line ~= "" then out:say(line) end
+  end
+  if #disk > 0 then
+    out:say ""
+    out:say(out:paint("bold", "engine and templates from disk"), out:paint("dim", " (not the binary's)"))
+    rows = {}
+    for _, f in ipairs(disk) do rows[#rows + 1] = { "  " .. f.name, out:paint("dim", f.path) } end
+    for _, line in ipairs(output.format_table({ "", "" }, rows)) do
+      if line ~= "" then out:say(line) end
+    end
   end
   for _, e in ipairs(errs) do out:error(e) end
   for _, prof in ipairs(profiles) do if prof.error then out:error(prof.error) end end
