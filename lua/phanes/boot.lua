@@ -94,6 +94,20 @@ function loader.find(rel)
   return nil
 end
 
+-- loader.read(path) -> text | nil, err, missing: a Lua file named on the
+-- command line (`phanes apply ./mine.lua`), under the same rule as the
+-- search path; missing is true when there is no such file.
+function loader.read(path)
+  if not file.stat(path, true) then return nil, path .. ": no such file", true end
+  local src = path
+  if loader.strict then
+    local real, err = trust.check(path)
+    if not real then return nil, err end
+    src = real
+  end
+  return file.read(src)
+end
+
 -- loader.audit() -> true | nil, err: as root, every directory of the
 -- search path that serves something, and all below it, pass phanes.trust.
 -- A directory named with --path/PHANES_PATH is checked itself too.

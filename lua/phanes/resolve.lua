@@ -174,14 +174,12 @@ end
 function M.profile(spec)
   local chunk, origin, where
   if spec:find("/", 1, true) or spec:match "%.lua$" then
-    local f = io.open(spec, "r")
-    if not f then
+    local text, err, missing = loader.read(spec) -- as root, refused when others can change it
+    if missing then
       return nil, spec .. ": no such file; give a profile name (" ..
         table.concat(M.known_profiles(), ", ") .. ") or the path of a .lua file"
     end
-    local text = f:read "a"
-    f:close()
-    local err
+    if not text then return nil, err end
     chunk, err = load(text, "@" .. spec, "t")
     if not chunk then return nil, err end
     origin, where = spec, spec

@@ -181,7 +181,7 @@ end }
     assert.equal("no", pwned())
   end)
 
-  it("phanes lua refuses a script others can write, or one under /tmp", function()
+  it("phanes lua and apply FILE refuse a file others can write, or one under /tmp", function()
     put("/tmp/x.lua", PAYLOAD, "root:root", "0666")
     local out, code, err = phanes("/root", "lua /tmp/x.lua")
     assert.equal(2, code, out .. err)
@@ -192,6 +192,13 @@ end }
     assert.matches("as root: /tmp is world%-writable %(mode 1777, owner root %(uid 0%)%); move it", err)
     put("/root/alice.lua", PAYLOAD, "alice:alice")
     out, code, err = phanes("/root", "lua /root/alice.lua")
+    assert.equal(2, code, out .. err)
+    assert.matches("/root/alice%.lua is owned by alice", err)
+    -- a profile or module file named on the command line: the same rule
+    out, code, err = phanes("/root", "apply /tmp/x.lua --dry-run")
+    assert.equal(2, code, out .. err)
+    assert.matches("^phanes: refusing /tmp/x%.lua %(owner root %(uid 0%)%) as root: /tmp is world%-writable", err)
+    out, code, err = phanes("/root", "apply /root/alice.lua --dry-run")
     assert.equal(2, code, out .. err)
     assert.matches("/root/alice%.lua is owned by alice", err)
     assert.equal("no", pwned())
