@@ -20,6 +20,9 @@ local embedded = require "phanes.embedded"
 -- of phanes.file later; what the loader reads must not change with them.
 local file = {}
 for k, v in pairs(require "phanes.file") do file[k] = v end
+-- what a path is, following links (no passwd lookup, unlike file.stat)
+local mode_of = require("lfs").attributes
+local function exists(path) return mode_of(path, "mode") ~= nil end
 -- The rule itself always comes from the binary: --path may replace the
 -- engine, but only after its files passed the rule.
 local trust = assert(load(embedded.get "lua/phanes/trust.lua", "@lua/phanes/trust.lua", "t"))()
@@ -58,6 +61,11 @@ local loader = { version = embedded.version }
 -- environment and the defaults gave. loader.strict: the trust rule applies.
 loader.dirs, loader.kind = search_dirs(argv)
 loader.strict = trust.active()
+-- Who may own what is loaded, and the directories already found good (a
+-- good directory stays good: only its trusted owner or root can change it,
+-- or move it, its parent being good too).
+local trusted = { uids = trust.uids(), seen = {} }
+local function trust_opts(from) return { uids = trusted.uids, seen = trusted.seen, from = from } end
 
 local function tops(dir)
   local k = loader.kind[dir]
@@ -77,10 +85,10 @@ end
 function loader.find(rel)
   for _, dir in ipairs(loader.dirs) do
     local path = dir .. "/" .. rel
-    if serves(dir, rel) and file.stat(path, true) then
+    if serves(dir, rel) and exists(path) then
       local src = path
       if loader.strict and loader.kind[dir] then
-        local real, err = trust.check(path, { from = loader.kind[dir].from })
+        local real, err = trust.check(path, trust_opts(loader.kind[dir].from))
         if not real then return nil, err end
         src = real
       end
@@ -98,10 +106,10 @@ end
 -- command line (`phanes apply ./mine.lua`), under the same rule as the
 -- search path; missing is true when there is no such file.
 function loader.read(path)
-  if not file.stat(path, true) then return nil, path .. ": no such file", true end
+  if not exists(path) then return nil, path .. ": no such file", true end
   local src = path
   if loader.strict then
-    local real, err = trust.check(path)
+    local real, err = trust.check(path, trust_opts())
     if not real then return nil, err end
     src = real
   end
@@ -112,18 +120,17 @@ end
 -- search path that serves something, and all below it, pass phanes.trust.
 -- A directory named with --path/PHANES_PATH is checked itself too.
 function loader.audit()
-  local uids, seen = trust.uids(), {}
   for _, dir in ipairs(loader.dirs) do
     local k = loader.kind[dir]
-    if k and file.stat(dir, true) then
-      local opts = { uids = uids, seen = seen, from = k.from }
+    if k and exists(dir) then
+      local opts = trust_opts(k.from)
       if k.engine then
         local ok, err = trust.check(dir, opts)
         if not ok then return nil, err end
       end
       for _, top in ipairs(tops(dir)) do
         local sub = dir .. "/" .. top
-        if file.stat(sub, true) then
+        if exists(sub) then
           local ok, err = trust.tree(sub, opts)
           if not ok then return nil, err end
         end
@@ -140,10 +147,10 @@ function loader.disk_files(prefix)
   local seen, out = {}, {}
   local function walk(dir, rel)
     local path = dir .. "/" .. rel
-    local st = file.stat(path, true)
-    if st and st.type == "directory" and (file.stat(path) or {}).type == "directory" then
+    local mode = mode_of(path, "mode")
+    if mode == "directory" and require("lfs").symlinkattributes(path, "mode") == "directory" then
       for _, name in ipairs(file.list(path) or {}) do walk(dir, rel .. "/" .. name) end
-    elseif st and st.type == "file" and not seen[rel] then
+    elseif mode == "file" and not seen[rel] then
       seen[rel] = true
       out[#out + 1] = { name = rel, path = path }
     end
@@ -223,7 +230,7 @@ end
 if argv[1] == "lua" and argv[2] then
   local path = argv[2]
   if loader.strict then
-    local real, err = trust.check(path)
+    local real, err = trust.check(path, trust_opts())
     if not real then
       io.stderr:write("phanes lua: ", err, "\n")
       return 2

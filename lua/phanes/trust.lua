@@ -8,9 +8,12 @@
 -- and the caller reads that path, so nobody else can swap it in between.
 -- boot.lua always loads this file from the binary.
 -- Copies of the primitives: specs may replace fields of phanes.file later.
+-- lfs.symlinkattributes gives uid and mode without a passwd lookup (the
+-- common case, a good file); phanes.file.stat names the owner on a refusal.
 local file, sys = {}, {}
 for k, v in pairs(require "phanes.file") do file[k] = v end
 for k, v in pairs(require "phanes.sys") do sys[k] = v end
+local lstat = require("lfs").symlinkattributes
 
 local M = {}
 
@@ -70,11 +73,18 @@ function M.check(path, opts)
   local top, why, fix
   local p = real
   while not seen[p] do
-    local st, serr = file.stat(p)
-    if not st then return nil, "cannot check " .. path .. ": " .. tostring(serr) end
-    top = top or st
-    why, fix = fault(p, st, uids)
-    if why then break end
+    local attr, serr = lstat(p)
+    if not attr then return nil, "cannot check " .. path .. ": " .. tostring(serr) end
+    local perm = attr.permissions
+    if not uids[attr.uid] or perm:sub(5, 5) == "w" or perm:sub(8, 8) == "w" then
+      local st, ferr = file.stat(p)
+      if not st then return nil, "cannot check " .. path .. ": " .. tostring(ferr) end
+      why, fix = fault(p, st, uids)
+      if why then
+        top = p == real and st or file.stat(real) or st
+        break
+      end
+    end
     if p ~= real then seen[p] = true end
     if p == "/" then break end
     p = parent(p)
@@ -91,8 +101,7 @@ end
 function M.tree(dir, opts)
   local real, err = M.check(dir, opts)
   if not real then return nil, err end
-  local st = file.stat(dir)
-  if not st or st.type ~= "directory" then return true end
+  if lstat(dir, "mode") ~= "directory" then return true end
   for _, name in ipairs(file.list(dir) or {}) do
     local ok, terr = M.tree(dir .. "/" .. name, opts)
     if not ok then return nil, terr end
