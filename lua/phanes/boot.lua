@@ -227,9 +227,12 @@ end
 -- `phanes lua SCRIPT [ARGS]`: run a Lua script with the primitives and the
 -- phanes modules at hand (how the specs run: `phanes lua /usr/bin/busted`).
 -- As root the script passes the same rule as everything else loaded.
+-- SCRIPT "-" or /dev/stdin reads standard input: what the invoker pipes in
+-- is theirs, as a command line is (there is no path to check).
 if argv[1] == "lua" and argv[2] then
   local path = argv[2]
-  if loader.strict then
+  local from_stdin = path == "-" or path == "/dev/stdin"
+  if loader.strict and not from_stdin then
     local real, err = trust.check(path, trust_opts())
     if not real then
       io.stderr:write("phanes lua: ", err, "\n")
@@ -237,7 +240,8 @@ if argv[1] == "lua" and argv[2] then
     end
     path = real
   end
-  local text, err = file.read(path)
+  local text, err
+  if from_stdin then text, err = io.stdin:read "a" else text, err = file.read(path) end
   if not text then
     io.stderr:write("phanes lua: ", tostring(err), "\n")
     return 2

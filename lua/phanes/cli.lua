@@ -158,7 +158,8 @@ Run the Lua script SCRIPT (ARGS in `arg` and `...`) with phanes' primitives
 (phanes.file, phanes.exec, phanes.sys, ...) and its modules at hand. The specs
 run busted this way. As root, SCRIPT and every directory above it must be
 owned by root or the invoking user and not group- or world-writable (as for
-modules; so not under /tmp), else phanes refuses it (exit 2).
+modules; so not under /tmp), else phanes refuses it (exit 2). SCRIPT "-"
+(or /dev/stdin) reads the script from standard input.
 
 examples:
   phanes lua /usr/bin/busted --run=unit
