@@ -120,7 +120,8 @@ examples:
 usage: phanes list [-v] [--json]
 
 List the modules (with description and where each was loaded from: a path
-or "embedded") and the profiles with their modules. -v also shows each
+or "embedded") and the profiles with their modules, then the engine files
+and templates taken from disk instead of the binary. -v also shows each
 module's requirements and config keys.
 
 examples:
