@@ -107,8 +107,9 @@ function M.connect(t, o)
     for _, f in ipairs(t.identities) do identities[#identities + 1] = expand(f) end
   end
   local opts = {
-    host = t.host, port = math.tointeger(t.port or o.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
-    timeout = o.timeout or 10, known_hosts = expand(o.known_hosts), strict = o.strict or false,
+    host = t.host, port = math.tointeger(o.port or t.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
+    timeout = o.timeout or 10, known_hosts = o.known_hosts and expand(o.known_hosts) or t.known_hosts,
+    global_known_hosts = t.global_known_hosts, strict = o.strict and "yes" or t.strict or "accept-new",
     identities = identities, password = o.password, passphrase = os.getenv "PHANES_KEY_PASSPHRASE",
     prompt = interactive and function(q) return require("phanes.sys").getpass(q) end or nil,
   }
@@ -120,6 +121,9 @@ function M.connect(t, o)
   if not s then
     local hint = HINTS[kind]
     if hint and not kind:match "^hostkey" then msg = msg .. "\n  " .. hint end
+    if kind == "hostkey_unknown" and not o.strict and t.strict_where then
+      msg = msg .. "\n  (StrictHostKeyChecking " .. t.strict .. " at " .. t.strict_where .. ")"
+    end
     return nil, msg, kind
   end
   local info_ = s:info()
@@ -218,7 +222,7 @@ function M.main(argv)
   if not inv then err(ierr) return 2 end
   local sshcfg, serr = require("phanes.sshconfig").load()
   if not sshcfg then err(serr) return 2 end
-  local targets, terr = inventory.resolve(inv, o.target, sshcfg)
+  local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
   if not targets then err(terr) return 2 end
   if M.command_word(rest) == "status" then return require("phanes.remote.status").main(targets, o, rest) end
   if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end
