@@ -187,7 +187,8 @@ local function set(o, k, v, where)
   elseif NAMES[k] then
     if o.proxy == nil then
       local text = type(v) == "table" and table.concat(v, " ") or v
-      o.proxy = text:lower() == "none" and false or { key = NAMES[k], value = text, where = where }
+      o.proxy = false -- "none": no proxy, and later values do not count
+      if text:lower() ~= "none" then o.proxy = { key = NAMES[k], value = text, where = where } end
     end
   elseif o[k] == nil then
     if k == "port" then v = tonumber(v)
