@@ -11,7 +11,8 @@
 --   phanes --remote @web status --json    (one document: { hosts, exit_code })
 --
 -- Remote options (the rest goes to the remote phanes): --remote [TARGET]
--- (no target: the inventory's default), --port N, --user U, --key PATH,
+-- (no target: the inventory's default), --port N (wins over the target's
+-- :port, the inventory's and ssh_config's), --user U, --key PATH,
 -- --password-env VAR, --parallel N (default 10), --strict-host-keys,
 -- --known-hosts PATH, --timeout S (connect, default 10).
 --
@@ -67,6 +68,9 @@ function M.parse_args(argv)
       if not n or n <= 0 then return nil, "--" .. key .. ": expected a positive number, got '" .. tostring(o[key]) .. "'" end
       o[key] = n
     end
+  end
+  if o.port and (o.port ~= math.floor(o.port) or o.port > 65535) then
+    return nil, "--port: expected a port number from 1 to 65535, got '" .. tostring(o.port) .. "'"
   end
   if o.password_env then
     o.password = os.getenv(o.password_env)
