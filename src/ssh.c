@@ -232,7 +232,8 @@ static int handshake(lua_State *L, struct ssh *ss, const struct kh_opts *kh)
 /* ssh.connect{ host, port = 22, user = $USER, timeout = 10,
  * known_hosts = path | {paths} (~/.ssh/known_hosts{,2}), global_known_hosts =
  * path | {paths} (/etc/ssh/ssh_known_hosts{,2}), strict = false | true |
- * "yes" | "accept-new" | "no" | "ask", identities = {paths}, agent = true, password, passphrase,
+ * "yes" | "accept-new" | "no" | "ask", hostkey_alias, accept_fingerprint =
+ * "SHA256:..." (strict, but record a new key with that fingerprint), identities = {paths}, agent = true, password, passphrase,
  * prompt = function(question) -> string, keepalive = 15 } */
 static int l_connect(lua_State *L)
 {

@@ -118,6 +118,9 @@ void ssh_hostkey_opts(lua_State *L, int opts, struct kh_opts *o)
 		o->global[o->nglobal++] = "/etc/ssh/ssh_known_hosts2";
 	}
 	o->strict = opt_strict(L, opts);
+	o->alias = ssh_opt_string(L, opts, "hostkey_alias", NULL);
+	o->accept_fp = ssh_opt_string(L, opts, "accept_fingerprint", NULL);
+	luaL_argcheck(L, o->alias == NULL || strlen(o->alias) < 256, opts, "hostkey_alias: too long");
 }
 
 /* ---- reading the files --------------------------------------------------- */
@@ -258,10 +261,12 @@ static int scan_files(lua_State *L, struct ssh *ss, const struct kh_opts *o, str
 	return 0;
 }
 
-static void scan_init(struct scan *sc, const struct ssh *ss)
+static void scan_init(struct scan *sc, const struct ssh *ss, const struct kh_opts *o)
 {
 	memset(sc, 0, sizeof *sc);
-	if (ss->port == 22) /* OpenSSH writes [host]:port for other ports */
+	if (o->alias) /* OpenSSH's HostKeyAlias: used as it is, whatever the port */
+		snprintf(sc->name, sizeof sc->name, "%s", o->alias);
+	else if (ss->port == 22) /* OpenSSH writes [host]:port for other ports */
 		snprintf(sc->name, sizeof sc->name, "%s", ss->host);
 	else
 		snprintf(sc->name, sizeof sc->name, "[%s]:%d", ss->host, ss->port);
@@ -295,7 +300,7 @@ static void pref_add(char *pref, size_t cap, const char *alg)
 void ssh_hostkey_prefer(lua_State *L, struct ssh *ss, const struct kh_opts *o)
 {
 	struct scan sc;
-	scan_init(&sc, ss);
+	scan_init(&sc, ss, o);
 	int n = scan_files(L, ss, o, &sc);
 	if (n) { /* the check after the handshake reports it */
 		lua_pop(L, n);
@@ -437,14 +442,23 @@ static int refuse_ca(lua_State *L, struct ssh *ss, const struct scan *sc, const 
 	return 3;
 }
 
-static int refuse_unknown(lua_State *L, struct ssh *ss, const char *user_file)
+/* nil, message, "hostkey_unknown", { type, fingerprint, name } (so the
+ * caller can ask, then connect again accepting only that fingerprint) */
+static int refuse_unknown(lua_State *L, struct ssh *ss, const struct scan *sc, const char *user_file)
 {
 	luaL_pushfail(L);
 	lua_pushfstring(L, "%s:%d: host key not known (%s %s) and strict host key checking is on: "
 		"check the fingerprint and add it to %s (e.g. connect once without --strict-host-keys)",
 		ss->host, ss->port, ss->hostkey_type, ss->hostkey_fp, user_file);
 	lua_pushliteral(L, "hostkey_unknown");
-	return 3;
+	lua_createtable(L, 0, 3);
+	lua_pushstring(L, ss->hostkey_type);
+	lua_setfield(L, -2, "type");
+	lua_pushstring(L, ss->hostkey_fp);
+	lua_setfield(L, -2, "fingerprint");
+	lua_pushstring(L, sc->name);
+	lua_setfield(L, -2, "name");
+	return 4;
 }
 
 /* Returns 0 when the key is known (or newly recorded), else pushes a failure. */
@@ -458,7 +472,7 @@ int ssh_hostkey_check(lua_State *L, struct ssh *ss, const struct kh_opts *o)
 	snprintf(ss->hostkey_type, sizeof ss->hostkey_type, "%s", key_name(type));
 	fingerprint_raw((const unsigned char *)key, len, ss->hostkey_fp, sizeof ss->hostkey_fp);
 	struct scan sc;
-	scan_init(&sc, ss);
+	scan_init(&sc, ss, o);
 	sc.type = ss->hostkey_type;
 	sc.key = (const unsigned char *)key;
 	sc.key_len = len;
@@ -475,8 +489,8 @@ int ssh_hostkey_check(lua_State *L, struct ssh *ss, const struct kh_opts *o)
 		return refuse_changed(L, ss, &sc, &sc.other);
 	if (sc.ca.file)
 		return refuse_ca(L, ss, &sc, o->user[0]);
-	if (o->strict == KH_YES)
-		return refuse_unknown(L, ss, o->user[0]);
+	if (o->strict == KH_YES && !(o->accept_fp && strcmp(o->accept_fp, ss->hostkey_fp) == 0))
+		return refuse_unknown(L, ss, &sc, o->user[0]);
 	return hostkey_record(L, ss, &sc, o->user[0], key, len);
 }
 

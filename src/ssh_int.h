@@ -45,6 +45,8 @@ struct kh_opts {
 	const char *global[KH_MAX_FILES]; /* read only */
 	int nglobal;
 	int strict;                       /* KH_ACCEPT_NEW, KH_YES, KH_NO */
+	const char *alias;                /* HostKeyAlias: the name to look up, or NULL */
+	const char *accept_fp;            /* strict, but record this one fingerprint (asked) */
 	char home[2][4096];               /* the defaults under $HOME */
 };
 void ssh_hostkey_opts(lua_State *L, int opts, struct kh_opts *o); /* raises on misuse */

@@ -207,7 +207,7 @@ local function target(name, t, entry, sshcfg, over)
     identities = sc.identityfile,
     groups = entry and entry.groups,
     strict = sc.stricthostkeychecking, strict_where = sc.strict_where,
-    known_hosts = sc.userknownhostsfile, global_known_hosts = sc.globalknownhostsfile,
+    known_hosts = sc.userknownhostsfile, global_known_hosts = sc.globalknownhostsfile, hostkey_alias = sc.hostkeyalias,
   }
 end
 

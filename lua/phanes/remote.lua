@@ -93,6 +93,20 @@ local function expand(path)
   return path
 end
 
+-- StrictHostKeyChecking ask, on a terminal: OpenSSH's question; a yes
+-- connects again recording only the key that was shown.
+local function ask_hostkey(ssh, opts, info, msg, kind)
+  local tty = io.open("/dev/tty", "r")
+  if not tty then return nil, msg, kind end
+  io.stderr:write(string.format("The authenticity of host '%s' can't be established.\n%s key fingerprint is %s.\n"
+    .. "Are you sure you want to continue connecting (yes/no)? ", info.name, info.type, info.fingerprint))
+  local answer = tty:read "l"
+  tty:close()
+  if answer ~= "yes" then return nil, msg .. "\n  (not accepted at the StrictHostKeyChecking ask question)", kind end
+  opts.accept_fingerprint = info.fingerprint
+  return ssh.connect(opts)
+end
+
 -- remote.connect(target, opts) -> session | nil, message, kind
 -- Prompts for a password on a terminal when keys fail and the server takes
 -- passwords (not in fleet children).
@@ -114,10 +128,14 @@ function M.connect(t, o)
     host = t.host, port = math.tointeger(o.port or t.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
     timeout = o.timeout or 10, known_hosts = o.known_hosts and expand(o.known_hosts) or t.known_hosts,
     global_known_hosts = t.global_known_hosts, strict = o.strict and "yes" or t.strict or "accept-new",
+    hostkey_alias = t.hostkey_alias,
     identities = identities, password = o.password, passphrase = os.getenv "PHANES_KEY_PASSPHRASE",
     prompt = interactive and function(q) return require("phanes.sys").getpass(q) end or nil,
   }
   local s, msg, kind, info = ssh.connect(opts)
+  if not s and kind == "hostkey_unknown" and opts.strict == "ask" and interactive and info then
+    s, msg, kind, info = ask_hostkey(ssh, opts, info, msg, kind)
+  end
   if not s and kind == "auth" and interactive and not opts.password and info and info.methods:find "password" then
     opts.password = require("phanes.sys").getpass(string.format("%s@%s's password: ", opts.user, t.host))
     if opts.password and opts.password ~= "" then s, msg, kind = ssh.connect(opts) end

@@ -1,6 +1,6 @@
 -- sshconfig.lua: read ~/.ssh/config (never written) for the options phanes
 -- honours: HostName, User, Port, IdentityFile, StrictHostKeyChecking,
--- UserKnownHostsFile, GlobalKnownHostsFile, with Host patterns (`*`, `?`,
+-- UserKnownHostsFile, GlobalKnownHostsFile, HostKeyAlias, with Host patterns (`*`, `?`,
 -- `!negation`) and Include. As in OpenSSH, the first value obtained for an
 -- option wins, IdentityFile accumulates, and `Match` blocks are skipped.
 -- ProxyJump and ProxyCommand are not supported: lookup reports where they
@@ -22,7 +22,7 @@ local M = {}
 local ENOENT, ENOTDIR = 2, 20
 
 local KNOWN = { hostname = true, user = true, port = true, identityfile = true, stricthostkeychecking = true,
-  userknownhostsfile = true, globalknownhostsfile = true, proxyjump = true, proxycommand = true }
+  userknownhostsfile = true, globalknownhostsfile = true, hostkeyalias = true, proxyjump = true, proxycommand = true }
 -- options whose value is every word after the keyword
 local LIST = { userknownhostsfile = true, globalknownhostsfile = true, proxycommand = true }
 local STRICT = { yes = "yes", ["true"] = "yes", ask = "ask", ["accept-new"] = "accept-new",

@@ -233,6 +233,43 @@ describe("host keys", function()
     assert.matches(lit(h .. "/.ssh/config:2") .. ": StrictHostKeyChecking: expected", out)
   end)
 
+  it("asks on a terminal for StrictHostKeyChecking ask, and records only the key it showed", function()
+    local h = home()
+    write(h .. "/.ssh/config", "StrictHostKeyChecking ask\n")
+    local function on_tty(answer)
+      local cmd = "cd " .. q(h) .. " && HOME=" .. q(h) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " --remote root@" .. ip
+        .. " --port 2222 --key " .. q(key) .. " version"
+      local p = assert(io.popen("printf '" .. answer .. "\\n' | script -qec " .. q(cmd) .. " /dev/null 2>&1"))
+      local out = p:read "a"
+      local _, _, code = p:close()
+      return code, out
+    end
+    local code, out = on_tty("no")
+    assert.equal(3, code, out)
+    assert.matches("The authenticity of host '%[" .. lit(ip) .. "%]:2222' can't be established%.", out)
+    assert.matches("ssh%-ed25519 key fingerprint is " .. lit(fp.ed25519), out)
+    assert.matches("not accepted at the StrictHostKeyChecking ask question", out)
+    assert.is_nil(read(h .. "/.ssh/known_hosts"))
+    code, out = on_tty("yes")
+    assert.equal(0, code, out)
+    assert.equal("[" .. ip .. "]:2222 " .. pub.ed25519 .. "\n", read(h .. "/.ssh/known_hosts"))
+  end)
+
+  it("looks the key up under HostKeyAlias", function()
+    local h = home()
+    write(h .. "/.ssh/config", "Host th\n  HostName " .. ip .. "\n  Port 2222\n  HostKeyAlias the-box\n")
+    write(h .. "/.ssh/known_hosts", "the-box " .. pub.ed25519 .. "\n")
+    local code, out = version(h, "root@th")
+    assert.equal(0, code, out)
+    assert.equal("the-box " .. pub.ed25519 .. "\n", read(h .. "/.ssh/known_hosts"))
+    local kh = "the-box " .. pub.ecdsa .. "\n"
+    write(h .. "/.ssh/known_hosts", kh)
+    code, out = version(h, "root@th")
+    assert.equal(3, code, out)
+    assert.matches("records ecdsa%-sha2%-nistp256 " .. lit(fp.ecdsa) .. " for the%-box, the server offers ssh%-ed25519", out)
+    assert.equal(kh, read(h .. "/.ssh/known_hosts"))
+  end)
+
   it("takes the port from --port, then the target, the inventory, ssh_config's Port, 22", function()
     local h = home()
     write(h .. "/.ssh/config", "Host th\n  HostName " .. ip .. "\n  Port 2223\n")

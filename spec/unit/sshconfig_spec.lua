@@ -98,6 +98,7 @@ Host *
     assert.equal("accept-new", lookup("StrictHostKeyChecking accept-new\n", "x").stricthostkeychecking)
     assert.equal("ask", lookup("StrictHostKeyChecking ask\n", "x").stricthostkeychecking)
     assert.same({ "/dev/null" }, lookup("UserKnownHostsFile none\n", "x").userknownhostsfile)
+    assert.equal("the-box", lookup("Host x\n  HostKeyAlias the-box\n", "x").hostkeyalias)
   end)
 
   it("refuses values OpenSSH refuses, naming the file and line", function()
