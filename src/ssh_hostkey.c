@@ -448,7 +448,7 @@ static int refuse_unknown(lua_State *L, struct ssh *ss, const struct scan *sc, c
 {
 	luaL_pushfail(L);
 	lua_pushfstring(L, "%s:%d: host key not known (%s %s) and strict host key checking is on: "
-		"check the fingerprint and add it to %s (e.g. connect once without --strict-host-keys)",
+		"check the fingerprint and add it to %s",
 		ss->host, ss->port, ss->hostkey_type, ss->hostkey_fp, user_file);
 	lua_pushliteral(L, "hostkey_unknown");
 	lua_createtable(L, 0, 3);

@@ -143,7 +143,9 @@ function M.connect(t, o)
   if not s then
     local hint = HINTS[kind]
     if hint and not kind:match "^hostkey" then msg = msg .. "\n  " .. hint end
-    if kind == "hostkey_unknown" and not o.strict and t.strict_where then
+    if kind == "hostkey_unknown" and o.strict then
+      msg = msg .. "\n  (--strict-host-keys; without it a new key is recorded)"
+    elseif kind == "hostkey_unknown" and t.strict_where then
       msg = msg .. "\n  (StrictHostKeyChecking " .. t.strict .. " at " .. t.strict_where .. ")"
     end
     return nil, msg, kind
