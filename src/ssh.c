@@ -196,7 +196,10 @@ static int tcp_connect(lua_State *L, struct ssh *ss)
 const char *ssh_opt_string(lua_State *L, int opts, const char *key, const char *def)
 {
 	lua_getfield(L, opts, key);
-	const char *s = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+	int t = lua_type(L, -1);
+	if (t != LUA_TNIL && t != LUA_TSTRING) /* a number would be converted on the stack only */
+		luaL_error(L, "%s: expected a string, got %s", key, lua_typename(L, t));
+	const char *s = t == LUA_TNIL ? def : lua_tostring(L, -1);
 	lua_pop(L, 1); /* the string stays alive in opts */
 	return s;
 }

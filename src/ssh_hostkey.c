@@ -59,7 +59,9 @@ static int add_path(lua_State *L, const char **list, int *n, int idx)
 {
 	if (*n >= KH_MAX_FILES)
 		return luaL_error(L, "known_hosts: at most %d files", KH_MAX_FILES);
-	list[(*n)++] = luaL_checkstring(L, idx);
+	if (lua_type(L, idx) != LUA_TSTRING) /* a number would be converted on the stack only */
+		return luaL_error(L, "known_hosts: expected paths (strings), got %s", luaL_typename(L, idx));
+	list[(*n)++] = lua_tostring(L, idx);
 	return 0;
 }
 
