@@ -236,7 +236,8 @@ static int handshake(lua_State *L, struct ssh *ss, const struct kh_opts *kh)
  * known_hosts = path | {paths} (~/.ssh/known_hosts{,2}), global_known_hosts =
  * path | {paths} (/etc/ssh/ssh_known_hosts{,2}), strict = false | true |
  * "yes" | "accept-new" | "no" | "ask", hostkey_alias, accept_fingerprint =
- * "SHA256:..." (strict, but record a new key with that fingerprint), identities = {paths}, agent = true, password, passphrase,
+ * "SHA256:..." (strict, but record a new key with that fingerprint),
+ * hash_known_hosts = false, identities = {paths}, agent = true, password, passphrase,
  * prompt = function(question) -> string, keepalive = 15 } */
 static int l_connect(lua_State *L)
 {

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include "known_hosts.h"
 #include "ssh_int.h"
 
@@ -122,6 +124,7 @@ void ssh_hostkey_opts(lua_State *L, int opts, struct kh_opts *o)
 	o->strict = opt_strict(L, opts);
 	o->alias = ssh_opt_string(L, opts, "hostkey_alias", NULL);
 	o->accept_fp = ssh_opt_string(L, opts, "accept_fingerprint", NULL);
+	o->hash = ssh_opt_bool(L, opts, "hash_known_hosts", 0);
 	luaL_argcheck(L, o->alias == NULL || strlen(o->alias) < 256, opts, "hostkey_alias: too long");
 }
 
@@ -359,16 +362,37 @@ static int kh_append(const char *path, const char *line, size_t len)
 	return err;
 }
 
-static int hostkey_record(lua_State *L, struct ssh *ss, const struct scan *sc,
-	const char *path, const char *key, size_t len)
+/* The name as recorded: as it is, or hashed as `ssh-keygen -H` does:
+ * |1|base64(salt)|base64(HMAC-SHA1(salt, name)). 0, or -1. */
+static int record_name(const struct scan *sc, int hash, char *out, size_t cap)
 {
-	size_t cap = strlen(sc->name) + strlen(ss->hostkey_type) + 4 * ((len + 2) / 3) + 4;
+	unsigned char salt[20], mac[EVP_MAX_MD_SIZE], b64s[32], b64h[32];
+	unsigned int maclen = 0;
+	if (!hash)
+		return snprintf(out, cap, "%s", sc->name) < (int)cap ? 0 : -1;
+	if (RAND_bytes(salt, sizeof salt) != 1 ||
+		HMAC(EVP_sha1(), salt, sizeof salt, (const unsigned char *)sc->name, strlen(sc->name), mac, &maclen) == NULL ||
+		maclen != 20)
+		return -1;
+	EVP_EncodeBlock(b64s, salt, sizeof salt);
+	EVP_EncodeBlock(b64h, mac, 20);
+	return snprintf(out, cap, "|1|%s|%s", (const char *)b64s, (const char *)b64h) < (int)cap ? 0 : -1;
+}
+
+static int hostkey_record(lua_State *L, struct ssh *ss, const struct scan *sc,
+	const struct kh_opts *o, const char *key, size_t len)
+{
+	char name[320];
+	if (record_name(sc, o->hash, name, sizeof name) != 0)
+		return ssh_fail(L, ss, "cannot record the host key: hashing the name failed", "protocol");
+	size_t cap = strlen(name) + strlen(ss->hostkey_type) + 4 * ((len + 2) / 3) + 4;
 	char *line = malloc(cap);
 	if (line == NULL)
 		return ssh_fail(L, ss, "cannot record the host key: out of memory", "protocol");
-	int n = snprintf(line, cap, "%s %s ", sc->name, ss->hostkey_type);
+	int n = snprintf(line, cap, "%s %s ", name, ss->hostkey_type);
 	n += EVP_EncodeBlock((unsigned char *)line + n, (const unsigned char *)key, (int)len);
 	line[n++] = '\n';
+	const char *path = o->user[0];
 	int err = kh_append(path, line, (size_t)n);
 	free(line);
 	if (err) {
@@ -493,7 +517,7 @@ int ssh_hostkey_check(lua_State *L, struct ssh *ss, const struct kh_opts *o)
 		return refuse_ca(L, ss, &sc, o->user[0]);
 	if (o->strict == KH_YES && !(o->accept_fp && strcmp(o->accept_fp, ss->hostkey_fp) == 0))
 		return refuse_unknown(L, ss, &sc, o->user[0]);
-	return hostkey_record(L, ss, &sc, o->user[0], key, len);
+	return hostkey_record(L, ss, &sc, o, key, len);
 }
 
 /* ---- from Lua ------------------------------------------------------------ */

@@ -47,6 +47,7 @@ struct kh_opts {
 	int strict;                       /* KH_ACCEPT_NEW, KH_YES, KH_NO */
 	const char *alias;                /* HostKeyAlias: the name to look up, or NULL */
 	const char *accept_fp;            /* strict, but record this one fingerprint (asked) */
+	int hash;                         /* HashKnownHosts: record |1|salt|hash names */
 	char home[2][4096];               /* the defaults under $HOME */
 };
 void ssh_hostkey_opts(lua_State *L, int opts, struct kh_opts *o); /* raises on misuse */

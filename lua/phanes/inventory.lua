@@ -208,6 +208,7 @@ local function target(name, t, entry, sshcfg, over)
     groups = entry and entry.groups,
     strict = sc.stricthostkeychecking, strict_where = sc.strict_where,
     known_hosts = sc.userknownhostsfile, global_known_hosts = sc.globalknownhostsfile, hostkey_alias = sc.hostkeyalias,
+    hash_known_hosts = sc.hashknownhosts,
   }
 end
 

@@ -128,7 +128,7 @@ function M.connect(t, o)
     host = t.host, port = math.tointeger(o.port or t.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
     timeout = o.timeout or 10, known_hosts = o.known_hosts and expand(o.known_hosts) or t.known_hosts,
     global_known_hosts = t.global_known_hosts, strict = o.strict and "yes" or t.strict or "accept-new",
-    hostkey_alias = t.hostkey_alias,
+    hostkey_alias = t.hostkey_alias, hash_known_hosts = t.hash_known_hosts,
     identities = identities, password = o.password, passphrase = os.getenv "PHANES_KEY_PASSPHRASE",
     prompt = interactive and function(q) return require("phanes.sys").getpass(q) end or nil,
   }

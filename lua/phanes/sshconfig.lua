@@ -1,6 +1,6 @@
 -- sshconfig.lua: read ~/.ssh/config (never written) for the options phanes
 -- honours: HostName, User, Port, IdentityFile, StrictHostKeyChecking,
--- UserKnownHostsFile, GlobalKnownHostsFile, HostKeyAlias, with Host patterns (`*`, `?`,
+-- UserKnownHostsFile, GlobalKnownHostsFile, HostKeyAlias, HashKnownHosts, with Host patterns (`*`, `?`,
 -- `!negation`) and Include. As in OpenSSH, the first value obtained for an
 -- option wins, IdentityFile accumulates, and `Match` blocks are skipped.
 -- ProxyJump and ProxyCommand are not supported: lookup reports where they
@@ -22,7 +22,8 @@ local M = {}
 local ENOENT, ENOTDIR = 2, 20
 
 local KNOWN = { hostname = true, user = true, port = true, identityfile = true, stricthostkeychecking = true,
-  userknownhostsfile = true, globalknownhostsfile = true, hostkeyalias = true, proxyjump = true, proxycommand = true }
+  userknownhostsfile = true, globalknownhostsfile = true, hostkeyalias = true, hashknownhosts = true,
+  proxyjump = true, proxycommand = true }
 -- options whose value is every word after the keyword
 local LIST = { userknownhostsfile = true, globalknownhostsfile = true, proxycommand = true }
 local STRICT = { yes = "yes", ["true"] = "yes", ask = "ask", ["accept-new"] = "accept-new",
@@ -38,6 +39,8 @@ local function check_value(key, w, where)
     if not n or n ~= math.floor(n) or n < 1 or n > 65535 then
       return nil, where .. ": Port: expected a number from 1 to 65535, got '" .. v .. "'"
     end
+  elseif key == "hashknownhosts" and v:lower() ~= "yes" and v:lower() ~= "no" then
+    return nil, where .. ": HashKnownHosts: expected yes or no, got '" .. v .. "'"
   elseif key == "stricthostkeychecking" and not STRICT[v:lower()] then
     return nil, where .. ": StrictHostKeyChecking: expected yes, accept-new, no or ask, got '" .. v .. "'"
   end
@@ -192,7 +195,8 @@ local function set(o, k, v, where)
     end
   elseif o[k] == nil then
     if k == "port" then v = tonumber(v)
-    elseif k == "stricthostkeychecking" then v = STRICT[v:lower()]; o.strict_where = where end
+    elseif k == "stricthostkeychecking" then v = STRICT[v:lower()]; o.strict_where = where
+    elseif k == "hashknownhosts" then v = v:lower() == "yes" end
     o[k] = v
   end
 end

@@ -99,6 +99,8 @@ Host *
     assert.equal("ask", lookup("StrictHostKeyChecking ask\n", "x").stricthostkeychecking)
     assert.same({ "/dev/null" }, lookup("UserKnownHostsFile none\n", "x").userknownhostsfile)
     assert.equal("the-box", lookup("Host x\n  HostKeyAlias the-box\n", "x").hostkeyalias)
+    assert.is_true(lookup("HashKnownHosts Yes\n", "x").hashknownhosts)
+    assert.is_false(lookup("HashKnownHosts no\nHashKnownHosts yes\n", "x").hashknownhosts)
   end)
 
   it("refuses values OpenSSH refuses, naming the file and line", function()
@@ -112,6 +114,7 @@ Host *
     assert.equal("cfg:3: Port: expected a number from 1 to 65535, got '70000'", bad("Host a\n\n  Port 70000\n"))
     assert.equal("cfg:1: Port: expected a number from 1 to 65535, got 'ssh'", bad("Port ssh\n"))
     assert.equal("cfg:1: Port needs a value", bad("Port\n"))
+    assert.equal("cfg:1: HashKnownHosts: expected yes or no, got 'sometimes'", bad("HashKnownHosts sometimes\n"))
   end)
 
   it("reports ProxyJump and ProxyCommand with their file:line, also from Match blocks; none turns them off", function()
