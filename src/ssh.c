@@ -5,8 +5,8 @@
  *   local s, err, kind = ssh.connect{ host = "10.0.0.2", user = "root" }
  *
  * Failures of the world return nil, "host:port: what: why", kind (kind is
- * resolve|refused|unreachable|timeout|hostkey_changed|hostkey_revoked|hostkey_unknown|auth|
- * protocol|interrupted) and, for auth, a 4th value { methods =, tried = }. */
+ * resolve|refused|unreachable|timeout|hostkey_changed|hostkey_revoked|
+ * hostkey_unknown|auth|protocol|interrupted) and, for auth, a 4th value { methods =, tried = }. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -237,8 +237,8 @@ static int handshake(lua_State *L, struct ssh *ss, const struct kh_opts *kh)
  * path | {paths} (/etc/ssh/ssh_known_hosts{,2}), strict = false | true |
  * "yes" | "accept-new" | "no" | "ask", hostkey_alias, accept_fingerprint =
  * "SHA256:..." (strict, but record a new key with that fingerprint),
- * hash_known_hosts = false, identities = {paths}, agent = true, password, passphrase,
- * prompt = function(question) -> string, keepalive = 15 } */
+ * hash_known_hosts = false, identities = {paths}, agent = true, password,
+ * passphrase, prompt = function(question) -> string, keepalive = 15 } */
 static int l_connect(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
