@@ -5,8 +5,8 @@
  *   local s, err, kind = ssh.connect{ host = "10.0.0.2", user = "root" }
  *
  * Failures of the world return nil, "host:port: what: why", kind (kind is
- * resolve|refused|unreachable|timeout|hostkey_changed|hostkey_unknown|auth|
- * protocol|interrupted) and, for auth, a 4th value { methods =, tried = }. */
+ * resolve|refused|unreachable|timeout|hostkey_changed|hostkey_revoked|
+ * hostkey_unknown|auth|protocol|interrupted) and, for auth, a 4th value { methods =, tried = }. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -196,7 +196,10 @@ static int tcp_connect(lua_State *L, struct ssh *ss)
 const char *ssh_opt_string(lua_State *L, int opts, const char *key, const char *def)
 {
 	lua_getfield(L, opts, key);
-	const char *s = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+	int t = lua_type(L, -1);
+	if (t != LUA_TNIL && t != LUA_TSTRING) /* a number would be converted on the stack only */
+		luaL_error(L, "%s: expected a string, got %s", key, lua_typename(L, t));
+	const char *s = t == LUA_TNIL ? def : lua_tostring(L, -1);
 	lua_pop(L, 1); /* the string stays alive in opts */
 	return s;
 }
@@ -211,13 +214,14 @@ int ssh_opt_bool(lua_State *L, int opts, const char *key, int def)
 
 /* ---- connect ------------------------------------------------------------- */
 
-static int handshake(lua_State *L, struct ssh *ss)
+static int handshake(lua_State *L, struct ssh *ss, const struct kh_opts *kh)
 {
 	ss->s = libssh2_session_init_ex(NULL, NULL, NULL, ss);
 	if (ss->s == NULL)
 		return ssh_fail(L, ss, "cannot create a session", "protocol");
 	libssh2_session_set_blocking(ss->s, 1);
 	libssh2_session_set_timeout(ss->s, ss->timeout_ms);
+	ssh_hostkey_prefer(L, ss, kh);
 	int rc = libssh2_session_handshake(ss->s, ss->sock);
 	if (rc == LIBSSH2_ERROR_TIMEOUT)
 		return ssh_fail(L, ss, "SSH handshake timed out", "timeout");
@@ -228,9 +232,13 @@ static int handshake(lua_State *L, struct ssh *ss)
 	return 0;
 }
 
-/* ssh.connect{ host, port = 22, user = $USER, timeout = 10, known_hosts,
- * strict = false, identities = {paths}, agent = true, password, passphrase,
- * prompt = function(question) -> string, keepalive = 15 } */
+/* ssh.connect{ host, port = 22, user = $USER, timeout = 10,
+ * known_hosts = path | {paths} (~/.ssh/known_hosts{,2}), global_known_hosts =
+ * path | {paths} (/etc/ssh/ssh_known_hosts{,2}), strict = false | true |
+ * "yes" | "accept-new" | "no" | "ask", hostkey_alias, accept_fingerprint =
+ * "SHA256:..." (strict, but record a new key with that fingerprint),
+ * hash_known_hosts = false, identities = {paths}, agent = true, password,
+ * passphrase, prompt = function(question) -> string, keepalive = 15 } */
 static int l_connect(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -246,11 +254,8 @@ static int l_connect(lua_State *L)
 	lua_pop(L, 3);
 	luaL_argcheck(L, port > 0 && port < 65536, 1, "port: out of range");
 	const char *user = ssh_opt_string(L, 1, "user", getenv("USER") ? getenv("USER") : "root");
-	const char *home = getenv("HOME");
-	char khdefault[4096];
-	snprintf(khdefault, sizeof khdefault, "%s/.ssh/known_hosts", home ? home : "");
-	const char *kh = ssh_opt_string(L, 1, "known_hosts", khdefault);
-	int strict = ssh_opt_bool(L, 1, "strict", 0);
+	struct kh_opts kh;
+	ssh_hostkey_opts(L, 1, &kh);
 	ssh_opt_string(L, 1, "password", NULL); /* type checks before acquiring */
 	ssh_opt_string(L, 1, "passphrase", NULL);
 	luaL_argcheck(L, strlen(user) < 128, 1, "user: too long");
@@ -266,9 +271,9 @@ static int l_connect(lua_State *L)
 	ss->keepalive = (int)keepalive;
 	int n = tcp_connect(L, ss);
 	if (n == 0)
-		n = handshake(L, ss);
+		n = handshake(L, ss, &kh);
 	if (n == 0)
-		n = ssh_hostkey_check(L, ss, kh, strict);
+		n = ssh_hostkey_check(L, ss, &kh);
 	if (n == 0)
 		n = ssh_authenticate(L, ss, 1);
 	if (n != 0) {
@@ -328,6 +333,7 @@ int luaopen_phanes_ssh(lua_State *L)
 {
 	static const luaL_Reg funcs[] = {
 		{"connect", l_connect},
+		{"known_hosts", ssh_l_known_hosts},
 		{NULL, NULL},
 	};
 	static const luaL_Reg meta[] = {

@@ -35,7 +35,25 @@ int ssh_wait(struct ssh *ss, int ms);
 /* nil, "host:port: what: libssh2's last error", kind */
 int ssh_fail(lua_State *L, struct ssh *ss, const char *what, const char *kind);
 void ssh_keepalive(struct ssh *ss);
-int ssh_hostkey_check(lua_State *L, struct ssh *ss, const char *path, int strict);
+
+/* known hosts: the files to read and what to do with an unknown host */
+#define KH_MAX_FILES 8
+enum { KH_ACCEPT_NEW = 0, KH_YES = 1, KH_NO = 2 };
+struct kh_opts {
+	const char *user[KH_MAX_FILES];   /* new keys go to user[0] */
+	int nuser;
+	const char *global[KH_MAX_FILES]; /* read only */
+	int nglobal;
+	int strict;                       /* KH_ACCEPT_NEW, KH_YES, KH_NO */
+	const char *alias;                /* HostKeyAlias: the name to look up, or NULL */
+	const char *accept_fp;            /* strict, but record this one fingerprint (asked) */
+	int hash;                         /* HashKnownHosts: record |1|salt|hash names */
+	char home[2][4096];               /* the defaults under $HOME */
+};
+void ssh_hostkey_opts(lua_State *L, int opts, struct kh_opts *o); /* raises on misuse */
+void ssh_hostkey_prefer(lua_State *L, struct ssh *ss, const struct kh_opts *o);
+int ssh_hostkey_check(lua_State *L, struct ssh *ss, const struct kh_opts *o);
+int ssh_l_known_hosts(lua_State *L); /* ssh.known_hosts(text[, name]) */
 int ssh_authenticate(lua_State *L, struct ssh *ss, int opts);
 const char *ssh_opt_string(lua_State *L, int opts, const char *key, const char *def);
 int ssh_opt_bool(lua_State *L, int opts, const char *key, int def);

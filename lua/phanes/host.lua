@@ -16,6 +16,7 @@ usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--de
        phanes host list [--json]
        phanes host default NAME
        phanes host test [NAME|TARGET] [--key PATH] [--password-env VAR] [--timeout S]
+                        [--port N] [--known-hosts PATH] [--strict-host-keys]
 The inventory is ]] .. "~/.config/phanes/inventory.yaml" .. " (PHANES_INVENTORY to use another file).\n"
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
@@ -26,12 +27,14 @@ local function flags(args, from)
     local a = args[i]
     local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
     k = k or a
-    if k == "--key" or k == "--group" or k == "--password-env" or k == "--timeout" then
+    if k == "--key" or k == "--group" or k == "--password-env" or k == "--timeout" or k == "--port"
+        or k == "--known-hosts" then
       if not v then i = i + 1; v = args[i] end
       if not v then return nil, k .. " needs a value" end
       if k == "--group" then o.groups[#o.groups + 1] = v
       else o[k:sub(3):gsub("%-", "_")] = v end
     elseif a == "--default" then o.default = true
+    elseif a == "--strict-host-keys" then o.strict = true
     elseif a == "--json" then o.json = true
     elseif a:sub(1, 1) == "-" then return nil, "unknown option " .. a
     else pos[#pos + 1] = a end
@@ -139,10 +142,16 @@ end
 function M.test(o, pos)
   local inv = load()
   if not inv then return 2 end
-  local sshcfg = require("phanes.sshconfig").load() or {}
-  local targets, e = inventory.resolve(inv, pos[1], sshcfg)
+  local sshcfg, serr = require("phanes.sshconfig").load()
+  if not sshcfg then err(serr) return 2 end
+  local port = o.port and math.tointeger(tonumber(o.port))
+  if o.port and not (port and port >= 1 and port <= 65535) then
+    err("--port: expected a port number from 1 to 65535, got '" .. o.port .. "'")
+    return 2
+  end
+  local targets, e = inventory.resolve(inv, pos[1], sshcfg, { port = port })
   if not targets then err(e) return 2 end
-  local ro = { key = o.key, timeout = tonumber(o.timeout) or 10 }
+  local ro = { key = o.key, timeout = tonumber(o.timeout) or 10, port = port, known_hosts = o.known_hosts, strict = o.strict }
   if o.password_env then ro.password = os.getenv(o.password_env) end
   local sha = require("phanes.file").sha256_file(require("phanes.sys").exe()) or "none"
   local code = 0

@@ -187,33 +187,47 @@ local function looks_like_address(host)
 end
 
 -- One target from an inventory entry, a parsed [user@]host[:port], and
--- ssh_config (lowest precedence for what the others leave unset).
-local function target(name, t, entry, sshcfg)
+-- ssh_config (lowest precedence for what the others leave unset). The port:
+-- --port > the target's :port > the inventory's > ssh_config's Port > 22.
+local function target(name, t, entry, sshcfg, over)
   local parsed = entry and (M.parse_target(entry.address) or { host = entry.address }) or { host = t.host }
   local sc = sshcfg and require("phanes.sshconfig").lookup(sshcfg, parsed.host) or {}
+  if sc.proxy then
+    return nil, string.format("%s: %s: %s %s%s: phanes connects directly and does not support %s; "
+      .. "give this host an address phanes can reach, or set `%s none` for it before that line",
+      name, sc.proxy.where, sc.proxy.key, sc.proxy.value, sc.proxy.match and " (in a Match block, which phanes does not evaluate)" or "",
+      sc.proxy.key, sc.proxy.key)
+  end
   return {
     name = name,
     host = sc.hostname or parsed.host,
     user = t.user or (entry and entry.user) or parsed.user or sc.user,
-    port = t.port or (entry and entry.port) or parsed.port or sc.port or 22,
+    port = over.port or t.port or (entry and entry.port) or parsed.port or sc.port or 22,
     key = entry and entry.key,
     identities = sc.identityfile,
     groups = entry and entry.groups,
+    strict = sc.stricthostkeychecking, strict_where = sc.strict_where,
+    known_hosts = sc.userknownhostsfile, global_known_hosts = sc.globalknownhostsfile, hostkey_alias = sc.hostkeyalias,
+    hash_known_hosts = sc.hashknownhosts,
   }
 end
 
--- inventory.resolve(inv, spec, sshcfg) -> { targets } | nil, err
+-- inventory.resolve(inv, spec, sshcfg[, over]) -> { targets } | nil, err
 -- spec: nil (the default host), "name", "@group", "[user@]host[:port]",
--- or a comma list of those. Duplicates are dropped.
-function M.resolve(inv, spec, sshcfg)
+-- or a comma list of those. Duplicates are dropped. over.port (--port)
+-- overrides every other port. A host that ssh_config sends through
+-- ProxyJump or ProxyCommand is refused, naming the file:line.
+function M.resolve(inv, spec, sshcfg, over)
+  over = over or {}
   if spec == nil or spec == "" then
     if not inv.default then
       return nil, "no target given and no default host: use --remote [user@]host, or `phanes host add NAME ADDRESS --default`"
     end
     spec = inv.default
   end
-  local out, seen = {}, {}
-  local function push(t)
+  local out, seen, bad = {}, {}, nil
+  local function push(t, err)
+    if not t then bad = bad or err return end
     if not seen[t.name] then seen[t.name] = true; out[#out + 1] = t end
   end
   for item in spec:gmatch "[^,]+" do
@@ -222,7 +236,7 @@ function M.resolve(inv, spec, sshcfg)
       local g, any = item:sub(2), false
       for _, name in ipairs(M.names(inv)) do
         for _, hg in ipairs(inv.hosts[name].groups or {}) do
-          if hg == g then any = true; push(target(name, {}, inv.hosts[name], sshcfg)) break end
+          if hg == g then any = true; push(target(name, {}, inv.hosts[name], sshcfg, over)) break end
         end
       end
       if not any then
@@ -235,14 +249,15 @@ function M.resolve(inv, spec, sshcfg)
       if not t then return nil, err end
       local entry = inv.hosts[t.host]
       if entry then
-        push(target(t.host, t, entry, sshcfg))
+        push(target(t.host, t, entry, sshcfg, over))
       else
         local alias = sshcfg and require("phanes.sshconfig").lookup(sshcfg, t.host).hostname
         if not t.user and not alias and not looks_like_address(t.host) then return nil, M.unknown(inv, t.host) end
-        push(target(item, t, nil, sshcfg))
+        push(target(item, t, nil, sshcfg, over))
       end
     end
   end
+  if bad then return nil, bad end
   return out
 end
 

@@ -11,7 +11,8 @@
 --   phanes --remote @web status --json    (one document: { hosts, exit_code })
 --
 -- Remote options (the rest goes to the remote phanes): --remote [TARGET]
--- (no target: the inventory's default), --port N, --user U, --key PATH,
+-- (no target: the inventory's default), --port N (wins over the target's
+-- :port, the inventory's and ssh_config's), --user U, --key PATH,
 -- --password-env VAR, --parallel N (default 10), --strict-host-keys,
 -- --known-hosts PATH, --timeout S (connect, default 10).
 --
@@ -68,6 +69,9 @@ function M.parse_args(argv)
       o[key] = n
     end
   end
+  if o.port and (o.port ~= math.floor(o.port) or o.port > 65535) then
+    return nil, "--port: expected a port number from 1 to 65535, got '" .. tostring(o.port) .. "'"
+  end
   if o.password_env then
     o.password = os.getenv(o.password_env)
     if not o.password then return nil, "--password-env " .. o.password_env .. ": that variable is not set" end
@@ -89,6 +93,20 @@ local function expand(path)
   return path
 end
 
+-- StrictHostKeyChecking ask, on a terminal: OpenSSH's question; a yes
+-- connects again recording only the key that was shown.
+local function ask_hostkey(ssh, opts, info, msg, kind)
+  local tty = io.open("/dev/tty", "r")
+  if not tty then return nil, msg, kind end
+  io.stderr:write(string.format("The authenticity of host '%s' can't be established.\n%s key fingerprint is %s.\n"
+    .. "Are you sure you want to continue connecting (yes/no)? ", info.name, info.type, info.fingerprint))
+  local answer = tty:read "l"
+  tty:close()
+  if answer ~= "yes" then return nil, msg .. "\n  (not accepted at the StrictHostKeyChecking ask question)", kind end
+  opts.accept_fingerprint = info.fingerprint
+  return ssh.connect(opts)
+end
+
 -- remote.connect(target, opts) -> session | nil, message, kind
 -- Prompts for a password on a terminal when keys fail and the server takes
 -- passwords (not in fleet children).
@@ -107,12 +125,17 @@ function M.connect(t, o)
     for _, f in ipairs(t.identities) do identities[#identities + 1] = expand(f) end
   end
   local opts = {
-    host = t.host, port = math.tointeger(t.port or o.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
-    timeout = o.timeout or 10, known_hosts = expand(o.known_hosts), strict = o.strict or false,
+    host = t.host, port = math.tointeger(o.port or t.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
+    timeout = o.timeout or 10, known_hosts = o.known_hosts and expand(o.known_hosts) or t.known_hosts,
+    global_known_hosts = t.global_known_hosts, strict = o.strict and "yes" or t.strict or "accept-new",
+    hostkey_alias = t.hostkey_alias, hash_known_hosts = t.hash_known_hosts,
     identities = identities, password = o.password, passphrase = os.getenv "PHANES_KEY_PASSPHRASE",
     prompt = interactive and function(q) return require("phanes.sys").getpass(q) end or nil,
   }
   local s, msg, kind, info = ssh.connect(opts)
+  if not s and kind == "hostkey_unknown" and opts.strict == "ask" and interactive and info then
+    s, msg, kind, info = ask_hostkey(ssh, opts, info, msg, kind)
+  end
   if not s and kind == "auth" and interactive and not opts.password and info and info.methods:find "password" then
     opts.password = require("phanes.sys").getpass(string.format("%s@%s's password: ", opts.user, t.host))
     if opts.password and opts.password ~= "" then s, msg, kind = ssh.connect(opts) end
@@ -120,6 +143,11 @@ function M.connect(t, o)
   if not s then
     local hint = HINTS[kind]
     if hint and not kind:match "^hostkey" then msg = msg .. "\n  " .. hint end
+    if kind == "hostkey_unknown" and o.strict then
+      msg = msg .. "\n  (--strict-host-keys; without it a new key is recorded)"
+    elseif kind == "hostkey_unknown" and t.strict_where then
+      msg = msg .. "\n  (StrictHostKeyChecking " .. t.strict .. " at " .. t.strict_where .. ")"
+    end
     return nil, msg, kind
   end
   local info_ = s:info()
@@ -218,7 +246,7 @@ function M.main(argv)
   if not inv then err(ierr) return 2 end
   local sshcfg, serr = require("phanes.sshconfig").load()
   if not sshcfg then err(serr) return 2 end
-  local targets, terr = inventory.resolve(inv, o.target, sshcfg)
+  local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
   if not targets then err(terr) return 2 end
   if M.command_word(rest) == "status" then return require("phanes.remote.status").main(targets, o, rest) end
   if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end

@@ -1,20 +1,51 @@
 -- sshconfig.lua: read ~/.ssh/config (never written) for the options phanes
--- honours: HostName, User, Port, IdentityFile, with Host patterns (`*`,
--- `?`, `!negation`) and Include. As in OpenSSH, the first value obtained for
--- an option wins, IdentityFile accumulates, and `Match` blocks are skipped.
+-- honours: HostName, User, Port, IdentityFile, StrictHostKeyChecking,
+-- UserKnownHostsFile, GlobalKnownHostsFile, HostKeyAlias, HashKnownHosts, with Host patterns (`*`, `?`,
+-- `!negation`) and Include. As in OpenSSH, the first value obtained for an
+-- option wins, IdentityFile accumulates, and `Match` blocks are skipped.
+-- ProxyJump and ProxyCommand are not supported: lookup reports where they
+-- are set (also inside a Match block) so the caller refuses the host.
 --
 --   local sshconfig = require "phanes.sshconfig"
 --   local cfg = sshconfig.load()                 -- ~/.ssh/config, or an empty one
 --   local o = sshconfig.lookup(cfg, "web1")
 --   -- o = { hostname = "10.0.0.5", user = "deploy", port = 2222,
---   --       identityfile = { "/home/me/.ssh/web" } }   (fields absent when unset)
+--   --       identityfile = { "/home/me/.ssh/web" },
+--   --       stricthostkeychecking = "yes" | "accept-new" | "no" | "ask",
+--   --       userknownhostsfile = { paths }, globalknownhostsfile = { paths },
+--   --       proxy = { key = "ProxyJump", value = "bastion", where = "~/.ssh/config:7" } }
+--   --   (fields absent when unset)
 local F = require "phanes.file"
 
 local M = {}
 
 local ENOENT, ENOTDIR = 2, 20
 
-local KNOWN = { hostname = true, user = true, port = true, identityfile = true }
+local KNOWN = { hostname = true, user = true, port = true, identityfile = true, stricthostkeychecking = true,
+  userknownhostsfile = true, globalknownhostsfile = true, hostkeyalias = true, hashknownhosts = true,
+  proxyjump = true, proxycommand = true }
+-- options whose value is every word after the keyword
+local LIST = { userknownhostsfile = true, globalknownhostsfile = true, proxycommand = true }
+local STRICT = { yes = "yes", ["true"] = "yes", ask = "ask", ["accept-new"] = "accept-new",
+  no = "no", off = "no", ["false"] = "no" }
+local NAMES = { proxyjump = "ProxyJump", proxycommand = "ProxyCommand" }
+
+-- A value OpenSSH would refuse is refused here too, with its file:line.
+local function check_value(key, w, where)
+  local v = w[2]
+  if v == nil then return nil, where .. ": " .. w[1] .. " needs a value" end
+  if key == "port" then
+    local n = tonumber(v)
+    if not n or n ~= math.floor(n) or n < 1 or n > 65535 then
+      return nil, where .. ": Port: expected a number from 1 to 65535, got '" .. v .. "'"
+    end
+  elseif key == "hashknownhosts" and v:lower() ~= "yes" and v:lower() ~= "no" then
+    return nil, where .. ": HashKnownHosts: expected yes or no, got '" .. v .. "'"
+  elseif key == "stricthostkeychecking" and not STRICT[v:lower()] then
+    return nil, where .. ": StrictHostKeyChecking: expected yes, accept-new, no or ask, got '" .. v .. "'"
+  end
+  return true
+end
 
 -- Split a line into words, honouring double quotes; `Key=value` too.
 local function words(line)
@@ -126,8 +157,12 @@ function M.parse(text, opts)
           end
         end
       elseif KNOWN[key] then
+        local ok, verr = check_value(key, w, where)
+        if not ok then return nil, verr end
         local opts_ = blocks[#blocks].options
-        opts_[#opts_ + 1] = { key, w[2], where }
+        local v = w[2]
+        if LIST[key] then v = { table.unpack(w, 2) } end
+        opts_[#opts_ + 1] = { key, v, where }
       end
     end
   end
@@ -137,27 +172,64 @@ end
 -- sshconfig.lookup(blocks, host, user) -> { hostname, user, port, identityfile }
 -- %h (the host name), %u, %r (remote user), %d and ~ (home) are expanded in
 -- IdentityFile.
+-- A ProxyJump or ProxyCommand in a Match block phanes does not evaluate:
+-- it might apply, so it is reported rather than ignored.
+local function match_proxy(o, b)
+  for _, kv in ipairs(b.options) do
+    local v = type(kv[2]) == "table" and table.concat(kv[2], " ") or kv[2]
+    if NAMES[kv[1]] and v:lower() ~= "none" and o.proxy == nil then
+      o.proxy = { key = NAMES[kv[1]], value = v, where = kv[3], match = true }
+    end
+  end
+end
+
+local function set(o, k, v, where)
+  if k == "identityfile" then
+    o.identityfile = o.identityfile or {}
+    o.identityfile[#o.identityfile + 1] = v
+  elseif NAMES[k] then
+    if o.proxy == nil then
+      local text = type(v) == "table" and table.concat(v, " ") or v
+      o.proxy = false -- "none": no proxy, and later values do not count
+      if text:lower() ~= "none" then o.proxy = { key = NAMES[k], value = text, where = where } end
+    end
+  elseif o[k] == nil then
+    if k == "port" then v = tonumber(v)
+    elseif k == "stricthostkeychecking" then v = STRICT[v:lower()]; o.strict_where = where
+    elseif k == "hashknownhosts" then v = v:lower() == "yes" end
+    o[k] = v
+  end
+end
+
+-- Known hosts files: ~, %d (home), %u (local user), %h (host name), %%;
+-- "none" reads nothing (and records nowhere).
+local function known_files(list, home, host)
+  local out = {}
+  for _, f in ipairs(list) do
+    if f:lower() == "none" then return { "/dev/null" } end
+    f = expand_home(f, home):gsub("%%(.)", { d = home, u = os.getenv "USER" or "", h = host, ["%"] = "%" })
+    out[#out + 1] = f
+  end
+  return out
+end
+
 function M.lookup(blocks, host, home)
   home = home or os.getenv "HOME" or ""
   local o = {}
   for _, b in ipairs(blocks or {}) do
-    if not b.match and (b.patterns == nil or M.match(b.patterns, host)) then
+    if b.match then
+      match_proxy(o, b)
+    elseif b.patterns == nil or M.match(b.patterns, host) then
       for _, kv in ipairs(b.options) do
-        local k, v = kv[1], kv[2]
-        if k == "identityfile" and v then
-          o.identityfile = o.identityfile or {}
-          o.identityfile[#o.identityfile + 1] = v
-        elseif v and o[k] == nil then
-          if k == "port" then
-            o.port = tonumber(v)
-          else
-            o[k] = v
-          end
-        end
+        if kv[2] ~= nil then set(o, kv[1], kv[2], kv[3]) end
       end
     end
   end
+  if o.proxy == false then o.proxy = nil end
   if o.hostname then o.hostname = o.hostname:gsub("%%h", host) end
+  for _, k in ipairs { "userknownhostsfile", "globalknownhostsfile" } do
+    if o[k] then o[k] = known_files(o[k], home, o.hostname or host) end
+  end
   for i, f in ipairs(o.identityfile or {}) do
     f = expand_home(f, home):gsub("%%d", home):gsub("%%h", o.hostname or host)
     f = f:gsub("%%u", os.getenv "USER" or ""):gsub("%%r", o.user or os.getenv "USER" or "")

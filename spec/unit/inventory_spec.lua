@@ -84,6 +84,41 @@ describe("inventory.resolve", function()
     t = assert(inventory.resolve(inv, "me@bastion:1", cfg))[1]
     assert.same({ "10.9.9.9", "me", 1 }, { t.host, t.user, t.port })
   end)
+
+  it("takes the port from --port, then the target, the inventory entry, ssh_config, 22", function()
+    local cfg = assert(sshconfig.parse("Host *\n  Port 2022\n", { home = "/h" }))
+    local entry_port = inv_with({ a = { address = "10.0.0.1", port = 2201 }, b = { address = "10.0.0.2:2202" },
+      c = { address = "10.0.0.3" } })
+    local function port(spec, sc, over) return assert(inventory.resolve(entry_port, spec, sc, over))[1].port end
+    assert.equal(2299, port("a:2203", cfg, { port = 2299 }))
+    assert.equal(2299, port("c", nil, { port = 2299 }))
+    assert.equal(2203, port("a:2203", cfg))
+    assert.equal(2201, port("a", cfg))
+    assert.equal(2202, port("b", cfg))
+    assert.equal(2022, port("c", cfg))
+    assert.equal(22, port("c"))
+    assert.equal(2299, port("root@192.0.2.1:2203", cfg, { port = 2299 }))
+  end)
+
+  it("carries ssh_config's host key settings to the target", function()
+    local cfg = assert(sshconfig.parse("Host web1 10.0.0.5\n  StrictHostKeyChecking ask\n  UserKnownHostsFile /a /b\n"
+      .. "  GlobalKnownHostsFile /g\n", { name = "cfg", home = "/h" }))
+    local t = assert(inventory.resolve(inv, "web1", cfg))[1]
+    assert.same({ "ask", "cfg:2", { "/a", "/b" }, { "/g" } }, { t.strict, t.strict_where, t.known_hosts, t.global_known_hosts })
+  end)
+
+  it("refuses a host ssh_config sends through ProxyJump or ProxyCommand, naming the file:line", function()
+    local cfg = assert(sshconfig.parse("Host 10.0.0.6\n  ProxyJump gw\nHost 10.0.0.5\n  ProxyCommand nc %h %p\n",
+      { name = "/h/.ssh/config", home = "/h" }))
+    local ts, err = inventory.resolve(inv, "web2", cfg)
+    assert.is_nil(ts)
+    assert.equal("web2: /h/.ssh/config:2: ProxyJump gw: phanes connects directly and does not support ProxyJump; "
+      .. "give this host an address phanes can reach, or set `ProxyJump none` for it before that line", err)
+    ts, err = inventory.resolve(inv, "@web", cfg)
+    assert.is_nil(ts)
+    assert.matches("^web1: /h/%.ssh/config:4: ProxyCommand nc %%h %%p: ", err)
+    assert.equal(1, #assert(inventory.resolve(inv, "db1", cfg)))
+  end)
 end)
 
 describe("inventory add/remove", function()

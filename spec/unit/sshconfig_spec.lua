@@ -80,6 +80,54 @@ Host *
     assert.equal("cfg:2: unterminated quote", err)
   end)
 
+  it("reads StrictHostKeyChecking (first value, OpenSSH's spellings) and known hosts files", function()
+    local o = lookup([[
+Host web*
+  StrictHostKeyChecking=Off
+  UserKnownHostsFile ~/.ssh/kh_%h "/etc/phanes kh" %d/kh2
+  GlobalKnownHostsFile /srv/global_kh
+Host *
+  StrictHostKeyChecking yes
+  UserKnownHostsFile /never
+]], "web1")
+    assert.equal("no", o.stricthostkeychecking)
+    assert.equal("config:2", o.strict_where)
+    assert.same({ HOME .. "/.ssh/kh_web1", "/etc/phanes kh", HOME .. "/kh2" }, o.userknownhostsfile)
+    assert.same({ "/srv/global_kh" }, o.globalknownhostsfile)
+    assert.equal("yes", lookup("StrictHostKeyChecking true\n", "x").stricthostkeychecking)
+    assert.equal("accept-new", lookup("StrictHostKeyChecking accept-new\n", "x").stricthostkeychecking)
+    assert.equal("ask", lookup("StrictHostKeyChecking ask\n", "x").stricthostkeychecking)
+    assert.same({ "/dev/null" }, lookup("UserKnownHostsFile none\n", "x").userknownhostsfile)
+    assert.equal("the-box", lookup("Host x\n  HostKeyAlias the-box\n", "x").hostkeyalias)
+    assert.is_true(lookup("HashKnownHosts Yes\n", "x").hashknownhosts)
+    assert.is_false(lookup("HashKnownHosts no\nHashKnownHosts yes\n", "x").hashknownhosts)
+  end)
+
+  it("refuses values OpenSSH refuses, naming the file and line", function()
+    local function bad(text)
+      local ok, err = sshconfig.parse(text, { name = "cfg" })
+      assert.is_nil(ok)
+      return err
+    end
+    assert.equal("cfg:2: StrictHostKeyChecking: expected yes, accept-new, no or ask, got 'maybe'",
+      bad("Host a\n  StrictHostKeyChecking maybe\n"))
+    assert.equal("cfg:3: Port: expected a number from 1 to 65535, got '70000'", bad("Host a\n\n  Port 70000\n"))
+    assert.equal("cfg:1: Port: expected a number from 1 to 65535, got 'ssh'", bad("Port ssh\n"))
+    assert.equal("cfg:1: Port needs a value", bad("Port\n"))
+    assert.equal("cfg:1: HashKnownHosts: expected yes or no, got 'sometimes'", bad("HashKnownHosts sometimes\n"))
+  end)
+
+  it("reports ProxyJump and ProxyCommand with their file:line, also from Match blocks; none turns them off", function()
+    local text = "Host bastioned\n  ProxyJump jump@bastion:2222\nHost cmd\n  ProxyCommand ssh -W %h:%p gw\n"
+      .. "Host off\n  ProxyJump none\nHost *\n  ProxyJump later\n"
+    assert.same({ key = "ProxyJump", value = "jump@bastion:2222", where = "config:2" }, lookup(text, "bastioned").proxy)
+    assert.same({ key = "ProxyCommand", value = "ssh -W %h:%p gw", where = "config:4" }, lookup(text, "cmd").proxy)
+    assert.is_nil(lookup(text, "off").proxy)
+    assert.same({ key = "ProxyJump", value = "later", where = "config:8" }, lookup(text, "other").proxy)
+    local m = lookup("Match host x\n  ProxyJump gw\n", "y").proxy
+    assert.same({ key = "ProxyJump", value = "gw", where = "config:2", match = true }, m)
+  end)
+
   -- Independent model: glob by recursion, first match wins per option.
   local function glob(p, s)
     if p == "" then return s == "" end
