@@ -355,6 +355,23 @@ static int l_readlink(lua_State *L)
 	return 1;
 }
 
+/* file.check(path) -> true | nil, err, errno: phanes may read or replace
+ * path (absent, or not refused by the rules of safepath.h). */
+static int l_check(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct sp_at at;
+	char msg[PATH_MAX + 512];
+	if (sp_resolve(path, SP_FOLLOW, &at, msg, sizeof msg) < 0)
+		return phanes_file_fail(L, msg, errno);
+	int r = sp_check_entry(&at, msg, sizeof msg);
+	sp_release(&at);
+	if (r < 0)
+		return phanes_file_fail(L, msg, EPERM);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 /* chmod (mode >= 0) or chown of path's entry, through a descriptor of it. */
 static int change(lua_State *L, const char *path, int mode, uid_t uid, gid_t gid)
 {
@@ -405,6 +422,7 @@ int luaopen_phanes_file(lua_State *L)
 		{"write", l_write},
 		{"stat", l_stat},
 		{"exists", l_exists},
+		{"check", l_check},
 		{"readlink", l_readlink},
 		{"chmod", l_chmod},
 		{"chown", l_chown},

@@ -404,12 +404,15 @@ int sp_mkdtemp(const char *prefix, char *out, size_t osize, char *msg, size_t ms
 	char dir[PATH_MAX], base[NAME_MAX + 1], name[NAME_MAX + 1];
 	snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - prefix) + (slash == prefix) : 1, slash ? prefix : ".");
 	snprintf(base, sizeof base, "%.200s", slash ? slash + 1 : prefix);
-	if (sp_resolve(dir, SP_FOLLOW, &at, msg, msize) < 0)
+	if (sp_resolve(dir, SP_FOLLOW, &at, msg, msize) < 0) {
+		if (errno != EPERM)
+			snprintf(msg, msize, "%s: %s", prefix, strerror(errno));
 		return -1;
+	}
 	int fd = at.exists && S_ISDIR(at.st.st_mode) ? sp_entry_fd(&at, msg, msize) : -1;
 	if (!at.exists || !S_ISDIR(at.st.st_mode)) {
 		errno = at.exists ? ENOTDIR : ENOENT;
-		snprintf(msg, msize, "%s: %s", dir, strerror(errno));
+		snprintf(msg, msize, "%s: %s", prefix, strerror(errno));
 	}
 	int r = -1;
 	for (int i = 0; fd >= 0 && i < 100; i++) {
@@ -422,7 +425,7 @@ int sp_mkdtemp(const char *prefix, char *out, size_t osize, char *msg, size_t ms
 			break;
 		}
 		if (errno != EEXIST) {
-			snprintf(msg, msize, "%s: %s", dir, strerror(errno));
+			snprintf(msg, msize, "%s: %s", prefix, strerror(errno));
 			break;
 		}
 	}

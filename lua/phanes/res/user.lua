@@ -211,7 +211,12 @@ function U.authorized_keys(ctx, o)
     if dir.message then dir.message = "~/.ssh " .. dir.message end
     local path = home .. "/.ssh/authorized_keys"
     local st = file.stat(path, kind, true)
-    local old = st and st.type == "file" and (F.read(path)) or ""
+    local old = ""
+    if st and st.type == "file" then
+      local err
+      old, err = F.read(path)
+      if not old then fail(kind, path, tostring(err)) end
+    end
     local r = file.ensure_content(ctx, { path = path, content = M.keys_content(old, keys, o.exclusive),
       mode = "0600", owner = uid, group = gid }, kind)
     local out = file.combine(dir, r)
