@@ -76,27 +76,30 @@ static int refuse(char *msg, size_t msize, const char *shown, const struct stat 
 	return -1;
 }
 
-/* The checks of an entry st named shown in directory d (see safepath.h). */
+/* The checks of an entry st named shown in directory d (see safepath.h);
+ * names are looked up only for a refusal. */
 static int check(const struct stat *d, const struct stat *st, const char *shown, int inode,
 		 char *msg, size_t msize)
 {
 	char u[64], what[128];
 	if (sp_dir_trusted(d))
 		return 0;
+	int link = S_ISLNK(st->st_mode);
+	int foreign = !trusted_uid(st->st_uid) && st->st_uid != d->st_uid;
+	int hard = inode && S_ISREG(st->st_mode) && st->st_nlink > 1;
+	if (!link && !foreign && !hard)
+		return 0;
 	uid_name(st->st_uid, u, sizeof u);
-	if (S_ISLNK(st->st_mode)) {
+	if (link) {
 		snprintf(what, sizeof what, "a symlink owned by %s", u);
 		return refuse(msg, msize, shown, d, what, "remove the link");
 	}
-	if (!trusted_uid(st->st_uid) && st->st_uid != d->st_uid) {
+	if (foreign) {
 		snprintf(what, sizeof what, "owned by %s", u);
 		return refuse(msg, msize, shown, d, what, "remove it or give it to the directory's owner");
 	}
-	if (inode && S_ISREG(st->st_mode) && st->st_nlink > 1) {
-		snprintf(what, sizeof what, "a file owned by %s with %ld hard links", u, (long)st->st_nlink);
-		return refuse(msg, msize, shown, d, what, "one may be a planted link to another file; remove it");
-	}
-	return 0;
+	snprintf(what, sizeof what, "a file owned by %s with %ld hard links", u, (long)st->st_nlink);
+	return refuse(msg, msize, shown, d, what, "one may be a planted link to another file; remove it");
 }
 
 int sp_check_entry(const struct sp_at *at, char *msg, size_t msize)
