@@ -134,7 +134,7 @@ static int l_read(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	struct mem *m = phanes_file_mem(L);
 	char msg[PATH_MAX + 512];
-	m->fd = sp_open(path, O_RDONLY, msg, sizeof msg);
+	m->fd = sp_open(path, O_RDONLY, 0, msg, sizeof msg);
 	if (m->fd < 0)
 		return phanes_file_fail(L, msg, errno);
 	for (;;) {

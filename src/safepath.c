@@ -341,33 +341,33 @@ int sp_entry_fd(const struct sp_at *at, char *msg, size_t msize)
 	return -1;
 }
 
-int sp_open(const char *path, int oflags, char *msg, size_t msize)
+int sp_open(const char *path, int oflags, mode_t mode, char *msg, size_t msize)
 {
 	struct sp_at at;
 	if (sp_resolve(path, SP_FOLLOW, &at, msg, msize) < 0)
 		return -1;
-	int fd = -1;
-	if (!at.exists) {
-		errno = ENOENT;
-		snprintf(msg, msize, "%s: %s", path, strerror(errno));
-	} else if (sp_check_entry(&at, msg, msize) == 0) {
-		fd = openat(at.dirfd, at.name, oflags | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
-		struct stat st;
-		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == at.st.st_dev && st.st_ino == at.st.st_ino) {
-			sp_release(&at);
-			return fd;
-		}
-		int e = fd >= 0 ? EAGAIN : errno;
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-		snprintf(msg, msize, "%s: %s", path, e == EAGAIN ? "changed while phanes was opening it" : strerror(e));
-		errno = e;
+	int fd = -1, e = 0;
+	struct stat st;
+	if (!at.exists && !(oflags & O_CREAT)) {
+		e = ENOENT;
+	} else if (sp_check_entry(&at, msg, msize) < 0) {
+		e = EPERM;
+	} else {
+		fd = openat(at.dirfd, at.name, oflags | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, mode);
+		if (fd < 0 || fstat(fd, &st) < 0)
+			e = errno;
+		else if (at.exists && (st.st_dev != at.st.st_dev || st.st_ino != at.st.st_ino))
+			e = EAGAIN;
+		else if (check(&at.dir, &st, at.shown, 1, msg, msize) < 0) /* made in between by someone else */
+			e = EPERM;
 	}
-	int e = errno;
+	if (e && e != EPERM)
+		snprintf(msg, msize, "%s: %s", path, e == EAGAIN ? "changed while phanes was opening it" : strerror(e));
+	if (e && fd >= 0)
+		close(fd);
 	sp_release(&at);
 	errno = e;
-	return fd;
+	return e ? -1 : fd;
 }
 
 int sp_fchmod_path(int fd, mode_t mode)

@@ -55,9 +55,10 @@ int sp_check_entry(const struct sp_at *at, char *msg, size_t msize);
  * the one that was resolved; -1 with errno and msg. */
 int sp_entry_fd(const struct sp_at *at, char *msg, size_t msize);
 
-/* open(2) of an existing file through sp_resolve(SP_FOLLOW) and
- * sp_check_entry: fd or -1 with errno and msg. oflags must not hold O_CREAT. */
-int sp_open(const char *path, int oflags, char *msg, size_t msize);
+/* open(2) through sp_resolve(SP_FOLLOW) and sp_check_entry, with O_NOFOLLOW
+ * and O_CLOEXEC added; with O_CREAT a missing file is created with mode (a
+ * lock file), and what was opened is checked again. fd or -1, errno, msg. */
+int sp_open(const char *path, int oflags, mode_t mode, char *msg, size_t msize);
 
 /* chmod of the entry behind an O_PATH descriptor (via /proc/self/fd). */
 int sp_fchmod_path(int fd, mode_t mode);

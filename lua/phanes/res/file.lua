@@ -22,6 +22,10 @@
 -- <path>.<UTC time>.bak. In a dry run nothing is written: the result is
 -- "would change" with a unified diff ("(secret content changed)" instead
 -- when secret).
+-- As root, a link, a file of a third user or a hard-linked file in a
+-- directory another user can write (a home, a service's conf.d, /tmp) is
+-- refused: the resource fails naming the path and the owner, in a dry run
+-- too, and nothing is written (phanes.file; doc/internals.md "Paths as root").
 local context = require "phanes.context"
 local F = require "phanes.file"
 

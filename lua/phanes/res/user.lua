@@ -13,7 +13,8 @@
 -- adds the missing supplementary groups (usermod -aG): it never removes a
 -- group. authorized_keys makes ~/.ssh (0700) and ~/.ssh/authorized_keys
 -- (0600), owned by the user, adds the missing keys and keeps the others
--- unless exclusive = true. sudoers writes /etc/sudoers.d/<name> (0440),
+-- unless exclusive = true; a link the user planted for ~/.ssh or the file
+-- fails the resource (see res/file.lua). sudoers writes /etc/sudoers.d/<name> (0440),
 -- checked with `visudo -cf` on a temp copy before it is installed, so a
 -- broken rule never locks sudo.
 local context = require "phanes.context"
