@@ -355,8 +355,9 @@ static int l_readlink(lua_State *L)
 	return 1;
 }
 
-/* file.check(path) -> true | nil, err, errno: phanes may read or replace
- * path (absent, or not refused by the rules of safepath.h). */
+/* file.check(path) -> true, trusted | nil, err, errno: phanes may read or
+ * replace path (absent, or not refused by the rules of safepath.h);
+ * trusted: only root (or the user phanes runs as) can change its directory. */
 static int l_check(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -365,11 +366,13 @@ static int l_check(lua_State *L)
 	if (sp_resolve(path, SP_FOLLOW, &at, msg, sizeof msg) < 0)
 		return phanes_file_fail(L, msg, errno);
 	int r = sp_check_entry(&at, msg, sizeof msg);
+	int trusted = sp_dir_trusted(&at.dir);
 	sp_release(&at);
 	if (r < 0)
 		return phanes_file_fail(L, msg, EPERM);
 	lua_pushboolean(L, 1);
-	return 1;
+	lua_pushboolean(L, trusted);
+	return 2;
 }
 
 /* chmod (mode >= 0) or chown of path's entry, through a descriptor of it. */

@@ -378,8 +378,8 @@ describe("phanes.file", function()
       refused("a file owned by root with 2 hard links", file.chown(user .. "/hard", "nobody"))
       refused("2 hard links", file.read(user .. "/hard"))
       refused("owned by uid 4321", file.check(p))
-      assert.is_true(file.check(user .. "/absent"))
-      assert.is_true(file.check(secret))
+      assert.same({ true, false }, { file.check(user .. "/absent") })
+      assert.same({ true, true }, { file.check(secret) })
       intact()
     end)
 
@@ -392,6 +392,12 @@ describe("phanes.file", function()
         file.write(tmp .. "/report.json", "{}"))
       intact()
       assert(file.write(tmp .. "/mine", "{}")) -- a new root file there is fine
+      -- a directory of another user there: nothing inside is touched
+      as_nobody("mkdir", tmp .. "/nobodys")
+      refused(tmp .. "/nobodys: owned by nobody, in " .. tmp .. ", a directory every user can write",
+        file.write(tmp .. "/nobodys/f", "x"))
+      refused(tmp .. "/nobodys: owned by nobody", file.mkdir(tmp .. "/nobodys/d/e", { parents = true }))
+      assert.same({}, file.list(tmp .. "/nobodys"))
     end)
 
     it("still works on the user's own files and follows root's links in root's directories", function()

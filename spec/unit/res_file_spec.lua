@@ -334,6 +334,23 @@ describe("file", function()
       assert.equal("changed", w.ctx.file.content({ path = dir .. "/new.conf", content = "n\n" }).status)
     end)
 
+    fit("validates a copy in a private directory, not in the one the user can write", function()
+      if not root then pending "needs root" return end
+      local dir = planted()
+      local path = dir .. "/app.conf"
+      local seen
+      w.fake:on("check-conf", function(opts)
+        seen = opts.argv[2]
+        return { code = 0 }
+      end)
+      local r = w.ctx.file.content { path = path, content = "a\n", validate = { "check-conf", "%s" } }
+      assert.equal("changed", r.status)
+      assert.is_nil(seen:find(dir, 1, true))
+      assert.matches("/phanes%-%w+/app%.conf$", seen)
+      assert.is_nil(F.stat(seen:match "^(.*)/"))        -- removed afterwards
+      assert.same({ "app.conf" }, F.list(dir))
+    end)
+
     fit("authorized_keys: a link for ~/.ssh or for the file fails the resource", function()
       if not root then pending "needs root" return end
       local home = planted()
