@@ -33,6 +33,12 @@ static int mkdir_at(const struct sp_at *at, const struct attrs *a, int *created)
 	int fd = openat(at->dirfd, at->name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
+	/* the one made here, not one swapped in since by whoever can write there */
+	if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+		close(fd);
+		errno = EAGAIN;
+		return -1;
+	}
 	int r = ((a->uid == (uid_t)-1 && a->gid == (gid_t)-1) ||
 		 fchownat(fd, "", a->uid, a->gid, AT_EMPTY_PATH) == 0) && sp_fchmod_path(fd, mode) == 0 ? 0 : -1;
 	int e = errno;

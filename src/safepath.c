@@ -181,20 +181,18 @@ static int follow(struct walk *w, int fd, const char *after, char *msg, size_t m
 }
 
 /* Opens (creating it when asked) the directory name in w; 0, 1 when it was
- * link that has been followed, or -1. */
+ * a link that has been followed, or -1. A directory made here gets 0755
+ * exactly, once it is known to be the one made. */
 static int step(struct walk *w, const char *name, const char *after, int flags, char *msg, size_t msize)
 {
 	char shown[PATH_MAX];
 	join(shown, sizeof shown, w->shown, name);
-	int fd = openat(w->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	int made = 0, fd = openat(w->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT && (flags & SP_MKDIRS)) {
-		if (mkdirat(w->fd, name, 0755) < 0 && errno != EEXIST)
+		made = mkdirat(w->fd, name, 0755) == 0;
+		if (!made && errno != EEXIST)
 			return fail(w, msg, msize);
-		fd = openat(w->fd, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC);
-		if (fd >= 0 && sp_fchmod_path(fd, 0755) < 0) {
-			close(fd);
-			return fail(w, msg, msize);
-		}
+		fd = openat(w->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	}
 	if (fd < 0)
 		return fail(w, msg, msize);
@@ -204,6 +202,8 @@ static int step(struct walk *w, const char *name, const char *after, int flags, 
 		r = follow(w, fd, after, msg, msize) < 0 ? -1 : 1;
 	else if (r == 0 && !S_ISDIR(st.st_mode))
 		errno = ENOTDIR, r = fail(w, msg, msize);
+	else if (r == 0 && made && st.st_uid == geteuid() && sp_fchmod_path(fd, 0755) < 0)
+		r = fail(w, msg, msize);
 	if (r != 0) {
 		int e = errno;
 		close(fd);
