@@ -125,12 +125,15 @@ static int fail(struct walk *w, char *msg, size_t msize)
 	return -1;
 }
 
-/* Moves w to the directory fd (taken over), shown being its path. */
-static int enter(struct walk *w, int fd, const char *shown, char *msg, size_t msize)
+/* Moves w to the directory fd (taken over), shown being its path; st is
+ * its stat when known (else NULL). */
+static int enter(struct walk *w, int fd, const struct stat *st, const char *shown, char *msg, size_t msize)
 {
 	if (fd < 0)
 		return fail(w, msg, msize);
-	if (fstat(fd, &w->dir) < 0) {
+	if (st)
+		w->dir = *st;
+	else if (fstat(fd, &w->dir) < 0) {
 		int e = errno;
 		close(fd);
 		errno = e;
@@ -147,7 +150,7 @@ static int enter(struct walk *w, int fd, const char *shown, char *msg, size_t ms
 static int start(struct walk *w, const char *from, char *msg, size_t msize)
 {
 	int abs = from[0] == '/';
-	return enter(w, open(abs ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC), abs ? "" : ".", msg, msize);
+	return enter(w, open(abs ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC), NULL, abs ? "" : ".", msg, msize);
 }
 
 /* shown + "/" + name into out ("./x" printed as "x"); it is only shown, so
@@ -210,7 +213,7 @@ static int step(struct walk *w, const char *name, const char *after, int flags, 
 		errno = e;
 		return r;
 	}
-	return enter(w, fd, shown, msg, msize);
+	return enter(w, fd, &st, shown, msg, msize);
 }
 
 /* The next component of w->rest into name; *after points past it. 0 when
@@ -277,7 +280,7 @@ static int walk(struct walk *w, struct sp_at *at, int flags, char *msg, size_t m
 			r = 0;
 		} else if (!strcmp(name, "..")) {
 			join(up, sizeof up, w->shown, "..");
-			r = enter(w, openat(w->fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC), up, msg, msize);
+			r = enter(w, openat(w->fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC), NULL, up, msg, msize);
 		} else if (*after == '\0') {
 			r = last(w, at, name, flags, msg, msize);
 			if (r == 0)
