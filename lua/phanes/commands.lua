@@ -109,6 +109,19 @@ local function emit_report(p, out, report)
   end
 end
 
+-- --report FILE must be writable safely before anything runs: a link or a
+-- foreign file planted in a directory another user can write is refused
+-- (phanes.file, see doc/internals.md "Paths as root"), and nothing is applied.
+local function report_path_ok(out, path)
+  local F = require "phanes.file"
+  local ok, err = F.check(path)
+  local st = ok and F.stat(path, true)
+  if st and st.type ~= "file" then err = path .. ": exists and is a " .. st.type .. ", not a file"
+  elseif ok then return true end
+  out:error("cannot write the report: " .. tostring(err), "choose another --report path")
+  return false
+end
+
 -- Before any module ran (usage, config, lock): a short report too, so that
 -- whoever reads --json or --report learns why.
 local function early_exit(p, out, code)
@@ -137,6 +150,7 @@ end
 function M.apply(p)
   local o = p.opts
   local out = new_out(p)
+  if o.report and not report_path_ok(out, o.report) then return EXIT.usage end
   local prof, mods = plan(p, out)
   if not prof then return early_exit(p, out, EXIT.usage) end
   local cfg, secrets = load_config(p, out, mods, prof.config, prof.origin)

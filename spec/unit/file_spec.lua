@@ -6,9 +6,7 @@ describe("phanes.file", function()
   local dir
 
   before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(file.mkdir(dir, { mode = tonumber("0700", 8) }))
+    dir = assert(file.mkdtemp())
   end)
 
   after_each(function()
@@ -289,6 +287,174 @@ describe("phanes.file", function()
       none, err = file.sha256_file(dir)
       assert.is_nil(none)
       assert.equal(dir .. ": Is a directory", err)
+    end)
+  end)
+
+  -- As root, a path is walked one component at a time without following
+  -- links: in a directory another user can write (here nobody's, or a
+  -- sticky world-writable one like /tmp), a symlink, a file of a third
+  -- user, or a file with several hard links is refused and nothing changes.
+  describe("in directories others can write", function()
+    local root = sys.geteuid() == 0
+    local user, secret -- nobody's directory, a root file it must not reach
+    local SECRET = "root only\n"
+
+    local function as_nobody(...)
+      local r = assert(exec.run { argv = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ... } })
+      assert.equal(0, r.code, r.stderr)
+    end
+
+    -- the root file is as it was: content, mode, owner
+    local function intact()
+      assert.equal(SECRET, file.read(secret))
+      local st = file.stat(secret)
+      assert.equal(oct "600", st.mode)
+      assert.equal(0, st.uid)
+      assert.equal(0, st.gid)
+      assert.same({ "secret" }, file.list(dir .. "/rootdir"))
+    end
+
+    before_each(function()
+      if not root then return end
+      assert(file.chmod(dir, oct "755"))
+      user = dir .. "/user"
+      assert(file.mkdir(user, { owner = "nobody", group = "nogroup", mode = oct "755" }))
+      assert(file.mkdir(dir .. "/rootdir", { mode = oct "755" }))
+      secret = dir .. "/rootdir/secret"
+      assert(file.write(secret, SECRET, { mode = oct "600" }))
+    end)
+
+    local function refused(pattern, ok, err, errno)
+      assert.is_nil(ok)
+      assert.equal(1, errno) -- EPERM
+      assert.matches(pattern, err, 1, true)
+    end
+
+    it("refuses a symlink at the end, planted by the user, for every operation", function()
+      if not root then pending "needs root" return end
+      as_nobody("ln", "-s", secret, user .. "/authorized_keys")
+      local p = user .. "/authorized_keys"
+      local msg = p .. ": a symlink owned by nobody, in " .. user .. ", a directory nobody can write"
+      refused(msg, file.write(p, "x", { owner = "nobody" }))
+      refused(msg, file.read(p))
+      refused(msg, file.chmod(p, oct "644"))
+      refused(msg, file.chown(p, "nobody", "nogroup"))
+      refused(msg, file.stat(p, true))
+      refused(msg, file.mkdir(p))
+      refused(msg, file.check(p))
+      intact()
+      -- the link itself can be looked at and removed
+      assert.equal("link", file.stat(p).type)
+      assert.equal(secret, file.readlink(p))
+      assert(file.remove(p))
+      intact()
+      assert(file.write(p, "key\n", { owner = "nobody", mode = oct "600" }))
+      assert.equal("nobody", file.stat(p).owner)
+    end)
+
+    it("refuses a symlink in the middle of the path", function()
+      if not root then pending "needs root" return end
+      as_nobody("ln", "-s", dir .. "/rootdir", user .. "/.ssh")
+      local p = user .. "/.ssh/secret"
+      local msg = user .. "/.ssh: a symlink owned by nobody, in " .. user
+      refused(msg, file.write(p, "x"))
+      refused(msg, file.read(p))
+      refused(msg, file.chown(p, "nobody"))
+      refused(msg, file.chmod(user .. "/.ssh", oct "777"))
+      refused(msg, file.mkdir(user .. "/.ssh/new", { parents = true }))
+      refused(msg, file.write(user .. "/.ssh/new", "x"))
+      refused(msg, file.stat(p))
+      refused(msg, file.list(user .. "/.ssh"))
+      refused(msg, file.remove(p))
+      refused(msg, file.symlink("/x", user .. "/.ssh/l"))
+      refused(msg, file.mkdtemp(user .. "/.ssh/tmp-"))
+      assert.is_false(file.exists(p))
+      intact()
+    end)
+
+    it("refuses a file of a third user, and one with several hard links", function()
+      if not root then pending "needs root" return end
+      local p = user .. "/other"
+      assert(file.write(p, "x", { owner = 4321, group = 4321 }))
+      refused(p .. ": owned by uid 4321, in " .. user .. ", a directory nobody can write", file.read(p))
+      refused("owned by uid 4321", file.write(p, "y"))
+      refused("owned by uid 4321", file.chmod(p, oct "600"))
+      assert.equal(4321, file.stat(p).uid)
+      assert(exec.run { argv = { "ln", secret, user .. "/hard" } })
+      refused("a file owned by root with 2 hard links", file.chown(user .. "/hard", "nobody"))
+      refused("2 hard links", file.read(user .. "/hard"))
+      refused("owned by uid 4321", file.check(p))
+      assert.same({ true, false }, { file.check(user .. "/absent") })
+      assert.same({ true, true }, { file.check(secret) })
+      intact()
+    end)
+
+    it("refuses links in a sticky world-writable directory, naming every user", function()
+      if not root then pending "needs root" return end
+      local tmp = dir .. "/tmp"
+      assert(file.mkdir(tmp, { mode = oct "1777" }))
+      as_nobody("ln", "-s", secret, tmp .. "/report.json")
+      refused(tmp .. "/report.json: a symlink owned by nobody, in " .. tmp .. ", a directory every user can write",
+        file.write(tmp .. "/report.json", "{}"))
+      intact()
+      assert(file.write(tmp .. "/mine", "{}")) -- a new root file there is fine
+      -- a directory of another user there: nothing inside is touched
+      as_nobody("mkdir", tmp .. "/nobodys")
+      refused(tmp .. "/nobodys: owned by nobody, in " .. tmp .. ", a directory every user can write",
+        file.write(tmp .. "/nobodys/f", "x"))
+      refused(tmp .. "/nobodys: owned by nobody", file.mkdir(tmp .. "/nobodys/d/e", { parents = true }))
+      assert.same({}, file.list(tmp .. "/nobodys"))
+    end)
+
+    it("still works on the user's own files and follows root's links in root's directories", function()
+      if not root then pending "needs root" return end
+      local ssh = user .. "/.ssh"
+      as_nobody("mkdir", "-m", "700", ssh)
+      as_nobody("sh", "-c", "echo old > " .. ssh .. "/authorized_keys")
+      assert.equal("old\n", file.read(ssh .. "/authorized_keys"))
+      assert(file.write(ssh .. "/authorized_keys", "new\n", { mode = oct "600" }))
+      local st = file.stat(ssh .. "/authorized_keys")
+      assert.equal("nobody", st.owner) -- kept
+      assert(file.chmod(ssh, oct "700"))
+      assert(file.chown(ssh .. "/authorized_keys", "nobody", "nogroup"))
+      assert(file.write(ssh .. "/root-owned", "x", { owner = "root" }))
+      assert.equal("x", file.read(ssh .. "/root-owned"))
+      -- /etc/resolv.conf style: root's link in a root directory, followed
+      assert(file.symlink("rootdir/secret", dir .. "/link"))
+      assert.equal(SECRET, file.read(dir .. "/link"))
+      assert(file.chmod(dir .. "/link", oct "640"))
+      assert.equal(oct "640", file.stat(secret).mode)
+      assert(file.symlink("../rootdir", dir .. "/rootdir/up"))
+      assert.equal(SECRET, file.read(dir .. "/rootdir/up/up/up/secret"))
+      assert.equal(SECRET, file.read(dir .. "/rootdir/../rootdir/./secret"))
+      assert(file.symlink("loop", dir .. "/loop"))
+      local ok, err = file.read(dir .. "/loop")
+      assert.is_nil(ok)
+      assert.equal(dir .. "/loop: Too many levels of symbolic links", err)
+    end)
+  end)
+
+  describe("mkdtemp", function()
+    it("makes a new 0700 directory under the prefix, a new one each time", function()
+      local a = assert(file.mkdtemp(dir .. "/run-"))
+      local b = assert(file.mkdtemp(dir .. "/run-"))
+      assert.not_equal(a, b)
+      assert.matches("^" .. dir:gsub("%p", "%%%0") .. "/run%-[%w]+$", a)
+      assert.equal(#dir + 11, #a)
+      for _, p in ipairs { a, b } do
+        local st = file.stat(p)
+        assert.equal("directory", st.type)
+        assert.equal(oct "700", st.mode)
+        assert.equal(sys.geteuid(), st.uid)
+      end
+      local d = assert(file.mkdtemp())
+      assert.matches("/phanes%-[%w]+$", d)
+      assert.equal(oct "700", file.stat(d).mode)
+      assert(file.remove(d))
+      local ok, err = file.mkdtemp(dir .. "/none/x-")
+      assert.is_nil(ok)
+      assert.equal(dir .. "/none/x-: No such file or directory", err)
+      assert.has_error(function() file.mkdtemp(dir .. "/") end)
     end)
   end)
 

@@ -266,4 +266,106 @@ describe("file", function()
       assert.equal("/x", F.readlink(w.path "/etc/group"))
     end)
   end)
+
+  -- As root: links and foreign files planted in a directory another user
+  -- can write fail the resource, naming the path and the owner, in a dry
+  -- run too, and the file behind them is left as it was.
+  describe("in a directory another user owns", function()
+    local root = require("phanes.sys").geteuid() == 0
+    local SECRET = "root:x:0:0::/root:/bin/bash\n"
+
+    -- a world with /srv/conf.d owned by uid 1000 and a root file /etc/shadow
+    local function planted(o)
+      w = fakeexec.world(o)
+      local dir = w.path "/srv/conf.d"
+      assert(F.mkdir(dir, { parents = true, owner = 1000, group = 1000, mode = tonumber("0755", 8) }))
+      assert(F.write(w.path "/etc/shadow", SECRET, { mode = tonumber("0640", 8) }))
+      return dir
+    end
+
+    local function intact()
+      assert.equal(SECRET, fakeexec.read(w.path "/etc/shadow"))
+      local st = F.stat(w.path "/etc/shadow")
+      assert.equal("0640", mode(w.path "/etc/shadow"))
+      assert.equal(0, st.uid)
+      assert.equal(0, st.gid)
+    end
+
+    local function fails(fn, o, pattern)
+      local ok, e = pcall(fn, o)
+      assert.is_false(ok)
+      assert.is_true(context.is_failure(e))
+      assert.matches(pattern, e.message, 1, true)
+      return e
+    end
+
+    fit("refuses a symlink as the target of content, template, line and directory", function()
+      if not root then pending "needs root" return end
+      local dir = planted()
+      local link = dir .. "/app.conf"
+      assert(F.symlink(w.path "/etc/shadow", link))
+      local msg = link .. ": a symlink owned by root, in " .. dir .. ", a directory "
+      fails(w.ctx.file.content, { path = link, content = "x\n", owner = 1000 }, msg)
+      fails(w.ctx.file.content, { path = link, content = SECRET, mode = "0666" }, msg)
+      fails(w.ctx.file.line, { path = link, line = "x" }, msg)
+      fails(w.ctx.file.directory, { path = link, owner = 1000 }, msg)
+      intact()
+      assert.equal("link", F.stat(link).type)
+      w.close()
+      dir = planted { dry_run = true }
+      assert(F.symlink(w.path "/etc/shadow", dir .. "/app.conf"))
+      local e = fails(w.ctx.file.content, { path = dir .. "/app.conf", content = "x\n" }, "a symlink")
+      assert.not_matches("root:x", e.message .. tostring(e.detail), 1, true) -- no diff of the secret
+      intact()
+    end)
+
+    fit("refuses a linked directory on the way and a file of a third user", function()
+      if not root then pending "needs root" return end
+      local dir = planted()
+      assert(F.symlink(w.path "/etc", dir .. "/sub"))
+      fails(w.ctx.file.content, { path = dir .. "/sub/shadow", content = "x" }, dir .. "/sub: a symlink")
+      assert(F.write(dir .. "/other.conf", "x", { owner = 2000 }))
+      fails(w.ctx.file.content, { path = dir .. "/other.conf", content = "y" }, "owned by uid 2000")
+      intact()
+      -- the directory's owner's own files and new files are fine
+      assert(F.write(dir .. "/own.conf", "a\n", { owner = 1000, mode = tonumber("0644", 8) }))
+      assert.equal("changed", w.ctx.file.content({ path = dir .. "/own.conf", content = "b\n" }).status)
+      assert.equal(1000, F.stat(dir .. "/own.conf").uid)
+      assert.equal("changed", w.ctx.file.content({ path = dir .. "/new.conf", content = "n\n" }).status)
+    end)
+
+    fit("validates a copy in a private directory, not in the one the user can write", function()
+      if not root then pending "needs root" return end
+      local dir = planted()
+      local path = dir .. "/app.conf"
+      local seen
+      w.fake:on("check-conf", function(opts)
+        seen = opts.argv[2]
+        return { code = 0 }
+      end)
+      local r = w.ctx.file.content { path = path, content = "a\n", validate = { "check-conf", "%s" } }
+      assert.equal("changed", r.status)
+      assert.is_nil(seen:find(dir, 1, true))
+      assert.matches("/phanes%-%w+/app%.conf$", seen)
+      assert.is_nil(F.stat(seen:match "^(.*)/"))        -- removed afterwards
+      assert.same({ "app.conf" }, F.list(dir))
+    end)
+
+    fit("authorized_keys: a link for ~/.ssh or for the file fails the resource", function()
+      if not root then pending "needs root" return end
+      local home = planted()
+      local passwd = fakeexec.fixture("facts/passwd"):gsub("/home/deploy", home)
+      fakeexec.write(w.path "/etc/passwd", passwd)
+      local key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOp1 me@laptop"
+      assert(F.symlink(w.path "/etc", home .. "/.ssh"))
+      fails(w.ctx.user.authorized_keys, { user = "deploy", keys = { key } }, home .. "/.ssh: a symlink")
+      assert(F.remove(home .. "/.ssh"))
+      assert(F.mkdir(home .. "/.ssh", { owner = 1000, group = 1000, mode = tonumber("0700", 8) }))
+      assert(F.symlink(w.path "/etc/shadow", home .. "/.ssh/authorized_keys"))
+      fails(w.ctx.user.authorized_keys, { user = "deploy", keys = { key } },
+        home .. "/.ssh/authorized_keys: a symlink owned by root, in " .. home .. "/.ssh")
+      intact()
+      assert.equal("root", F.stat(w.path "/etc").owner)
+    end)
+  end)
 end)

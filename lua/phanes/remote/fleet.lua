@@ -30,10 +30,7 @@ local function child_command(exe, t, o, rest, job, color)
 end
 
 local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(require("phanes.file").mkdir(path, { mode = tonumber("0700", 8) }))
-  return path
+  return assert(require("phanes.file").mkdtemp())
 end
 
 local function read_all(path) return (require("phanes.file").read(path)) end

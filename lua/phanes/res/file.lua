@@ -22,6 +22,10 @@
 -- <path>.<UTC time>.bak. In a dry run nothing is written: the result is
 -- "would change" with a unified diff ("(secret content changed)" instead
 -- when secret).
+-- As root, a link, a file of a third user or a hard-linked file in a
+-- directory another user can write (a home, a service's conf.d, /tmp) is
+-- refused: the resource fails naming the path and the owner, in a dry run
+-- too, and nothing is written (phanes.file; doc/internals.md "Paths as root").
 local context = require "phanes.context"
 local F = require "phanes.file"
 
@@ -89,17 +93,26 @@ local function substitute(argv, tmp)
   return out
 end
 
--- Runs the validator on a temp copy next to the target; raises on failure.
+-- Runs the validator on a temp copy next to the target (so relative
+-- includes resolve as they will), or in a private directory of its own when
+-- another user can write the target's (who could swap the copy for a link
+-- and have root's validator print another file); raises on failure.
 local function validate(ctx, kind, path, content, argv)
   local dir, base = path:match "^(.*)/([^/]+)$"
   if not dir then dir, base = ".", path end
   if dir == "" then dir = "/" end
-  local tmp = string.format("%s/.%s.phanes-check-%d%05d", dir, base, os.time(), math.random(0, 99999))
+  local _, trusted = F.check(path)
+  local private = not trusted and F.mkdtemp() or nil
+  local tmp = private and (private .. "/" .. base)
+    or string.format("%s/.%s.phanes-check-%d%05d", dir, base, os.time(), math.random(0, 99999))
   local ok, err = F.write(tmp, content, { mode = tonumber("0600", 8) })
-  if not ok then fail(kind, path, "cannot write the file to validate: " .. tostring(err)) end
+  if not ok then
+    if private then F.remove(private, true) end
+    fail(kind, path, "cannot write the file to validate: " .. tostring(err))
+  end
   local cmd = substitute(argv, tmp)
   local res, xerr = ctx.run.exec{ argv = cmd }
-  F.remove(tmp)
+  F.remove(private or tmp, private ~= nil)
   local shown = table.concat(substitute(argv, path), " ")
   if not res then fail(kind, path, "validation (" .. shown .. ") could not run: " .. tostring(xerr)) end
   if res.code ~= 0 then

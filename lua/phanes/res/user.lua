@@ -13,7 +13,8 @@
 -- adds the missing supplementary groups (usermod -aG): it never removes a
 -- group. authorized_keys makes ~/.ssh (0700) and ~/.ssh/authorized_keys
 -- (0600), owned by the user, adds the missing keys and keeps the others
--- unless exclusive = true. sudoers writes /etc/sudoers.d/<name> (0440),
+-- unless exclusive = true; a link the user planted for ~/.ssh or the file
+-- fails the resource (see res/file.lua). sudoers writes /etc/sudoers.d/<name> (0440),
 -- checked with `visudo -cf` on a temp copy before it is installed, so a
 -- broken rule never locks sudo.
 local context = require "phanes.context"
@@ -211,7 +212,12 @@ function U.authorized_keys(ctx, o)
     if dir.message then dir.message = "~/.ssh " .. dir.message end
     local path = home .. "/.ssh/authorized_keys"
     local st = file.stat(path, kind, true)
-    local old = st and st.type == "file" and (F.read(path)) or ""
+    local old = ""
+    if st and st.type == "file" then
+      local err
+      old, err = F.read(path)
+      if not old then fail(kind, path, tostring(err)) end
+    end
     local r = file.ensure_content(ctx, { path = path, content = M.keys_content(old, keys, o.exclusive),
       mode = "0600", owner = uid, group = gid }, kind)
     local out = file.combine(dir, r)
