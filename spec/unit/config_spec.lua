@@ -217,7 +217,7 @@ describe("config", function()
 
   describe("overrides", function()
     it("coerces --set and environment strings by the schema type", function()
-      local cfg = load_ok { modules = { M.postgres, M.redis }, sets = { "redis.password=p",
+      local cfg = load_ok { modules = { M.postgres, M.redis }, sets = { "redis.password=p4ssword",
         "redis.port=7000", "postgres.ratio=1.5", "postgres.tuned=true", "postgres.listen=a, b,c",
         "postgres.mode=large", "postgres.version=16", "postgres.tuning.max_connections=20",
         "postgres.extra.some.key=v" } }
@@ -252,7 +252,7 @@ describe("config", function()
       local function port(opts)
         opts.modules = mods
         opts.sets = opts.sets or {}
-        table.insert(opts.sets, "redis.password=x")
+        table.insert(opts.sets, "redis.password=x-password")
         local cfg, info = load_ok(opts)
         return cfg.redis.port, info.origin["redis.port"]
       end
@@ -282,11 +282,11 @@ describe("config", function()
     it("finds environment names by the known paths, underscores included", function()
       local cfg, info = load_ok { modules = { M.user, M.redis }, env = {
         PHANES_SSH_PUBLIC_KEY = "ssh-ed25519 AAAA", PHANES_USERNAME = "deploy",
-        PHANES_REDIS_PASSWORD = "pw", PHANES_PATH = "/x", PHANES_STATE = "/y", PHANES_COLOR = "never",
+        PHANES_REDIS_PASSWORD = "pw-secret", PHANES_PATH = "/x", PHANES_STATE = "/y", PHANES_COLOR = "never",
         PHANES_REDIS_PASWORD = "typo", HOME = "/root" } }
       assert.equal("ssh-ed25519 AAAA", cfg.ssh_public_key)
       assert.equal("deploy", cfg.username)
-      assert.equal("pw", cfg.redis.password)
+      assert.equal("pw-secret", cfg.redis.password)
       assert.same({ "PHANES_REDIS_PASWORD is not a config key and is ignored (did you mean PHANES_REDIS_PASSWORD?)" },
         info.warnings)
     end)
@@ -346,11 +346,11 @@ describe("config", function()
     before_each(function()
       mods = { M.redis, M.postgres }
       cfg = load_ok { modules = mods, sets = { "redis.password=s3cret-pw" },
-        data = { postgres = { databases = { { name = "app", password = "db-pw" }, { name = "b", password = "" } } } } }
+        data = { postgres = { databases = { { name = "app", password = "db-pw-long" }, { name = "b", password = "" } } } } }
     end)
 
     it("lists secret values, longest first, no empty ones", function()
-      assert.same({ "s3cret-pw", "db-pw" }, config.secrets(cfg, mods))
+      assert.same({ "db-pw-long", "s3cret-pw" }, config.secrets(cfg, mods))
     end)
 
     it("masks a deep copy", function()
@@ -428,7 +428,7 @@ describe("config", function()
     end)
 
     it("takes the text instead of a path, and reports YAML syntax errors", function()
-      local cfg = load_ok { text = "redis:\n  password: x\n  bind: '::1'\n", path = "config.yaml", modules = { M.redis } }
+      local cfg = load_ok { text = "redis:\n  password: x-secret\n  bind: '::1'\n", path = "config.yaml", modules = { M.redis } }
       assert.equal("::1", cfg.redis.bind)
       local errs = load_err { text = "redis: [1\n", path = "config.yaml", modules = { M.redis } }
       assert.equal(1, #errs)
