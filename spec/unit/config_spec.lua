@@ -333,7 +333,7 @@ describe("config", function()
       local clash = { name = "clash", globals = { state_path = { type = "integer" } } }
       errs = load_err { modules = { clash } }
       errs.kind = nil
-      assert.same({ "global 'state_path' is declared differently by phanes itself and module 'clash' (default, type differ)" }, errs)
+      assert.same({ "global 'state_path' is declared differently by phanes itself and module 'clash' (default, format, type differ)" }, errs)
       local named = { name = "named", globals = { redis = { type = "string" } } }
       errs = load_err { modules = { named, M.redis } }
       errs.kind = nil

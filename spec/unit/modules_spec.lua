@@ -8,7 +8,8 @@ local plan = require "support.plan"
 
 local TYPES = { string = true, integer = true, number = true, boolean = true, list = true, map = true, enum = true }
 local FIELD_KEYS = { type = true, default = true, required = true, secret = true, values = true,
-  items = true, fields = true, description = true }
+  items = true, fields = true, description = true, min = true, max = true, min_length = true,
+  max_length = true, pattern = true, format = true, hint = true, multiline = true }
 
 local function is_list(t)
   if type(t) ~= "table" then return false end
@@ -183,7 +184,7 @@ describe("modules", function()
         assert.truthy(used[rel], rel .. " is not rendered by any module")
       end
     end
-    assert.truthy(count >= 13)
+    assert.truthy(count >= 12)
   end)
 end)
 
