@@ -483,3 +483,83 @@ describe("config", function()
     end)
   end)
 end)
+
+describe("schema limits", function()
+  local function fields(decl) return { name = "m", config = { v = decl } } end
+  local function errs_of(decl, value)
+    local cfg, errs = config.load { modules = { fields(decl) }, data = { m = { v = value } } }
+    if cfg then return {} end
+    return errs
+  end
+
+  it("checks ranges, lengths, one line, patterns and formats", function()
+    local int = { type = "integer", min = 1, max = 10 }
+    assert.same({}, errs_of(int, 10))
+    assert.same({ "config.yaml: m.v: expected 1 to 10, got 11" }, errs_of(int, 11))
+    assert.same({ "config.yaml: m.v: expected at least 0, got -1" }, errs_of({ type = "number", min = 0 }, -1))
+    assert.same({ 'config.yaml: m.v: expected one line of text, got "a\\nb" (it has a line break)' },
+      errs_of({ type = "string" }, "a\nb"))
+    assert.same({}, errs_of({ type = "string", multiline = true }, "a\nb"))
+    assert.same({ 'config.yaml: m.v: expected one line of text, got "a\\27[2Jb" (it has a control character)' },
+      errs_of({ type = "string" }, "a\27[2Jb"))
+    assert.same({ "config.yaml: m.v: expected at most 3 characters, got 4" }, errs_of({ type = "string", max_length = 3 }, "abcd"))
+    assert.same({ 'config.yaml: m.v: expected digits, got "1a"' },
+      errs_of({ type = "string", pattern = "%d+", hint = "digits" }, "1a"))
+    assert.same({ 'config.yaml: m.v: expected a size like 512k, 10m or 1g, got "lots"' },
+      errs_of({ type = "string", format = "size" }, "lots"))
+    -- empty means "none" where the default is empty
+    assert.same({}, errs_of({ type = "string", format = "email", default = "" }, ""))
+    assert.equal(1, #errs_of({ type = "string", format = "email", default = "a@b.c" }, ""))
+    -- list items are checked one by one
+    assert.same({ 'config.yaml: m.v[2]: expected a port like "80", "443/tcp" or "60000:61000/udp", got "x"' },
+      errs_of({ type = "list", items = { type = "string", format = "port_spec" } }, { "80/tcp", "x" }))
+  end)
+
+  it("never shows a secret, and a secret is at least 8 characters", function()
+    local s = { type = "string", secret = true }
+    assert.same({ "config.yaml: m.v: expected at least 8 characters, got 5" }, errs_of(s, "short"))
+    assert.same({}, errs_of(s, "long-enough"))
+    local e = errs_of({ type = "string", secret = true, pattern = "%w+" }, "has space")
+    assert.equal(1, #e)
+    assert.is_nil(e[1]:find("has space", 1, true))
+    e = errs_of(s, "zebra-one\nquokka-two")
+    assert.equal(1, #e)
+    assert.is_nil(e[1]:find("zebra", 1, true))
+    assert.is_nil(e[1]:find("quokka", 1, true))
+  end)
+
+  it("checks the declarations of the limits", function()
+    local function decl_errs(decl)
+      local errs = {}
+      schema.check_decl(decl, "m.v", errs)
+      return errs
+    end
+    assert.same({ "m.v: min is a number, only for type integer or number" }, decl_errs { type = "string", min = 1 })
+    assert.same({ "m.v: pattern '[' is not a Lua pattern" }, decl_errs { type = "string", pattern = "[" })
+    assert.equal(1, #decl_errs { type = "string", format = "nope" })
+    assert.same({ "m.v: a secret string needs min_length of at least 8 (a short secret cannot be masked)" },
+      decl_errs { type = "string", secret = true, min_length = 4 })
+    assert.same({ 'm.v: default: expected 1 to 5, got 9' }, decl_errs { type = "integer", min = 1, max = 5, default = 9 })
+  end)
+
+  it("runs each module's validate hook and places its errors", function()
+    local m = { name = "m", config = { size = { type = "string", default = "1G" } },
+      validate = function(section, v)
+        if section.size ~= "1G" and section.size ~= "2G" then v.error("m.size", "expected 1G or 2G") end
+      end }
+    local data, mk = mark({ m = { size = "3G" } }, 1, 1, { m = { 1, 1 } })
+    local _, inner = mark(data.m, 2, 3, { size = { 2, 3 } })
+    local cfg, errs = config.load { modules = { m }, data = data, marks = { [data] = mk, [data.m] = inner },
+      path = "c.yaml" }
+    assert.is_nil(cfg)
+    assert.same({ "c.yaml:2:3: m.size: expected 1G or 2G" }, errs)
+    -- a section whose schema failed is not handed to its hook
+    cfg, errs = config.load { modules = { m }, data = { m = { size = 3 } } }
+    assert.same({ "config.yaml: m.size: expected a string, got an integer" }, errs)
+    -- a broken hook is a module error, not a crash
+    m.validate = function() error "boom" end
+    cfg, errs = config.load { modules = { m } }
+    assert.is_nil(cfg)
+    assert.truthy(errs[1]:match "^module 'm': validate failed: .*boom")
+  end)
+end)
