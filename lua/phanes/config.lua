@@ -432,11 +432,33 @@ local function hook_blocked(m, bad)
   return false
 end
 
-local function run_hooks(mods, cfg, origins, bad, E, target)
-  for _, m in ipairs(as_list(mods)) do
+-- A known module outside the run is checked too when the config sets its
+-- section or one of its globals (a fleet-wide config.yaml checked on its own).
+local function configured(m, cfg, origins)
+  if cfg[m.name] ~= nil then return true end
+  for g in pairs(type(m.globals) == "table" and m.globals or {}) do
+    if origins[g] and origins[g] ~= "default" then return true end
+  end
+  return false
+end
+
+local function section_of(m, cfg)
+  if cfg[m.name] ~= nil then return cfg[m.name] end
+  local out = {}
+  for k, d in pairs(type(m.config) == "table" and m.config or {}) do out[k] = schema.copy(d.default) end
+  return out
+end
+
+local function run_hooks(opts, cfg, origins, bad, E)
+  local mods, seen = {}, {}
+  for _, m in ipairs(as_list(opts.modules)) do mods[#mods + 1] = m; seen[m] = true end
+  for _, m in ipairs(as_list(opts.known)) do
+    if type(m) == "table" and not seen[m] and configured(m, cfg, origins) then mods[#mods + 1] = m end
+  end
+  for _, m in ipairs(mods) do
     if type(m) == "table" and type(m.validate) == "function" and not hook_blocked(m, bad) then
-      local v = { config = cfg, target = target, error = hook_reporter(m, origins, E) }
-      local ok, err = pcall(m.validate, cfg[m.name] or {}, v)
+      local v = { config = cfg, target = opts.target, error = hook_reporter(m, origins, E) }
+      local ok, err = pcall(m.validate, section_of(m, cfg), v)
       if not ok then
         E.add(RANK.module, 0, 0, module_where(m) .. ": validate failed: " .. tostring(err))
       end
@@ -513,7 +535,7 @@ function M.load(opts)
     bad[path] = true
   end
   finalize(cfg, world.fields, "", {}, true, { world = world, origins = origins, missing = missing })
-  if not file_failed then run_hooks(opts.modules, cfg, origins, bad, E, opts.target) end
+  if not file_failed then run_hooks(opts, cfg, origins, bad, E) end
 
   if E.count() > 0 then return nil, E.result() end
   return cfg, { origin = origins, warnings = warnings, file = file and file.name }

@@ -542,6 +542,17 @@ describe("module values", function()
     end
   end)
 
+  it("checks the modules a config sets even without a profile (phanes check --config)", function()
+    local cfg, errs = config.load { text = "timezone: Mars/Olympus\nswap:\n  size: lots\n", path = "config.yaml",
+      modules = {}, known = mods, target = target }
+    assert.is_nil(cfg)
+    assert.equal(2, #errs, table.concat(errs, "\n"))
+    assert.matches("^config%.yaml:1:1: timezone: ", errs[1])
+    assert.matches("^config%.yaml:3:3: swap%.size: ", errs[2])
+    assert(config.load { text = "timezone: Europe/Paris\n", path = "config.yaml", modules = {}, known = mods,
+      target = target })
+  end)
+
   it("checks --set and environment values the same way", function()
     local cfg, errs = config.load { text = GOOD, path = "config.yaml", modules = mods, known = mods,
       sets = { "nginx.server_name=a;b" }, env = { PHANES_SWAP_SIZE = "lots" } }
