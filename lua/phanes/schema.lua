@@ -15,8 +15,8 @@
 --   hint = "like 10m or 1h"    what the value looks like, said in errors
 --   multiline = true           string: may hold line breaks (default: one line)
 -- Strings are one line, without control characters, unless multiline. An
--- empty string skips pattern and format when the field's default is "" (empty
--- means "none" there). A secret's value never appears in a message.
+-- empty string skips pattern and format when the field's default is "", or
+-- when it has no default and is not required (empty means "none" there). A secret's value never appears in a message.
 local M = {}
 
 M.TYPES = { "boolean", "enum", "integer", "list", "map", "number", "string" }
@@ -267,7 +267,7 @@ function M.limits(v, decl)
   if decl.max_length and #v > decl.max_length then
     return string.format("expected at most %d characters, got %d", decl.max_length, #v)
   end
-  if v == "" and decl.default == "" then return nil end
+  if v == "" and (decl.default == "" or (decl.default == nil and not decl.required)) then return nil end
   local f = decl.format and M.FORMATS[decl.format]
   if f then
     local ok, why = f.test(v)
