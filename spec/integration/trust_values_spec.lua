@@ -155,4 +155,15 @@ describe("config values on a test host", function()
     assert.equal(before_pw, password_login())
     assert.is_nil(sh("cat /etc/ssh/sshd_config"):find("Managed by phanes", 1, true))
   end)
+
+  it("still writes plain values: nginx with two names, a size and a root, accepted by nginx -t", function()
+    local out, rc = apply("nginx", BASE .. "nginx:\n  server_name: \"example.com www.example.com\"\n" ..
+      "  client_max_body_size: 32m\n  root: /var/www/site\n")
+    assert.equal(0, rc, out)
+    local site = sh "cat /etc/nginx/sites-available/default"
+    assert.truthy(site:find("\n    server_name example.com www.example.com;\n", 1, true), site)
+    assert.truthy(site:find("\n    client_max_body_size 32m;\n", 1, true), site)
+    assert.truthy(site:find("\n    root /var/www/site;\n", 1, true), site)
+    sh "nginx -t"
+  end)
 end)
