@@ -156,6 +156,24 @@ describe("config values on a test host", function()
     assert.is_nil(sh("cat /etc/ssh/sshd_config"):find("Managed by phanes", 1, true))
   end)
 
+  -- Over SSH the config is checked by the phanes on the target, against the
+  -- target's zoneinfo: the controller needs none.
+  it("checks the time zone on the target with --remote", function()
+    local home = dir .. "/home"
+    assert(require("phanes.file").mkdir(home .. "/.ssh", { parents = true }))
+    runcli.write(home .. "/.ssh/known_hosts", th.known_hosts(1))
+    runcli.write(home .. "/tz.yaml", "timezone: Mars/Olympus\n")
+    local argv = { "--remote", "root@" .. th.ip(1), "--key", th.key(), "check", "--modules", "baseline",
+      "--config", home .. "/tz.yaml" }
+    local r = runcli.run(argv, { HOME = home, SSH_AUTH_SOCK = "", NO_COLOR = "1" })
+    assert.equal(2, r.code, r.stdout .. r.stderr)
+    assert.truthy((r.stdout .. r.stderr):find("timezone: 'Mars/Olympus' is not a time zone", 1, true),
+      r.stdout .. r.stderr)
+    runcli.write(home .. "/tz.yaml", "timezone: Europe/Paris\n")
+    r = runcli.run(argv, { HOME = home, SSH_AUTH_SOCK = "", NO_COLOR = "1" })
+    assert.equal(0, r.code, r.stdout .. r.stderr)
+  end)
+
   it("still writes plain values: nginx with two names, a size and a root, accepted by nginx -t", function()
     local out, rc = apply("nginx", BASE .. "nginx:\n  server_name: \"example.com www.example.com\"\n" ..
       "  client_max_body_size: 32m\n  root: /var/www/site\n")
