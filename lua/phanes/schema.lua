@@ -238,7 +238,7 @@ M.FORMATS = {
 -- one would hide common words in every line of output.
 M.SECRET_MIN = 8
 
-local function show_secret(v, decl)
+local function shown(v, decl)
   if decl.secret then return "a value that does not fit (hidden: secret)" end
   return string.format("%q", v):gsub("\\\n", "\\n")
 end
@@ -247,6 +247,7 @@ end
 -- one line, pattern, format. v already has the declared type.
 function M.limits(v, decl)
   if type(v) == "number" then
+    if v ~= v and (decl.min or decl.max) then return "expected a number, got NaN" end
     if (decl.min and v < decl.min) or (decl.max and v > decl.max) then
       local range = decl.min and decl.max and string.format("%s to %s", decl.min, decl.max)
         or decl.min and "at least " .. decl.min or "at most " .. decl.max
@@ -258,7 +259,7 @@ function M.limits(v, decl)
   if not decl.multiline and v:find "[%c\127]" then
     local what = v:find "[\r\n]" and "a line break" or "a control character"
     return "expected one line of text, got " .. (decl.secret and "a value with " .. what .. " (hidden: secret)"
-      or show_secret(v, decl) .. " (it has " .. what .. ")")
+      or shown(v, decl) .. " (it has " .. what .. ")")
   end
   local min = decl.min_length or (decl.secret and v ~= "" and M.SECRET_MIN)
   if min and #v < min then
@@ -272,12 +273,12 @@ function M.limits(v, decl)
   if f then
     local ok, why = f.test(v)
     if not ok then
-      return "expected " .. (decl.hint or f.says) .. ", got " .. show_secret(v, decl)
+      return "expected " .. (decl.hint or f.says) .. ", got " .. shown(v, decl)
         .. (why and not decl.secret and " (" .. why .. ")" or "")
     end
   end
   if decl.pattern and not v:find("^" .. decl.pattern .. "$") then
-    return "expected " .. (decl.hint or "text matching " .. decl.pattern) .. ", got " .. show_secret(v, decl)
+    return "expected " .. (decl.hint or "text matching " .. decl.pattern) .. ", got " .. shown(v, decl)
   end
   return nil
 end
