@@ -240,7 +240,7 @@ M.SECRET_MIN = 8
 
 local function shown(v, decl)
   if decl.secret then return "a value that does not fit (hidden: secret)" end
-  return string.format("%q", v):gsub("\\\n", "\\n")
+  return (string.format("%q", v):gsub("\\\n", "\\n"))
 end
 
 -- M.limits(v, decl) -> nil | "expected ..., got ...": min/max, lengths,
