@@ -18,6 +18,8 @@
 --   baseline:
 --     packages: [htop, unzip]
 
+local ZONEINFO = "/usr/share/zoneinfo/"
+
 -- Installed on every server: what the other modules and an admin need.
 local ESSENTIAL = { "ca-certificates", "curl", "gnupg", "locales", "tzdata", "sudo", "less" }
 
@@ -47,15 +49,26 @@ return {
   version = "1",
   requires = {},
   globals = {
-    timezone = { type = "string", default = "UTC",
+    timezone = { type = "string", default = "UTC", format = "timezone",
       description = "Timezone name under /usr/share/zoneinfo, e.g. Europe/Paris" },
-    locale = { type = "string", default = "en_US.UTF-8",
+    locale = { type = "string", default = "en_US.UTF-8", format = "locale",
       description = "System locale, generated and set as LANG" },
   },
   config = {
-    packages = { type = "list", items = { type = "string" }, default = {},
+    packages = { type = "list", items = { type = "string", format = "package" }, default = {},
       description = "Extra packages installed with the essential ones" },
   },
+  -- The time zone's name is checked by its form everywhere; that it exists
+  -- is checked where the config is loaded on the target itself (a local run,
+  -- or the remote side of --remote) when tzdata is there, and again by apply
+  -- before anything changes.
+  validate = function(_, v)
+    local tz = v.config.timezone
+    if tz and v.target and v.target.exists(ZONEINFO .. "UTC") and not v.target.exists(ZONEINFO .. tz) then
+      v.error("timezone", "'" .. tz .. "' is not a time zone: " .. ZONEINFO .. tz ..
+        " does not exist (see timedatectl list-timezones)")
+    end
+  end,
   apply = function(ctx, cfg)
     local tz, locale = ctx.config.timezone, ctx.config.locale
     if not tz:match "^[%w_+%-]+[%w_+%-/]*$" or tz:find "%.%." then
@@ -65,14 +78,20 @@ return {
       ctx.fail("locale '" .. locale .. "' is not a locale name (e.g. en_US.UTF-8)")
     end
 
+    -- With tzdata in place, a zone that does not exist stops the run before
+    -- any change; without it (installed below) it is checked after.
+    local pfile = require "phanes.file"
+    local zone = ZONEINFO .. tz
+    local function zone_missing()
+      ctx.fail("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)")
+    end
+    if pfile.exists(ZONEINFO .. "UTC") and not pfile.exists(zone) then zone_missing() end
+
     ctx.pkg.refresh { max_age = ctx.config.apt_cache_max_age }
     ctx.pkg.installed(list_concat(ESSENTIAL, cfg.packages))
 
     -- Timezone: the two files timedatectl would write, without needing dbus.
-    local zone = "/usr/share/zoneinfo/" .. tz
-    if not ctx.dry_run and not require("phanes.file").exists(zone) then
-      ctx.fail("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)")
-    end
+    if not ctx.dry_run and not pfile.exists(zone) then zone_missing() end
     ctx.file.symlink { path = "/etc/localtime", target = zone }
     ctx.file.content { path = "/etc/timezone", content = tz .. "\n", mode = "0644" }
 

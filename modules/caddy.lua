@@ -28,12 +28,17 @@ return {
   config = {
     source = { type = "enum", values = { "debian", "official" }, default = "debian",
       description = "debian: the distribution's package; official: Caddy's apt repository" },
-    repo_url = { type = "string", default = "https://dl.cloudsmith.io/public/caddy/stable",
+    repo_url = { type = "string", default = "https://dl.cloudsmith.io/public/caddy/stable", format = "url",
       description = "Base URL of Caddy's apt repository (source: official)" },
-    site = { type = "string", default = ":80", description = "Site address (\":80\" or a domain)" },
-    email = { type = "string", default = "", description = "ACME account email" },
-    root = { type = "string", default = "/usr/share/caddy", description = "Directory served" },
-    reverse_proxy = { type = "string", default = "", description = "Upstream; empty serves root" },
+    -- site addresses, comma separated: ":80", "example.com", "https://a.example.com:8443, b.example.com"
+    site = { type = "string", default = ":80", pattern = "[%w.:*/_%-]+[%w.:*/_%-, ]*",
+      hint = "site addresses like \":80\", \"example.com\" or \"a.example.com, b.example.com\"",
+      description = "Site address (\":80\" or a domain)" },
+    email = { type = "string", default = "", format = "email", description = "ACME account email" },
+    root = { type = "string", default = "/usr/share/caddy", format = "path", description = "Directory served" },
+    reverse_proxy = { type = "string", default = "", pattern = "[%w.:/_%-%[%]]+",
+      hint = "one upstream like localhost:3000, [::1]:3000 or http://10.0.0.5:8080",
+      description = "Upstream; empty serves root" },
   },
   apply = function(ctx, cfg)
     if cfg.source == "official" then

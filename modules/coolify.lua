@@ -26,12 +26,22 @@ return {
   requires = { "docker" },
   config = {
     install_url = { type = "string", default = "https://cdn.coollabs.io/coolify/install.sh",
+      pattern = "[hf][tpi][tl]p?s?://[%w%-._~:/%[%]@%%+=?&]+", hint = "an http(s):// or file:// URL",
       description = "URL of the install script" },
-    installed_marker = { type = "string", default = "/data/coolify/source/.env",
+    installed_marker = { type = "string", default = "/data/coolify/source/.env", format = "path",
       description = "File that exists once Coolify is installed" },
     env = { type = "map", default = {}, secret = true,
       description = "Environment variables for the install script" },
   },
+  validate = function(cfg, v)
+    for _, k in ipairs(require("phanes.schema").sorted_keys(cfg.env or {})) do
+      if type(k) ~= "string" or not k:match "^[%a_][%w_]*$" then
+        v.error("coolify.env", "'" .. tostring(k) .. "' is not an environment variable name")
+      elseif type(cfg.env[k]) == "table" or tostring(cfg.env[k]):find "%z" then
+        v.error("coolify.env." .. k, "expected a string, a number or a boolean")
+      end
+    end
+  end,
   apply = function(ctx, cfg)
     if not cfg.install_url:match "^https?://" and not cfg.install_url:match "^file://" then
       ctx.fail("coolify.install_url '" .. cfg.install_url .. "' is not an http(s) URL")

@@ -35,7 +35,7 @@ return {
     runtimes = { type = "list", default = { "python" },
       items = { type = "enum", values = { "python", "node", "go", "ruby", "rust", "java", "php" } },
       description = "Language runtimes: python, node, go, ruby, rust, java, php" },
-    packages = { type = "list", items = { type = "string" }, default = {},
+    packages = { type = "list", items = { type = "string", format = "package" }, default = {},
       description = "More packages to install" },
   },
   apply = function(ctx, cfg)

@@ -5,7 +5,7 @@
 -- compose v2 plugins. `source: debian` installs the distribution's docker.io
 -- and docker-compose (on Debian 12 that is Compose 1.29, the `docker-compose`
 -- command; Compose v2 comes with `official`).
--- /etc/docker/daemon.json comes from a template (log rotation, optional
+-- /etc/docker/daemon.json is encoded as JSON (log rotation, optional
 -- storage driver); docker is restarted only when it changed.
 --
 -- Uses the top-level `username` (added to the docker group).
@@ -28,26 +28,36 @@
 local DEB_ARCH = { x86_64 = "amd64", aarch64 = "arm64", armv7l = "armhf", ppc64le = "ppc64el",
   s390x = "s390x", i686 = "i386" }
 
+-- /etc/docker/daemon.json, encoded as JSON (no value can leave its string).
+local function daemon_json(cfg)
+  local settings = { ["log-driver"] = "json-file",
+    ["log-opts"] = { ["max-size"] = cfg.log_max_size, ["max-file"] = tostring(cfg.log_max_file) } }
+  if cfg.storage_driver ~= "" then settings["storage-driver"] = cfg.storage_driver end
+  return require("phanes.json").encode(settings, { pretty = true }) .. "\n"
+end
+
 return {
   name = "docker",
   description = "Docker engine and Compose (Docker's repository or Debian's packages)",
   version = "1",
   requires = { "baseline" },
   globals = {
-    username = { type = "string", required = true,
+    username = { type = "string", required = true, format = "name",
       description = "The admin user created on the server (you log in as this user)" },
   },
   config = {
     source = { type = "enum", values = { "official", "debian" }, default = "official",
       description = "official: Docker's apt repository; debian: the distribution's docker.io" },
-    repo_url = { type = "string", default = "https://download.docker.com/linux",
+    repo_url = { type = "string", default = "https://download.docker.com/linux", format = "url",
       description = "Base URL of Docker's apt repository (source: official)" },
     compose = { type = "boolean", default = true, description = "Install Docker Compose" },
-    users = { type = "list", items = { type = "string" }, default = {},
+    users = { type = "list", items = { type = "string", format = "name" }, default = {},
       description = "Users added to the docker group besides the admin user" },
-    log_max_size = { type = "string", default = "10m", description = "Container log rotation size" },
-    log_max_file = { type = "integer", default = 3, description = "Container log files kept" },
-    storage_driver = { type = "string", default = "", description = "Storage driver; empty lets docker pick" },
+    log_max_size = { type = "string", default = "10m", pattern = "%d+[kmg]?", hint = "a size like 10m, 512k or 1g",
+      description = "Container log rotation size" },
+    log_max_file = { type = "integer", default = 3, min = 1, max = 1000, description = "Container log files kept" },
+    storage_driver = { type = "string", default = "", pattern = "[%w_%-]+", hint = "a driver name like overlay2",
+      description = "Storage driver; empty lets docker pick" },
   },
   apply = function(ctx, cfg)
     local os = ctx.facts.os
@@ -70,9 +80,8 @@ return {
     end
     ctx.pkg.installed(packages)
 
-    local daemon = ctx.file.template { path = "/etc/docker/daemon.json", src = "docker/daemon.json",
-      mode = "0644", vars = { log_max_size = cfg.log_max_size, log_max_file = cfg.log_max_file,
-        storage_driver = cfg.storage_driver, has_storage_driver = cfg.storage_driver ~= "" } }
+    local daemon = ctx.file.content { path = "/etc/docker/daemon.json", mode = "0644",
+      content = daemon_json(cfg) }
     ctx.service.running { "docker", enabled = true, restart = daemon.changed }
 
     -- The packages create the docker group; /etc/group is read here, after

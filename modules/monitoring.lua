@@ -21,10 +21,10 @@ return {
   version = "1",
   requires = { "baseline" },
   config = {
-    bind = { type = "string", default = "127.0.0.1", description = "Address netdata listens on" },
-    port = { type = "integer", default = 19999, description = "Port netdata listens on" },
-    history_hours = { type = "integer", default = 24, description = "Hours of metrics kept" },
-    update_every = { type = "integer", default = 1, description = "Seconds between collections" },
+    bind = { type = "string", default = "127.0.0.1", format = "address", description = "Address netdata listens on" },
+    port = { type = "integer", default = 19999, min = 1, max = 65535, description = "Port netdata listens on" },
+    history_hours = { type = "integer", default = 24, min = 1, max = 24 * 365, description = "Hours of metrics kept" },
+    update_every = { type = "integer", default = 1, min = 1, max = 3600, description = "Seconds between collections" },
   },
   apply = function(ctx, cfg)
     if cfg.port < 1 or cfg.port > 65535 then

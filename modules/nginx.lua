@@ -29,13 +29,17 @@ return {
   version = "1",
   requires = { "baseline" },
   config = {
-    server_name = { type = "string", default = "_", description = "server_name of the site (_: any)" },
-    listen = { type = "integer", default = 80, description = "Port the site listens on" },
-    root = { type = "string", default = "/var/www/html", description = "Directory served" },
-    index = { type = "list", items = { type = "string" },
+    -- names separated by spaces: "example.com www.example.com", "*.example.com", "_"
+    server_name = { type = "string", default = "_", pattern = "[%w_*.%-]+[%w_*. %-]*",
+      hint = "host names separated by spaces, like \"example.com www.example.com\" or _",
+      description = "server_name of the site (_: any)" },
+    listen = { type = "integer", default = 80, min = 1, max = 65535, description = "Port the site listens on" },
+    root = { type = "string", default = "/var/www/html", format = "path", description = "Directory served" },
+    index = { type = "list", items = { type = "string", pattern = "[%w_.%-]+", hint = "a file name like index.html" },
       default = { "index.html", "index.htm", "index.nginx-debian.html" }, description = "Index files" },
-    proxy_pass = { type = "string", default = "", description = "Upstream URL; empty serves root" },
-    client_max_body_size = { type = "string", default = "16m", description = "Largest request body" },
+    proxy_pass = { type = "string", default = "", format = "url", description = "Upstream URL; empty serves root" },
+    client_max_body_size = { type = "string", default = "16m", pattern = "%d+[kKmMgG]?",
+      hint = "a size like 16m, 512k or 1g (0: no limit)", description = "Largest request body" },
   },
   apply = function(ctx, cfg)
     if cfg.listen < 1 or cfg.listen > 65535 then

@@ -30,6 +30,7 @@
 --     allowed_ports: ["80/tcp", "443/tcp"]
 
 local pfile = require "phanes.file"
+local sshkey = require "phanes.sshkey"
 
 local function changed(r) return r and (r.changed or r.status == "would change") end
 
@@ -71,22 +72,22 @@ local function config_value(text, key)
 end
 
 -- The keys the admin user will have: on the host, or (dry run, or the user
--- module runs first in this run) from the config.
+-- module runs first in this run) from the config. Only a key that parses
+-- (known type, base64 that decodes, the type inside matching) counts.
 local function admin_has_key(ctx)
   local name = ctx.config.username
   local pw = require("phanes.sys").getpwnam(name)
   local home = pw and pw.home or ("/home/" .. name)
   local text = pfile.read(home .. "/.ssh/authorized_keys") or ""
   for line in text:gmatch "[^\n]+" do
-    if line:match "^%s*[^#%s]" and (line:match "ssh%-%S+ %S+" or line:match "ecdsa%-%S+ %S+"
-        or line:match "sk%-%S+ %S+") then
+    if sshkey.find_in_line(line) then
       return true, home .. "/.ssh/authorized_keys"
     end
   end
   if ctx.dry_run then
-    if ctx.config.ssh_public_key and ctx.config.ssh_public_key:match "%S" then return true end
+    if ctx.config.ssh_public_key and sshkey.parse(ctx.config.ssh_public_key) then return true end
     for _, k in ipairs(ctx.config.ssh_public_keys or {}) do
-      if k:match "%S" then return true end
+      if sshkey.parse(k) then return true end
     end
   end
   return false, home .. "/.ssh/authorized_keys"
@@ -167,27 +168,28 @@ return {
   version = "1",
   requires = { "baseline", "user" },
   globals = {
-    username = { type = "string", required = true,
+    username = { type = "string", required = true, format = "name",
       description = "The admin user created on the server (you log in as this user)" },
-    ssh_public_key = { type = "string",
+    ssh_public_key = { type = "string", format = "ssh_public_key",
       description = "An SSH public key allowed to log in as the admin user" },
-    ssh_public_keys = { type = "list", items = { type = "string" }, default = {},
+    ssh_public_keys = { type = "list", items = { type = "string", format = "ssh_public_key" }, default = {},
       description = "More SSH public keys allowed to log in as the admin user" },
   },
   config = {
-    ssh_port = { type = "integer", default = 22, description = "Port sshd listens on (allowed in UFW first)" },
+    ssh_port = { type = "integer", default = 22, min = 1, max = 65535, description = "Port sshd listens on (allowed in UFW first)" },
     permit_root_login = { type = "enum", values = { "no", "prohibit-password", "yes" }, default = "no",
       description = "sshd PermitRootLogin" },
     password_authentication = { type = "boolean", default = false,
       description = "Allow SSH password logins (false needs an authorized key for the admin user)" },
-    allowed_ports = { type = "list", items = { type = "string" }, default = {},
+    allowed_ports = { type = "list", items = { type = "string", format = "port_spec" }, default = {},
       description = "Ports opened in UFW besides SSH: \"80/tcp\", \"443\", \"60000:61000/udp\"" },
     ufw = { type = "boolean", default = true, description = "Manage the UFW firewall" },
     fail2ban = { type = "boolean", default = true, description = "Install fail2ban with the sshd jail" },
-    fail2ban_bantime = { type = "string", default = "1h", description = "fail2ban bantime" },
-    fail2ban_findtime = { type = "string", default = "10m", description = "fail2ban findtime" },
-    fail2ban_maxretry = { type = "integer", default = 5, description = "fail2ban maxretry" },
-    fail2ban_ignoreip = { type = "list", items = { type = "string" }, default = {},
+    fail2ban_bantime = { type = "string", default = "1h", format = "duration", description = "fail2ban bantime" },
+    fail2ban_findtime = { type = "string", default = "10m", format = "duration", description = "fail2ban findtime" },
+    fail2ban_maxretry = { type = "integer", default = 5, min = 1, max = 1000, description = "fail2ban maxretry" },
+    fail2ban_ignoreip = { type = "list", default = {}, items = { type = "string", pattern = "[%w.:/%-]+",
+      hint = "an address, a CIDR or a host name like 10.0.0.0/8" },
       description = "Addresses fail2ban never bans (localhost is always included)" },
   },
   apply = function(ctx, cfg)

@@ -38,10 +38,18 @@ return {
   requires = { "baseline" },
   config = {
     enabled = { type = "boolean", default = true, description = "Manage a swap file" },
-    size = { type = "string", default = "2G", description = "Swap file size: 512M, 2G, or auto" },
-    path = { type = "string", default = "/swapfile", description = "Path of the swap file" },
-    swappiness = { type = "integer", default = 10, description = "vm.swappiness (0-100)" },
+    size = { type = "string", default = "2G", pattern = "%w+", hint = "a size like 512M or 2G, or auto",
+      description = "Swap file size: 512M, 2G, or auto" },
+    path = { type = "string", default = "/swapfile", pattern = "/[%w_./%-]+", hint = "an absolute path like /swapfile",
+      description = "Path of the swap file" },
+    swappiness = { type = "integer", default = 10, min = 0, max = 100, description = "vm.swappiness (0-100)" },
   },
+  validate = function(cfg, v)
+    local mb = size_mb(cfg.size, 1024)
+    if not mb or mb < 16 then
+      v.error("swap.size", "expected a size of at least 16M like 512M or 2G, or auto, got \"" .. cfg.size .. "\"")
+    end
+  end,
   apply = function(ctx, cfg)
     local mb = size_mb(cfg.size, ctx.facts.memory_mb)
     if not mb or mb < 16 then

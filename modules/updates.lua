@@ -30,10 +30,10 @@ return {
       description = "Only security updates (false: every update of the release)" },
     automatic_reboot = { type = "boolean", default = false,
       description = "Reboot when an upgrade needs it" },
-    reboot_time = { type = "string", default = "03:00", description = "When to reboot (HH:MM)" },
+    reboot_time = { type = "string", default = "03:00", format = "hhmm", description = "When to reboot (HH:MM)" },
     remove_unused_dependencies = { type = "boolean", default = true,
       description = "apt autoremove after upgrades" },
-    mail = { type = "string", default = "", description = "Mail reports to this address (empty: none)" },
+    mail = { type = "string", default = "", format = "email", description = "Mail reports to this address (empty: none)" },
   },
   apply = function(ctx, cfg)
     if not cfg.reboot_time:match "^%d%d:%d%d$" then

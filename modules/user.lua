@@ -22,11 +22,11 @@
 --     groups: [adm]
 
 local shared = {
-  username = { type = "string", required = true,
+  username = { type = "string", required = true, format = "name",
     description = "The admin user created on the server (you log in as this user)" },
-  ssh_public_key = { type = "string",
+  ssh_public_key = { type = "string", format = "ssh_public_key",
     description = "An SSH public key allowed to log in as the admin user" },
-  ssh_public_keys = { type = "list", items = { type = "string" }, default = {},
+  ssh_public_keys = { type = "list", items = { type = "string", format = "ssh_public_key" }, default = {},
     description = "More SSH public keys allowed to log in as the admin user" },
 }
 
@@ -49,13 +49,16 @@ return {
   requires = { "baseline" },
   globals = shared,
   config = {
-    shell = { type = "string", default = "/bin/bash", description = "Login shell" },
-    groups = { type = "list", items = { type = "string" }, default = {},
+    shell = { type = "string", default = "/bin/bash", format = "path", description = "Login shell" },
+    groups = { type = "list", items = { type = "string", format = "name" }, default = {},
       description = "Supplementary groups of the admin user" },
     sudo = { type = "boolean", default = true, description = "Grant sudo to the admin user" },
     sudo_nopasswd = { type = "boolean", default = true,
       description = "sudo without a password (the user logs in with a key and has none)" },
   },
+  validate = function(_, v)
+    if v.config.username == "root" then v.error("username", "must not be root: phanes creates an admin user") end
+  end,
   apply = function(ctx, cfg)
     local name = ctx.config.username
     if not name:match "^[a-z_][a-z0-9_%-]*$" or #name > 32 then
@@ -64,8 +67,9 @@ return {
     if name == "root" then ctx.fail("username must not be root: phanes creates an admin user") end
     local keys = keys_of(ctx.config)
     for i, k in ipairs(keys) do
-      if not k:match "^[%w@.%-]+ [A-Za-z0-9+/=]+" then
-        ctx.fail(("ssh public key %d does not look like a public key (\"ssh-ed25519 AAAA... comment\")"):format(i))
+      local ok, why = require("phanes.sshkey").parse(k)
+      if not ok then
+        ctx.fail(("ssh public key %d is not a public key: %s (\"ssh-ed25519 AAAA... comment\")"):format(i, why))
       end
     end
 

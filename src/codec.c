@@ -281,3 +281,73 @@ void codec_leave(lua_State *L, int visiting, int idx)
 	lua_pushnil(L);
 	lua_rawset(L, visiting);
 }
+
+/* Value of one base64 digit (RFC 4648 alphabet), -1 for anything else. */
+static int b64_digit(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Length of s without its "=" padding (at most 2), or -1 when the padding
+ * or the length cannot be base64. */
+static long b64_body(const char *s, size_t n)
+{
+	size_t body = n;
+	while (body > 0 && n - body < 2 && s[body - 1] == '=')
+		body--;
+	if (n % 4 != 0 && body != n)
+		return -1; /* padded, but not to a multiple of 4 */
+	if (body % 4 == 1)
+		return -1;
+	return (long)body;
+}
+
+/* base64_decode(s) -> bytes | nil, "why". Strict: the standard alphabet
+ * only, no whitespace, "=" padding optional but right when present, and the
+ * unused low bits of the last digit zero (so one text decodes one way). */
+int phanes_base64_decode(lua_State *L)
+{
+	size_t n;
+	const char *s = luaL_checklstring(L, 1, &n);
+	long body = b64_body(s, n);
+	if (body < 0) {
+		luaL_pushfail(L);
+		lua_pushliteral(L, "base64: bad length or padding");
+		return 2;
+	}
+	luaL_Buffer B;
+	luaL_buffinit(L, &B);
+	uint32_t acc = 0;
+	int bits = 0;
+	for (long i = 0; i < body; i++) {
+		int d = b64_digit((unsigned char)s[i]);
+		if (d < 0) {
+			luaL_pushfail(L);
+			lua_pushfstring(L, "base64: invalid character at offset %d", (int)i);
+			return 2;
+		}
+		acc = (acc << 6) | (uint32_t)d;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			luaL_addchar(&B, (char)((acc >> bits) & 0xff));
+		}
+	}
+	if ((acc & ((1u << bits) - 1)) != 0) {
+		luaL_pushfail(L);
+		lua_pushliteral(L, "base64: trailing bits are not zero");
+		return 2;
+	}
+	luaL_pushresult(&B);
+	return 1;
+}

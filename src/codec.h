@@ -77,6 +77,9 @@ enum yscalar yaml_resolve(const char *s, size_t n, struct yvalue *v);
 /* json.null: a light userdata pointing here (yaml.encode writes it as null). */
 extern char codec_null;
 
+/* json.base64_decode(s) -> bytes | nil, why (strict RFC 4648). */
+int phanes_base64_decode(lua_State *L);
+
 /* yaml.encode, in yaml_emit.c */
 int phanes_yaml_encode(lua_State *L);
 

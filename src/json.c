@@ -512,6 +512,7 @@ int luaopen_phanes_json(lua_State *L)
 		{"encode", l_encode},
 		{"decode", l_decode},
 		{"array", l_array},
+		{"base64_decode", phanes_base64_decode},
 		{"null", NULL},
 		{NULL, NULL},
 	};

@@ -60,7 +60,8 @@ local function load_config(p, out, mods, defaults, defaults_name)
     f:close()
   end
   local cfg, errs = config.load { path = p.opts.config, text = text, modules = mods, known = all,
-    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ() }
+    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ(),
+    target = { exists = require("phanes.file").exists } }
   if not cfg then
     for _, e in ipairs(type(errs) == "table" and errs or { errs }) do
       out:error(type(e) == "table" and (e.message or tostring(e)) or tostring(e))

@@ -19,9 +19,9 @@ local M = {}
 
 -- Top-level keys the core itself owns.
 M.CORE = {
-  state_path = { type = "string", default = "/var/lib/phanes/state.json",
+  state_path = { type = "string", default = "/var/lib/phanes/state.json", format = "path",
     description = "Where phanes keeps its state file (what it installed, and when)." },
-  apt_cache_max_age = { type = "integer", default = 3600,
+  apt_cache_max_age = { type = "integer", default = 3600, min = 0,
     description = "Seconds before the apt package lists count as old and apt-get update runs." },
 }
 
@@ -389,13 +389,93 @@ local function finalize(tbl, fields, path, parts, required, env)
 end
 
 ------------------------------------------------------------------------
+-- Module checks: each module of the run may have validate(section, v), for
+-- what a schema cannot say (one field against another, a size that must
+-- parse, a time zone that must exist). v = { config = the whole config,
+-- target = { exists = function(path) } or nil, error = function(path, msg) }
+-- where path is the full key ("swap.size", "timezone"). `target` is there
+-- when the machine that loads the config is the one the run changes (a
+-- local run, or the remote side of --remote): checks that need the target
+-- are skipped without it.
+
+local function origin_rank(at)
+  if at:match ":%d+:%d+$" or at == "config.yaml" then return RANK.file end
+  if at:match "^PHANES_" then return RANK.env end
+  if at:match "^%-%-set " then return RANK.set end
+  return RANK.defaults
+end
+
+local function hook_reporter(m, origins, E)
+  return function(path, msg)
+    if type(path) ~= "string" or type(msg) ~= "string" then
+      error(module_where(m) .. ": validate: error(path, message) takes two strings", 2)
+    end
+    local at = origins[path]
+    if not at then
+      local top = path:match "^[^.%[]+"
+      at = top and origins[top] or "config"
+    end
+    local line, col = at:match ":(%d+):(%d+)$"
+    local text
+    if at == "default" then text = path .. ": " .. msg .. " (the default)"
+    elseif at:match "^PHANES_" or at:match "^%-%-set " then text = at .. ": " .. msg
+    else text = at .. ": " .. path .. ": " .. msg end
+    E.add(origin_rank(at), tonumber(line), tonumber(col), text)
+  end
+end
+
+local function hook_blocked(m, bad)
+  for p in pairs(bad) do
+    local top = p:match "^[^.%[]+"
+    if top == m.name or (type(m.globals) == "table" and m.globals[top]) then return true end
+  end
+  return false
+end
+
+-- A known module outside the run is checked too when the config sets its
+-- section or one of its globals (a fleet-wide config.yaml checked on its own).
+local function configured(m, cfg, origins)
+  if cfg[m.name] ~= nil then return true end
+  for g in pairs(type(m.globals) == "table" and m.globals or {}) do
+    if origins[g] and origins[g] ~= "default" then return true end
+  end
+  return false
+end
+
+local function section_of(m, cfg)
+  if cfg[m.name] ~= nil then return cfg[m.name] end
+  local out = {}
+  for k, d in pairs(type(m.config) == "table" and m.config or {}) do out[k] = schema.copy(d.default) end
+  return out
+end
+
+local function run_hooks(opts, cfg, origins, bad, E)
+  local mods, seen = {}, {}
+  for _, m in ipairs(as_list(opts.modules)) do mods[#mods + 1] = m; seen[m] = true end
+  for _, m in ipairs(as_list(opts.known)) do
+    if type(m) == "table" and not seen[m] and configured(m, cfg, origins) then mods[#mods + 1] = m end
+  end
+  for _, m in ipairs(mods) do
+    if type(m) == "table" and type(m.validate) == "function" and not hook_blocked(m, bad) then
+      local v = { config = cfg, target = opts.target, error = hook_reporter(m, origins, E) }
+      local ok, err = pcall(m.validate, section_of(m, cfg), v)
+      if not ok then
+        E.add(RANK.module, 0, 0, module_where(m) .. ": validate failed: " .. tostring(err))
+      end
+    end
+  end
+end
+
+------------------------------------------------------------------------
 
 -- config.load(opts) -> cfg, info | nil, errors
 -- opts: path = "config.yaml" (nil: no file), text (instead of reading path),
 --   data + marks (an already decoded document), modules = { module tables in
 --   the run }, known = { every known module (their sections are checked too) },
 --   defaults = { nested profile defaults }, defaults_name = "profiles/dev.lua",
---   sets = { "postgres.version=16", ... }, env = { NAME = value }.
+--   sets = { "postgres.version=16", ... }, env = { NAME = value },
+--   target = { exists = function(path) } when this machine is the target
+--   (module checks that look at the target run only then).
 -- cfg: globals and one table per module in the run (cfg.redis), defaults applied.
 -- info: { origin = { ["postgres.version"] = "config.yaml:14:3" | "--set postgres.version"
 --   | "PHANES_..." | "profile defaults" | "default" }, warnings = { ... } }.
@@ -452,8 +532,10 @@ function M.load(opts)
     if path:find "%[" then how = "set it in " .. file_name
     else how = "set it in " .. file_name .. " or with --set " .. path .. "=..." end
     E.add(RANK.final, line, col, loc .. ": " .. path .. ": required (" .. how .. ")")
+    bad[path] = true
   end
   finalize(cfg, world.fields, "", {}, true, { world = world, origins = origins, missing = missing })
+  if not file_failed then run_hooks(opts, cfg, origins, bad, E) end
 
   if E.count() > 0 then return nil, E.result() end
   return cfg, { origin = origins, warnings = warnings, file = file and file.name }

@@ -98,6 +98,9 @@ function M.validate_module(mod, origin, expect_name)
   if mod.installed ~= nil and type(mod.installed) ~= "function" then
     return bad("module '" .. mod.name .. "': installed must be a function")
   end
+  if mod.validate ~= nil and type(mod.validate) ~= "function" then
+    return bad("module '" .. mod.name .. "': validate must be a function(section, v)")
+  end
   if mod.requires ~= nil then
     if type(mod.requires) ~= "table" then return bad("module '" .. mod.name .. "': requires must be a list of names") end
     for i, r in ipairs(mod.requires) do

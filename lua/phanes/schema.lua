@@ -6,13 +6,25 @@
 -- "list"|"map"|"enum", default = v, required = bool, secret = bool,
 -- values = {...} (enum), items = decl (list), fields = { name = decl } (map;
 -- a map without fields is free-form), description = "..." }.
+-- Limits on the value:
+--   min = n, max = n           integer and number: the range, inclusive
+--   min_length = n, max_length = n   string: length in bytes (a secret
+--                              string: at least M.SECRET_MIN, 8, unless empty)
+--   pattern = "[%w.-]+"        string: a Lua pattern the WHOLE value matches
+--   format = "host"            string: a named format (see M.FORMATS)
+--   hint = "like 10m or 1h"    what the value looks like, said in errors
+--   multiline = true           string: may hold line breaks (default: one line)
+-- Strings are one line, without control characters, unless multiline. An
+-- empty string skips pattern and format when the field's default is "", or
+-- when it has no default and is not required (empty means "none" there). A secret's value never appears in a message.
 local M = {}
 
 M.TYPES = { "boolean", "enum", "integer", "list", "map", "number", "string" }
 local TYPE_SET = {}
 for _, t in ipairs(M.TYPES) do TYPE_SET[t] = true end
 
-local DECL_KEYS = { "default", "description", "fields", "items", "required", "secret", "type", "values" }
+local DECL_KEYS = { "default", "description", "fields", "format", "hint", "items", "max", "max_length", "min",
+  "min_length", "multiline", "pattern", "required", "secret", "type", "values" }
 local DECL_SET = {}
 for _, k in ipairs(DECL_KEYS) do DECL_SET[k] = true end
 
@@ -143,6 +155,135 @@ function M.coerce(s, decl)
 end
 
 ------------------------------------------------------------------------
+-- Formats: what a string value may look like, by name (decl.format).
+-- Each is a test(s) -> true | false[, "why"] and what it says in errors.
+-- They allow only the characters the file formats they land in take as
+-- plain words: no quotes, ';', '{', '#', '=' or spaces unless stated.
+
+local function matches(p) return function(s) return s:match(p) ~= nil end end
+
+local function is_port(n) n = tonumber(n) return n and n >= 1 and n <= 65535 end
+
+local function host(s)
+  if #s > 253 then return false end
+  if s:match "^[%w_][%w_.%-]*$" then return true end
+  return s:match "^[%x:]*:[%x:.]*$" ~= nil and #s >= 2 -- IPv6
+end
+
+local function package(s)
+  local name, rest = s:match "^([a-z0-9][a-z0-9+.%-]*)(.*)$"
+  if not name or #name < 2 then return false end
+  if rest == "" then return true end
+  return rest:match "^:[a-z0-9%-]+$" ~= nil or rest:match "^=[%w.+:~%-]+$" ~= nil
+    or rest:match "^:[a-z0-9%-]+=[%w.+:~%-]+$" ~= nil
+end
+
+local function port_spec(s)
+  local ports, proto = s:match "^([%d:]+)/(%a+)$"
+  if not ports then ports = s:match "^([%d:]+)$" end
+  if not ports or (proto and proto ~= "tcp" and proto ~= "udp") then return false end
+  local lo, hi = ports:match "^(%d+):(%d+)$"
+  if lo then return is_port(lo) and is_port(hi) and tonumber(lo) < tonumber(hi) end
+  return ports:match "^%d+$" ~= nil and is_port(ports)
+end
+
+local function cidr(s)
+  local addr, bits = s:match "^([%x:.]+)/(%d+)$"
+  if not addr then return false end
+  local v4 = addr:match "^%d+%.%d+%.%d+%.%d+$"
+  if v4 then
+    for o in addr:gmatch "%d+" do if tonumber(o) > 255 then return false end end
+    return tonumber(bits) <= 32
+  end
+  return addr:find ":" ~= nil and tonumber(bits) <= 128
+end
+
+local function hhmm(s)
+  local h, m = s:match "^(%d%d):(%d%d)$"
+  return h ~= nil and tonumber(h) < 24 and tonumber(m) < 60
+end
+
+local function ssh_public_key(s)
+  local ok, why = require("phanes.sshkey").parse(s)
+  return ok ~= nil, why
+end
+
+local function timezone(s)
+  return s:match "^%a[%w_+%-]*$" ~= nil or (s:match "^%a[%w_+%-]*/[%w_+%-/]*[%w_+%-]$" ~= nil
+    and not s:find "//" and #s <= 64)
+end
+
+M.FORMATS = {
+  host = { test = host, says = "a host name or IP address, like example.com or 10.0.0.5" },
+  address = { test = function(s) return s == "*" or host(s) or (s:match "^%[[%x:.]+%]$" ~= nil) end,
+    says = "one address to listen on, like 127.0.0.1, ::1 or 0.0.0.0" },
+  url = { test = matches "^https?://[%w%-._~:/%[%]@%%+=?&]+$",
+    says = "an http(s) URL without spaces or quotes, like https://example.com/path" },
+  path = { test = matches "^/[%w._/+@~%-]*$", says = "an absolute path (letters, digits, . _ - + @ ~ /)" },
+  size = { test = matches "^%d+[kKmMgG]?[bB]?$", says = "a size like 512k, 10m or 1g" },
+  duration = { test = matches "^%-?%d+[a-z]*$", says = "a time like 600, 10m, 1h or 1d" },
+  email = { test = matches "^[%w._%+%-]+@[%w%-]+%.[%w.%-]+$", says = "an email address like admin@example.com" },
+  name = { test = function(s) return #s <= 32 and s:match "^[a-z_][a-z0-9_%-]*$" ~= nil end,
+    says = "a user or group name (lower case letters, digits, _ and -, at most 32)" },
+  package = { test = package, says = "a Debian package name, like htop or libssl3:amd64" },
+  port_spec = { test = port_spec, says = "a port like \"80\", \"443/tcp\" or \"60000:61000/udp\"" },
+  cidr = { test = cidr, says = "a network in CIDR notation, like 10.0.0.0/8" },
+  hhmm = { test = hhmm, says = "a time of day HH:MM, like 03:00" },
+  ssh_public_key = { test = ssh_public_key, says = "an SSH public key like \"ssh-ed25519 AAAAC3Nza... me@laptop\"" },
+  timezone = { test = timezone, says = "a zoneinfo name like Europe/Paris or UTC" },
+  locale = { test = matches "^[%w_@.%-]+$", says = "a locale name like en_US.UTF-8" },
+}
+
+-- A secret string is at least this long, declared or not: masking a short
+-- one would hide common words in every line of output.
+M.SECRET_MIN = 8
+
+local function shown(v, decl)
+  if decl.secret then return "a value that does not fit (hidden: secret)" end
+  return (string.format("%q", v):gsub("\\\n", "\\n"))
+end
+
+-- M.limits(v, decl) -> nil | "expected ..., got ...": min/max, lengths,
+-- one line, pattern, format. v already has the declared type.
+function M.limits(v, decl)
+  if type(v) == "number" then
+    if v ~= v and (decl.min or decl.max) then return "expected a number, got NaN" end
+    if (decl.min and v < decl.min) or (decl.max and v > decl.max) then
+      local range = decl.min and decl.max and string.format("%s to %s", decl.min, decl.max)
+        or decl.min and "at least " .. decl.min or "at most " .. decl.max
+      return "expected " .. range .. ", got " .. (decl.secret and "a value out of range (hidden: secret)" or tostring(v))
+    end
+    return nil
+  end
+  if type(v) ~= "string" then return nil end
+  if not decl.multiline and v:find "[%c\127]" then
+    local what = v:find "[\r\n]" and "a line break" or "a control character"
+    return "expected one line of text, got " .. (decl.secret and "a value with " .. what .. " (hidden: secret)"
+      or shown(v, decl) .. " (it has " .. what .. ")")
+  end
+  local min = decl.min_length or (decl.secret and v ~= "" and M.SECRET_MIN)
+  if min and #v < min then
+    return string.format("expected at least %d characters, got %d", min, #v)
+  end
+  if decl.max_length and #v > decl.max_length then
+    return string.format("expected at most %d characters, got %d", decl.max_length, #v)
+  end
+  if v == "" and (decl.default == "" or (decl.default == nil and not decl.required)) then return nil end
+  local f = decl.format and M.FORMATS[decl.format]
+  if f then
+    local ok, why = f.test(v)
+    if not ok then
+      return "expected " .. (decl.hint or f.says) .. ", got " .. shown(v, decl)
+        .. (why and not decl.secret and " (" .. why .. ")" or "")
+    end
+  end
+  if decl.pattern and not v:find("^" .. decl.pattern .. "$") then
+    return "expected " .. (decl.hint or "text matching " .. decl.pattern) .. ", got " .. shown(v, decl)
+  end
+  return nil
+end
+
+------------------------------------------------------------------------
 -- Values.
 
 -- M.check(v, decl, ctx) -> normalized value | nil (an error was reported).
@@ -178,6 +319,11 @@ function M.check(v, decl, path, ctx, parent, key)
       got = show(v) .. (type(v) == "string" and "" or " (" .. M.kind(v) .. ")")
     end
     ctx.report(path, "expected " .. M.expected(decl) .. ", got " .. got, parent, key)
+    return nil
+  end
+  local over = M.limits(v, decl)
+  if over then
+    ctx.report(path, over, parent, key)
     return nil
   end
   if t == "list" then
@@ -262,6 +408,34 @@ function M.check_decl(decl, where, errs)
     if decl[flag] ~= nil and type(decl[flag]) ~= "boolean" then err(flag .. " must be true or false") end
   end
   if decl.description ~= nil and type(decl.description) ~= "string" then err "description must be a string" end
+  for _, n in ipairs { "min", "max" } do
+    if decl[n] ~= nil and (type(decl[n]) ~= "number" or (t ~= "integer" and t ~= "number")) then
+      err(n .. " is a number, only for type integer or number")
+    end
+  end
+  for _, n in ipairs { "min_length", "max_length" } do
+    if decl[n] ~= nil and (math.type(decl[n]) ~= "integer" or t ~= "string") then
+      err(n .. " is an integer, only for type string")
+    end
+  end
+  for _, n in ipairs { "pattern", "hint" } do
+    if decl[n] ~= nil and (type(decl[n]) ~= "string" or t ~= "string") then
+      err(n .. " is a string, only for type string")
+    end
+  end
+  if decl.pattern and type(decl.pattern) == "string" and not pcall(string.find, "", decl.pattern) then
+    err("pattern '" .. decl.pattern .. "' is not a Lua pattern")
+  end
+  if decl.multiline ~= nil and (type(decl.multiline) ~= "boolean" or t ~= "string") then
+    err "multiline is true or false, only for type string"
+  end
+  if decl.format ~= nil and (t ~= "string" or not M.FORMATS[decl.format]) then
+    local names = M.sorted_keys(M.FORMATS)
+    err("format is for type string, one of: " .. table.concat(names, ", "))
+  end
+  if decl.secret and t == "string" and decl.min_length and decl.min_length < M.SECRET_MIN then
+    err("a secret string needs min_length of at least " .. M.SECRET_MIN .. " (a short secret cannot be masked)")
+  end
   if t == "enum" then
     if not M.is_list(decl.values) or #decl.values == 0 then err "an enum needs values = { ... }" return end
   elseif decl.values ~= nil then

@@ -4,7 +4,8 @@
 --
 --   {{ expr }}                     output a value
 --   {{ expr | filter(args) }}      filters: default, join, indent, upper,
---                                  lower, quote, trim, replace, length
+--                                  lower, quote, trim, replace, length,
+--                                  word, line, quoted (config file guards)
 --   {% if expr %} {% elif expr %} {% else %} {% end %}   (or {% endif %})
 --   {% for x in list %} ... {% else %} (when empty) ... {% end %}  (or {% endfor %})
 --   {% for k, v in map %}          maps are walked in sorted key order
@@ -161,6 +162,26 @@ function filters.quote(v)
   if not s:find "[^%w@%%+=:,./_-]" then return s end
   return "'" .. s:gsub("'", "'\"'\"'") .. "'"
 end
+
+-- Guards for values written into config files, which have no escapes for
+-- what would end a value there (a line break ends an nginx or INI line, ';'
+-- an nginx directive, '{' opens a block, '"' ends an apt string). A value
+-- that does not fit is an error naming the filter, never the value (it may
+-- be a secret): the file is not written.
+--   word    one token: no blanks, control characters or ; { } # " ' ` \
+--   line    the same, spaces allowed: "127.0.0.1 -::1"
+--   quoted  the inside of a "..." string: no control characters, " or \
+local function guard(name, refused, what)
+  return function(v)
+    local s = tostr(v)
+    if not s then error(name .. ": expected a string, got " .. type_name(v), 0) end
+    if s:find(refused) then error(name .. ": the value has " .. what .. " and cannot be written into this file", 0) end
+    return s
+  end
+end
+filters.word = guard("word", "[%c%s;{}#\"'`\\]", "a blank, a control character or one of ; { } # \" ' ` \\")
+filters.line = guard("line", "[%c;{}#\"'`\\\127]", "a line break, a control character or one of ; { } # \" ' ` \\")
+filters.quoted = guard("quoted", "[%c\"\\\127]", "a line break, a control character, \" or \\")
 
 -- Every filter but `default` passes nil on, so `x | upper | default("")`
 -- works when x is undefined.

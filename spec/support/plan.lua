@@ -60,7 +60,7 @@ function M.render(src, vars)
 end
 
 -- A provisioned host's files, as far as modules read them.
-M.KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExample me@laptop"
+M.KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g me@laptop"
 function M.host_files()
   return {
     ["/usr/share/zoneinfo/UTC"] = "TZif", ["/usr/share/zoneinfo/Europe/Paris"] = "TZif",

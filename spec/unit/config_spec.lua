@@ -217,7 +217,7 @@ describe("config", function()
 
   describe("overrides", function()
     it("coerces --set and environment strings by the schema type", function()
-      local cfg = load_ok { modules = { M.postgres, M.redis }, sets = { "redis.password=p",
+      local cfg = load_ok { modules = { M.postgres, M.redis }, sets = { "redis.password=p4ssword",
         "redis.port=7000", "postgres.ratio=1.5", "postgres.tuned=true", "postgres.listen=a, b,c",
         "postgres.mode=large", "postgres.version=16", "postgres.tuning.max_connections=20",
         "postgres.extra.some.key=v" } }
@@ -252,7 +252,7 @@ describe("config", function()
       local function port(opts)
         opts.modules = mods
         opts.sets = opts.sets or {}
-        table.insert(opts.sets, "redis.password=x")
+        table.insert(opts.sets, "redis.password=x-password")
         local cfg, info = load_ok(opts)
         return cfg.redis.port, info.origin["redis.port"]
       end
@@ -282,11 +282,11 @@ describe("config", function()
     it("finds environment names by the known paths, underscores included", function()
       local cfg, info = load_ok { modules = { M.user, M.redis }, env = {
         PHANES_SSH_PUBLIC_KEY = "ssh-ed25519 AAAA", PHANES_USERNAME = "deploy",
-        PHANES_REDIS_PASSWORD = "pw", PHANES_PATH = "/x", PHANES_STATE = "/y", PHANES_COLOR = "never",
+        PHANES_REDIS_PASSWORD = "pw-secret", PHANES_PATH = "/x", PHANES_STATE = "/y", PHANES_COLOR = "never",
         PHANES_REDIS_PASWORD = "typo", HOME = "/root" } }
       assert.equal("ssh-ed25519 AAAA", cfg.ssh_public_key)
       assert.equal("deploy", cfg.username)
-      assert.equal("pw", cfg.redis.password)
+      assert.equal("pw-secret", cfg.redis.password)
       assert.same({ "PHANES_REDIS_PASWORD is not a config key and is ignored (did you mean PHANES_REDIS_PASSWORD?)" },
         info.warnings)
     end)
@@ -333,7 +333,7 @@ describe("config", function()
       local clash = { name = "clash", globals = { state_path = { type = "integer" } } }
       errs = load_err { modules = { clash } }
       errs.kind = nil
-      assert.same({ "global 'state_path' is declared differently by phanes itself and module 'clash' (default, type differ)" }, errs)
+      assert.same({ "global 'state_path' is declared differently by phanes itself and module 'clash' (default, format, type differ)" }, errs)
       local named = { name = "named", globals = { redis = { type = "string" } } }
       errs = load_err { modules = { named, M.redis } }
       errs.kind = nil
@@ -346,11 +346,11 @@ describe("config", function()
     before_each(function()
       mods = { M.redis, M.postgres }
       cfg = load_ok { modules = mods, sets = { "redis.password=s3cret-pw" },
-        data = { postgres = { databases = { { name = "app", password = "db-pw" }, { name = "b", password = "" } } } } }
+        data = { postgres = { databases = { { name = "app", password = "db-pw-long" }, { name = "b", password = "" } } } } }
     end)
 
     it("lists secret values, longest first, no empty ones", function()
-      assert.same({ "s3cret-pw", "db-pw" }, config.secrets(cfg, mods))
+      assert.same({ "db-pw-long", "s3cret-pw" }, config.secrets(cfg, mods))
     end)
 
     it("masks a deep copy", function()
@@ -428,7 +428,7 @@ describe("config", function()
     end)
 
     it("takes the text instead of a path, and reports YAML syntax errors", function()
-      local cfg = load_ok { text = "redis:\n  password: x\n  bind: '::1'\n", path = "config.yaml", modules = { M.redis } }
+      local cfg = load_ok { text = "redis:\n  password: x-secret\n  bind: '::1'\n", path = "config.yaml", modules = { M.redis } }
       assert.equal("::1", cfg.redis.bind)
       local errs = load_err { text = "redis: [1\n", path = "config.yaml", modules = { M.redis } }
       assert.equal(1, #errs)
@@ -481,5 +481,85 @@ describe("config", function()
       assert.is_nil(schema.suggest("mysql", { "redis", "postgres" }))
       assert.is_nil(schema.suggest("ab", { "xy" }))
     end)
+  end)
+end)
+
+describe("schema limits", function()
+  local function fields(decl) return { name = "m", config = { v = decl } } end
+  local function errs_of(decl, value)
+    local cfg, errs = config.load { modules = { fields(decl) }, data = { m = { v = value } } }
+    if cfg then return {} end
+    return errs
+  end
+
+  it("checks ranges, lengths, one line, patterns and formats", function()
+    local int = { type = "integer", min = 1, max = 10 }
+    assert.same({}, errs_of(int, 10))
+    assert.same({ "config.yaml: m.v: expected 1 to 10, got 11" }, errs_of(int, 11))
+    assert.same({ "config.yaml: m.v: expected at least 0, got -1" }, errs_of({ type = "number", min = 0 }, -1))
+    assert.same({ 'config.yaml: m.v: expected one line of text, got "a\\nb" (it has a line break)' },
+      errs_of({ type = "string" }, "a\nb"))
+    assert.same({}, errs_of({ type = "string", multiline = true }, "a\nb"))
+    assert.same({ 'config.yaml: m.v: expected one line of text, got "a\\27[2Jb" (it has a control character)' },
+      errs_of({ type = "string" }, "a\27[2Jb"))
+    assert.same({ "config.yaml: m.v: expected at most 3 characters, got 4" }, errs_of({ type = "string", max_length = 3 }, "abcd"))
+    assert.same({ 'config.yaml: m.v: expected digits, got "1a"' },
+      errs_of({ type = "string", pattern = "%d+", hint = "digits" }, "1a"))
+    assert.same({ 'config.yaml: m.v: expected a size like 512k, 10m or 1g, got "lots"' },
+      errs_of({ type = "string", format = "size" }, "lots"))
+    -- empty means "none" where the default is empty
+    assert.same({}, errs_of({ type = "string", format = "email", default = "" }, ""))
+    assert.equal(1, #errs_of({ type = "string", format = "email", default = "a@b.c" }, ""))
+    -- list items are checked one by one
+    assert.same({ 'config.yaml: m.v[2]: expected a port like "80", "443/tcp" or "60000:61000/udp", got "x"' },
+      errs_of({ type = "list", items = { type = "string", format = "port_spec" } }, { "80/tcp", "x" }))
+  end)
+
+  it("never shows a secret, and a secret is at least 8 characters", function()
+    local s = { type = "string", secret = true }
+    assert.same({ "config.yaml: m.v: expected at least 8 characters, got 5" }, errs_of(s, "short"))
+    assert.same({}, errs_of(s, "long-enough"))
+    local e = errs_of({ type = "string", secret = true, pattern = "%w+" }, "has space")
+    assert.equal(1, #e)
+    assert.is_nil(e[1]:find("has space", 1, true))
+    e = errs_of(s, "zebra-one\nquokka-two")
+    assert.equal(1, #e)
+    assert.is_nil(e[1]:find("zebra", 1, true))
+    assert.is_nil(e[1]:find("quokka", 1, true))
+  end)
+
+  it("checks the declarations of the limits", function()
+    local function decl_errs(decl)
+      local errs = {}
+      schema.check_decl(decl, "m.v", errs)
+      return errs
+    end
+    assert.same({ "m.v: min is a number, only for type integer or number" }, decl_errs { type = "string", min = 1 })
+    assert.same({ "m.v: pattern '[' is not a Lua pattern" }, decl_errs { type = "string", pattern = "[" })
+    assert.equal(1, #decl_errs { type = "string", format = "nope" })
+    assert.same({ "m.v: a secret string needs min_length of at least 8 (a short secret cannot be masked)" },
+      decl_errs { type = "string", secret = true, min_length = 4 })
+    assert.same({ 'm.v: default: expected 1 to 5, got 9' }, decl_errs { type = "integer", min = 1, max = 5, default = 9 })
+  end)
+
+  it("runs each module's validate hook and places its errors", function()
+    local m = { name = "m", config = { size = { type = "string", default = "1G" } },
+      validate = function(section, v)
+        if section.size ~= "1G" and section.size ~= "2G" then v.error("m.size", "expected 1G or 2G") end
+      end }
+    local data, mk = mark({ m = { size = "3G" } }, 1, 1, { m = { 1, 1 } })
+    local _, inner = mark(data.m, 2, 3, { size = { 2, 3 } })
+    local cfg, errs = config.load { modules = { m }, data = data, marks = { [data] = mk, [data.m] = inner },
+      path = "c.yaml" }
+    assert.is_nil(cfg)
+    assert.same({ "c.yaml:2:3: m.size: expected 1G or 2G" }, errs)
+    -- a section whose schema failed is not handed to its hook
+    cfg, errs = config.load { modules = { m }, data = { m = { size = 3 } } }
+    assert.same({ "config.yaml: m.size: expected a string, got an integer" }, errs)
+    -- a broken hook is a module error, not a crash
+    m.validate = function() error "boom" end
+    cfg, errs = config.load { modules = { m } }
+    assert.is_nil(cfg)
+    assert.truthy(errs[1]:match "^module 'm': validate failed: .*boom")
   end)
 end)

@@ -8,7 +8,8 @@ local plan = require "support.plan"
 
 local TYPES = { string = true, integer = true, number = true, boolean = true, list = true, map = true, enum = true }
 local FIELD_KEYS = { type = true, default = true, required = true, secret = true, values = true,
-  items = true, fields = true, description = true }
+  items = true, fields = true, description = true, min = true, max = true, min_length = true,
+  max_length = true, pattern = true, format = true, hint = true, multiline = true }
 
 local function is_list(t)
   if type(t) ~= "table" then return false end
@@ -183,7 +184,7 @@ describe("modules", function()
         assert.truthy(used[rel], rel .. " is not rendered by any module")
       end
     end
-    assert.truthy(count >= 13)
+    assert.truthy(count >= 12)
   end)
 end)
 
@@ -411,5 +412,224 @@ describe("module plans", function()
     assert.equal("http://127.0.0.1:8000/install.sh", runs[1].args.argv[#runs[1].args.argv])
     assert.same({ "bash", "/var/lib/phanes/coolify-install.sh" }, runs[2].args.argv)
     assert.equal("admin", runs[2].args.env.ROOT_USERNAME)
+  end)
+end)
+
+-- Values that would inject a directive into a config file, or that would
+-- make a run fail halfway: every one is refused by config.load (what
+-- `phanes check` and `phanes apply` run before anything), all at once, each
+-- at its file:line:col.
+describe("module values", function()
+  local config = require "phanes.config"
+  local json = require "phanes.json"
+  local sshkey = require "phanes.sshkey"
+  local ED = "AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g"
+  local RUN = { "baseline", "user", "security", "swap", "updates", "docker", "monitoring", "nginx", "caddy",
+    "redis", "postgres", "coolify", "devtools" }
+  local mods = {}
+  setup(function()
+    for i, n in ipairs(RUN) do mods[i] = plan.module(n) end
+  end)
+  local zoneinfo = { ["/usr/share/zoneinfo/UTC"] = true, ["/usr/share/zoneinfo/Europe/Paris"] = true }
+  local target = { exists = function(p) return zoneinfo[p] or false end }
+  local GOOD = "username: deploy\nssh_public_key: \"ssh-ed25519 " .. ED .. " me@laptop\"\n" ..
+    "redis:\n  password: s3cret-pw\npostgres:\n  password: s3cret-pw\n"
+
+  local function load(text)
+    return config.load { text = text, path = "config.yaml", modules = mods, known = mods, target = target }
+  end
+
+  it("takes the example config and a minimal one", function()
+    local text = assert(io.open "config.yaml.example"):read "a"
+    local cfg, errs = load(text)
+    assert(cfg, errs and table.concat(errs, "\n"))
+    assert(load(GOOD))
+  end)
+
+  it("reports every injected or broken value at once, each at file:line:col", function()
+    local text = table.concat({
+      "username: deploy",
+      'ssh_public_key: "hello world"',
+      "ssh_public_keys:",
+      '  - "ssh-rsa ' .. ED .. ' other-type"',
+      "timezone: Mars/Olympus",
+      "swap:",
+      "  size: lots",
+      "redis:",
+      '  password: "has space"',
+      "nginx:",
+      '  server_name: "x; location / { root /etc; }"',
+      "caddy:",
+      '  site: ":80\\nimport /etc/caddy/evil"',
+      "security:",
+      '  fail2ban_bantime: "1h\\nenabled = false"',
+      "docker:",
+      [[  log_max_size: '10m", "data-root": "/tmp/x']],
+      "updates:",
+      [[  mail: "root@example.com\";\nUnattended-Upgrade::Automatic-Reboot \"true\";\n//"]],
+      "monitoring:",
+      '  bind: "127.0.0.1\\n[web]\\n  bind to = 0.0.0.0"',
+      "postgres:",
+      "  password: s3cret-pw",
+    }, "\n") .. "\n"
+    local cfg, errs = load(text)
+    assert.is_nil(cfg)
+    local want = {
+      { "config.yaml:2:1: ssh_public_key: ", "unknown key type 'hello'" },
+      { "config.yaml:4:5: ssh_public_keys[1]: ", "the key data says 'ssh-ed25519', not 'ssh-rsa'" },
+      { "config.yaml:5:1: timezone: ", "Mars/Olympus does not exist" },
+      { "config.yaml:7:3: swap.size: ", 'got "lots"' },
+      { "config.yaml:9:3: redis.password: ", "hidden: secret" },
+      { "config.yaml:11:3: nginx.server_name: ", "host names" },
+      { "config.yaml:13:3: caddy.site: ", "one line" },
+      { "config.yaml:15:3: security.fail2ban_bantime: ", "one line" },
+      { "config.yaml:17:3: docker.log_max_size: ", "a size" },
+      { "config.yaml:19:3: updates.mail: ", "one line" },
+      { "config.yaml:21:3: monitoring.bind: ", "one line" },
+    }
+    assert.equal(#want, #errs, table.concat(errs, "\n"))
+    for i, w in ipairs(want) do
+      assert.equal(w[1], errs[i]:sub(1, #w[1]), errs[i])
+      assert.truthy(errs[i]:find(w[2], 1, true), errs[i])
+    end
+    assert.is_nil(table.concat(errs, "\n"):find("has space", 1, true))
+  end)
+
+  it("refuses injections that stay on one line", function()
+    local cases = {
+      { "nginx:\n  server_name: \"a.example.com; include /etc/passwd\"\n", "nginx.server_name" },
+      { "nginx:\n  root: \"/var/www; autoindex on\"\n", "nginx.root" },
+      { "nginx:\n  proxy_pass: \"http://x; root /etc\"\n", "nginx.proxy_pass" },
+      { "nginx:\n  client_max_body_size: \"1m; root /\"\n", "nginx.client_max_body_size" },
+      { "nginx:\n  index: [\"a.html; root /\"]\n", "nginx.index[1]" },
+      { "caddy:\n  site: \":80 {\"\n", "caddy.site" },
+      { "caddy:\n  reverse_proxy: \"localhost:3000 {\"\n", "caddy.reverse_proxy" },
+      { "caddy:\n  email: \"a@b.c }\"\n", "caddy.email" },
+      { "security:\n  fail2ban_findtime: \"10m enabled=false\"\n", "security.fail2ban_findtime" },
+      { "security:\n  fail2ban_ignoreip: [\"0.0.0.0/0 # x\"]\n", "security.fail2ban_ignoreip[1]" },
+      { "security:\n  allowed_ports: [\"70000\"]\n", "security.allowed_ports[1]" },
+      { "security:\n  ssh_port: 0\n", "security.ssh_port" },
+      { "monitoring:\n  bind: \"127.0.0.1 0.0.0.0\"\n", "monitoring.bind" },
+      { "monitoring:\n  port: 70000\n", "monitoring.port" },
+      { "updates:\n  mail: 'a@b.c\"; x'\n", "updates.mail" },
+      { "updates:\n  reboot_time: \"25:00\"\n", "updates.reboot_time" },
+      { "docker:\n  storage_driver: 'x\", \"data-root\": \"/'\n", "docker.storage_driver" },
+      { "docker:\n  users: [\"root;id\"]\n", "docker.users[1]" },
+      { "redis:\n  bind: \"127.0.0.1\\x0bprotected-mode no\"\n", "redis.bind" },
+      { "redis:\n  port: 0\n", "redis.port" },
+      { "postgres:\n  listen_addresses: \"*' ssl = 'off\"\n", "postgres.listen_addresses" },
+      { "postgres:\n  allowed_networks: [\"0.0.0.0/0 trust\"]\n", "postgres.allowed_networks[1]" },
+      { "postgres:\n  role: \"a\\\"; DROP\"\n", "postgres.role" },
+      { "swap:\n  swappiness: 101\n", "swap.swappiness" },
+      { "baseline:\n  packages: [\"-oAPT::x=1\"]\n", "baseline.packages[1]" },
+      { "user:\n  groups: [\"adm,sudo\"]\n", "user.groups[1]" },
+      { "locale: \"en_US.UTF-8\\nLC_ALL=x\"\n", "locale" },
+      { "timezone: \"../../etc/passwd\"\n", "timezone" },
+      { "coolify:\n  env: { \"A B\": x }\n", "coolify.env" },
+    }
+    for _, c in ipairs(cases) do
+      local base = GOOD:gsub("\nredis:.*", "\n")
+      local extra = c[1]
+      local text = base .. extra
+      if not extra:match "^redis:" then text = text .. "redis:\n  password: s3cret-pw\n" end
+      if not extra:match "^postgres:" then text = text .. "postgres:\n  password: s3cret-pw\n" end
+      if extra:match "^redis:" then text = text:gsub("redis:\n", "redis:\n  password: s3cret-pw\n", 1) end
+      if extra:match "^postgres:" then text = text:gsub("postgres:\n", "postgres:\n  password: s3cret-pw\n", 1) end
+      local cfg, errs = load(text)
+      assert(cfg == nil, c[2] .. " was accepted:\n" .. text)
+      assert.equal(1, #errs, table.concat(errs, "\n"))
+      assert.truthy(errs[1]:match("^config%.yaml:%d+:%d+: " .. c[2]:gsub("%p", "%%%0") .. ": "), errs[1])
+    end
+  end)
+
+  it("checks the modules a config sets even without a profile (phanes check --config)", function()
+    local cfg, errs = config.load { text = "timezone: Mars/Olympus\nswap:\n  size: lots\n", path = "config.yaml",
+      modules = {}, known = mods, target = target }
+    assert.is_nil(cfg)
+    assert.equal(2, #errs, table.concat(errs, "\n"))
+    assert.matches("^config%.yaml:1:1: timezone: ", errs[1])
+    assert.matches("^config%.yaml:3:3: swap%.size: ", errs[2])
+    assert(config.load { text = "timezone: Europe/Paris\n", path = "config.yaml", modules = {}, known = mods,
+      target = target })
+  end)
+
+  it("checks --set and environment values the same way", function()
+    local cfg, errs = config.load { text = GOOD, path = "config.yaml", modules = mods, known = mods,
+      sets = { "nginx.server_name=a;b" }, env = { PHANES_SWAP_SIZE = "lots" } }
+    assert.is_nil(cfg)
+    assert.same({ 'PHANES_SWAP_SIZE: expected a size of at least 16M like 512M or 2G, or auto, got "lots"',
+      '--set nginx.server_name: expected host names separated by spaces, like "example.com www.example.com" ' ..
+      'or _, got "a;b"' }, errs)
+  end)
+
+  it("checks the time zone's existence only on the target", function()
+    local text = GOOD .. "timezone: Mars/Olympus\n"
+    assert(config.load { text = text, path = "config.yaml", modules = mods, known = mods })
+    assert.is_nil(load(text))
+    -- a target without tzdata yet: left to the module's apply
+    assert(config.load { text = text, path = "config.yaml", modules = mods, known = mods,
+      target = { exists = function() return false end } })
+  end)
+
+  it("parses SSH public keys: type, base64, the type inside", function()
+    local key = assert(sshkey.parse("ssh-ed25519 " .. ED .. " me@laptop"))
+    assert.equal("ssh-ed25519", key.type)
+    assert.equal("me@laptop", key.comment)
+    assert.equal(51, #key.blob)
+    local rsa = "AAAAB3NzaC1yc2EAAAADAQABAAAAgQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVpbXF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gA=="
+    assert(sshkey.parse("ssh-rsa " .. rsa))
+    local bad = {
+      { "hello world", "unknown key type 'hello'" },
+      { "ssh-ed25519", "expected" },
+      { "ssh-rsa " .. ED, "says 'ssh-ed25519', not 'ssh-rsa'" },
+      { "ssh-ed25519 AAAA!!!!", "not base64" },
+      { "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5", "too short" },
+      { "ecdsa-sha2-nistp256 " .. ED, "not 'ecdsa-sha2-nistp256'" },
+      { "ssh-dss " .. ED, "unknown key type" },
+      { "ssh-ed25519 " .. ED .. " a\nssh-ed25519 " .. ED, "one line" },
+    }
+    for _, b in ipairs(bad) do
+      local k, why = sshkey.parse(b[1])
+      assert.is_nil(k, b[1])
+      assert.truthy(why:find(b[2], 1, true), why)
+    end
+    assert(sshkey.find_in_line('from="10.0.0.1",no-pty ssh-ed25519 ' .. ED .. " x"))
+    assert.is_nil(sshkey.find_in_line "hello world")
+    assert.is_nil(sshkey.find_in_line("# ssh-ed25519 " .. ED))
+  end)
+
+  it("base64_decode is strict", function()
+    assert.equal("hello", json.base64_decode "aGVsbG8=")
+    assert.equal("hello", json.base64_decode "aGVsbG8")
+    assert.equal("", json.base64_decode "")
+    for _, s in ipairs { "aGVsbG9=", "a", "aGVs bG8=", "aGVsbG8===", "aG=sbG8=", "aGVsbG8-" } do
+      local v, why = json.base64_decode(s)
+      assert.is_nil(v, s)
+      assert.matches("^base64: ", why)
+    end
+  end)
+
+  it("security does not turn password login off on a malformed key", function()
+    local files = plan.host_files()
+    files["/home/deploy/.ssh/authorized_keys"] = "hello world\nssh-rsa " .. ED .. " other-type\n"
+    local c = { username = "deploy", ssh_public_key = "hello world", ssh_public_keys = {}, timezone = "UTC",
+      locale = "en_US.UTF-8" }
+    for _, dry in ipairs { false, true } do
+      local ok, err = pcall(plan.run, plan.module "security", c, { files = files, dry_run = dry })
+      assert.falsy(ok)
+      assert.truthy(tostring(err):match "refusing to turn off SSH password login", err)
+    end
+  end)
+
+  it("docker's daemon.json is JSON encoded: a value stays inside its string", function()
+    local evil = '10m", "data-root": "/tmp/x'
+    local calls = plan.run(plan.module "docker", { username = "deploy", docker = plan.with_defaults(
+      plan.module("docker").config, { log_max_size = evil, storage_driver = "overlay2" }) })
+    local f = plan.find(calls, "file.content", function(a) return a.path == "/etc/docker/daemon.json" end)[1]
+    local doc = json.decode(f.args.content)
+    assert.equal(evil, doc["log-opts"]["max-size"])
+    assert.equal("3", doc["log-opts"]["max-file"])
+    assert.equal("overlay2", doc["storage-driver"])
+    assert.is_nil(doc["data-root"])
   end)
 end)

@@ -185,4 +185,55 @@ describe("template", function()
       assert.equal("2", fn { x = 2 })
     end)
   end)
+
+  describe("config file guards", function()
+    it("word, line and quoted pass plain values through", function()
+      assert.equal("a.example.com 127.0.0.1 -::1 root@example.com 10m", render(
+        "{{ 'a.example.com' | word }} {{ '127.0.0.1 -::1' | line }} {{ 'root@example.com' | quoted }} {{ '10m' | word }}"))
+      assert.equal("5", render("{{ 5 | word }}"))
+    end)
+
+    it("refuse what would end the value, without showing it", function()
+      local cases = {
+        { "word", "x; location / { root /etc; }" }, { "word", "1h\nenabled = false" }, { "word", "p q" },
+        { "word", "x#y" }, { "line", ":80\nimport evil" }, { "line", "x; root /" }, { "line", "a}" },
+        { "line", "a\r" }, { "quoted", 'a@b.c";\nUnattended-Upgrade::Automatic-Reboot "true' },
+        { "quoted", 'a"b' }, { "quoted", "a\\b" }, { "quoted", "a\27[2J" },
+      }
+      for _, c in ipairs(cases) do
+        local out, err = render("v {{ v | " .. c[1] .. " }}\n", { v = c[2] })
+        assert.is_nil(out, c[1] .. " let through " .. c[2])
+        assert.matches(NAME .. ":1: " .. c[1] .. ": the value has ", err, 1, true)
+        assert.is_nil(err:find(c[2], 1, true))
+      end
+    end)
+
+    it("guard every module template against the injected values", function()
+      local plan = require "support.plan"
+      local attacks = {
+        { "nginx/default", { server_name = "x; location / { root /etc; }", listen = 80, root = "/var/www/html",
+          index = { "index.html" }, proxy = false, proxy_pass = "", client_max_body_size = "16m" } },
+        { "caddy/Caddyfile", { site = ":80 {\n}\nimport /etc/x\n:81", has_email = false, proxy = false,
+          root = "/srv", reverse_proxy = "" } },
+        { "security/jail.local", { bantime = "1h\nenabled = false", findtime = "10m", maxretry = 5,
+          ignoreip = {}, port = 22 } },
+        { "updates/52phanes-unattended-upgrades", { ubuntu = false, all_updates = false, remove_unused = "true",
+          automatic_reboot = "false", reboot_time = "03:00", has_mail = true,
+          mail = 'root@example.com";\nUnattended-Upgrade::Automatic-Reboot "true";\n//' } },
+        { "monitoring/netdata.conf", { bind = "127.0.0.1\n[web]\n    bind to = 0.0.0.0", port = 19999,
+          update_every = 1, history_seconds = 3600 } },
+        { "redis/redis.conf", { bind = "127.0.0.1\nprotected-mode no", port = 6379, password = "s3cret-pw",
+          maxmemory = "1mb", maxmemory_policy = "noeviction", appendonly = "no" } },
+        { "postgres/phanes.conf", { listen_addresses = "*'\nssl = 'off", port = 5432, max_connections = 10 } },
+        { "postgres/pg_hba.conf", { networks = { "0.0.0.0/0 trust" } } },
+        { "baseline/locale", { locale = "C\nLC_ALL=x" } },
+        { "user/sudoers", { username = "deploy ALL=(ALL) NOPASSWD: ALL\nx", nopasswd = false } },
+      }
+      for _, a in ipairs(attacks) do
+        local ok, err = pcall(plan.render, a[1], a[2])
+        assert.falsy(ok, a[1] .. " rendered an injected value")
+        assert.matches("templates/" .. a[1]:gsub("%p", "%%%0") .. ":%d+: %a+: the value has ", tostring(err))
+      end
+    end)
+  end)
 end)
