@@ -60,7 +60,8 @@ local function load_config(p, out, mods, defaults, defaults_name)
     f:close()
   end
   local cfg, errs = config.load { path = p.opts.config, text = text, modules = mods, known = all,
-    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ() }
+    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ(),
+    vault_password_file = p.opts["vault-password-file"] }
   if not cfg then
     for _, e in ipairs(type(errs) == "table" and errs or { errs }) do
       out:error(type(e) == "table" and (e.message or tostring(e)) or tostring(e))
@@ -73,6 +74,7 @@ local function load_config(p, out, mods, defaults, defaults_name)
     return nil
   end
   local secrets = config.secrets and config.secrets(cfg, all) or {}
+  for _, v in ipairs(require("phanes.vault").resolved_values()) do secrets[#secrets + 1] = v end
   out:add_secrets(secrets)
   if not p.opts.json then
     for _, w in ipairs(type(errs) == "table" and errs.warnings or {}) do out:warn(w) end
