@@ -3,7 +3,7 @@
 -- in the config.
 --
 -- The file (one committable text file, e.g. secrets.vault.yaml):
---   $PHANES_VAULT;1;scrypt;N=16384,r=8,p=1
+--   $PHANES_VAULT;1;scrypt;N=16384,r=8,p=1;len=BYTES
 --   <base64 of salt(16) | nonce(12) | check(16) | ciphertext | tag(16), 76 columns a line>
 -- scrypt (OpenSSL EVP_KDF) derives 48 bytes from the password and salt:
 -- the AES-256-GCM key, then 16 check bytes that tell a wrong password from
@@ -31,8 +31,8 @@ M.DEFAULT_NAME = "secrets.vault.yaml"
 ------------------------------------------------------------------------
 -- Format.
 
-local function header_line(params)
-  return string.format("%s;%d;scrypt;N=%d,r=%d,p=%d", M.MAGIC, M.VERSION, params.n, params.r, params.p)
+local function header_line(params, len)
+  return string.format("%s;%d;scrypt;N=%d,r=%d,p=%d;len=%d", M.MAGIC, M.VERSION, params.n, params.r, params.p, len)
 end
 
 local function wrap(s, width)
@@ -47,18 +47,18 @@ function M.seal(plaintext, password, params)
   local salt, nonce = cipher.random(SALT), cipher.random(NONCE)
   local key <close> = assert(cipher.kdf(password, salt, params))
   local check = key:check()
-  local head = header_line(params)
+  local head = header_line(params, SALT + NONCE + CHECK + #plaintext + TAG)
   local ct, tag = cipher.seal(key, nonce, head .. "\n" .. salt .. nonce .. check, plaintext)
   return head .. "\n" .. wrap(cipher.b64encode(salt .. nonce .. check .. ct .. tag), 76) .. "\n"
 end
 
 local function parse_params(s)
-  local n, r, p = s:match "^N=(%d+),r=(%d+),p=(%d+)$"
-  n, r, p = tonumber(n), tonumber(r), tonumber(p)
-  if not (n and r and p) then return nil end
+  local n, r, p, len = s:match "^N=(%d+),r=(%d+),p=(%d+);len=(%d+)$"
+  n, r, p, len = tonumber(n), tonumber(r), tonumber(p), math.tointeger(tonumber(len))
+  if not (n and r and p and len) then return nil end
   if n < 2 or n > LIMITS.n or n & (n - 1) ~= 0 or r < 1 or r > LIMITS.r or p < 1 or p > LIMITS.p
     or n * r > LIMITS.cost then return nil end
-  return { n = n, r = r, p = p }
+  return { n = n, r = r, p = p }, len
 end
 
 -- Header and body of a vault text -> parts | nil, err, kind
@@ -86,7 +86,7 @@ local function split(text, name)
   if kdf ~= "scrypt" then
     return nil, name .. ": unknown key derivation '" .. kdf .. "' (this phanes knows scrypt)", "format"
   end
-  local params = parse_params(ptext)
+  local params, len = parse_params(ptext)
   if not params then
     return nil, name .. ": bad scrypt parameters '" .. ptext .. "' in the header (altered?)", "tampered"
   end
@@ -104,9 +104,10 @@ local function split(text, name)
   if #body % 4 ~= 0 then return nil, name .. ": truncated (the base64 body is cut short)", "truncated" end
   local raw = cipher.b64decode(body)
   if not raw then return nil, name .. ": damaged: the body is not base64", "tampered" end
-  if #raw < SALT + NONCE + CHECK + TAG then
-    return nil, name .. ": truncated (the body is shorter than salt, nonce and tag)", "truncated"
+  if #raw < len or #raw < SALT + NONCE + CHECK + TAG then
+    return nil, string.format("%s: truncated (the body has %d of its %d bytes)", name, #raw, len), "truncated"
   end
+  if #raw > len then return nil, name .. ": damaged: the body is longer than its header says", "tampered" end
   return { head = head, params = params, salt = raw:sub(1, SALT), nonce = raw:sub(SALT + 1, SALT + NONCE),
     check = raw:sub(SALT + NONCE + 1, SALT + NONCE + CHECK), ct = raw:sub(SALT + NONCE + CHECK + 1, -TAG - 1),
     tag = raw:sub(-TAG) }
@@ -260,8 +261,10 @@ local function home()
   return env.HOME or "/root", env
 end
 
--- vault.log_path() -> ~/.local/state/phanes/security.log (XDG_STATE_HOME too)
+-- vault.log_path() -> ~/.local/state/phanes/security.log (XDG_STATE_HOME
+-- too; vault.LOG, when set, instead: the specs)
 function M.log_path()
+  if M.LOG then return M.LOG end
   local h, env = home()
   return (env.XDG_STATE_HOME or (h .. "/.local/state")) .. "/phanes/security.log"
 end

@@ -286,7 +286,7 @@ local function edit_in(o, dir, pt, pw)
   if not argv or #argv == 0 then return nil, "$EDITOR: " .. tostring(serr or "empty") end
   argv[#argv + 1] = path
   local code, rerr, interrupted = require("phanes.cipher").run_tty(argv)
-  if interrupted or sys.interrupted() then return nil, "interrupted: the vault was not changed", EXIT.interrupted end
+  if interrupted or sys.interrupted() > 0 then return nil, "interrupted: the vault was not changed", EXIT.interrupted end
   if code ~= 0 then
     return nil, (rerr or ("the editor " .. argv[1] .. " exited with " .. tostring(code))) .. ": the vault was not changed"
   end
