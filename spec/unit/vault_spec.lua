@@ -55,13 +55,13 @@ describe("phanes.cipher", function()
     assert.has_error(function() cipher.kdf("pw", "12345678", { n = 1024, r = 0, p = 1 }) end)
   end)
 
-  it("derives the default key fast enough (printed)", function()
-    local t0 = sys.now()
+  it("derives the default key in under 150 ms of CPU (printed, with the wall time)", function()
+    local t0, c0 = sys.now(), os.clock()
     local k <close> = assert(cipher.kdf("pw", cipher.random(16), vault.PARAMS))
-    local ms = (sys.now() - t0) * 1000
-    print(string.format("\n  vault KDF (scrypt N=%d r=%d p=%d): %.0f ms", vault.PARAMS.n, vault.PARAMS.r,
-      vault.PARAMS.p, ms))
-    assert.is_true(ms < 1500, "scrypt took " .. ms .. " ms") -- the 150 ms goal is checked on an idle machine
+    local ms, cpu = (sys.now() - t0) * 1000, (os.clock() - c0) * 1000
+    print(string.format("\n  vault KDF (scrypt N=%d r=%d p=%d): %.0f ms CPU, %.0f ms wall", vault.PARAMS.n,
+      vault.PARAMS.r, vault.PARAMS.p, cpu, ms))
+    assert.is_true(cpu < 150, "scrypt took " .. cpu .. " ms of CPU")
   end)
 end)
 
