@@ -83,6 +83,10 @@ describe("the vault on a test host", function()
 
   it("applies the host's vault value; it is in the file and nowhere else", function()
     sh "setsid sh /root/poll.sh </dev/null >/dev/null 2>&1 &"
+    -- the poller sees a command line with the secret (a canary), then is reset
+    sh("sh -c 'sleep 1.5' canary " .. SECRET)
+    assert.matches("canary", sh "cat /root/hits", nil, true)
+    sh ": > /root/hits"
     local seen = {}
     local out, code, err = phanes "apply vaulted --path /root/fx --config config.yaml --dry-run -v"
     seen[#seen + 1] = out .. err
@@ -104,6 +108,7 @@ describe("the vault on a test host", function()
       assert.is_nil(text:find(DEFAULT, 1, true))
     end
     assert.matches("vaulted", seen[2])
+    assert.matches("DB_PASSWORD=******", seen[1], nil, true) -- the dry run's diff, masked
     local _, c = sh("grep -qF -f /root/pattern /var/lib/phanes/state.json", true)
     assert.equal(1, c, "the secret is in the state file")
     assert.equal("", sh "cat /root/hits", "the secret was on a command line")
