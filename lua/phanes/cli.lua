@@ -324,6 +324,7 @@ function M.main(argv)
   end
   if p.cmd == "help" then
     local topic = p.args[1]
+    if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
     if topic and not M.HELP[topic] then return usage_error("no help on '" .. topic .. "'") end
     io.stdout:write(M.HELP[topic or "main"])
     return 0

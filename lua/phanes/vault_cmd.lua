@@ -313,7 +313,8 @@ function M.main(args)
   local o, pos = parse(args)
   if not o then err(pos) io.stderr:write("try: phanes vault --help\n") return EXIT.usage end
   local sub = table.remove(pos, 1)
-  if o.help or not sub or sub == "help" then io.stdout:write(M.USAGE) return o.help and EXIT.ok or (sub and EXIT.ok or EXIT.usage) end
+  if o.help or sub == "help" then io.stdout:write(M.USAGE) return EXIT.ok end
+  if not sub then io.stderr:write(M.USAGE) return EXIT.usage end
   local fn = cmds[sub]
   if not fn then
     local names = {}
