@@ -119,6 +119,10 @@ local function new_password(o, rekey)
 end
 
 local function open(o, action)
+  if not file.exists(o.path) then
+    return nil, "no vault at " .. o.path .. " (create it: phanes vault init" .. (o.file and (" --file " .. o.file) or "")
+      .. ", or name it with --file F or vault.file in the config)"
+  end
   local pw, e = password(o)
   if not pw then return nil, e end
   local doc, pt, kind = vault.read_file(o.path, pw, action)
