@@ -511,7 +511,7 @@ function M.wire(layer, o, report)
   o = o or {}
   o.env = o.env or sys.environ()
   o.settings = settings
-  local host = sys.hostname()
+  local host, failed = sys.hostname(), false
   local path = M.locate { config = o.config or layer.name, settings = settings, file = o.file }
   for _, r in ipairs(list) do
     local where = layer.name .. ": " .. r.path .. ": !vault " .. r.ref
@@ -521,7 +521,9 @@ function M.wire(layer, o, report)
     else
       local doc, err = open_once(path, o)
       if not doc then
-        report(where .. ": " .. err)
+        -- said once for every value that needed the vault
+        if not failed then report(where .. (#list > 1 and " (and the other !vault values)" or "") .. ": " .. err) end
+        failed = true
         r.parent[r.key] = nil
         goto next
       end
