@@ -59,9 +59,9 @@ local function load_config(p, out, mods, defaults, defaults_name)
     text = f:read "a"
     f:close()
   end
+  require("phanes.vault").password_file = p.opts["vault-password-file"] -- for !vault values
   local cfg, errs = config.load { path = p.opts.config, text = text, modules = mods, known = all,
-    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ(),
-    vault_password_file = p.opts["vault-password-file"] }
+    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ() }
   if not cfg then
     for _, e in ipairs(type(errs) == "table" and errs or { errs }) do
       out:error(type(e) == "table" and (e.message or tostring(e)) or tostring(e))

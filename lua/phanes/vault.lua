@@ -486,7 +486,8 @@ end
 -- Opens the vault once per process (one KDF a run, not one a host).
 local function open_once(path, o)
   if opened[path] then return table.unpack(opened[path]) end
-  local pw, perr = M.password { file = o.password_file, env = o.env, command = o.settings.password_command }
+  local pw, perr = M.password { file = o.password_file or M.password_file, env = o.env,
+    command = o.settings.password_command }
   if not pw then return nil, perr end
   local t0 = sys.now()
   local doc, err = M.read_file(path, pw)
@@ -499,7 +500,8 @@ end
 -- file layer's data with its value, from PHANES_SECRET_<KEY> in o.env or
 -- else the vault (defaults, merged with hosts.<this host>). The `vault:`
 -- key is taken out of the layer. report(msg) collects a config error.
--- o: env, config (path), password_file.
+-- o: env, config (path), password_file (else vault.password_file, which
+-- `--vault-password-file` sets).
 function M.wire(layer, o, report)
   if not layer or type(layer.data) ~= "table" then return end
   local data = layer.data
