@@ -5,6 +5,7 @@
 #include <string.h>
 #include <lualib.h>
 #include "phanes.h"
+#include "cipher.h"
 
 #define EXIT_INTERNAL 70
 
@@ -30,6 +31,7 @@ static void preload(lua_State *L)
 		{"phanes.yaml", luaopen_phanes_yaml},
 		{"phanes.json", luaopen_phanes_json},
 		{"phanes.ssh", luaopen_phanes_ssh},
+		{"phanes.cipher", luaopen_phanes_cipher},
 		{"lfs", luaopen_lfs},
 		{NULL, NULL},
 	};

@@ -185,6 +185,12 @@ static void push_tagged(struct dctx *c, yaml_event_t *ev, const char *tag)
 		lua_pushlstring(c->L, s, n);
 		return;
 	}
+	if (strcmp(tag, "!vault") == 0) { /* a vault reference: { ["!vault"] = "KEY" } (vault.lua) */
+		lua_createtable(c->L, 0, 1);
+		lua_pushlstring(c->L, s, n);
+		lua_setfield(c->L, -2, "!vault");
+		return;
+	}
 	if (strcmp(tag, CORE_TAG "null") == 0)
 		want = YS_NULL;
 	else if (strcmp(tag, CORE_TAG "bool") == 0)

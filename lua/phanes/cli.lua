@@ -26,6 +26,7 @@ local OPTIONS = {
   path = { kind = "multi", cmds = "*" },  -- read by boot.lua
   config = { kind = "value", cmds = { apply = 1, check = 1, status = 1 }, short = "c" },
   ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
+  ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1 } },
   only = { kind = "list", cmds = { apply = 1 } },
   json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
@@ -53,6 +54,7 @@ commands:
   status                   what phanes installed here (the state file)
   facts                    what phanes knows about this machine
   host ...                 manage remote hosts (phanes host --help)
+  vault ...                the encrypted secrets file (phanes vault --help)
   lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
   help [COMMAND]           help on a command
@@ -305,10 +307,10 @@ end
 function M.main(argv)
   if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
-  if word == "host" then
+  if word == "host" or word == "vault" then
     local args = {}
     for j = at + 1, #argv do args[#args + 1] = argv[j] end
-    return delegate("phanes.host", args)
+    return delegate(word == "host" and "phanes.host" or "phanes.vault_cmd", args)
   end
   local p, err, cmd = M.parse(argv)
   if not p then return usage_error(err, cmd) end
@@ -322,6 +324,7 @@ function M.main(argv)
   end
   if p.cmd == "help" then
     local topic = p.args[1]
+    if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
     if topic and not M.HELP[topic] then return usage_error("no help on '" .. topic .. "'") end
     io.stdout:write(M.HELP[topic or "main"])
     return 0

@@ -59,6 +59,7 @@ local function load_config(p, out, mods, defaults, defaults_name)
     text = f:read "a"
     f:close()
   end
+  require("phanes.vault").password_file = p.opts["vault-password-file"] -- for !vault values
   local cfg, errs = config.load { path = p.opts.config, text = text, modules = mods, known = all,
     defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ(),
     target = { exists = require("phanes.file").exists } }
@@ -74,6 +75,7 @@ local function load_config(p, out, mods, defaults, defaults_name)
     return nil
   end
   local secrets = config.secrets and config.secrets(cfg, all) or {}
+  for _, v in ipairs(require("phanes.vault").resolved_values()) do secrets[#secrets + 1] = v end
   out:add_secrets(secrets)
   if not p.opts.json then
     for _, w in ipairs(type(errs) == "table" and errs.warnings or {}) do out:warn(w) end

@@ -499,6 +499,8 @@ function M.load(opts)
     end
   end
   local file = file_layer(opts, E)
+  require("phanes.vault").wire(file, { env = opts.env, config = opts.path, password_file = opts.vault_password_file },
+    function(msg) E.add(RANK.file, 0, 0, msg) end) -- `!vault KEY` values, the `vault:` key
   layers[#layers + 1] = file
   for _, l in ipairs(env_layers(world, opts.env, E, warnings)) do layers[#layers + 1] = l end
   for _, l in ipairs(set_layers(opts.sets, E)) do layers[#layers + 1] = l end

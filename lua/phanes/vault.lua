@@ -1,0 +1,548 @@
+-- vault.lua: the secrets vault: its file format, reading and writing it,
+-- where it is and its password, the audit log, and `!vault KEY` values
+-- in the config.
+--
+-- The file (one committable text file, e.g. secrets.vault.yaml):
+--   $PHANES_VAULT;1;scrypt;N=16384,r=8,p=1;len=BYTES
+--   <base64 of salt(16) | nonce(12) | check(16) | ciphertext | tag(16), 76 columns a line>
+-- scrypt (OpenSSL EVP_KDF) derives 48 bytes from the password and salt:
+-- the AES-256-GCM key, then 16 check bytes that tell a wrong password from
+-- an altered file. The GCM additional data is the first line, a newline,
+-- salt, nonce and check: every header byte is authenticated. The plaintext
+-- is YAML: `defaults:` plus `hosts: {NAME: {...}}`.
+--
+--   local doc, err, kind = vault.read("secrets.vault.yaml", password)
+--   vault.write("secrets.vault.yaml", "defaults: {}\n", password, "write")
+--   vault.lookup(doc, "postgres.password", "web1") --> value | nil, did-you-mean
+local cipher = require "phanes.cipher"
+local file = require "phanes.file"
+local sys = require "phanes.sys"
+local M = {}
+
+M.MAGIC = "$PHANES_VAULT"
+M.VERSION = 1
+-- About 60 ms on an idle core here, well under 150 ms on a busy one (16 MiB).
+M.PARAMS = { n = 16384, r = 8, p = 1 }
+-- What an opened file may ask for (a tampered header must not cost minutes).
+local LIMITS = { n = 1 << 20, r = 32, p = 16, cost = 1 << 22 } -- cost: N*r, 512 MiB
+local SALT, NONCE, CHECK, TAG = 16, 12, 16, 16
+M.DEFAULT_NAME = "secrets.vault.yaml"
+
+------------------------------------------------------------------------
+-- Format.
+
+local function header_line(params, len)
+  return string.format("%s;%d;scrypt;N=%d,r=%d,p=%d;len=%d", M.MAGIC, M.VERSION, params.n, params.r, params.p, len)
+end
+
+local function wrap(s, width)
+  local lines = {}
+  for i = 1, #s, width do lines[#lines + 1] = s:sub(i, i + width - 1) end
+  return table.concat(lines, "\n")
+end
+
+-- vault.seal(plaintext, password[, params]) -> the file's text
+function M.seal(plaintext, password, params)
+  params = params or M.PARAMS
+  local salt, nonce = cipher.random(SALT), cipher.random(NONCE)
+  local key <close> = assert(cipher.kdf(password, salt, params))
+  local check = key:check()
+  local head = header_line(params, SALT + NONCE + CHECK + #plaintext + TAG)
+  local ct, tag = cipher.seal(key, nonce, head .. "\n" .. salt .. nonce .. check, plaintext)
+  return head .. "\n" .. wrap(cipher.b64encode(salt .. nonce .. check .. ct .. tag), 76) .. "\n"
+end
+
+local function parse_params(s)
+  local n, r, p, len = s:match "^N=(%d+),r=(%d+),p=(%d+);len=(%d+)$"
+  n, r, p, len = tonumber(n), tonumber(r), tonumber(p), math.tointeger(tonumber(len))
+  if not (n and r and p and len) then return nil end
+  if n < 2 or n > LIMITS.n or n & (n - 1) ~= 0 or r < 1 or r > LIMITS.r or p < 1 or p > LIMITS.p
+    or n * r > LIMITS.cost then return nil end
+  return { n = n, r = r, p = p }, len
+end
+
+-- Header and body of a vault text -> parts | nil, err, kind
+local function split(text, name)
+  local head, rest = text:match "^([^\n]*)\n(.*)$"
+  head = head or text
+  local magic, version, tail = head:match "^(%$PHANES_VAULT);([^;]*);?(.*)$"
+  if not magic then
+    if #text < #M.MAGIC + 2 and (M.MAGIC .. ";"):sub(1, #text) == text then
+      return nil, name .. ": truncated (the file ends inside its header)", "truncated"
+    end
+    return nil, name .. ": not a phanes vault (it does not start with " .. M.MAGIC .. ")", "format"
+  end
+  if version ~= tostring(M.VERSION) then
+    if not rest and tail == "" and tostring(M.VERSION):sub(1, #version) == version then
+      return nil, name .. ": truncated (the file ends inside its header)", "truncated"
+    end
+    return nil, string.format("%s: unknown vault format version '%s' (this phanes reads version %d; "
+      .. "use a newer phanes)", name, version, M.VERSION), "version"
+  end
+  local kdf, ptext = tail:match "^([^;]*);(.*)$"
+  if not rest or not kdf then
+    return nil, name .. ": truncated (the file ends inside its header)", "truncated"
+  end
+  if kdf ~= "scrypt" then
+    return nil, name .. ": unknown key derivation '" .. kdf .. "' (this phanes knows scrypt)", "format"
+  end
+  local params, len = parse_params(ptext)
+  if not params then
+    return nil, name .. ": bad scrypt parameters '" .. ptext .. "' in the header (altered?)", "tampered"
+  end
+  local lines, body = {}, nil
+  for line in rest:gmatch "([^\n]*)\n" do lines[#lines + 1] = line end
+  local last = rest:match "([^\n]*)$"
+  if last ~= "" then lines[#lines + 1] = last end
+  for i, line in ipairs(lines) do
+    if #line > 76 or (i < #lines and #line ~= 76) or line == "" then
+      return nil, string.format("%s:%d: damaged: a line of the base64 body has %d characters",
+        name, i + 1, #line), "tampered"
+    end
+  end
+  body = table.concat(lines)
+  if #body % 4 ~= 0 then return nil, name .. ": truncated (the base64 body is cut short)", "truncated" end
+  local raw = cipher.b64decode(body)
+  if not raw then return nil, name .. ": damaged: the body is not base64", "tampered" end
+  if #raw < len or #raw < SALT + NONCE + CHECK + TAG then
+    return nil, string.format("%s: truncated (the body has %d of its %d bytes)", name, #raw, len), "truncated"
+  end
+  if #raw > len then return nil, name .. ": damaged: the body is longer than its header says", "tampered" end
+  return { head = head, params = params, salt = raw:sub(1, SALT), nonce = raw:sub(SALT + 1, SALT + NONCE),
+    check = raw:sub(SALT + NONCE + 1, SALT + NONCE + CHECK), ct = raw:sub(SALT + NONCE + CHECK + 1, -TAG - 1),
+    tag = raw:sub(-TAG) }
+end
+
+-- vault.unseal(text, password, name) -> plaintext, params | nil, err, kind
+-- kind: "truncated", "version", "format", "tampered", "password", "kdf"
+function M.unseal(text, password, name)
+  name = name or "vault"
+  local v, err, kind = split(text, name)
+  if not v then return nil, err, kind end
+  local key <close>, kerr = cipher.kdf(password, v.salt, v.params)
+  if not key then return nil, name .. ": " .. kerr, "kdf" end
+  if not key:matches(v.check) then
+    return nil, name .. ": wrong vault password (or its header was altered)", "password"
+  end
+  local pt = cipher.open(key, v.nonce, v.head .. "\n" .. v.salt .. v.nonce .. v.check, v.ct, v.tag)
+  if not pt then
+    return nil, name .. ": the file was altered (its authentication tag does not match); "
+      .. "restore it from version control", "tampered"
+  end
+  return pt, v.params
+end
+
+------------------------------------------------------------------------
+-- The plaintext: YAML with defaults and hosts.
+
+-- vault.parse(plaintext, name) -> doc | nil, err
+function M.parse(plaintext, name)
+  local data, marks = require("phanes.yaml").decode(plaintext, name or "vault")
+  if data == nil and type(marks) == "string" then return nil, marks end
+  data = data or {}
+  if type(data) ~= "table" then return nil, (name or "vault") .. ": expected a map with defaults: and hosts:" end
+  for k, v in pairs(data) do
+    if k ~= "defaults" and k ~= "hosts" then
+      return nil, string.format("%s: unknown top-level key '%s' (a vault holds defaults: and hosts:)", name or "vault", tostring(k))
+    end
+    if type(v) ~= "table" then return nil, string.format("%s: %s: expected a map", name or "vault", k) end
+  end
+  for h, v in pairs(data.hosts or {}) do
+    if type(v) ~= "table" then return nil, string.format("%s: hosts.%s: expected a map", name or "vault", tostring(h)) end
+  end
+  data.defaults, data.hosts = data.defaults or {}, data.hosts or {}
+  return data
+end
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy(x) end
+  return out
+end
+
+local function merged(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then
+    if b ~= nil then return copy(b) end
+    return copy(a)
+  end
+  local out = copy(a)
+  for k, x in pairs(b) do out[k] = merged(a[k], x) end
+  return out
+end
+
+local function split_path(key)
+  local parts = {}
+  for p in (key .. "."):gmatch "([^.]*)%." do parts[#parts + 1] = p end
+  return parts
+end
+
+-- Every leaf path of a tree: for did-you-mean.
+local function paths(t, prefix, out)
+  for k, v in pairs(t) do
+    local p = prefix and prefix .. "." .. tostring(k) or tostring(k)
+    out[#out + 1] = p
+    if type(v) == "table" then paths(v, p, out) end
+  end
+  return out
+end
+
+-- vault.lookup(doc, key, host) -> value | nil, "did you mean 'x'?" | nil
+-- The host's block (hosts.HOST) is merged over defaults.
+function M.lookup(doc, key, host)
+  local tree = merged(doc.defaults, host and doc.hosts[host] or nil)
+  local v = tree
+  for _, p in ipairs(split_path(key)) do
+    if type(v) ~= "table" then v = nil break end
+    v = v[p]
+  end
+  if v ~= nil then return v end
+  local guess = require("phanes.schema").suggest(key, paths(tree, nil, {}))
+  return nil, guess and ("did you mean '" .. guess .. "'?") or nil
+end
+
+-- vault.set(doc, key, value[, host]) / vault.remove(doc, key[, host]) -> true | nil, err
+function M.set(doc, key, value, host)
+  local t = host and doc.hosts or doc
+  local parts = split_path(key)
+  table.insert(parts, 1, host or "defaults")
+  for i = 1, #parts - 1 do
+    local p = parts[i]
+    if p == "" then return nil, "bad key '" .. key .. "'" end
+    if t[p] == nil then t[p] = {} end
+    if type(t[p]) ~= "table" then return nil, table.concat(parts, ".", 1, i) .. " holds a value, not a map" end
+    t = t[p]
+  end
+  if parts[#parts] == "" then return nil, "bad key '" .. key .. "'" end
+  t[parts[#parts]] = value
+  return true
+end
+
+function M.remove(doc, key, host)
+  local t = host and doc.hosts[host] or doc.defaults
+  local parts = split_path(key)
+  for i = 1, #parts - 1 do
+    t = type(t) == "table" and t[parts[i]] or nil
+  end
+  if type(t) ~= "table" or t[parts[#parts]] == nil then return nil, "no key '" .. key .. "'" end
+  t[parts[#parts]] = nil
+  return true
+end
+
+-- vault.dump(doc) -> YAML text of doc (defaults, hosts)
+function M.dump(doc)
+  local yaml = require "phanes.yaml"
+  local out = { "defaults:" }
+  local d = yaml.encode(doc.defaults or {})
+  if next(doc.defaults or {}) == nil then out[1] = "defaults: {}" else out[#out + 1] = (d:gsub("[^\n]+", "  %0"):gsub("\n$", "")) end
+  if next(doc.hosts or {}) == nil then out[#out + 1] = "hosts: {}"
+  else
+    out[#out + 1] = "hosts:"
+    out[#out + 1] = (yaml.encode(doc.hosts):gsub("[^\n]+", "  %0"):gsub("\n$", ""))
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+------------------------------------------------------------------------
+-- The audit log and the user's hooks.
+
+local run_id
+-- vault.run_id() -> this process's run id (time and 6 random hex digits)
+function M.run_id()
+  if not run_id then
+    run_id = os.date("!%Y%m%dT%H%M%SZ") .. "-" .. (cipher.random(3):gsub(".", function(c)
+      return string.format("%02x", c:byte()) end))
+  end
+  return run_id
+end
+
+local function home()
+  local env = sys.environ()
+  return env.HOME or "/root", env
+end
+
+-- vault.log_path() -> ~/.local/state/phanes/security.log (XDG_STATE_HOME
+-- too; vault.LOG, when set, instead: the specs)
+function M.log_path()
+  if M.LOG then return M.LOG end
+  local h, env = home()
+  return (env.XDG_STATE_HOME or (h .. "/.local/state")) .. "/phanes/security.log"
+end
+
+local hooks
+local function load_hooks()
+  if hooks ~= nil then return hooks end
+  hooks = false
+  local h, env = home()
+  local path = (env.XDG_CONFIG_HOME or (h .. "/.config")) .. "/phanes/hooks.lua"
+  local st = file.stat(path)
+  if not st then return hooks end
+  local uid = sys.getuid()
+  if (st.uid ~= uid and st.uid ~= 0) or st.mode & 18 ~= 0 then -- 18 = 0022
+    io.stderr:write("phanes: warning: ignoring ", path, ": it must be owned by you or root and not ",
+      "group- or world-writable (chmod go-w ", path, ")\n")
+    return hooks
+  end
+  local text = file.read(path)
+  local envt = setmetatable({}, { __index = _G })
+  local chunk, err = load(text or "", "@" .. path, "t", envt)
+  local ok, ret = false, err
+  if chunk then ok, ret = pcall(chunk) end
+  if not ok then
+    io.stderr:write("phanes: warning: ", path, ": ", tostring(ret), "\n")
+    return hooks
+  end
+  hooks = type(ret) == "table" and ret or envt
+  return hooks
+end
+
+local HOOK = { secret_resolved = "on_secret_read", read = "on_secret_read", get = "on_secret_read",
+  view = "on_secret_read", rekey = "on_key_rotated" }
+
+-- vault.audit{ action, key, host, outcome, file } appends one JSON line
+-- (never a value) and calls the user's hook for it. A log that cannot be
+-- written is a warning, not a failure of the run.
+function M.audit(ev)
+  local h, env = home()
+  local e = { time = os.date("!%Y-%m-%dT%H:%M:%SZ"), uid = sys.getuid(),
+    user = env.USER or env.LOGNAME or tostring(sys.getuid()), action = ev.action, key = ev.key,
+    host = ev.host or sys.hostname(), run_id = M.run_id(), outcome = ev.outcome or "ok", file = ev.file }
+  local path = M.log_path()
+  local dir = path:match "^(.*)/"
+  local ok, err = file.mkdir(dir, { parents = true, mode = tonumber("700", 8) })
+  if ok then ok, err = cipher.append(path, require("phanes.json").encode(e) .. "\n") end
+  if not ok and not M.quiet_audit then
+    io.stderr:write("phanes: warning: cannot write the audit log: ", tostring(err), "\n")
+  end
+  local _ = h
+  local hk = load_hooks()
+  local fn = hk and HOOK[ev.action] and hk[HOOK[ev.action]]
+  if type(fn) == "function" then
+    local copy_e = {}
+    for k, v in pairs(e) do copy_e[k] = v end
+    local hok, herr = pcall(fn, copy_e)
+    if not hok then io.stderr:write("phanes: warning: hook ", HOOK[ev.action], ": ", tostring(herr), "\n") end
+  end
+end
+
+------------------------------------------------------------------------
+-- Files.
+
+-- vault.read_file(path, password) -> doc, plaintext, params | nil, err, kind
+-- (audited: action "read")
+function M.read_file(path, password, action)
+  local text, rerr = file.read(path)
+  if not text then
+    M.audit { action = action or "read", file = path, outcome = "unreadable" }
+    return nil, "cannot read the vault: " .. tostring(rerr), "io"
+  end
+  local pt, err, kind = M.unseal(text, password, path)
+  if not pt then
+    M.audit { action = action or "read", file = path, outcome = kind }
+    return nil, err, kind
+  end
+  local doc, perr = M.parse(pt, path .. " (decrypted)")
+  if not doc then
+    M.audit { action = action or "read", file = path, outcome = "bad_yaml" }
+    return nil, perr, "yaml"
+  end
+  M.audit { action = action or "read", file = path, outcome = "ok" }
+  return doc, pt, err
+end
+
+-- vault.write_file(path, plaintext, password, action[, params]) -> true | nil, err
+-- Atomic: a temp file in the same directory, fsync, rename (file.write).
+function M.write_file(path, plaintext, password, action, params)
+  local text = M.seal(plaintext, password, params)
+  local ok, err = file.write(path, text, not file.exists(path) and { mode = tonumber("600", 8) } or nil)
+  M.audit { action = action or "write", file = path, outcome = ok and "ok" or "io_error" }
+  if not ok then return nil, "cannot write the vault: " .. tostring(err) end
+  return true
+end
+
+------------------------------------------------------------------------
+-- Where the vault is, and its password.
+
+local function dirname(p)
+  return p:match "^(.*)/[^/]*$" or "."
+end
+
+-- vault.settings(config_data) -> { file, password_command } from the
+-- config's top-level `vault:` (a path, or a map with file: and password_command:)
+function M.settings(v)
+  if type(v) == "string" then return { file = v } end
+  if type(v) == "table" and v["!vault"] == nil then
+    return { file = type(v.file) == "string" and v.file or nil,
+      password_command = type(v.password_command) == "string" and v.password_command or nil }
+  end
+  return {}
+end
+
+-- vault.locate{ file = --file, config = config path, settings = {...} } -> path
+function M.locate(o)
+  if o.file then return o.file end
+  local base = o.config and dirname(o.config) or "."
+  local s = o.settings or {}
+  if s.file then return s.file:sub(1, 1) == "/" and s.file or (base .. "/" .. s.file) end
+  if o.config then return base .. "/" .. M.DEFAULT_NAME end
+  return M.DEFAULT_NAME
+end
+
+-- Splits a command without a shell: words by blanks, '...' and "..." quote.
+function M.split_command(s)
+  local words, cur, i, quote, any = {}, {}, 1, nil, false
+  while i <= #s do
+    local c = s:sub(i, i)
+    if quote then
+      if c == quote then quote = nil else cur[#cur + 1] = c end
+    elseif c == "'" or c == '"' then quote, any = c, true
+    elseif c:match "%s" then
+      if #cur > 0 or any then words[#words + 1] = table.concat(cur) end
+      cur, any = {}, false
+    else cur[#cur + 1] = c end
+    i = i + 1
+  end
+  if quote then return nil, "unbalanced " .. quote .. " in the command" end
+  if #cur > 0 or any then words[#words + 1] = table.concat(cur) end
+  return words
+end
+
+local function strip_nl(s) return (s:gsub("\r?\n$", "")) end
+
+-- vault.password{ file = --vault-password-file, env = environ, command =
+-- vault.password_command, prompt = "text" } -> password | nil, err
+-- Order: --vault-password-file, PHANES_VAULT_PASSWORD_FILE,
+-- vault.password_command (run without a shell), a prompt on /dev/tty.
+function M.password(o)
+  local env = o.env or sys.environ()
+  local pf = o.file or env.PHANES_VAULT_PASSWORD_FILE
+  if pf then
+    local text, err = file.read(pf)
+    if not text then return nil, "cannot read the vault password file: " .. tostring(err) end
+    text = strip_nl(text)
+    if text == "" then return nil, pf .. ": the vault password file is empty" end
+    return text
+  end
+  if o.command then
+    local argv, serr = M.split_command(o.command)
+    if not argv or #argv == 0 then return nil, "vault.password_command: " .. (serr or "empty") end
+    local r, err = require("phanes.exec").run { argv = argv, timeout = 60 }
+    if not r then return nil, "vault.password_command: " .. tostring(err) end
+    if r.code ~= 0 then
+      return nil, string.format("vault.password_command '%s' exited with %s", argv[1], tostring(r.code))
+    end
+    local pw = strip_nl(r.stdout or "")
+    if pw == "" then return nil, "vault.password_command printed no password" end
+    return pw
+  end
+  local pw, err = sys.getpass(o.prompt or "Vault password: ")
+  if not pw then
+    return nil, "no vault password: " .. tostring(err) .. " (give --vault-password-file F, "
+      .. "PHANES_VAULT_PASSWORD_FILE or vault.password_command in the config)"
+  end
+  if pw == "" then return nil, "empty vault password" end
+  return pw
+end
+
+------------------------------------------------------------------------
+-- `!vault KEY` in the config.
+
+local resolved = {}
+local opened = {}
+-- vault.resolved_values() -> the values resolved for this run (to mask)
+function M.resolved_values()
+  local out = {}
+  for _, v in ipairs(resolved) do out[#out + 1] = v end
+  return out
+end
+
+local function add_secret(v)
+  if type(v) == "table" then
+    for _, x in pairs(v) do add_secret(x) end
+  elseif (type(v) == "string" and v ~= "") or type(v) == "number" then
+    resolved[#resolved + 1] = tostring(v)
+  end
+end
+
+-- Every { ["!vault"] = KEY } in data: { parent, key, path, ref }
+local function refs(t, prefix, out)
+  for k, v in pairs(t) do
+    local p = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
+    if type(v) == "table" then
+      if type(v["!vault"]) == "string" and next(v, next(v)) == nil and next(v) == "!vault" then
+        out[#out + 1] = { parent = t, key = k, path = p, ref = v["!vault"] }
+      else
+        refs(v, p, out)
+      end
+    end
+  end
+  return out
+end
+
+local function env_name(key)
+  return "PHANES_SECRET_" .. key:upper():gsub("[^%w]", "_")
+end
+
+-- Opens the vault once per process (one KDF a run, not one a host).
+local function open_once(path, o)
+  if opened[path] then return table.unpack(opened[path]) end
+  local pw, perr = M.password { file = o.password_file or M.password_file, env = o.env,
+    command = o.settings.password_command }
+  if not pw then return nil, perr end
+  local t0 = sys.now()
+  local doc, err = M.read_file(path, pw)
+  M.open_seconds = sys.now() - t0
+  opened[path] = { doc, err }
+  return doc, err
+end
+
+-- vault.wire(layer, o, report): replaces every `!vault KEY` in the config
+-- file layer's data with its value, from PHANES_SECRET_<KEY> in o.env or
+-- else the vault (defaults, merged with hosts.<this host>). The `vault:`
+-- key is taken out of the layer. report(msg) collects a config error.
+-- o: env, config (path), password_file (else vault.password_file, which
+-- `--vault-password-file` sets).
+function M.wire(layer, o, report)
+  if not layer or type(layer.data) ~= "table" then return end
+  local data = layer.data
+  local settings = M.settings(data.vault)
+  data.vault = nil
+  local list = refs(data, nil, {})
+  if #list == 0 then return end
+  table.sort(list, function(a, b) return a.path < b.path end)
+  o = o or {}
+  o.env = o.env or sys.environ()
+  o.settings = settings
+  local host, failed = sys.hostname(), false
+  local path = M.locate { config = o.config or layer.name, settings = settings, file = o.file }
+  for _, r in ipairs(list) do
+    local where = layer.name .. ": " .. r.path .. ": !vault " .. r.ref
+    local v = o.env[env_name(r.ref)]
+    if v ~= nil then
+      M.audit { action = "secret_resolved", key = r.ref, host = host, file = env_name(r.ref), outcome = "env" }
+    else
+      local doc, err = open_once(path, o)
+      if not doc then
+        -- said once for every value that needed the vault
+        if not failed then report(where .. (#list > 1 and " (and the other !vault values)" or "") .. ": " .. err) end
+        failed = true
+        r.parent[r.key] = nil
+        goto next
+      end
+      local hint
+      v, hint = M.lookup(doc, r.ref, host)
+      M.audit { action = "secret_resolved", key = r.ref, host = host, file = path, outcome = v ~= nil and "ok" or "missing" }
+      if v == nil then
+        report(string.format("%s: no key '%s' in the vault %s%s (add it: phanes vault set %s)", where, r.ref,
+          path, hint and (" (" .. hint .. ")") or "", r.ref))
+        r.parent[r.key] = nil
+        goto next
+      end
+    end
+    add_secret(v)
+    r.parent[r.key] = copy(v)
+    ::next::
+  end
+end
+
+return M
