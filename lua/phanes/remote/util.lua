@@ -126,7 +126,7 @@ function M.read_overrides(path, sets, env)
   local text, err = require("phanes.file").read(path)
   if not text then return nil, "--overrides " .. path .. ": " .. tostring(err) end
   local v = require("phanes.json").decode(text)
-  if type(v) ~= "table" or (v.set ~= nil and type(v.set) ~= "table") or (v.env ~= nil and type(v.env) ~= "table") then
+  if type(v) ~= "table" or v[1] ~= nil or (v.set ~= nil and type(v.set) ~= "table") or (v.env ~= nil and type(v.env) ~= "table") then
     return nil, "--overrides " .. path .. ": expected { \"set\": [...], \"env\": {...} }"
   end
   local outs, oute = {}, {}
