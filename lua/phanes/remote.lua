@@ -312,7 +312,11 @@ function M.main(argv)
   for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
   local ok, sys = pcall(require, "phanes.sys")
   local ov = M.overrides(sets, M.env_overrides(ok and sys.environ and sys.environ() or {}, o))
-  if ov.file then files[#files + 1] = ov.file end
+  -- PHANES_* settings go to the commands that read a config; --set values
+  -- always (a command that takes none says so, as it would here)
+  local parsed = require("phanes.cli").parse(rest)
+  local reads_config = not parsed or parsed.cmd == "apply" or parsed.cmd == "check"
+  if ov.file and (reads_config or #sets > 0) then files[#files + 1] = ov.file end
   if ok and sys.trap_signals then sys.trap_signals() end
   return require("phanes.remote.run").run(targets[1], o, args, files, ov)
 end
