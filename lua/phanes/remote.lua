@@ -314,8 +314,8 @@ function M.main(argv)
   local ov = M.overrides(sets, M.env_overrides(ok and sys.environ and sys.environ() or {}, o))
   -- PHANES_* settings go to the commands that read a config; --set values
   -- always (a command that takes none says so, as it would here)
-  local parsed = require("phanes.cli").parse(rest)
-  local reads_config = not parsed or parsed.cmd == "apply" or parsed.cmd == "check"
+  local okp, parsed = pcall(function() return require("phanes.cli").parse(rest) end)
+  local reads_config = not (okp and parsed) or parsed.cmd == "apply" or parsed.cmd == "check"
   if ov.file and (reads_config or #sets > 0) then files[#files + 1] = ov.file end
   if ok and sys.trap_signals then sys.trap_signals() end
   return require("phanes.remote.run").run(targets[1], o, args, files, ov)

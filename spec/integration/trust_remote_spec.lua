@@ -190,7 +190,7 @@ touch /root/poll.done
     assert.is_truthy(rec.status == "ok" or rec.status == "changed", rec.status)
     local shown = table.concat(rec.command, " ")
     assert.matches("--set vault.password=******", shown, 1, true)
-    assert.same({ "PHANES_VAULT_API_PASSWORD" }, rec.env)
+    assert.is_truthy(table.concat(rec.env, " "):find("PHANES_VAULT_API_PASSWORD", 1, true), table.concat(rec.env, " "))
   end)
 
   it("removes root's run directory when a module fails, on Ctrl-C, and when the controller vanishes", function()
