@@ -87,6 +87,14 @@ exit 3
     assert.same({}, leftovers())
   end)
 
+  it("removes run directories older than a day that killed runs left, and no others", function()
+    assert(file.mkdir(dir .. "/var/run.old1", { parents = true }))
+    assert(file.mkdir(dir .. "/var/run.busy", { parents = true }))
+    assert(os.execute("touch -d '2 days ago' " .. dir .. "/var/run.old1"))
+    assert.equal(3, (sh(script(), "", dir)))
+    assert.same({ "run.busy" }, leftovers())
+  end)
+
   it("refuses a work directory that others can write, or that is a link", function()
     assert(file.mkdir(dir .. "/var", { mode = tonumber("0777", 8) }))
     local code, _, err = sh(script(), "", dir)

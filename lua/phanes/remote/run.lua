@@ -61,7 +61,8 @@ function M.root_script(r)
     '[ -d "$V" ] || mkdir -p -m 755 "$V" 2>/dev/null',
     'case $(stat -c %u:%A "$V" 2>/dev/null) in 0:d????-??-?*) ;; *) echo "PHANES-ERR $V must be a directory owned by'
       .. ' root that only root can write, not: $(stat -c \'%U %A\' "$V" 2>&1)" >&2; exit 91;; esac',
-    'find "$V" -maxdepth 1 -type d -name "run.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null',
+    -- run directories a killed run left: gone after a day (find only when there are any)
+    'set -- "$V"/run.*; [ -e "$1" ] && find "$V" -maxdepth 1 -type d -name "run.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null',
     'D=$(mktemp -d "$V/run.XXXXXX") || { echo "PHANES-ERR cannot make a run directory in $V" >&2; exit 91; }',
     "trap 'cd /; rm -rf \"$D\"' EXIT",
     "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM",
