@@ -22,18 +22,19 @@ M.ROOT_DIR = "/var/lib/phanes"
 function M.probe_script(sha, lean)
   return table.concat({
     "umask 077",
-    'C="$HOME/.cache/phanes"; mkdir -p "$C" && chmod 700 "$C" || exit 90',
+    'C="$HOME/.cache/phanes"',
+    '[ -d "$C" ] || { mkdir -p "$C" && chmod 700 "$C"; } || exit 90',
     'echo "cache=$C"',
     'echo "arch=$(uname -m)"',
-    'echo "uid=$(id -u)"',
-    'if [ "$(id -u)" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=missing;'
+    'U=$(id -u); echo "uid=$U"',
+    'if [ "$U" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=missing;'
       .. (lean and " else echo sudo=present; fi" or ' elif sudo -n true 2>/dev/null; then echo sudo=nopasswd; else echo sudo=password; fi'),
     'B="$C/phanes-' .. sha .. '"',
     -- a hint only (the login user can change that file): root hashes its
     -- own copy before it runs it (root_script)
     'if [ -f "$B" ] && [ -x "$B" ]; then echo "cached=' .. sha .. '"; fi',
-    '(. /etc/os-release 2>/dev/null && echo "os=$PRETTY_NAME")',
-    'find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
+    '[ -r /etc/os-release ] && . /etc/os-release 2>/dev/null && echo "os=$PRETTY_NAME"',
+    'set -- "$C"/run.*; [ -e "$1" ] && find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
     "exit 0",
   }, "\n")
 end
@@ -67,7 +68,9 @@ function M.root_script(r)
     "trap 'cd /; rm -rf \"$D\"' EXIT",
     "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM",
     "B=" .. q(r.bin),
-    '[ -f "$B" ] && [ ! -L "$B" ] && head -c ' .. math.tointeger(r.size) .. ' "$B" >"$D/phanes" 2>/dev/null || exit 93',
+    -- at most the binary's size (whatever B has become), in 1 MB reads
+    '[ -f "$B" ] && [ ! -L "$B" ] && dd if="$B" of="$D/phanes" bs=1M count=' .. math.tointeger(r.size)
+      .. ' iflag=count_bytes status=none 2>/dev/null || exit 93',
     -- openssl's sha256 uses the CPU's SHA instructions: half the time of sha256sum's
     'if command -v openssl >/dev/null; then H=$(openssl dgst -sha256 -r <"$D/phanes"); else H=$(sha256sum <"$D/phanes"); fi',
     '[ "${H%% *}" = ' .. r.sha .. " ] || exit 94",
