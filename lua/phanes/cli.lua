@@ -31,6 +31,7 @@ local OPTIONS = {
   json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
   set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1 } },
+  overrides = { kind = "value", cmds = { apply = 1, check = 1, status = 1 } }, -- a remote run's --set/PHANES_* (JSON)
   state = { kind = "value", cmds = { apply = 1, status = 1 } },
   report = { kind = "value", cmds = { apply = 1 } },
   profile = { kind = "value", cmds = { apply = 1, check = 1 } },

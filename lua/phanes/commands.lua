@@ -60,8 +60,13 @@ local function load_config(p, out, mods, defaults, defaults_name)
     f:close()
   end
   require("phanes.vault").password_file = p.opts["vault-password-file"] -- for !vault values
+  local sets, env = p.opts.set or {}, environ()
+  if p.opts.overrides then -- a remote run's --set and PHANES_* values, from its payload
+    sets, env = require("phanes.remote.util").read_overrides(p.opts.overrides, sets, env)
+    if not sets then out:error(env) return nil end
+  end
   local cfg, errs = config.load { path = p.opts.config, text = text, modules = mods, known = all,
-    defaults = defaults or {}, defaults_name = defaults_name, sets = p.opts.set or {}, env = environ(),
+    defaults = defaults or {}, defaults_name = defaults_name, sets = sets, env = env,
     target = { exists = require("phanes.file").exists } }
   if not cfg then
     for _, e in ipairs(type(errs) == "table" and errs or { errs }) do

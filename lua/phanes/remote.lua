@@ -1,9 +1,10 @@
 -- remote.lua: `phanes --remote TARGET COMMAND ...`: run phanes on other
 -- machines over SSH. The binary uploads itself (once per version, checked by
 -- sha256), the run's files (config, the user's own modules/profiles/
--- templates) go over in one tar stream, the remote run's output comes back
--- live, and its exit code is ours. State stays on the target; the
--- controller records each run under ~/.local/state/phanes/hosts/<host>/.
+-- templates, the --set values and PHANES_* settings) go over in one tar
+-- stream on the run's stdin, the remote run's output comes back live, and
+-- its exit code is ours. State stays on the target; the controller records
+-- each run under ~/.local/state/phanes/hosts/<host>/ (secret values masked).
 --
 --   phanes --remote deploy@web1 apply dev --config config.yaml
 --   phanes --remote @web --parallel 5 apply web --config web.yaml
@@ -22,7 +23,8 @@
 -- Environment: PHANES_KEY_PASSPHRASE (a key's passphrase, else asked on the
 -- terminal), PHANES_NO_PROMPT=1 (never ask; set for fleet children),
 -- PHANES_INVENTORY (another inventory file), XDG_STATE_HOME (where the
--- per-host records go).
+-- per-host records go). Every other PHANES_* variable is a setting of the
+-- run and travels with it (see remote.env_overrides).
 local util = require "phanes.remote.util"
 local M = {}
 
@@ -160,9 +162,11 @@ function M.connect(t, o)
 end
 
 -- What the remote phanes gets: --config and a profile given as a local
--- file are sent and rewritten to their uploaded place; --path is ours.
+-- file are sent and rewritten to their uploaded place; --path is ours;
+-- --set values are taken out (they travel in the payload, see
+-- remote.overrides_file). -> args, files, sets | nil, err
 local function rewrite_args(rest)
-  local out, files, i = {}, {}, 1
+  local out, files, sets, i = {}, {}, {}, 1
   local function send(path, as)
     local f = io.open(path, "rb")
     if not f then return nil, path .. ": cannot read" end
@@ -175,7 +179,7 @@ local function rewrite_args(rest)
     local a = rest[i]
     local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
     k = k or a
-    if k == "--config" or k == "--path" then
+    if k == "--config" or k == "--path" or k == "--set" then
       if not v then i = i + 1; v = rest[i] end
       if v == nil then return nil, k .. " needs a value" end
       if k == "--config" then
@@ -184,6 +188,8 @@ local function rewrite_args(rest)
         if not ok then return nil, "--config " .. e end
         out[#out + 1] = "--config"
         out[#out + 1] = { run_file = "config/" .. base }
+      elseif k == "--set" then
+        sets[#sets + 1] = v
       end
     elseif a:match "%.lua$" and not a:match "^%-" and io.open(a, "rb") then
       local base = "files/" .. a:match "[^/]*$"
@@ -194,12 +200,91 @@ local function rewrite_args(rest)
     end
     i = i + 1
   end
-  return out, files
+  return out, files, sets
+end
+M.rewrite_args = rewrite_args
+
+-- PHANES_* variables that are the controller's own, never a setting of the
+-- remote run (the passphrase and the sudo password above all).
+local CONTROLLER_ENV = { PHANES_KEY_PASSPHRASE = true, PHANES_NO_PROMPT = true, PHANES_INVENTORY = true,
+  PHANES_REMOTE_COLOR = true, PHANES_PATH = true, PHANES_STATE = true }
+
+-- remote.env_overrides(env, opts) -> { PHANES_X = value }: the controller's
+-- PHANES_* settings that reach the remote run's config as they would reach
+-- a local run's (the variable named by --password-env stays here).
+function M.env_overrides(env, o)
+  local out = {}
+  for k, v in pairs(env or {}) do
+    if type(k) == "string" and k:match "^PHANES_" and not CONTROLLER_ENV[k] and not k:match "^PHANES_TEST_"
+      and k ~= (o and o.password_env) then
+      out[k] = v
+    end
+  end
+  return out
+end
+
+-- Every config key the controller knows (modules from the binary and the
+-- search path), as config.describe's rows; {} when they cannot be loaded.
+local function config_rows()
+  local ok, rows = pcall(function()
+    return select(2, require("phanes.config").describe((require("phanes.resolve").all())))
+  end)
+  return ok and type(rows) == "table" and rows or {}
+end
+
+-- remote.secret_paths(paths, rows) -> { [path] = true } for each config
+-- path (a.b) that is a secret field, lies inside one, or is no known field
+-- at all (a misspelt secret stays a secret).
+function M.secret_paths(paths, rows)
+  local secret, out = {}, {}
+  for _, r in ipairs(rows) do secret[r.path] = r.secret and true or false end
+  for _, p in ipairs(paths) do
+    local hidden = secret[p] ~= false
+    local up = p:match "^(.*)%.[^.]*$"
+    while up do
+      if secret[up] then hidden = true end
+      up = up:match "^(.*)%.[^.]*$"
+    end
+    out[p] = hidden
+  end
+  return out
+end
+
+-- remote.overrides(sets, env[, rows]) -> { file = payload file | nil,
+-- shown = { "--set k=******", ... }, env_names = { ... }, secrets = { ... } }:
+-- what travels (every value, in the payload), what the records show
+-- (secret values masked by field) and the secret values the controller
+-- masks in its own log.
+function M.overrides(sets, env, rows)
+  local names, paths, by_env = {}, {}, {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  local res = { shown = {}, env_names = names, secrets = {} }
+  if #sets == 0 and #names == 0 then return res end
+  rows = rows or config_rows()
+  for _, r in ipairs(rows) do by_env["PHANES_" .. r.path:upper():gsub("[^%w]", "_")] = r.path end
+  for _, s in ipairs(sets) do paths[#paths + 1] = s:match "^%s*([^=]-)%s*=" or s end
+  for _, n in ipairs(names) do if by_env[n] then paths[#paths + 1] = by_env[n] end end
+  local hidden = M.secret_paths(paths, rows)
+  for _, s in ipairs(sets) do
+    local k, v = s:match "^%s*([^=]-)%s*=(.*)$"
+    if k and hidden[k] then
+      res.shown[#res.shown + 1] = "--set " .. k .. "=******"
+      res.secrets[#res.secrets + 1] = v
+    else
+      res.shown[#res.shown + 1] = "--set " .. s
+    end
+  end
+  for _, n in ipairs(names) do
+    if by_env[n] and hidden[by_env[n]] then res.secrets[#res.secrets + 1] = env[n] end
+  end
+  res.file = { name = "overrides.json", data = require("phanes.json").encode { set = sets, env = env } }
+  return res
 end
 
 -- The user's own modules/profiles/templates/lua that differ from the ones
 -- embedded in the binary: those travel with the run (--path on the target).
-function M.overrides()
+function M.user_files()
   local loader = require "phanes.loader"
   local embedded = require "phanes.embedded"
   local file = require "phanes.file"
@@ -250,12 +335,18 @@ function M.main(argv)
   if not targets then err(terr) return 2 end
   if M.command_word(rest) == "status" then return require("phanes.remote.status").main(targets, o, rest) end
   if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end
-  local args, files = rewrite_args(rest)
+  local args, files, sets = rewrite_args(rest)
   if not args then err(files) return 2 end
-  for _, f in ipairs(M.overrides()) do files[#files + 1] = f end
+  for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
   local ok, sys = pcall(require, "phanes.sys")
+  local ov = M.overrides(sets, M.env_overrides(ok and sys.environ and sys.environ() or {}, o))
+  -- PHANES_* settings go to the commands that read a config; --set values
+  -- always (a command that takes none says so, as it would here)
+  local okp, parsed = pcall(function() return require("phanes.cli").parse(rest) end)
+  local reads_config = not (okp and parsed) or parsed.cmd == "apply" or parsed.cmd == "check"
+  if ov.file and (reads_config or #sets > 0) then files[#files + 1] = ov.file end
   if ok and sys.trap_signals then sys.trap_signals() end
-  return require("phanes.remote.run").run(targets[1], o, args, files)
+  return require("phanes.remote.run").run(targets[1], o, args, files, ov)
 end
 
 return M

@@ -78,11 +78,35 @@ describe("remote util", function()
   end)
 
   it("probes with a script sh accepts", function()
-    local script = run.probe_script(string.rep("a", 64), true)
-    local p = assert(io.popen("sh -n 2>&1 <<'EOF'\n" .. script .. "\nEOF\n"))
-    local out = p:read "a"
+    for _, lean in ipairs { true, false } do
+      local script = run.probe_script(string.rep("a", 64), lean)
+      local p = assert(io.popen("sh -n 2>&1 <<'EOF'\n" .. script .. "\nEOF\n"))
+      local out = p:read "a"
+      p:close()
+      assert.equal("", out)
+    end
+  end)
+end)
+
+describe("remote probe", function()
+  it("answers here (HOME in a temporary directory) and clears old run directories from the cache", function()
+    local file = require "phanes.file"
+    local p = assert(io.popen "mktemp -d /tmp/phanes-probe.XXXXXX")
+    local home = p:read "l"
     p:close()
-    assert.equal("", out)
+    assert(file.mkdir(home .. "/.cache/phanes/run.old", { parents = true }))
+    local sha = string.rep("b", 64)
+    assert(file.write(home .. "/.cache/phanes/phanes-" .. sha, "x", { mode = tonumber("0700", 8) }))
+    p = assert(io.popen("HOME=" .. home .. " sh -c " .. util.shquote(run.probe_script(sha, true))))
+    local probe = run.parse_probe(p:read "a")
+    p:close()
+    assert.equal(home .. "/.cache/phanes", probe.cache)
+    assert.equal(require("phanes.sys").uname().machine, probe.arch)
+    assert.equal(sha, probe.cached)
+    local root = require("phanes.sys").getuid() == 0
+    assert.equal(root and "root" or nil, root and probe.sudo or nil)
+    assert.same({ "phanes-" .. sha }, file.list(home .. "/.cache/phanes"))
+    file.remove(home, true)
   end)
 end)
 

@@ -1,35 +1,41 @@
--- remote/run.lua: one host, start to end: connect, probe (one round trip
--- that also unpacks the run's files), upload the binary when it is not
--- cached, run it (via sudo when not root) with its output streamed back,
--- fetch its JSON report, record the run locally.
+-- remote/run.lua: one host, start to end: connect, probe (as the login
+-- user), upload the binary when it is not cached, then one exec as root
+-- (sudo when not root) that verifies its own copy of the binary, unpacks
+-- the run's files from stdin into a private directory, runs phanes there
+-- with its output streamed back and hands the JSON report back in-band;
+-- record the run locally.
 --
---   local code = require("phanes.remote.run").run(target, opts, args, files)
+--   local code = require("phanes.remote.run").run(target, opts, args, files, overrides)
 local util = require "phanes.remote.util"
 local M = {}
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
--- The probe: arch, uid, sudo, cached binary, OS, and a private run
--- directory (the run's files are untarred into it from stdin).
-function M.probe_script(sha, with_files)
+-- Where root works on the target: each run in its own directory made by
+-- mktemp -d (0700) under this root-owned one, removed when the run ends.
+M.ROOT_DIR = "/var/lib/phanes"
+
+-- The probe, as the login user: arch, uid, sudo, cached binary, OS. It
+-- also clears run directories that older versions left in the cache.
+-- lean: sudo is only looked for (sudo=present), not tried: a run tries
+-- `sudo -n` first and asks for the password when sudo wants one.
+function M.probe_script(sha, lean)
   return table.concat({
     "umask 077",
-    'C="$HOME/.cache/phanes"; mkdir -p "$C" && chmod 700 "$C" || exit 90',
+    'C="$HOME/.cache/phanes"',
+    '[ -d "$C" ] || { mkdir -p "$C" && chmod 700 "$C"; } || exit 90',
     'echo "cache=$C"',
     'echo "arch=$(uname -m)"',
-    'echo "uid=$(id -u)"',
-    'if [ "$(id -u)" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=missing;'
-      .. ' elif sudo -n true 2>/dev/null; then echo sudo=nopasswd; else echo sudo=password; fi',
+    'U=$(id -u); echo "uid=$U"',
+    'if [ "$U" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=missing;'
+      .. (lean and " else echo sudo=present; fi" or ' elif sudo -n true 2>/dev/null; then echo sudo=nopasswd; else echo sudo=password; fi'),
     'B="$C/phanes-' .. sha .. '"',
-    -- The cached name only ever appears by a rename after its sha256 was
-    -- checked (upload_binary), in a 0700 directory of the login user: its
-    -- presence is the check, and a no-op run does not hash 5 MB again.
+    -- a hint only (the login user can change that file): root hashes its
+    -- own copy before it runs it (root_script)
     'if [ -f "$B" ] && [ -x "$B" ]; then echo "cached=' .. sha .. '"; fi',
-    '(. /etc/os-release 2>/dev/null && echo "os=$PRETTY_NAME")',
-    'find "$C" -maxdepth 1 -name "run.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null',
-    'D=$(mktemp -d "$C/run.XXXXXX") || exit 91',
-    'echo "dir=$D"',
-    with_files and 'tar -x -C "$D" -f - || exit 92' or "",
+    '[ -r /etc/os-release ] && . /etc/os-release 2>/dev/null && echo "os=$PRETTY_NAME"',
+    'set -- "$C"/run.*; [ -e "$1" ] && find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
+    "exit 0",
   }, "\n")
 end
 
@@ -37,6 +43,46 @@ function M.parse_probe(text)
   local p = {}
   for k, v in text:gmatch "([%w_]+)=([^\n]*)" do p[k] = v end
   return p
+end
+
+-- The shell script root runs (through sudo, or as the login shell of
+-- root): it makes a private run directory, copies the login user's cached
+-- binary into it, checks the copy's sha256 and runs that copy, unpacks the
+-- run's files (config, the user's own files, the overrides) from stdin
+-- into it, runs phanes there, hands the report back on stdout between two
+-- marker lines, and removes the directory however it ends.
+--   r = { sha =, size = bytes, bin = cached path, payload = bool, words = "args as shell words", nonce = }
+-- Before phanes starts, failures say PHANES-ERR (on stderr) or exit 93 (no
+-- cached binary) / 94 (it does not match the sha256): upload and retry.
+function M.root_script(r)
+  local q = util.shquote
+  return table.concat({
+    "umask 077",
+    "V=" .. q(M.ROOT_DIR),
+    '[ -d "$V" ] || mkdir -p -m 755 "$V" 2>/dev/null',
+    'case $(stat -c %u:%A "$V" 2>/dev/null) in 0:d????-??-?*) ;; *) echo "PHANES-ERR $V must be a directory owned by'
+      .. ' root that only root can write, not: $(stat -c \'%U %A\' "$V" 2>&1)" >&2; exit 91;; esac',
+    -- run directories a killed run left: gone after a day (find only when there are any)
+    'set -- "$V"/run.*; [ -e "$1" ] && find "$V" -maxdepth 1 -type d -name "run.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null',
+    'D=$(mktemp -d "$V/run.XXXXXX") || { echo "PHANES-ERR cannot make a run directory in $V" >&2; exit 91; }',
+    "trap 'cd /; rm -rf \"$D\"' EXIT",
+    "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM",
+    "B=" .. q(r.bin),
+    -- at most the binary's size (whatever B has become), in 1 MB reads
+    '[ -f "$B" ] && [ ! -L "$B" ] && dd if="$B" of="$D/phanes" bs=1M count=' .. math.tointeger(r.size)
+      .. ' iflag=count_bytes status=none 2>/dev/null || exit 93',
+    -- openssl's sha256 uses the CPU's SHA instructions: half the time of sha256sum's
+    'if command -v openssl >/dev/null; then H=$(openssl dgst -sha256 -r <"$D/phanes"); else H=$(sha256sum <"$D/phanes"); fi',
+    '[ "${H%% *}" = ' .. r.sha .. " ] || exit 94",
+    'chmod 700 "$D/phanes"',
+    r.payload and 'tar -x -o -C "$D" -f - || { echo "PHANES-ERR cannot unpack the run\'s files in $D" >&2; exit 92; }' or ":",
+    'cd "$D" || exit 91',
+    -- the pid is the process a Ctrl-C signals (phanes itself, after exec)
+    [[sh -c 'echo "PHANES-PID $$ $1"; shift; exec "$@"' sh "$D" "$D/phanes" ]] .. r.words .. " </dev/null",
+    "c=$?",
+    '[ -f report.json ] && printf "\\n%s\\n" "PHANES-REPORT ' .. r.nonce .. '" && cat report.json && printf "\\n%s\\n" "PHANES-REPORT-END ' .. r.nonce .. '"',
+    "exit $c",
+  }, "\n")
 end
 
 local function local_arch()
@@ -80,32 +126,47 @@ local function is_apply(args)
   return false
 end
 
--- The command line the target runs. The inner shell prints its pid first
--- (the process Ctrl-C signals), then becomes phanes.
-local function run_command(p, bin, args, files, mode, color, report)
+-- The remote phanes' arguments, as shell words of root_script (files of
+-- the run are named under its run directory "$D").
+function M.run_words(args, files, color, report)
   local q = util.shquote
-  local words = { q(bin) }
+  local words = {}
   for _, a in ipairs(args) do
-    words[#words + 1] = type(a) == "table" and q(p.dir .. "/" .. a.run_file) or q(a)
+    words[#words + 1] = type(a) == "table" and ('"$D"/' .. q(a.run_file)) or q(a)
   end
+  local path, overrides = false, false
   for _, f in ipairs(files) do
-    if f.name:match "^path/" then words[#words + 1] = "--path " .. q(p.dir .. "/path") break end
+    if f.name:match "^path/" then path = true end
+    if f.name == "overrides.json" then overrides = true end
   end
+  if path then words[#words + 1] = '--path "$D/path"' end
+  if overrides then words[#words + 1] = '--overrides "$D/overrides.json"' end
   if color then words[#words + 1] = "--color=always" end
-  if report then words[#words + 1] = "--report " .. q(p.dir .. "/report.json") end
-  -- cwd is the run directory: the target user's ./ must not join the search path
-  local inner = "cd " .. q(p.dir) .. ' && echo "PHANES-PID $$" && exec ' .. table.concat(words, " ")
-  if mode == "root" then return inner end
-  return "exec sudo " .. (mode == "password" and "-S -p ''" or "-n") .. " -- sh -c " .. q(inner)
+  if report then words[#words + 1] = '--report "$D/report.json"' end
+  return table.concat(words, " ")
 end
 
--- Output handling: drop the pid line, show remote paths as local ones,
--- keep a copy for the run log. Errors before the pid line (sudo's) are held.
-local function output(t, p, files, log)
-  local st = { held = {} }
+-- How the exec channel runs root_script: as root, or through sudo (with
+-- the password on stdin: -k so that sudo always reads it, and reads only it).
+function M.wrap(script, mode)
+  local q = util.shquote
+  if mode == "root" then return "exec sh -c " .. q(script) end
+  if mode == "password" then return "exec sudo -k -S -p '' -- sh -c " .. q(script) end
+  return "exec sudo -n -- sh -c " .. q(script)
+end
+
+local function nonce()
+  local t = {}
+  for i = 1, 16 do t[i] = string.format("%x", math.random(0, 15)) end
+  return table.concat(t)
+end
+
+-- Output handling: the pid line, the report between its markers (kept,
+-- not shown), remote paths shown as local ones, a copy for the run log
+-- (secret values masked). Errors before the pid line (sudo's) are held.
+local function output(files, log, mask, tag)
+  local st = { held = {}, blanks = 0 }
   local swaps = {}
-  for _, f in ipairs(files) do swaps[#swaps + 1] = { p.dir .. "/" .. f.name, f.local_path or f.name } end
-  swaps[#swaps + 1] = { p.dir .. "/path/", "" }
   local function fix(line)
     for _, sw in ipairs(swaps) do
       local i = line:find(sw[1], 1, true)
@@ -116,25 +177,52 @@ local function output(t, p, files, log)
     end
     return line
   end
+  local function show(stream, line)
+    line = fix(line)
+    log[#log + 1] = mask(line)
+    stream:write(line, "\n")
+    stream:flush()
+  end
   st.out = util.liner(function(line)
+    if st.report then
+      if line == "PHANES-REPORT-END " .. tag then
+        st.report_text, st.report = table.concat(st.report, "\n"), nil
+      else
+        st.report[#st.report + 1] = line
+      end
+      return
+    end
     if not st.pid then
-      local pid = line:match "^PHANES%-PID (%d+)$"
+      local pid, dir = line:match "^PHANES%-PID (%d+) (%S+)$"
       if pid then
         st.pid = pid
+        for _, f in ipairs(files) do swaps[#swaps + 1] = { dir .. "/" .. f.name, f.local_path or f.name } end
+        swaps[#swaps + 1] = { dir .. "/path/", "" }
+        -- stderr may overtake the pid line: what it held is the run's
+        for _, l in ipairs(st.held) do show(io.stderr, l) end
+        st.held = {}
         return
       end
     end
-    line = fix(line)
-    log[#log + 1] = line
-    io.stdout:write(line, "\n")
-    io.stdout:flush()
+    -- the report's marker follows a newline of its own
+    if line == "" then st.blanks = st.blanks + 1 return end
+    if line == "PHANES-REPORT " .. tag then
+      st.blanks, st.report = math.max(st.blanks - 1, 0), {}
+    end
+    for _ = 1, st.blanks do show(io.stdout, "") end
+    st.blanks = 0
+    if not st.report then show(io.stdout, line) end
   end)
   st.err = util.liner(function(line)
     if not st.pid then st.held[#st.held + 1] = line return end
-    line = fix(line)
-    log[#log + 1] = line
-    io.stderr:write(line, "\n")
+    show(io.stderr, line)
   end)
+  function st.flush()
+    st.out.flush()
+    st.err.flush()
+    for _ = 1, st.blanks do show(io.stdout, "") end
+    st.blanks = 0
+  end
   return st
 end
 
@@ -178,19 +266,46 @@ local function interrupt_tick(s, st, mode, pw, name)
   end
 end
 
+-- What the held lines (before phanes started) say went wrong.
+local function before_start(t, rec, res, held)
+  if res.code == 93 or res.code == 94 then
+    return res.code, "badbin", res.code == 93 and "the cached phanes binary is missing" or
+      "the cached phanes binary does not match its sha256"
+  end
+  if held:find "a password is required" then
+    return 3, "needpw", "sudo on " .. t.name .. " needs the password of " .. rec.user
+      .. ": give it with --password-env VAR (or run on a terminal)"
+  elseif held:find "incorrect password" or held:find "Sorry, try again" then
+    return 3, "sudo", "sudo on " .. t.name .. " refused the password for " .. rec.user
+  elseif held:find "not in the sudoers" or held:find "not allowed" then
+    return 3, "sudo", rec.user .. " may not use sudo on " .. t.name .. ": log in as root or grant sudo"
+  end
+  local mine = held:match "PHANES%-ERR ([^\n]*)"
+  if mine then return 3, "error", t.name .. ": " .. mine end
+  if held ~= "" then io.stderr:write(held, "\n") end
+  return res.code or 1, "error", "the remote phanes did not start (exit " .. tostring(res.code) .. ")"
+end
+
 -- Run the remote phanes and turn what happened into an exit code.
-local function execute(s, t, o, rec, ctx)
-  local p, mode, pw = ctx.probe, ctx.mode, ctx.pw
+-- -> code, status, reason, kind
+local function execute(s, t, rec, ctx)
+  local mode, pw = ctx.mode, ctx.pw
   local color = util.isatty(1) or os.getenv "PHANES_REMOTE_COLOR" == "1"
-  local cmd = run_command(p, ctx.bin, ctx.args, ctx.files, mode, color, is_apply(ctx.args))
-  local st = output(t, p, ctx.files, ctx.log)
+  local tag = nonce()
+  local script = M.root_script { sha = ctx.sha, size = ctx.size, bin = ctx.bin, payload = ctx.payload ~= nil,
+    words = M.run_words(ctx.args, ctx.files, color, ctx.apply), nonce = tag }
+  local stdin = (mode == "password" and (pw .. "\n") or "") .. (ctx.payload or "")
+  local st = output(ctx.files, ctx.log, ctx.mask, tag)
   local tick = interrupt_tick(s, st, mode, pw, t.name)
-  local ok, res, e, kind = pcall(s.exec, s, cmd, {
-    stdin = mode == "password" and (pw .. "\n") or nil, capture = false, tick = tick,
+  local ok, res, e, kind = pcall(s.exec, s, M.wrap(script, mode), {
+    stdin = stdin ~= "" and stdin or nil, capture = false, tick = tick,
     stream = function(k, chunk) (k == "stdout" and st.out or st.err).feed(chunk) end,
   })
-  st.out.flush()
-  st.err.flush()
+  st.flush()
+  if st.report_text then
+    local okj, json = pcall(require, "phanes.json")
+    if okj and json.decode then summarize(rec, json.decode(st.report_text)) end
+  end
   if not ok then
     if tostring(res):match "interrupted" then return 130, "interrupted", "interrupted locally; disconnected" end
     error(res, 0)
@@ -199,19 +314,46 @@ local function execute(s, t, o, rec, ctx)
     return 3, "lost", e .. "\n  the run on " .. t.name .. " may have been cut short; its state file is written atomically:"
       .. " check it with `phanes --remote " .. t.name .. " status`", kind
   end
-  local held = table.concat(st.held, "\n")
-  if not st.pid then
-    if held:find "incorrect password" or held:find "Sorry, try again" then
-      return 3, "sudo", "sudo on " .. t.name .. " refused the password for " .. rec.user
-    elseif held:find "not in the sudoers" or held:find "not allowed" then
-      return 3, "sudo", rec.user .. " may not use sudo on " .. t.name .. ": log in as root or grant sudo"
-    end
-    if held ~= "" then io.stderr:write(held, "\n") end
-    return res.code or 1, "error", "the remote phanes did not start (exit " .. tostring(res.code) .. ")"
-  end
+  if not st.pid then return before_start(t, rec, res, table.concat(st.held, "\n")) end
   if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. res.signal .. ")" end
   local status = ({ [0] = "ok", [1] = "failed", [2] = "error", [130] = "interrupted" })[res.code] or "failed"
   return res.code, status
+end
+
+-- The binary into the login user's cache (checked there too, so that a
+-- broken transfer is caught early; root checks its own copy again).
+local function upload(s, rec, ctx)
+  local t0 = util.now()
+  local size, uerr = upload_binary(s, ctx.exe, ctx.sha, ctx.probe.cache)
+  if not size then return nil, uerr end
+  rec.upload.binary, rec.upload.bytes, rec.upload.seconds = true, size, util.now() - t0
+  return true
+end
+
+-- sudo's password, checked once on its own channel: the run's stdin then
+-- carries the password line and the payload, and a wrong password must
+-- not make sudo read the payload as more attempts.
+local function check_password(s, t, rec, pw)
+  local res, e = s:exec("sudo -k -S -p '' true", { stdin = pw .. "\n" })
+  if not res then return nil, e end
+  if res.code == 0 then return true end
+  if res.stderr:find "incorrect password" or res.stderr:find "Sorry, try again" then
+    return nil, "sudo on " .. t.name .. " refused the password for " .. rec.user
+  end
+  return nil, rec.user .. " may not use sudo on " .. t.name .. ": " .. (res.stderr:match "[^\n]+" or ("exit " .. tostring(res.code)))
+end
+
+-- sudo wants a password (sudo -n said so): take it, check it, and run
+-- with it from now on. -> true | nil, err
+local function use_password(s, t, o, rec, ctx)
+  local pw = sudo_password(t, o, rec.user)
+  if not pw then
+    return nil, "sudo on " .. t.name .. " needs the password of " .. rec.user .. ": give it with --password-env VAR (or run on a terminal)"
+  end
+  local ok, perr = check_password(s, t, rec, pw)
+  if not ok then return nil, perr end
+  ctx.mode, ctx.pw = "password", pw
+  return true
 end
 
 local function prepare(s, t, o, rec, files)
@@ -219,58 +361,57 @@ local function prepare(s, t, o, rec, files)
   local exe = sys.exe()
   local sha, serr = file.sha256_file(exe)
   if not sha then return nil, 70, "cannot hash the phanes binary " .. tostring(exe) .. ": " .. tostring(serr) end
-  local tarball, terr = nil, nil
+  local st = file.stat(exe)
+  local payload, terr = nil, nil
   if #files > 0 then
-    tarball, terr = util.tar(files)
-    if not tarball then return nil, 2, terr end
+    payload, terr = util.tar(files)
+    if not payload then return nil, 2, terr end
   end
-  local res, e = s:exec(M.probe_script(sha, tarball ~= nil), { stdin = tarball })
+  local res, e = s:exec(M.probe_script(sha, true))
   if not res then return nil, 3, e end
   local p = M.parse_probe(res.stdout)
-  if res.code ~= 0 or not p.dir then
+  if res.code ~= 0 or not p.cache then
     return nil, 3, "probing " .. t.name .. " failed (exit " .. tostring(res.code) .. "): " .. res.stderr
   end
   rec.remote = { arch = p.arch, os = p.os, uid = tonumber(p.uid), sudo = p.sudo }
   local arch = local_arch()
   if p.arch ~= arch then
     return nil, 2, string.format("%s is %s but this phanes binary is built for %s: run phanes from an %s machine, or use an %s build of phanes",
-      t.name, p.arch, arch, p.arch, p.arch), p
+      t.name, p.arch, arch, p.arch, p.arch)
   end
-  local mode = p.sudo == "root" and "root" or p.sudo == "nopasswd" and "nopasswd" or p.sudo == "password" and "password"
+  local mode = p.sudo == "root" and "root" or p.sudo == "present" and "nopasswd"
   if not mode then
-    return nil, 3, rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)", p
+    return nil, 3, rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)"
   end
-  local pw
-  if mode == "password" then
-    pw = sudo_password(t, o, rec.user)
-    if not pw then
-      return nil, 3, "sudo on " .. t.name .. " needs the password of " .. rec.user .. ": give it with --password-env VAR (or run on a terminal)", p
-    end
-  end
-  local bin = p.cache .. "/phanes-" .. sha
+  local ctx = { probe = p, mode = mode, exe = exe, sha = sha, size = st and st.size,
+    bin = p.cache .. "/phanes-" .. sha, payload = payload }
   rec.upload = { binary = false, files = #files }
   if p.cached ~= sha then
-    local t0 = util.now()
-    local size, uerr = upload_binary(s, exe, sha, p.cache)
-    if not size then return nil, 3, uerr, p end
-    rec.upload.binary, rec.upload.bytes, rec.upload.seconds = true, size, util.now() - t0
+    local ok, uerr = upload(s, rec, ctx)
+    if not ok then return nil, 3, uerr end
   end
-  return { probe = p, mode = mode, pw = pw, bin = bin }
+  return ctx
 end
 
--- run.run(target, opts, args, files) -> exit code
-function M.run(t, o, args, files)
+-- run.run(target, opts, args, files[, overrides]) -> exit code
+-- overrides: remote.overrides' answer (what the record shows of --set and
+-- the PHANES_* settings, and the secret values its log masks).
+function M.run(t, o, args, files, ov)
   local record = require "phanes.remote.record"
+  ov = ov or { shown = {}, env_names = {}, secrets = {} }
+  local mask = require("phanes.output").masker(ov.secrets)
   local t0 = util.now()
   local rec = { host = t.name, address = t.host, port = t.port or o.port or 22,
     user = t.user or o.user or os.getenv "USER" or "root", started_at = util.iso(), command = {} }
   for _, a in ipairs(args) do rec.command[#rec.command + 1] = type(a) == "table" and a.run_file or a end
+  for _, a in ipairs(ov.shown) do rec.command[#rec.command + 1] = a end
+  if #ov.env_names > 0 then rec.env = ov.env_names end
   local log = {}
   local function finish(code, status, reason)
-    rec.exit_code, rec.status, rec.reason, rec.duration = code, status, reason, util.now() - t0
+    rec.exit_code, rec.status, rec.reason, rec.duration = code, status, reason and mask(reason), util.now() - t0
     if reason then
       err(t.name:find(t.host, 1, true) and reason or (t.name .. ": " .. reason))
-      log[#log + 1] = "phanes: " .. reason
+      log[#log + 1] = "phanes: " .. mask(reason)
     end
     local ok, werr = record.write(t.name, rec, log)
     if not ok then err("cannot record the run of " .. t.name .. ": " .. tostring(werr)) end
@@ -282,29 +423,37 @@ function M.run(t, o, args, files)
     return finish(3, kind == "auth" and "auth" or kind == "hostkey_changed" and "hostkey changed" or "unreachable", msg)
   end
   rec.user = s:info().user
-  local ctx, code, perr, probe = prepare(s, t, o, rec, files)
+  local ctx, code, perr = prepare(s, t, o, rec, files)
   if not ctx then
-    -- the run directory may hold the config (secrets): do not leave it there
-    if probe and probe.dir then s:exec('rm -rf "' .. probe.dir .. '"') end
     s:close()
     return finish(code, code == 3 and "error" or "refused", perr)
   end
-  ctx.args, ctx.files, ctx.log = args, files, log
+  ctx.args, ctx.files, ctx.log, ctx.mask, ctx.apply = args, files, log, mask, is_apply(args)
   local okS, sys = pcall(require, "phanes.sys")
   if okS and sys.interrupted and sys.interrupted() > 0 then
-    s:exec('rm -rf "' .. ctx.probe.dir .. '"')
     s:close()
     return finish(130, "interrupted", "interrupted before the run started")
   end
-  local rcode, status, reason = execute(s, t, o, rec, ctx)
-  local gone = status == "lost" or (reason or ""):match "disconnected$"
-  if not gone then
-    local res = s:exec('cat "' .. ctx.probe.dir .. '/report.json" 2>/dev/null; rm -rf "' .. ctx.probe.dir .. '"')
-    if res and res.stdout ~= "" then
-      local okj, json = pcall(require, "phanes.json")
-      if okj and json.decode then summarize(rec, json.decode(res.stdout)) end
+  local rcode, status, reason
+  for _ = 1, 3 do
+    rcode, status, reason = execute(s, t, rec, ctx)
+    local ok, rerr = true, nil
+    if status == "badbin" and not ctx.uploaded_again then
+      -- the login user's copy changed since it was uploaded (or is gone):
+      -- root ran nothing; upload it again and run once more
+      err(t.name .. ": " .. reason .. " (changed since it was uploaded?): root refused it; uploading it again")
+      ctx.uploaded_again = true
+      ok, rerr = upload(s, rec, ctx)
+    elseif status == "needpw" and ctx.mode == "nopasswd" then
+      ok, rerr = use_password(s, t, o, rec, ctx)
+    else
+      break
     end
+    if not ok then rcode, status, reason = 3, "error", rerr break end
   end
+  if status == "badbin" then rcode, status, reason = 3, "error", reason .. " right after its upload: root refused it" end
+  if status == "needpw" then status = "sudo" end
+  rec.remote.sudo = ctx.mode
   if status == "ok" and (rec.changed or 0) > 0 then status = "changed" end
   s:close()
   return finish(rcode, status, reason)

@@ -1,6 +1,6 @@
 -- remote/util.lua: small helpers the remote pieces share: shell quoting, a
 -- tar writer (the run's files go over in one stream), time, terminal checks,
--- the per-host record directory.
+-- the per-host record directory, the overrides file of a remote run.
 local M = {}
 
 -- util.shquote("it's") -> 'it'\''s'
@@ -113,6 +113,30 @@ function M.liner(emit)
     end
   end
   return self
+end
+
+-- The overrides of a remote run (--set values and PHANES_* settings of the
+-- controller) travel in the run's payload as one JSON file, root-only on
+-- the target, never on a command line or in an environment:
+--   { "set": [ "redis.password=..." ], "env": { "PHANES_REDIS_BIND": "..." } }
+-- util.read_overrides(path, sets, env) -> sets, env | nil, err: the file's
+-- --set values come before those of the command line (which win), its
+-- settings over the process's environment.
+function M.read_overrides(path, sets, env)
+  local text, err = require("phanes.file").read(path)
+  if not text then return nil, "--overrides " .. path .. ": " .. tostring(err) end
+  local v = require("phanes.json").decode(text)
+  if type(v) ~= "table" or v[1] ~= nil or (v.set ~= nil and type(v.set) ~= "table") or (v.env ~= nil and type(v.env) ~= "table") then
+    return nil, "--overrides " .. path .. ": expected { \"set\": [...], \"env\": {...} }"
+  end
+  local outs, oute = {}, {}
+  for _, s in ipairs(v.set or {}) do outs[#outs + 1] = tostring(s) end
+  for _, s in ipairs(sets or {}) do outs[#outs + 1] = s end
+  for k, x in pairs(env or {}) do oute[k] = x end
+  for k, x in pairs(v.env or {}) do
+    if type(k) == "string" and k:match "^PHANES_" then oute[k] = tostring(x) end
+  end
+  return outs, oute
 end
 
 return M
