@@ -81,7 +81,7 @@ describe("boot", function()
       put("modules/mine.lua", "return {}\n")
       as_user_dir()
       local names = {}
-      for _, f in ipairs(require("phanes.remote").overrides()) do names[f.name] = f.local_path end
+      for _, f in ipairs(require("phanes.remote").user_files()) do names[f.name] = f.local_path end
       assert.equal(dir .. "/modules/mine.lua", names["path/modules/mine.lua"])
       assert.is_nil(names["path/lua/phanes/cli.lua"])
     end)
