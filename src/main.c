@@ -30,6 +30,7 @@ static void preload(lua_State *L)
 		{"phanes.yaml", luaopen_phanes_yaml},
 		{"phanes.json", luaopen_phanes_json},
 		{"phanes.ssh", luaopen_phanes_ssh},
+		{"phanes.crypto", luaopen_phanes_crypto},
 		{"lfs", luaopen_lfs},
 		{NULL, NULL},
 	};

@@ -560,15 +560,26 @@ local function serialize(v, decl, out)
   end
 end
 
--- config.hash(section, schema) -> hex sha256 of the section, stable across
--- runs (keys sorted). `schema` (a module's `config` table, optional) limits
--- it to declared keys. Secrets are part of the hash; the hash shows nothing
--- of them. The state file keeps it to tell "config changed since last apply".
--- Example: config.hash(cfg.redis, redis_module.config) --> "3f1a..."
-function M.hash(section, fields)
-  local file = require "phanes.file"
-  assert(file.sha256, "config.hash needs phanes.file.sha256")
-  return file.sha256(M.canonical(section, fields))
+-- config.hash(section, schema, key) -> hex HMAC-SHA256 of the section under
+-- key (the host's hash.key, see config.hash_key), stable across runs (keys
+-- sorted). `schema` (a module's `config` table, optional) limits it to
+-- declared keys. Secrets are part of it, so it is keyed: the state file is
+-- world-readable, and an unkeyed hash of a short password is a dictionary
+-- attack away from the password. The state file keeps it to tell "config
+-- changed since last apply".
+-- Example: config.hash(cfg.redis, redis_module.config, key) --> "3f1a..."
+function M.hash(section, fields, key)
+  local crypto = require "phanes.crypto"
+  assert(type(key) == "string" and #key > 0, "config.hash needs the host's hash key")
+  return crypto.hmac_sha256(key, M.canonical(section, fields))
+end
+
+-- config.hash_key(state_path, create) -> key | nil, err: the 32 random bytes
+-- in hash.key beside the state file (0600, owned by the running user, made
+-- once with create).
+function M.hash_key(state_path, create)
+  local dir = tostring(state_path):match "^(.*)/[^/]*$" or "."
+  return require("phanes.crypto").key((dir == "" and "/" or dir) .. "/hash.key", create)
 end
 
 -- config.canonical(section, schema) -> the byte string config.hash digests:
