@@ -507,26 +507,11 @@ function M.secrets(cfg, modules)
   return out
 end
 
-local function masked(v, decl)
-  if v == nil then return nil end
-  if type(decl) == "table" and decl.secret then return M.MASK end
-  if type(v) ~= "table" then return v end
-  local out = {}
-  if type(decl) == "table" and decl.type == "map" and type(decl.fields) == "table" then
-    for k, x in pairs(v) do out[k] = masked(x, decl.fields[k]) end
-  elseif type(decl) == "table" and decl.type == "list" and decl.items then
-    for k, x in pairs(v) do out[k] = masked(x, decl.items) end
-  else
-    for k, x in pairs(v) do out[k] = schema.copy(x) end
-  end
-  return out
-end
-
 -- config.mask(cfg, modules) -> a deep copy of cfg with every secret field's
--- value replaced by "******".
+-- value replaced by "******" (output.mask_fields: masking lives there).
 -- Example: print(json.encode(config.mask(cfg, mods)))
 function M.mask(cfg, modules)
-  return masked(cfg, { type = "map", fields = root_fields(modules) })
+  return require("phanes.output").mask_fields(cfg, { type = "map", fields = root_fields(modules) })
 end
 
 ------------------------------------------------------------------------
