@@ -157,10 +157,12 @@ function M.lookup(blocks, host, home)
       end
     end
   end
-  if o.hostname then o.hostname = o.hostname:gsub("%%h", host) end
+  -- values are literal text in gsub replacements ("%" in a user name)
+  local function lit(v) return (v:gsub("%%", "%%%%")) end
+  if o.hostname then o.hostname = o.hostname:gsub("%%h", lit(host)) end
   for i, f in ipairs(o.identityfile or {}) do
-    f = expand_home(f, home):gsub("%%d", home):gsub("%%h", o.hostname or host)
-    f = f:gsub("%%u", os.getenv "USER" or ""):gsub("%%r", o.user or os.getenv "USER" or "")
+    f = expand_home(f, home):gsub("%%d", lit(home)):gsub("%%h", lit(o.hostname or host))
+    f = f:gsub("%%u", lit(os.getenv "USER" or "")):gsub("%%r", lit(o.user or os.getenv "USER" or ""))
     if f:sub(1, 1) ~= "/" then f = home .. "/.ssh/" .. f end
     o.identityfile[i] = f
   end
