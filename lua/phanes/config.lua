@@ -25,7 +25,7 @@ M.CORE = {
     description = "Seconds before the apt package lists count as old and apt-get update runs." },
 }
 
-M.MASK = "******"
+M.MASK = require("phanes.output").MASK
 
 local function as_list(mods)
   local out = {}
@@ -489,7 +489,7 @@ end
 -- config.secrets(cfg, modules) -> list of the secret values in cfg (fields
 -- declared secret), longest first, no duplicates, no empty strings: what
 -- output must mask.
--- Example: for _, s in ipairs(config.secrets(cfg, mods)) do line = plain_replace(line, s, "******") end
+-- Example: local mask = output.masker(config.secrets(cfg, mods)); print(mask(line))
 function M.secrets(cfg, modules)
   local found = {}
   walk_secrets(cfg, { type = "map", fields = root_fields(modules) }, found)
