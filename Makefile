@@ -21,10 +21,12 @@ EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -nam
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
 	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client \
-	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl
+	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl \
+	clang libclang-rt-14-dev
 RUN_SPECS := spec/run
 
-.PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE
+.PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE \
+	fuzz fuzz-targets fuzz-run
 all: $(B)/phanes
 
 $(B)/phanes: $(OBJ)
@@ -90,6 +92,29 @@ asan:
 
 asan-test: asan
 	ASAN_OPTIONS=detect_leaks=1 $(RUN_SPECS) build/asan/phanes unit
+
+# libFuzzer targets (clang; -fsanitize=fuzzer comes from libclang-rt-14-dev)
+# for the parsers that read what users and hosts write: tools/fuzz/*.c, seeds
+# in spec/fuzz/TARGET/. `make fuzz-run` runs each for FUZZ_SECONDS and prints
+# executions, coverage and crashes per target (tools/fuzz/run).
+FUZZ_TARGETS := yaml json template sshconfig inventory config \
+	$(if $(wildcard src/known_hosts.h),known_hosts)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_SECONDS ?= 20
+FUZZ_OBJ = $(filter-out $(B)/main.o,$(OBJ))
+
+fuzz:
+	$(MAKE) B=build/fuzz CC=clang OPT=-O1 STRIP= \
+		EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" fuzz-targets
+
+fuzz-targets: $(FUZZ_TARGETS:%=$(B)/fuzz-%)
+
+$(B)/fuzz-%: tools/fuzz/%.c tools/fuzz/harness.c tools/fuzz/harness.h $(FUZZ_OBJ)
+	$(CC) $(CFLAGS) -Itools/fuzz -fsanitize=fuzzer $(FUZZ_SAN) -Wl,-E -o $@ \
+		$< tools/fuzz/harness.c $(FUZZ_OBJ) $(LDLIBS)
+
+fuzz-run: fuzz
+	tools/fuzz/run build/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf build

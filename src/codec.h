@@ -11,6 +11,12 @@
 #define CODEC_MAX_DEPTH 512
 #define CODEC_MAX_DEPTH_S "512"
 
+/* yaml.decode refuses a text longer than this, and a document that holds
+ * more nodes than this once every alias is counted as the copy it stands
+ * for (an alias bomb: twelve lines that expand to a billion nodes). */
+#define CODEC_MAX_TEXT (8u << 20)
+#define CODEC_MAX_NODES 100000
+
 /* A growing byte buffer inside a userdata whose __gc frees it, so a raise
  * while encoding leaks nothing. */
 struct cbuf {

@@ -341,6 +341,8 @@ static void dec_number(struct jdec *d)
 	lua_pushlstring(d->L, s, (size_t)(p - s));
 	if (lua_stringtonumber(d->L, lua_tostring(d->L, -1)) == 0)
 		jerr(d, s, "bad number");
+	if (!lua_isinteger(d->L, -1) && !isfinite(lua_tonumber(d->L, -1)))
+		jerr(d, s, "number out of range (beyond a double)");
 	lua_remove(d->L, -2);
 	d->p = p;
 }

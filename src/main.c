@@ -32,6 +32,7 @@ static void preload(lua_State *L)
 		{"phanes.json", luaopen_phanes_json},
 		{"phanes.ssh", luaopen_phanes_ssh},
 		{"phanes.cipher", luaopen_phanes_cipher},
+		{"phanes.crypto", luaopen_phanes_crypto},
 		{"lfs", luaopen_lfs},
 		{NULL, NULL},
 	};

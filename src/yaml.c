@@ -48,8 +48,9 @@ struct dctx {
 	struct yparser *p;
 	const char *name, *text;
 	size_t len;
-	int marks, anchors; /* stack indexes */
+	int marks, anchors, weights; /* stack indexes */
 	int depth;
+	lua_Integer nodes; /* so far, every alias counted as what it expands to */
 };
 
 static char null_anchor; /* what anchors[name] holds for a null node */
@@ -133,6 +134,27 @@ static void push_mark(struct dctx *c, yaml_mark_t m)
 	lua_setfield(c->L, -2, "col");
 }
 
+/* One more node, or the n nodes an alias expands to. */
+static void count_nodes(struct dctx *c, lua_Integer n, yaml_mark_t m, const char *alias)
+{
+	c->nodes += n;
+	if (c->nodes <= CODEC_MAX_NODES)
+		return;
+	if (alias)
+		derr(c, m, "alias *%s expands the document to more than %d nodes "
+			"(aliases nested in aliases: an alias bomb?)", alias, CODEC_MAX_NODES);
+	derr(c, m, "the document has more than %d nodes", CODEC_MAX_NODES);
+}
+
+/* An anchored node weighs the nodes counted since it started (before). */
+static void set_weight(struct dctx *c, const yaml_char_t *anchor, lua_Integer before)
+{
+	if (anchor == NULL)
+		return;
+	lua_pushinteger(c->L, c->nodes - before);
+	lua_setfield(c->L, c->weights, (const char *)anchor);
+}
+
 static void set_anchor(struct dctx *c, const yaml_char_t *anchor, int idx)
 {
 	if (anchor == NULL)
@@ -151,6 +173,11 @@ static void push_alias(struct dctx *c, yaml_event_t *ev)
 	int t = lua_getfield(c->L, c->anchors, name);
 	if (t == LUA_TNIL)
 		derr(c, ev->start_mark, "unknown alias *%s (no &%s before it)", name, name);
+	if (lua_getfield(c->L, c->weights, name) == LUA_TNIL)
+		derr(c, ev->start_mark, "alias *%s stands inside the node &%s it names (a cycle)", name, name);
+	lua_Integer w = lua_tointeger(c->L, -1);
+	lua_pop(c->L, 1);
+	count_nodes(c, w, ev->start_mark, name);
 	if (t == LUA_TLIGHTUSERDATA) {
 		lua_pop(c->L, 1);
 		lua_pushnil(c->L);
@@ -213,6 +240,8 @@ static void push_tagged(struct dctx *c, yaml_event_t *ev, const char *tag)
 static void push_scalar(struct dctx *c, yaml_event_t *ev)
 {
 	const char *tag = (const char *)ev->data.scalar.tag;
+	count_nodes(c, 1, ev->start_mark, NULL);
+	set_weight(c, ev->data.scalar.anchor, c->nodes - 1);
 	if (tag != NULL) {
 		push_tagged(c, ev, tag);
 	} else if (ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
@@ -262,7 +291,11 @@ static void parse_sequence(struct dctx *c, yaml_event_t *ev)
 {
 	lua_State *L = c->L;
 	check_tag(c, ev->data.sequence_start.tag, "seq", ev->start_mark);
-	int t = open_node(c, ev->start_mark, ev->data.sequence_start.anchor);
+	const yaml_char_t *anchor = ev->data.sequence_start.anchor;
+	lua_Integer before = c->nodes;
+	count_nodes(c, 1, ev->start_mark, NULL);
+	int t = open_node(c, ev->start_mark, anchor);
+	lua_pushstring(L, anchor ? (const char *)anchor : ""); /* outlives the event */
 	lua_Integer i = 0;
 	while ((ev = next_event(c))->type != YAML_SEQUENCE_END_EVENT) {
 		push_mark(c, ev->start_mark);
@@ -275,6 +308,7 @@ static void parse_sequence(struct dctx *c, yaml_event_t *ev)
 	}
 	lua_pushinteger(L, i);
 	lua_setfield(L, t + 1, "n");
+	set_weight(c, anchor ? (const yaml_char_t *)lua_tostring(L, t + 3) : NULL, before);
 	lua_settop(L, t);
 	c->depth--;
 }
@@ -400,11 +434,16 @@ static void parse_mapping(struct dctx *c, yaml_event_t *ev)
 {
 	lua_State *L = c->L;
 	check_tag(c, ev->data.mapping_start.tag, "map", ev->start_mark);
-	int t = open_node(c, ev->start_mark, ev->data.mapping_start.anchor);
+	const yaml_char_t *anchor = ev->data.mapping_start.anchor;
+	lua_Integer before = c->nodes;
+	count_nodes(c, 1, ev->start_mark, NULL);
+	int t = open_node(c, ev->start_mark, anchor);
 	int keys = t + 2, merge = t + 3;
 	yaml_mark_t merge_at = ev->start_mark;
 	int has_merge = 0;
 	lua_pushnil(L); /* t, entry, keys, merge */
+	lua_pushstring(L, anchor ? (const char *)anchor : ""); /* outlives the event */
+	anchor = anchor ? (const yaml_char_t *)lua_tostring(L, t + 4) : NULL;
 	while ((ev = next_event(c))->type != YAML_MAPPING_END_EVENT) {
 		yaml_mark_t at = ev->start_mark;
 		if (push_key(c, ev)) {
@@ -431,6 +470,7 @@ static void parse_mapping(struct dctx *c, yaml_event_t *ev)
 	}
 	if (has_merge)
 		apply_merge(c, t, keys, merge, merge_at);
+	set_weight(c, anchor, before);
 	lua_settop(L, t);
 	c->depth--;
 }
@@ -456,6 +496,7 @@ static int decode_protected(lua_State *L)
 	c.name = lua_tostring(L, 2);
 	c.p = lua_touserdata(L, 3);
 	c.depth = 0;
+	c.nodes = 0;
 	lua_newtable(L);
 	c.marks = lua_gettop(L);
 	lua_createtable(L, 0, 1);
@@ -464,6 +505,8 @@ static int decode_protected(lua_State *L)
 	lua_setmetatable(L, c.marks);
 	lua_newtable(L);
 	c.anchors = lua_gettop(L);
+	lua_newtable(L);
+	c.weights = lua_gettop(L);
 	next_event(&c); /* stream start */
 	if (next_event(&c)->type == YAML_STREAM_END_EVENT) {
 		lua_pushnil(L);
@@ -488,6 +531,12 @@ static int l_decode(lua_State *L)
 	if (lua_isnil(L, 2)) {
 		lua_pushliteral(L, "<string>");
 		lua_replace(L, 2);
+	}
+	if (len > CODEC_MAX_TEXT) {
+		luaL_pushfail(L);
+		lua_pushfstring(L, "%s: %I bytes of YAML, more than the limit of %d MiB",
+			lua_tostring(L, 2), (lua_Integer)len, (int)(CODEC_MAX_TEXT >> 20));
+		return 2;
 	}
 	struct yparser *p = lua_newuserdatauv(L, sizeof *p, 0);
 	memset(p, 0, sizeof *p);

@@ -97,11 +97,14 @@ local function plan(p, out)
   return prof, mods
 end
 
-local function config_hasher(cfg)
+-- config_hasher(cfg, state_path, create) -> hash(mod): the keyed config
+-- hash, or nil when the host's key cannot be had (never an unkeyed hash).
+local function config_hasher(cfg, state_path, create)
   local config = require "phanes.config"
+  local key = state_path and config.hash_key(state_path, create)
   return function(mod)
-    if not config.hash then return nil end
-    return config.hash(cfg and cfg[mod.name], mod.config or {})
+    if not key then return nil end
+    return config.hash(cfg and cfg[mod.name], mod.config or {}, key)
   end
 end
 
@@ -188,7 +191,7 @@ function M.apply(p)
   end
   local ok, code, report = xpcall(require("phanes.runner").run, debug.traceback, {
     mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"],
-    verbose = o.verbose, json = o.json, out = out, state = sf, previous = previous, hash = config_hasher(cfg),
+    verbose = o.verbose, json = o.json, out = out, state = sf, previous = previous, hash = config_hasher(cfg, path, sf ~= nil),
     profile = prof.name, version = loader.version,
   })
   if sf then sf:close() end
@@ -290,7 +293,7 @@ end
 
 -- For status --config: module name -> "same"|"changed" (nil when unknown).
 -- prof (status PROFILE --config F) gives the defaults the run was applied with.
-local function config_changes(p, out, state, prof)
+local function config_changes(p, out, state, prof, path)
   local mods = {}
   for name in pairs(state.modules) do
     local mod = resolve.module(name)
@@ -298,10 +301,10 @@ local function config_changes(p, out, state, prof)
   end
   local cfg = load_config(p, out, mods, prof and prof.config or {}, prof and prof.origin)
   if not cfg then return nil end
-  local hash, res = config_hasher(cfg), {}
+  local hash, res = config_hasher(cfg, path), {}
   for _, mod in ipairs(mods) do
-    local old = state.modules[mod.name].config_hash
-    if old then res[mod.name] = (hash(mod) == old) and "same" or "changed" end
+    local old, now = state.modules[mod.name].config_hash, hash(mod)
+    if old and now then res[mod.name] = (now == old) and "same" or "changed" end
   end
   return res
 end
@@ -330,7 +333,7 @@ function M.status(p)
     out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state" or nil)
     return EXIT.usage
   end
-  local changes = p.opts.config and config_changes(p, out, state, prof)
+  local changes = p.opts.config and config_changes(p, out, state, prof, path)
   if p.opts.config and not changes then return EXIT.usage end
   if p.opts.json then
     local json = require "phanes.json"

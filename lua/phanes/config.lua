@@ -25,7 +25,7 @@ M.CORE = {
     description = "Seconds before the apt package lists count as old and apt-get update runs." },
 }
 
-M.MASK = "******"
+M.MASK = require("phanes.output").MASK
 
 local function as_list(mods)
   local out = {}
@@ -573,7 +573,7 @@ end
 -- config.secrets(cfg, modules) -> list of the secret values in cfg (fields
 -- declared secret), longest first, no duplicates, no empty strings: what
 -- output must mask.
--- Example: for _, s in ipairs(config.secrets(cfg, mods)) do line = plain_replace(line, s, "******") end
+-- Example: local mask = output.masker(config.secrets(cfg, mods)); print(mask(line))
 function M.secrets(cfg, modules)
   local found = {}
   walk_secrets(cfg, { type = "map", fields = root_fields(modules) }, found)
@@ -591,26 +591,11 @@ function M.secrets(cfg, modules)
   return out
 end
 
-local function masked(v, decl)
-  if v == nil then return nil end
-  if type(decl) == "table" and decl.secret then return M.MASK end
-  if type(v) ~= "table" then return v end
-  local out = {}
-  if type(decl) == "table" and decl.type == "map" and type(decl.fields) == "table" then
-    for k, x in pairs(v) do out[k] = masked(x, decl.fields[k]) end
-  elseif type(decl) == "table" and decl.type == "list" and decl.items then
-    for k, x in pairs(v) do out[k] = masked(x, decl.items) end
-  else
-    for k, x in pairs(v) do out[k] = schema.copy(x) end
-  end
-  return out
-end
-
 -- config.mask(cfg, modules) -> a deep copy of cfg with every secret field's
--- value replaced by "******".
+-- value replaced by "******" (output.mask_fields: masking lives there).
 -- Example: print(json.encode(config.mask(cfg, mods)))
 function M.mask(cfg, modules)
-  return masked(cfg, { type = "map", fields = root_fields(modules) })
+  return require("phanes.output").mask_fields(cfg, { type = "map", fields = root_fields(modules) })
 end
 
 ------------------------------------------------------------------------
@@ -644,15 +629,26 @@ local function serialize(v, decl, out)
   end
 end
 
--- config.hash(section, schema) -> hex sha256 of the section, stable across
--- runs (keys sorted). `schema` (a module's `config` table, optional) limits
--- it to declared keys. Secrets are part of the hash; the hash shows nothing
--- of them. The state file keeps it to tell "config changed since last apply".
--- Example: config.hash(cfg.redis, redis_module.config) --> "3f1a..."
-function M.hash(section, fields)
-  local file = require "phanes.file"
-  assert(file.sha256, "config.hash needs phanes.file.sha256")
-  return file.sha256(M.canonical(section, fields))
+-- config.hash(section, schema, key) -> hex HMAC-SHA256 of the section under
+-- key (the host's hash.key, see config.hash_key), stable across runs (keys
+-- sorted). `schema` (a module's `config` table, optional) limits it to
+-- declared keys. Secrets are part of it, so it is keyed: the state file is
+-- world-readable, and an unkeyed hash of a short password is a dictionary
+-- attack away from the password. The state file keeps it to tell "config
+-- changed since last apply".
+-- Example: config.hash(cfg.redis, redis_module.config, key) --> "3f1a..."
+function M.hash(section, fields, key)
+  local crypto = require "phanes.crypto"
+  assert(type(key) == "string" and #key > 0, "config.hash needs the host's hash key")
+  return crypto.hmac_sha256(key, M.canonical(section, fields))
+end
+
+-- config.hash_key(state_path, create) -> key | nil, err: the 32 random bytes
+-- in hash.key beside the state file (0600, owned by the running user, made
+-- once with create).
+function M.hash_key(state_path, create)
+  local dir = tostring(state_path):match "^(.*)/[^/]*$" or "."
+  return require("phanes.crypto").key((dir == "" and "/" or dir) .. "/hash.key", create)
 end
 
 -- config.canonical(section, schema) -> the byte string config.hash digests:

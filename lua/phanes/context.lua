@@ -6,7 +6,7 @@
 --     exec = exec.run,          -- transport, same contract as phanes.exec.run
 --     dry_run = false,
 --     config = cfg,             -- whole validated config
---     secrets = { "s3cret" },   -- masked (******) in every message and diff
+--     secrets = { "s3cret-pw" }, -- scrubbed (******) from messages and diffs (output.masker)
 --     on_event = function(ev) end, -- one call per resource result
 --     on_log = function(level, module, msg) end, -- ctx.log / ctx.warn
 --     interrupted = sys.interrupted,
@@ -135,15 +135,10 @@ end
 -- on_log, hints ({ units = {...} }: units to read with the first one asked).
 function M.new_run(opts)
   opts = opts or {}
-  local secrets = {}
-  for _, s in ipairs(opts.secrets or {}) do
-    if type(s) == "string" and s ~= "" then secrets[#secrets + 1] = s end
-  end
-  table.sort(secrets, function(a, b) return #a > #b end) -- longest first
   local run = setmetatable({
     dry_run = opts.dry_run and true or false,
     config = opts.config or {},
-    secrets = secrets,
+    scrub = require("phanes.output").masker(opts.secrets), -- see Run:mask
     on_event = opts.on_event or function() end,
     on_log = opts.on_log or default_log,
     interrupted = opts.interrupted or default_interrupted,
@@ -181,19 +176,10 @@ function Run:units_of(module)
   return list
 end
 
--- run:mask(text) -> text with each secret replaced by ******
+-- run:mask(text) -> text with each secret (of output.MIN_SCRUB bytes or
+-- more) replaced by ******: output.masker, the one masking of phanes.
 function Run:mask(text)
-  if type(text) ~= "string" then return text end
-  for _, s in ipairs(self.secrets) do
-    local from = 1
-    while true do
-      local i, j = text:find(s, from, true)
-      if not i then break end
-      text = text:sub(1, i - 1) .. "******" .. text:sub(j + 1)
-      from = i + 6
-    end
-  end
-  return text
+  return self.scrub(text)
 end
 
 function Run:emit(ev)

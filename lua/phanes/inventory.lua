@@ -64,7 +64,7 @@ end
 function M.decode(text, name)
   local yaml = require "phanes.yaml"
   local doc, err = yaml.decode(text, name)
-  if doc == nil and err then return nil, err end
+  if doc == nil and type(err) == "string" then return nil, err end
   local inv = empty()
   if doc == nil then return inv end
   if type(doc) ~= "table" then return nil, name .. ": expected a mapping with `hosts:`" end

@@ -25,15 +25,25 @@ function M.use_color(flag, no_color, isatty)
   return isatty and true or false
 end
 
--- output.masker(secrets) -> function(str) -> str with every secret value
--- replaced by ******. `secrets` is a list of strings or a map whose values
--- are strings (what config.secrets returns); longest values are replaced
--- first, so a secret containing another is masked whole.
+-- Masking: the one place that decides what a secret looks like in output.
+-- A secret is known by its field (schema `secret = true`): values of secret
+-- fields are replaced whole (output.mask_fields). Free text (messages,
+-- command output, diffs) is scrubbed of secret values, but only of those
+-- at least MIN_SCRUB bytes long: a short secret ("e", "deploy") occurs in
+-- ordinary words, and replacing it there would corrupt the text and show
+-- where the secret occurs. Keys of tables are never touched.
+M.MIN_SCRUB = 8
+
+-- output.masker(secrets) -> function(str) -> str with every secret value of
+-- MIN_SCRUB bytes or more replaced by ******. `secrets` is a list of
+-- strings or a map whose values are strings (what config.secrets returns);
+-- longest values are replaced first, so a secret containing another is
+-- masked whole.
 function M.masker(secrets)
   local list, seen = {}, {}
   for _, v in pairs(secrets or {}) do
     if type(v) == "number" then v = tostring(v) end
-    if type(v) == "string" and #v > 0 and not seen[v] then
+    if type(v) == "string" and #v >= M.MIN_SCRUB and not seen[v] then
       seen[v] = true
       list[#list + 1] = v
     end
@@ -61,8 +71,9 @@ function M.masker(secrets)
   end
 end
 
--- output.mask_deep(value, mask) -> a copy of value with every string masked
--- (keys too): used on the --json report before encoding.
+-- output.mask_deep(value, mask) -> a copy of value with every string value
+-- scrubbed by mask (a masker); keys stay as they are. Used on the --json
+-- report before encoding.
 function M.mask_deep(value, mask, seen)
   if type(value) == "string" then return mask(value) end
   if type(value) ~= "table" then return value end
@@ -70,10 +81,34 @@ function M.mask_deep(value, mask, seen)
   if seen[value] then return seen[value] end
   local copy = {}
   seen[value] = copy
-  for k, v in pairs(value) do
-    copy[M.mask_deep(k, mask, seen)] = M.mask_deep(v, mask, seen)
-  end
+  for k, v in pairs(value) do copy[k] = M.mask_deep(v, mask, seen) end
   return setmetatable(copy, getmetatable(value))
+end
+
+local function copy_plain(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy_plain(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
+-- output.mask_fields(value, decl) -> a copy of value where the value of
+-- every field the schema decl (a map/list/field declaration) marks
+-- `secret` is ******, whatever its length; the rest is copied as is.
+-- Example: output.mask_fields(cfg, { type = "map", fields = world.fields })
+function M.mask_fields(v, decl)
+  if v == nil then return nil end
+  if type(decl) == "table" and decl.secret then return M.MASK end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  if type(decl) == "table" and decl.type == "map" and type(decl.fields) == "table" then
+    for k, x in pairs(v) do out[k] = M.mask_fields(x, decl.fields[k]) end
+  elseif type(decl) == "table" and decl.type == "list" and decl.items then
+    for k, x in pairs(v) do out[k] = M.mask_fields(x, decl.items) end
+  else
+    for k, x in pairs(v) do out[k] = copy_plain(x) end
+  end
+  return setmetatable(out, getmetatable(v))
 end
 
 -- Display width of a string: UTF-8 characters, escape sequences excluded.

@@ -70,10 +70,26 @@ local function words(line)
   return out
 end
 
--- A Host pattern as a Lua pattern: `*` any run, `?` one character.
-local function topattern(glob)
-  local p = glob:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".")
-  return "^" .. p .. "$"
+-- Does a Host pattern (`*` any run, `?` one character) match all of s?
+-- Backtracks to the last `*` only, so it takes O(#s * #glob) whatever the
+-- pattern (a Lua pattern of many `.*` backtracks exponentially).
+local function glob_match(glob, s)
+  local g, i, star, mark = 1, 1, nil, 0
+  while i <= #s do
+    local c = glob:sub(g, g)
+    if c == "?" or (c ~= "*" and c ~= "" and c == s:sub(i, i)) then
+      g, i = g + 1, i + 1
+    elseif c == "*" then
+      star, mark, g = g, i, g + 1
+    elseif star then
+      g, mark = star + 1, mark + 1
+      i = mark
+    else
+      return false
+    end
+  end
+  while glob:sub(g, g) == "*" do g = g + 1 end
+  return g > #glob
 end
 
 -- sshconfig.match(patterns, host) -> bool: any positive pattern matches
@@ -83,7 +99,7 @@ function M.match(patterns, host)
   for _, pat in ipairs(patterns) do
     local neg = pat:sub(1, 1) == "!"
     if neg then pat = pat:sub(2) end
-    if host:lower():match(topattern(pat:lower())) then
+    if glob_match(pat:lower(), host:lower()) then
       if neg then return false end
       yes = true
     end
@@ -104,7 +120,7 @@ local function include_files(arg, home)
   if not base:find "[%*%?]" then return { path } end
   local files = {}
   for _, name in ipairs(F.list(dir) or {}) do
-    if name:sub(1, 1) ~= "." and name:match(topattern(base)) then files[#files + 1] = dir .. "/" .. name end
+    if name:sub(1, 1) ~= "." and glob_match(base, name) then files[#files + 1] = dir .. "/" .. name end
   end
   table.sort(files)
   return files
@@ -226,13 +242,15 @@ function M.lookup(blocks, host, home)
     end
   end
   if o.proxy == false then o.proxy = nil end
-  if o.hostname then o.hostname = o.hostname:gsub("%%h", host) end
+  -- values are literal text in gsub replacements ("%" in a user name)
+  local function lit(v) return (v:gsub("%%", "%%%%")) end
+  if o.hostname then o.hostname = o.hostname:gsub("%%h", lit(host)) end
   for _, k in ipairs { "userknownhostsfile", "globalknownhostsfile" } do
     if o[k] then o[k] = known_files(o[k], home, o.hostname or host) end
   end
   for i, f in ipairs(o.identityfile or {}) do
-    f = expand_home(f, home):gsub("%%d", home):gsub("%%h", o.hostname or host)
-    f = f:gsub("%%u", os.getenv "USER" or ""):gsub("%%r", o.user or os.getenv "USER" or "")
+    f = expand_home(f, home):gsub("%%d", lit(home)):gsub("%%h", lit(o.hostname or host))
+    f = f:gsub("%%u", lit(os.getenv "USER" or "")):gsub("%%r", lit(o.user or os.getenv "USER" or ""))
     if f:sub(1, 1) ~= "/" then f = home .. "/.ssh/" .. f end
     o.identityfile[i] = f
   end

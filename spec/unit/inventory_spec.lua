@@ -11,6 +11,14 @@ local function inv_with(hosts, default)
   return inv
 end
 
+describe("inventory.decode", function()
+  it("reads an empty file (or only comments) as an empty inventory", function()
+    for _, text in ipairs { "", "# hosts\n" } do
+      assert.same({}, assert(inventory.decode(text, "hosts.yaml")).hosts)
+    end
+  end)
+end)
+
 describe("inventory.parse_target", function()
   it("reads [user@]host[:port]", function()
     assert.same({ host = "web1" }, inventory.parse_target "web1")

@@ -166,6 +166,8 @@ describe("json.decode", function()
       { "[-]", "1:2: bad number" },
       { "[1.]", "1:2: bad number (digits needed after the point)" },
       { "[1e]", "1:2: bad number (digits needed in the exponent)" },
+      { "[1e400]", "1:2: number out of range (beyond a double)" },
+      { "[-1e400]", "1:2: number out of range (beyond a double)" },
       { "[.5]", "1:2: unexpected '.' (expected a value)" },
       { "[+1]", "1:2: unexpected '+' (expected a value)" },
       { "0x10", "1:2: unexpected 'x' (expected the end after the value)" },

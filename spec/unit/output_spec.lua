@@ -34,34 +34,55 @@ describe("output", function()
 
   describe("masking", function()
     it("replaces every occurrence of every secret, longest first", function()
-      local mask = output.masker { "abc", "xabcx", "" }
-      assert.equal("1 ****** 2 ******", mask "1 xabcx 2 abc")
+      local mask = output.masker { "abcdefgh", "xabcdefghx", "" }
+      assert.equal("1 ****** 2 ******", mask "1 xabcdefghx 2 abcdefgh")
     end)
     it("treats secrets as plain text, not patterns", function()
-      local mask = output.masker { "p%a.ss(" }
-      assert.equal("pw=******", mask "pw=p%a.ss(")
-      assert.equal("pw=pXa.ss(", mask "pw=pXa.ss(")
+      local mask = output.masker { "p%a.ss(word" }
+      assert.equal("pw=******", mask "pw=p%a.ss(word")
+      assert.equal("pw=pXa.ss(word", mask "pw=pXa.ss(word")
     end)
     it("accepts a map of secrets and numbers", function()
-      local mask = output.masker { ["redis.password"] = "hunter2", pin = 1234 }
-      assert.equal("****** ******", mask "hunter2 1234")
+      local mask = output.masker { ["redis.password"] = "hunter2-pw", pin = 12345678 }
+      assert.equal("****** ******", mask "hunter2-pw 12345678")
+    end)
+    it("scrubs no secret shorter than MIN_SCRUB from free text", function()
+      assert.equal(8, output.MIN_SCRUB)
+      local mask = output.masker { "e", "deploy", "1234567", "12345678" }
+      assert.equal('{"exit_code": 1, "user": "deploy", "pin": 1234567, "x": ******}',
+        mask '{"exit_code": 1, "user": "deploy", "pin": 1234567, "x": 12345678}')
     end)
     it("masks everything printed, stdout and stderr", function()
       local out, err = sink(), sink()
-      local o = output.new { color = "never", secrets = { "hunter2" }, out = out, err = err, tty = false }
-      o:say("password ", "hunter2")
-      o:error("bad hunter2", "hint hunter2")
-      o:add_secrets { "tok-42" }
-      o:warn("tok-42 and hunter2")
+      local o = output.new { color = "never", secrets = { "hunter2-pw" }, out = out, err = err, tty = false }
+      o:say("password ", "hunter2-pw")
+      o:error("bad hunter2-pw", "hint hunter2-pw")
+      o:add_secrets { "tok-42-long" }
+      o:warn("tok-42-long and hunter2-pw")
       assert.equal("password ******\n", out:text())
       assert.not_match("hunter2", err:text())
       assert.not_match("tok%-42", err:text())
       assert.match("phanes: bad %*%*%*%*%*%*", err:text())
     end)
-    it("masks deep tables, keys and values", function()
-      local mask = output.masker { "s3" }
-      local t = output.mask_deep({ a = { "x s3" }, ["k-s3"] = 1, n = 2 }, mask)
-      assert.same({ a = { "x ******" }, ["k-******"] = 1, n = 2 }, t)
+    it("masks deep tables' values, never their keys", function()
+      local mask = output.masker { "s3cret-pw", "e" }
+      local t = output.mask_deep({ a = { "x s3cret-pw" }, ["k-s3cret-pw"] = 1, exit_code = 2, n = "e" }, mask)
+      assert.same({ a = { "x ******" }, ["k-s3cret-pw"] = 1, exit_code = 2, n = "e" }, t)
+    end)
+    it("masks secret fields by field, whatever their length, and nothing else", function()
+      local decl = { type = "map", fields = {
+        redis = { type = "map", fields = { password = { type = "string", secret = true }, port = { type = "integer" } } },
+        dbs = { type = "list", items = { type = "map", fields = { name = { type = "string" },
+          password = { type = "string", secret = true } } } },
+        env = { type = "map", secret = true },
+      } }
+      local cfg = { redis = { password = "e", port = 6379 }, dbs = { { name = "e", password = "deploy" } },
+        env = { A = "b" }, other = { e = "e" } }
+      local m = output.mask_fields(cfg, decl)
+      assert.same({ redis = { password = "******", port = 6379 }, dbs = { { name = "e", password = "******" } },
+        env = "******", other = { e = "e" } }, m)
+      assert.equal("e", cfg.redis.password)
+      assert.are_not.equal(cfg.other, m.other)
     end)
   end)
 

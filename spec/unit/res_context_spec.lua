@@ -42,9 +42,9 @@ describe("context", function()
   end)
 
   it("masks secrets in messages, diffs, targets and failures", function()
-    w = fakeexec.world{ secrets = { "s3cret", "hunter2" } }
-    w.fake:on("sh -c", { code = 1, stderr = "auth failed for s3cret\n" })
-    local ok, e = pcall(w.ctx.cmd.run, { shell = "login --password s3cret" })
+    w = fakeexec.world{ secrets = { "s3cret-pw", "hunter2-pw" } }
+    w.fake:on("sh -c", { code = 1, stderr = "auth failed for s3cret-pw\n" })
+    local ok, e = pcall(w.ctx.cmd.run, { shell = "login --password s3cret-pw" })
     assert.is_false(ok)
     assert.equal("command login --password ****** failed (exit 1)", e.message)
     assert.equal("auth failed for ******", e.detail)
@@ -52,10 +52,18 @@ describe("context", function()
     local ev = w.last()
     assert.equal("login --password ******", ev.target)
     assert.equal("failed", ev.status)
-    assert.is_nil(ev.message:find "s3cret")
-    assert.equal("a ****** b ****** ******", w.run:mask "a s3cret b hunter2 hunter2")
-    w.run:emit{ module = "m", resource = "r", target = "t", status = "changed", diff = "+pass hunter2\n" }
+    assert.is_nil(ev.message:find "s3cret-pw")
+    assert.equal("a ****** b ****** ******", w.run:mask "a s3cret-pw b hunter2-pw hunter2-pw")
+    w.run:emit{ module = "m", resource = "r", target = "t", status = "changed", diff = "+pass hunter2-pw\n" }
     assert.equal("+pass ******\n", w.last().diff)
+  end)
+
+  it("leaves short secrets in free text alone: they would corrupt words and show where they are", function()
+    w = fakeexec.world{ secrets = { "e", "deploy", "hunter2-pw" } }
+    assert.equal("exit_code deploy ******", w.run:mask "exit_code deploy hunter2-pw")
+    w.run:emit{ module = "m", resource = "r", target = "/etc/deploy", status = "changed", diff = "+user deploy\n" }
+    assert.equal("/etc/deploy", w.last().target)
+    assert.equal("+user deploy\n", w.last().diff)
   end)
 
   it("tells failures, skips and Lua errors apart", function()

@@ -232,8 +232,8 @@ describe("runner", function()
   it("writes no state in a dry run, and shows masked diffs", function()
     runcli.write(dir .. "/a", "old\n")
     local code, report = go({ mod("a", function(ctx)
-      ctx.file.content { path = dir .. "/a", content = "password=hunter2\n" }
-    end) }, { dry_run = true, state = false, secrets = { "hunter2" } })
+      ctx.file.content { path = dir .. "/a", content = "password=hunter2-pw\n" }
+    end) }, { dry_run = true, state = false, secrets = { "hunter2-pw" } })
     assert.equal(0, code)
     assert.equal("old\n", runcli.read(dir .. "/a"))
     assert.is_nil(runcli.read(dir .. "/state.json"))

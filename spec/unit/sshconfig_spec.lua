@@ -24,6 +24,18 @@ Host web1
     assert.same({ hostname = "10.0.0.5", user = "deploy", port = 2222, identityfile = { HOME .. "/.ssh/web" } }, o)
   end)
 
+  it("takes a % in a user or host name as text when it expands %r and %h", function()
+    local o = lookup("Host w*\n  User a%1b\n  HostName %h.x\n  IdentityFile ~/%r-%h\n", "w%9")
+    assert.same({ hostname = "w%9.x", user = "a%1b", identityfile = { HOME .. "/a%1b-w%9.x" } }, o)
+  end)
+
+  it("matches a pattern of many stars in linear time", function()
+    local t0 = os.clock()
+    assert.is_false(sshconfig.match({ ("*"):rep(300) .. "x" }, ("a"):rep(250)))
+    assert.is_true(sshconfig.match({ ("*a"):rep(100) }, ("a"):rep(250)))
+    assert.is_true(os.clock() - t0 < 0.5)
+  end)
+
   it("gives nothing for a host no block matches", function()
     assert.same({}, lookup("Host web1\n  User deploy\n", "db1"))
   end)

@@ -194,6 +194,60 @@ both:
     it("keeps a quoted << as a key", function()
       assert.same({ ["<<"] = 1 }, yaml.decode "'<<': 1\n")
     end)
+
+    it("refuses an alias bomb, naming the alias that crosses the limit", function()
+      local v, err = yaml.decode(fixture "alias_bomb.yaml", "bomb.yaml")
+      assert.is_nil(v)
+      assert.equal("bomb.yaml:9:12: alias *e expands the document to more than 100000 nodes "
+        .. "(aliases nested in aliases: an alias bomb?)", err)
+    end)
+
+    it("counts each alias as the nodes it stands for, nested ones included", function()
+      local lines = { "a0: &a0 {k: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}" }
+      for i = 1, 6 do
+        local refs = {}
+        for j = 1, 10 do refs[j] = "k" .. j .. ": *a" .. (i - 1) end
+        lines[#lines + 1] = ("a%d: &a%d {%s}"):format(i, i, table.concat(refs, ", "))
+      end
+      local v, err = yaml.decode(table.concat(lines, "\n") .. "\n")
+      assert.is_nil(v)
+      assert.matches("^<string>:5:77: alias %*a3 expands the document to more than 100000 nodes", err)
+    end)
+
+    it("accepts aliases well under the limit", function()
+      local v = assert(yaml.decode "a: &a [1, 2, 3]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n")
+      assert.equal(v.a, v.c[1][1])
+    end)
+
+    it("refuses an alias inside the node it names", function()
+      assert.equal("<string>:1:11: alias *a stands inside the node &a it names (a cycle)",
+        select(2, yaml.decode "a: &a {b: *a}\n"))
+      assert.equal("<string>:1:10: alias *l stands inside the node &l it names (a cycle)",
+        select(2, yaml.decode "- &l [1, *l]\n"))
+    end)
+
+    it("makes `phanes check` fail on the bomb in well under a second and 64 MB", function()
+      local runcli = require "spec.support.runcli"
+      local dir = runcli.tmpdir()
+      local cmd = "/usr/bin/time -f '%e %M' -o " .. dir .. "/time " .. runcli.command {
+        "check", "--config", "spec/fixtures/yaml/alias_bomb.yaml" } .. " 2>" .. dir .. "/err"
+      local _, _, code = os.execute(cmd)
+      local secs, kb = runcli.read(dir .. "/time"):match "([%d.]+) (%d+)"
+      local err = runcli.read(dir .. "/err")
+      runcli.rmdir(dir)
+      assert.equal(2, code)
+      assert.matches("alias_bomb.yaml:9:12: alias *e expands the document", err, 1, true)
+      assert.is_true(tonumber(secs) < 0.5, secs .. " s")
+      -- ASan's shadow memory and quarantine are not phanes' own
+      local limit = runcli.binary():find("asan", 1, true) and 256 or 64
+      assert.is_true(tonumber(kb) < limit * 1024, kb .. " KB")
+    end)
+
+    it("refuses a text longer than 8 MiB before parsing it", function()
+      local v, err = yaml.decode(("#" .. ("x"):rep(1023) .. "\n"):rep(8 * 1024 + 1), "big.yaml")
+      assert.is_nil(v)
+      assert.equal("big.yaml: 8397825 bytes of YAML, more than the limit of 8 MiB", err)
+    end)
   end)
 
   describe("errors", function()
