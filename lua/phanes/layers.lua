@@ -188,9 +188,31 @@ function M.for_host(name, o)
     settings = type(doc.data) == "table" and doc.data.vault or nil, env = o.env,
     vault_password_file = o.vault_password_file })
   if not list then return nil, table.concat(errs, "\n") end
+  if #list == 0 and o.text then return o.text end -- as it stands: its lines stay those of the file
   local merged = type(doc.data) == "table" and copy(doc.data) or {}
   for _, l in ipairs(list) do merged = M.merge(merged, l.data) end
   return require("phanes.yaml").encode(merged)
+end
+
+-- layers.remote_files(name, files, inv, args) -> true | nil, err: the run's
+-- config file (files[i].name "config/...", as phanes.remote sends it) gets
+-- the merged config of host `name` instead of config.yaml as it stands.
+-- args: the remote command line (for --vault-password-file).
+function M.remote_files(name, files, inv, args)
+  local pwfile
+  for i, a in ipairs(args or {}) do
+    if a == "--vault-password-file" then pwfile = args[i + 1] end
+    pwfile = a:match "^%-%-vault%-password%-file=(.*)$" or pwfile
+  end
+  for _, f in ipairs(files) do
+    if f.name:match "^config/" and f.local_path then
+      local text, err = M.for_host(name, { config = f.local_path, text = f.data, inventory = inv,
+        env = require("phanes.sys").environ(), vault_password_file = pwfile })
+      if not text then return nil, name .. ": " .. err end
+      f.data = text
+    end
+  end
+  return true
 end
 
 ------------------------------------------------------------------------
