@@ -98,19 +98,30 @@ local function vault_doc(o)
   if vaults[path] ~= nil then return table.unpack(vaults[path]) end
   if not F.exists(path) then vaults[path] = { false } return false end
   local st = vault.settings(o.settings)
+  local env = o.env or {}
+  if o.no_prompt and not (o.vault_password_file or vault.password_file or env.PHANES_VAULT_PASSWORD_FILE
+    or st.password_command) then
+    -- a fleet's hosts run side by side: one terminal cannot serve their prompts
+    local err = path .. ": the vault needs its password and there is no terminal to ask on; give "
+      .. "--vault-password-file F, PHANES_VAULT_PASSWORD_FILE or vault.password_command"
+    vaults[path] = { nil, err }
+    return nil, err
+  end
   local pw, perr = vault.password { file = o.vault_password_file or vault.password_file, env = o.env,
     command = st.password_command }
   local doc, err
   if pw then doc, err = vault.read_file(path, pw) else err = perr end
-  vaults[path] = { doc or nil, err and (path .. ": " .. err) }
-  return doc, err and (path .. ": " .. err)
+  err = err and (path .. ": " .. err)
+  vaults[path] = { doc or nil, err }
+  return doc, err
 end
 
 -- layers.sources(name, o) -> { layer, ... } (between config.yaml and the
 -- environment) | nil, errors
 -- o: config = path of config.yaml (group_vars/ and host_vars/ sit beside
 -- it), inventory = inv (phanes.inventory), settings = the config's `vault:`
--- value, env, vault_password_file, no_vault = true to leave the vault out.
+-- value, env, vault_password_file, no_vault = true to leave the vault out,
+-- no_prompt = true to refuse (not ask) when no password source is given.
 function M.sources(name, o)
   local out, errs = {}, {}
   local function add(l, err)
@@ -186,7 +197,7 @@ function M.for_host(name, o)
   if not doc then return nil, err end
   local list, errs = M.sources(name, { config = o.config, inventory = o.inventory,
     settings = type(doc.data) == "table" and doc.data.vault or nil, env = o.env,
-    vault_password_file = o.vault_password_file })
+    vault_password_file = o.vault_password_file, no_prompt = o.no_prompt })
   if not list then return nil, table.concat(errs, "\n") end
   if #list == 0 and o.text then return o.text end -- as it stands: its lines stay those of the file
   local merged = type(doc.data) == "table" and copy(doc.data) or {}
@@ -207,7 +218,7 @@ function M.remote_files(name, files, inv, args)
   for _, f in ipairs(files) do
     if f.name:match "^config/" and f.local_path then
       local text, err = M.for_host(name, { config = f.local_path, text = f.data, inventory = inv,
-        env = require("phanes.sys").environ(), vault_password_file = pwfile })
+        env = require("phanes.sys").environ(), vault_password_file = pwfile, no_prompt = os.getenv "PHANES_NO_PROMPT" ~= nil })
       if not text then return nil, name .. ": " .. err end
       f.data = text
     end
