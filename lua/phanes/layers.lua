@@ -107,10 +107,8 @@ local function vault_doc(o)
     vaults[path] = { nil, err }
     return nil, err
   end
-  local pw, perr = vault.password { file = o.vault_password_file or vault.password_file, env = o.env,
-    command = st.password_command }
-  local doc, err
-  if pw then doc, err = vault.read_file(path, pw) else err = perr end
+  local doc, err = vault.open_once(path, { password_file = o.vault_password_file, env = o.env or {},
+    settings = st })
   err = err and (path .. ": " .. err)
   vaults[path] = { doc or nil, err }
   return doc, err
