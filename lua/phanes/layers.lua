@@ -145,6 +145,9 @@ function M.sources(name, o)
     end
   end
   if #errs > 0 then return nil, errs end
+  -- a `!vault KEY` in these files reads the vault config.yaml names
+  local vfile = require("phanes.vault").locate { config = o.config, settings = require("phanes.vault").settings(o.settings) }
+  for _, l in ipairs(out) do l.vault_file = vfile end
   return out
 end
 

@@ -176,6 +176,18 @@ describe("layers", function()
     assert.not_matches("10.9.9.9", json.encode(d), 1, true)
   end)
 
+  it("a `!vault KEY` in group vars reads the vault config.yaml names", function()
+    local o = build(dir, {}, {})
+    write(dir .. "/config.yaml", "vault: { file: other.vault }\nredis:\n  port: 1\n")
+    write(dir .. "/group_vars/web.yaml", "redis:\n  password: !vault redis.password\n")
+    local doc = { defaults = { redis = { password = "gr0up-s3cret" } }, hosts = {} }
+    assert(vault.write_file(dir .. "/other.vault", vault.dump(doc), "pw-layers", "init", FAST))
+    local cfg, info = layers.load("web1", o)
+    assert(cfg, type(info) == "table" and table.concat(info, "\n"))
+    assert.equal("gr0up-s3cret", cfg.redis.password)
+    assert.equal(dir .. "/group_vars/web.yaml:2", layers.label(info.origin["redis.password"]))
+  end)
+
   it("a fleet host without a way to get the vault password is refused, not prompted", function()
     local o = build(dir, { vault = true }, { vault = 1 })
     o.vault_password_file, o.no_prompt = nil, true
