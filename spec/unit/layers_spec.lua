@@ -129,6 +129,20 @@ describe("layers", function()
     assert.same({ p = { ["!vault"] = "b" } }, layers.merge({ p = { ["!vault"] = "a", q = 1 } }, { p = { ["!vault"] = "b" } }))
   end)
 
+  it("the inventory keeps vars on hosts and groups through a rewrite, and refuses vars that are not a map", function()
+    local text = "hosts:\n  web1: { address: a, groups: [web], vars: { redis: { port: 1 } } }\n"
+      .. "groups:\n  web: { vars: { redis: { bind: b } } }\n"
+    local inv = assert(inventory.decode(text, "i"))
+    assert(inventory.add(inv, "web1", { address = "a2", groups = { "web" } })) -- `phanes host add` again
+    local again = assert(inventory.decode(inventory.encode(inv), "i"))
+    assert.same({ redis = { port = 1 } }, again.hosts.web1.vars)
+    assert.same({ redis = { bind = "b" } }, again.groups.web.vars)
+    local _, err = inventory.decode("hosts:\n  web1: { address: a, vars: [1] }\n", "inv.yaml")
+    assert.equal("inv.yaml: hosts.web1.vars: expected a map of config settings", err)
+    _, err = inventory.decode("groups:\n  web: { vars: 3 }\n", "inv.yaml")
+    assert.matches("inv.yaml: groups.web: expected a mapping with vars:", err, 1, true)
+  end)
+
   it("group order: all first, then the host's groups as the inventory lists them", function()
     local inv = assert(inventory.decode("hosts:\n  h: { address: a, groups: [zeta, alpha, zeta] }\n", "i"))
     assert.same({ "all", "zeta", "alpha" }, layers.groups(inv, "h"))
