@@ -24,13 +24,14 @@ local OPTIONS = {
   verbose = { kind = "flag", cmds = "*", short = "v" },
   color = { kind = "value", cmds = "*" },
   path = { kind = "multi", cmds = "*" },  -- read by boot.lua
-  config = { kind = "value", cmds = { apply = 1, check = 1, status = 1 }, short = "c" },
+  config = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 }, short = "c" },
   ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
-  ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1 } },
+  ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
   only = { kind = "list", cmds = { apply = 1 } },
-  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1 } },
+  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1 } },
+  origin = { kind = "flag", cmds = { config = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
-  set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1 } },
+  set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
   overrides = { kind = "value", cmds = { apply = 1, check = 1, status = 1 } }, -- a remote run's --set/PHANES_* (JSON)
   state = { kind = "value", cmds = { apply = 1, status = 1 } },
   report = { kind = "value", cmds = { apply = 1 } },
@@ -51,6 +52,8 @@ Provision this server from Lua modules and profiles.
 commands:
   apply PROFILE|FILE.lua   apply a profile (or one module file)
   check [PROFILE]          validate the config without running anything
+  check HOST|@GROUP [PROFILE]  validate each host's merged config
+  config show [HOST|@GROUP]  a host's merged config (--origin: where each value comes from)
   list                     modules and profiles, and where each comes from
   status                   what phanes installed here (the state file)
   facts                    what phanes knows about this machine
@@ -118,6 +121,29 @@ anything. Every error names the file, line and key.
 examples:
   phanes check --config config.yaml
   phanes check dev --config config.yaml
+  phanes check @web web --config config.yaml
+
+With HOST or @GROUP (an inventory host or group) first, each host's own
+config is checked: config.yaml with its group vars, host vars and vault
+block (see `phanes help config`); every error is prefixed with the host.
+]],
+  config = [[
+usage: phanes config show [HOST|@GROUP] [--origin] [--json] [--config FILE] [--set K=V]...
+
+Print the merged config of a host (of each host of a group), secrets
+masked. Layers, lowest first: module defaults; config.yaml; group vars
+(`all`, then the host's groups in inventory order; for each,
+group_vars/GROUP.yaml beside the config, then the inventory's
+`groups: {GROUP: {vars: ...}}`); host vars (host_vars/NAME.yaml beside the
+config, then `vars:` on the host in the inventory); the vault's
+hosts.NAME block; PHANES_* environment; --set. Maps merge deeply; lists and
+scalars replace. With --origin, each value says where it came from
+(config.yaml:12, group_vars/web.yaml:3, inventory web1.vars,
+vault hosts.web1, env PHANES_REDIS_PORT, --set, default (module redis)).
+
+examples:
+  phanes config show web1 --origin --config config.yaml
+  phanes config show @web --json --config config.yaml
 ]],
   list = [[
 usage: phanes list [-v] [--json]
@@ -183,7 +209,7 @@ examples:
 ]],
 }
 
-local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true,
+local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, config = true,
   version = true, help = true }
 
 local function usage_error(msg, cmd)

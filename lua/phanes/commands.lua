@@ -203,6 +203,8 @@ end
 -- phanes check [PROFILE] --config F
 function M.check(p)
   local out = new_out(p)
+  local cc = require "phanes.config_cmd" -- check HOST|@GROUP: each host's merged config
+  if cc.is_target(p.args[1]) then return cc.check(p, out, plan) end
   local prof, mods = nil, {}
   if p.args[1] or p.opts.profile or p.opts.modules then
     prof, mods = plan(p, out)
@@ -378,6 +380,9 @@ local function flatten(t, prefix, into)
   end
   return into
 end
+
+-- phanes config show [HOST|@GROUP] [--origin] [--json]
+function M.config(p) return require("phanes.config_cmd").main(p) end
 
 -- phanes facts [--json]
 function M.facts(p)

@@ -476,6 +476,8 @@ end
 --   sets = { "postgres.version=16", ... }, env = { NAME = value },
 --   target = { exists = function(path) } when this machine is the target
 --   (module checks that look at the target run only then).
+--   layers = { { kind = "file", name, data, marks }, ... } between the file
+--   and the environment (a host's group and host vars: phanes.layers).
 -- cfg: globals and one table per module in the run (cfg.redis), defaults applied.
 -- info: { origin = { ["postgres.version"] = "config.yaml:14:3" | "--set postgres.version"
 --   | "PHANES_..." | "profile defaults" | "default" }, warnings = { ... } }.
@@ -502,6 +504,12 @@ function M.load(opts)
   require("phanes.vault").wire(file, { env = opts.env, config = opts.path, password_file = opts.vault_password_file },
     function(msg) E.add(RANK.file, 0, 0, msg) end) -- `!vault KEY` values, the `vault:` key
   layers[#layers + 1] = file
+  for _, l in ipairs(opts.layers or {}) do -- a host's group vars, host vars, vault block (phanes.layers)
+    require("phanes.vault").wire(l, { env = opts.env, config = opts.path, password_file = opts.vault_password_file,
+      file = l.vault_file },
+      function(msg) E.add(RANK.file, 0, 0, msg) end)
+    layers[#layers + 1] = l
+  end
   for _, l in ipairs(env_layers(world, opts.env, E, warnings)) do layers[#layers + 1] = l end
   for _, l in ipairs(set_layers(opts.sets, E)) do layers[#layers + 1] = l end
 

@@ -6,7 +6,10 @@
 --
 --   default: web1
 --   hosts:
---     web1: { address: 10.0.0.5, user: deploy, port: 22, key: ~/.ssh/web, groups: [web] }
+--     web1: { address: 10.0.0.5, user: deploy, port: 22, key: ~/.ssh/web, groups: [web],
+--             vars: { redis: { port: 6380 } } }
+--   groups:
+--     web: { vars: { redis: { maxmemory: 1gb } } }   (vars: see phanes.layers)
 --
 --   local inv = assert(inventory.load())
 --   inventory.add(inv, "web1", { address = "10.0.0.5", user = "deploy", groups = { "web" } })
@@ -74,8 +77,20 @@ function M.decode(text, name)
     if type(h) ~= "table" or type(h.address) ~= "string" then
       return nil, string.format("%s: hosts.%s: expected a mapping with an address", name, tostring(hname))
     end
+    if h.vars ~= nil and (type(h.vars) ~= "table" or h.vars[1] ~= nil) then
+      return nil, string.format("%s: hosts.%s.vars: expected a map of config settings", name, tostring(hname))
+    end
     inv.hosts[tostring(hname)] = { address = h.address, user = h.user, port = tonumber(h.port),
-      key = h.key, groups = list_of(h.groups) }
+      key = h.key, groups = list_of(h.groups), vars = h.vars }
+  end
+  -- groups: { web: { vars: {...} } }: config for every host of the group (phanes.layers)
+  if doc.groups ~= nil and type(doc.groups) ~= "table" then return nil, name .. ": groups: expected a mapping" end
+  for g, gv in pairs(doc.groups or {}) do
+    if type(gv) ~= "table" or (gv.vars ~= nil and (type(gv.vars) ~= "table" or gv.vars[1] ~= nil)) then
+      return nil, string.format("%s: groups.%s: expected a mapping with vars: (a map of config settings)", name, tostring(g))
+    end
+    inv.groups = inv.groups or {}
+    inv.groups[tostring(g)] = { vars = gv.vars }
   end
   if doc.default ~= nil then
     if not inv.hosts[tostring(doc.default)] then
@@ -93,10 +108,10 @@ function M.encode(inv)
   for name, h in pairs(inv.hosts) do
     local groups = nil
     if h.groups and #h.groups > 0 then groups = h.groups end
-    hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = groups }
+    hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = groups, vars = h.vars }
   end
   return "# phanes inventory: `phanes host add|remove|default` edit it; safe to copy to another machine.\n"
-    .. yaml.encode({ default = inv.default, hosts = hosts })
+    .. yaml.encode({ default = inv.default, hosts = hosts, groups = inv.groups })
 end
 
 -- inventory.load([path]) -> inv (empty when the file is absent) | nil, err
@@ -134,7 +149,8 @@ function M.add(inv, name, h, make_default)
     return nil, "bad host name '" .. tostring(name) .. "': letters, digits, '.', '_', '-'"
   end
   if type(h.address) ~= "string" or h.address == "" then return nil, "host " .. name .. ": an address is required" end
-  inv.hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = list_of(h.groups) }
+  local vars = h.vars or (inv.hosts[name] and inv.hosts[name].vars) -- kept when a host is added again
+  inv.hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = list_of(h.groups), vars = vars }
   if make_default or inv.default == nil then inv.default = name end
   return true
 end

@@ -337,6 +337,8 @@ function M.main(argv)
   if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end
   local args, files, sets = rewrite_args(rest)
   if not args then err(files) return 2 end
+  local lok, lerr = require("phanes.layers").remote_files(targets[1].name, files, inv, rest) -- the host's own config
+  if not lok then err(lerr) return 2 end
   for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
   local ok, sys = pcall(require, "phanes.sys")
   local ov = M.overrides(sets, M.env_overrides(ok and sys.environ and sys.environ() or {}, o))

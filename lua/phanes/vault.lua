@@ -495,6 +495,7 @@ local function open_once(path, o)
   opened[path] = { doc, err }
   return doc, err
 end
+M.open_once = open_once -- phanes.layers: the host block, from the same single opening
 
 -- vault.wire(layer, o, report): replaces every `!vault KEY` in the config
 -- file layer's data with its value, from PHANES_SECRET_<KEY> in o.env or
