@@ -5,7 +5,6 @@
 #include <string.h>
 #include <lualib.h>
 #include "phanes.h"
-#include "cipher.h"
 
 #define EXIT_INTERNAL 70
 
@@ -18,39 +17,13 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
-/* The C modules go to package.preload, so `require "phanes.exec"` works
- * and nothing runs before it is needed. */
-static void preload(lua_State *L)
-{
-	static const luaL_Reg libs[] = {
-		{"phanes.embedded", luaopen_phanes_embedded},
-		{"phanes.exec", luaopen_phanes_exec},
-		{"phanes.file", luaopen_phanes_file},
-		{"phanes.sys", luaopen_phanes_sys},
-		{"phanes.state", luaopen_phanes_state},
-		{"phanes.yaml", luaopen_phanes_yaml},
-		{"phanes.json", luaopen_phanes_json},
-		{"phanes.ssh", luaopen_phanes_ssh},
-		{"phanes.cipher", luaopen_phanes_cipher},
-		{"phanes.crypto", luaopen_phanes_crypto},
-		{"lfs", luaopen_lfs},
-		{NULL, NULL},
-	};
-	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-	for (const luaL_Reg *l = libs; l->name; l++) {
-		lua_pushcfunction(L, l->func);
-		lua_setfield(L, -2, l->name);
-	}
-	lua_pop(L, 1);
-}
-
 static int pmain(lua_State *L)
 {
 	int argc = (int)lua_tointeger(L, 1);
 	char **argv = lua_touserdata(L, 2);
 	luaL_checkversion(L);
 	luaL_openlibs(L);
-	preload(L);
+	phanes_preload(L);
 	const struct phanes_file *boot = phanes_file_find("lua/phanes/boot.lua");
 	if (boot == NULL)
 		return luaL_error(L, "lua/phanes/boot.lua is not embedded");

@@ -48,5 +48,7 @@ int luaopen_phanes_json(lua_State *L);
 int luaopen_phanes_ssh(lua_State *L);
 int luaopen_phanes_crypto(lua_State *L);
 int luaopen_lfs(lua_State *L);
+/* Every primitive family above (and phanes.cipher) into package.preload: src/api.c. */
+void phanes_preload(lua_State *L);
 
 #endif

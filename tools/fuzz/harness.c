@@ -71,29 +71,6 @@ static const char boot[] =
 	"  return chunk, rel\n"
 	"end)\n";
 
-static void preload(lua_State *L)
-{
-	static const luaL_Reg libs[] = {
-		{"phanes.embedded", luaopen_phanes_embedded},
-		{"phanes.exec", luaopen_phanes_exec},
-		{"phanes.file", luaopen_phanes_file},
-		{"phanes.sys", luaopen_phanes_sys},
-		{"phanes.state", luaopen_phanes_state},
-		{"phanes.yaml", luaopen_phanes_yaml},
-		{"phanes.json", luaopen_phanes_json},
-		{"phanes.ssh", luaopen_phanes_ssh},
-		{"phanes.crypto", luaopen_phanes_crypto},
-		{"lfs", luaopen_lfs},
-		{NULL, NULL},
-	};
-	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-	for (const luaL_Reg *l = libs; l->name; l++) {
-		lua_pushcfunction(L, l->func);
-		lua_setfield(L, -2, l->name);
-	}
-	lua_pop(L, 1);
-}
-
 static void die(const char *what)
 {
 	fprintf(stderr, "fuzz %s: %s\n", fuzz_name, what);
@@ -113,7 +90,7 @@ int fuzz_lua_init(const char *name, const char *setup)
 	if (L == NULL)
 		die("cannot create the Lua state");
 	luaL_openlibs(L);
-	preload(L);
+	phanes_preload(L);
 	lua_pushcfunction(L, traceback);
 	if (luaL_loadbuffer(L, boot, sizeof boot - 1, "=fuzz-boot") != LUA_OK ||
 	    lua_pcall(L, 0, 0, 1) != LUA_OK)
