@@ -8,7 +8,7 @@ CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 # Lua, libyaml, libssh2 (+libcrypto, zlib) and luafilesystem are linked from
 # Debian's static archives, glibc dynamically. -E exports the Lua API so Lua C
 # modules from Debian (busted's term/system) load into the binary for specs.
-STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libcrypto.a libz.a
+STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libevent_extra.a libevent_core.a libcrypto.a libz.a
 LDLIBS := $(addprefix $(LIBDIR)/,$(STATIC_LIBS)) -lm -ldl -lpthread
 STRIP ?= -s
 LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)
@@ -16,11 +16,11 @@ LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)
 B ?= build
 SRC := $(wildcard src/*.c)
 OBJ := $(SRC:src/%.c=$(B)/%.o) $(B)/files.o
-EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -name '.*' 2>/dev/null | LC_ALL=C sort)
+EMBED := $(shell find lua modules profiles templates web -type f ! -name '*~' ! -name '.*' 2>/dev/null | LC_ALL=C sort)
 
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
-	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client \
+	lua-filesystem-dev libevent-dev lua5.4 lua-busted valgrind openssh-client \
 	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl
 RUN_SPECS := spec/run
 

@@ -30,6 +30,7 @@ static void preload(lua_State *L)
 		{"phanes.yaml", luaopen_phanes_yaml},
 		{"phanes.json", luaopen_phanes_json},
 		{"phanes.ssh", luaopen_phanes_ssh},
+		{"phanes.http", luaopen_phanes_http},
 		{"lfs", luaopen_lfs},
 		{NULL, NULL},
 	};

@@ -46,6 +46,7 @@ int luaopen_phanes_state(lua_State *L);
 int luaopen_phanes_yaml(lua_State *L);
 int luaopen_phanes_json(lua_State *L);
 int luaopen_phanes_ssh(lua_State *L);
+int luaopen_phanes_http(lua_State *L);
 int luaopen_lfs(lua_State *L);
 
 #endif
