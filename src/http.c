@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -560,6 +561,40 @@ static int srv_close(lua_State *L)
 	return 0;
 }
 
+/* http.random(n) -> n bytes from the kernel's CSPRNG | nil, err (tokens) */
+static int l_random(lua_State *L)
+{
+	lua_Integer n = luaL_checkinteger(L, 1);
+	luaL_argcheck(L, n > 0 && n <= 256, 1, "from 1 to 256 bytes");
+	unsigned char buf[256];
+	ssize_t got = 0;
+	while (got < n) {
+		ssize_t r = getrandom(buf + got, (size_t)(n - got), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return phanes_fail(L, "http.random: getrandom", errno);
+		got += r;
+	}
+	lua_pushlstring(L, (const char *)buf, (size_t)n);
+	return 1;
+}
+
+/* http.equal(a, b) -> boolean, in time that depends on the lengths only
+ * (a bearer token compared against what a client sent). */
+static int l_equal(lua_State *L)
+{
+	size_t la, lb;
+	const unsigned char *a = (const unsigned char *)luaL_checklstring(L, 1, &la);
+	const unsigned char *b = (const unsigned char *)luaL_checklstring(L, 2, &lb);
+	volatile unsigned char diff = la != lb;
+	size_t n = la > lb ? la : lb;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)((i < la ? a[i] : 0) ^ (i < lb ? b[i] : 0));
+	lua_pushboolean(L, diff == 0);
+	return 1;
+}
+
 int luaopen_phanes_http(lua_State *L)
 {
 	static const luaL_Reg srv_m[] = {
@@ -573,6 +608,8 @@ int luaopen_phanes_http(lua_State *L)
 	};
 	static const luaL_Reg funcs[] = {
 		{"server", l_server},
+		{"random", l_random},
+		{"equal", l_equal},
 		{NULL, NULL},
 	};
 	luaL_newmetatable(L, SRV_MT);

@@ -1,10 +1,10 @@
 /* http_child.c: http.spawn, a child process that does not block the server:
- * its stdout and stderr come merged on one non-blocking pipe to watch
- * (srv:watch(child:fd())), its exit is polled, its process group is what
- * child:kill() signals. stdin is /dev/null.
+ * its stdout and stderr come on two non-blocking pipes to watch
+ * (srv:watch(child:fd(1)), child:fd(2)), its exit is polled, its process
+ * group is what child:kill() signals. stdin is /dev/null.
  *
  *   local c <close> = assert(http.spawn { argv = { "/proc/self/exe", "version" } })
- *   srv:watch(c:fd()); ...; local data = c:read()   -- "" nothing yet, nil at end
+ *   srv:watch(c:fd(1)); ...; local data = c:read(1) -- "" nothing yet, nil at end
  *   local code, signal = c:poll()                   -- nil while running
  */
 #include <errno.h>
@@ -23,16 +23,18 @@ extern char **environ;
 
 struct child {
 	pid_t pid; /* > 0 until reaped */
-	int fd;    /* -1 once closed */
+	int fd[3]; /* [1] stdout, [2] stderr; -1 once closed */
 	int status, reaped;
 };
 
 /* Idempotent: a child still running is killed with its group and reaped. */
 static void child_release(struct child *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	for (int i = 1; i <= 2; i++) {
+		if (c->fd[i] >= 0)
+			close(c->fd[i]);
+		c->fd[i] = -1;
+	}
 	if (c->pid > 0) {
 		kill(-c->pid, SIGKILL);
 		while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
@@ -73,7 +75,7 @@ static char **string_list(lua_State *L, const char *field)
 	return v;
 }
 
-static void in_child(char **argv, char **envp, int out, int report)
+static void in_child(char **argv, char **envp, int out, int err, int report)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -83,7 +85,7 @@ static void in_child(char **argv, char **envp, int out, int report)
 		signal(sigs[i], SIG_DFL);
 	setpgid(0, 0);
 	int in = open("/dev/null", O_RDONLY);
-	if (in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) {
+	if (in < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
 		int e = errno;
 		ssize_t w = write(report, &e, sizeof e);
 		(void)w;
@@ -120,6 +122,12 @@ static int pipe3(int p[2])
 	return 0;
 }
 
+static int nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
 /* http.spawn{ argv = {...}, env = {"K=V", ...} } -> child | nil, err */
 static int l_spawn(lua_State *L)
 {
@@ -129,24 +137,27 @@ static int l_spawn(lua_State *L)
 	char **envp = string_list(L, "env");
 	struct child *c = lua_newuserdatauv(L, sizeof *c, 0);
 	memset(c, 0, sizeof *c);
-	c->fd = -1;
+	c->fd[0] = c->fd[1] = c->fd[2] = -1;
 	luaL_setmetatable(L, CHILD_MT);
-	int out[2], rep[2];
-	if (pipe3(out) < 0)
-		return phanes_fail(L, "http.spawn: pipe", errno);
-	if (pipe3(rep) < 0) {
+	int out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
+	if (pipe3(out) < 0 || pipe3(err) < 0 || pipe3(rep) < 0) {
 		int e = errno;
-		close(out[0]);
-		close(out[1]);
+		int *all[] = {out, err, rep};
+		for (int i = 0; i < 3; i++)
+			for (int j = 0; j < 2; j++)
+				if (all[i][j] >= 0)
+					close(all[i][j]);
 		return phanes_fail(L, "http.spawn: pipe", e);
 	}
 	pid_t pid = fork();
 	if (pid == 0)
-		in_child(argv, envp, out[1], rep[1]);
+		in_child(argv, envp, out[1], err[1], rep[1]);
 	int e = errno;
 	close(out[1]);
+	close(err[1]);
 	close(rep[1]);
-	c->fd = out[0];
+	c->fd[1] = out[0];
+	c->fd[2] = err[0];
 	if (pid < 0) {
 		close(rep[0]);
 		child_release(c);
@@ -154,17 +165,16 @@ static int l_spawn(lua_State *L)
 	}
 	c->pid = pid;
 	setpgid(pid, pid);
-	int err = 0;
+	int cerr = 0;
 	ssize_t n;
-	while ((n = read(rep[0], &err, sizeof err)) < 0 && errno == EINTR)
+	while ((n = read(rep[0], &cerr, sizeof cerr)) < 0 && errno == EINTR)
 		;
 	close(rep[0]);
-	int fl = fcntl(c->fd, F_GETFL);
-	if (n > 0 || fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+	if (n > 0 || nonblock(c->fd[1]) < 0 || nonblock(c->fd[2]) < 0) {
 		if (n <= 0)
-			err = errno;
+			cerr = errno;
 		child_release(c);
-		return phanes_failf(L, "http.spawn: %s: %s", argv[0], strerror(err));
+		return phanes_failf(L, "http.spawn: %s: %s", argv[0], strerror(cerr));
 	}
 	return 1;
 }
@@ -174,13 +184,20 @@ static struct child *check_child(lua_State *L)
 	return luaL_checkudata(L, 1, CHILD_MT);
 }
 
-/* child:fd() -> the output pipe's descriptor, or nil once closed */
+static int *check_stream(lua_State *L, struct child *c)
+{
+	lua_Integer which = luaL_checkinteger(L, 2);
+	luaL_argcheck(L, which == 1 || which == 2, 2, "1 (stdout) or 2 (stderr)");
+	return &c->fd[which];
+}
+
+/* child:fd(1|2) -> stdout's or stderr's pipe descriptor, or nil once closed */
 static int child_fd(lua_State *L)
 {
-	struct child *c = check_child(L);
-	if (c->fd < 0)
+	int *fd = check_stream(L, check_child(L));
+	if (*fd < 0)
 		return 0;
-	lua_pushinteger(L, c->fd);
+	lua_pushinteger(L, *fd);
 	return 1;
 }
 
@@ -191,22 +208,22 @@ static int child_pid(lua_State *L)
 	return 1;
 }
 
-/* child:read() -> data ("" when nothing is there yet) | nil at end of output */
+/* child:read(1|2) -> data ("" when nothing is there yet) | nil at end of output */
 static int child_read(lua_State *L)
 {
-	struct child *c = check_child(L);
-	if (c->fd < 0)
+	int *fd = check_stream(L, check_child(L));
+	if (*fd < 0)
 		return 0;
 	luaL_Buffer b;
 	char *p = luaL_buffinitsize(L, &b, READ_CHUNK);
 	ssize_t n;
-	while ((n = read(c->fd, p, READ_CHUNK)) < 0 && errno == EINTR)
+	while ((n = read(*fd, p, READ_CHUNK)) < 0 && errno == EINTR)
 		;
 	if (n < 0 && errno == EAGAIN)
 		n = -2;
 	if (n == 0 || n == -1) { /* end of output, or an error: the pipe is done */
-		close(c->fd);
-		c->fd = -1;
+		close(*fd);
+		*fd = -1;
 		return 0;
 	}
 	luaL_pushresultsize(&b, n > 0 ? (size_t)n : 0);
