@@ -208,7 +208,8 @@ static int child_pid(lua_State *L)
 	return 1;
 }
 
-/* child:read(1|2) -> data ("" when nothing is there yet) | nil at end of output */
+/* child:read(1|2) -> data ("" when nothing is there yet) | nil at end of
+ * output; the descriptor stays open (and watched) until child:close(1|2). */
 static int child_read(lua_State *L)
 {
 	int *fd = check_stream(L, check_child(L));
@@ -221,13 +222,20 @@ static int child_read(lua_State *L)
 		;
 	if (n < 0 && errno == EAGAIN)
 		n = -2;
-	if (n == 0 || n == -1) { /* end of output, or an error: the pipe is done */
-		close(*fd);
-		*fd = -1;
+	if (n == 0 || n == -1) /* end of output, or an error: the pipe is done */
 		return 0;
-	}
 	luaL_pushresultsize(&b, n > 0 ? (size_t)n : 0);
 	return 1;
+}
+
+/* child:close(1|2): after srv:unwatch, so libevent never sees a closed fd */
+static int child_close(lua_State *L)
+{
+	int *fd = check_stream(L, check_child(L));
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	return 0;
 }
 
 /* child:poll() -> nil while running | exit code | nil, signal number */
@@ -272,7 +280,7 @@ void phanes_http_child_register(lua_State *L)
 {
 	static const luaL_Reg m[] = {
 		{"fd", child_fd}, {"pid", child_pid}, {"read", child_read},
-		{"poll", child_poll}, {"kill", child_kill}, {NULL, NULL},
+		{"poll", child_poll}, {"close", child_close}, {"kill", child_kill}, {NULL, NULL},
 	};
 	lua_pushcfunction(L, l_spawn);
 	lua_setfield(L, -2, "spawn");
