@@ -14,8 +14,12 @@ local UNSUPPORTED = { secrets = "secrets: not supported by this server (give the
   probe = "ssh.probe: not supported by this server", record_only = "ssh.record_only: not supported by this server",
   env = "ssh.env: not supported by this server" }
 
+local ARRAY = getmetatable(json.array())
+
+-- decoded JSON: arrays carry json.array's mark, objects do not
 local function is_array(v)
   if type(v) ~= "table" then return false end
+  if getmetatable(v) == ARRAY then return true end
   local n = 0
   for k in pairs(v) do
     if math.type(k) ~= "integer" or k < 1 then return false end
@@ -37,7 +41,7 @@ end
 
 local function check_ssh(ssh)
   if ssh == nil or ssh == json.null then return {} end
-  if type(ssh) ~= "table" or is_array(ssh) and next(ssh) then return nil, "ssh: expected an object" end
+  if type(ssh) ~= "table" or getmetatable(ssh) == ARRAY then return nil, "ssh: expected an object" end
   local bad = check_keys(ssh, SSH, "ssh.")
   if bad then return nil, bad end
   local out = {}
@@ -98,7 +102,7 @@ function M.install(body, known)
   if body == nil or body == "" then return nil, "body: expected a JSON object" end
   local v, err = json.decode(body)
   if v == nil then return nil, "body: invalid JSON: " .. tostring(err) end
-  if type(v) ~= "table" or (is_array(v) and next(v) ~= nil) then return nil, "body: expected a JSON object" end
+  if type(v) ~= "table" or getmetatable(v) == ARRAY then return nil, "body: expected a JSON object" end
   local bad = check_keys(v, TOP, "")
   if bad then return nil, bad end
   if type(v.host) ~= "string" or v.host == "" then return nil, "host: expected an inventory name or user@address" end
