@@ -21,7 +21,8 @@ EMBED := $(shell find lua modules profiles templates web -type f ! -name '*~' ! 
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
 	lua-filesystem-dev libevent-dev lua5.4 lua-busted valgrind openssh-client \
-	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl curl
+	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl curl \
+	chromium nodejs
 RUN_SPECS := spec/run
 
 .PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE

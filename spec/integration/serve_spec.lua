@@ -1,6 +1,7 @@
--- phanes serve end to end against one disposable test host: the server runs
+-- phanes serve end to end against disposable test hosts: the server runs
 -- as its own process on a free loopback port with a temporary HOME and an
--- inventory naming the host; curl drives the API as a client would. What an
+-- inventory naming the hosts; curl drives the API as a client would (host
+-- 1), Debian's chromium drives the dashboard (host 2, spec/web/). What an
 -- install did is checked on the host itself.
 local th = require "spec.support.testhost"
 local json = require "phanes.json"
@@ -63,19 +64,40 @@ describe("phanes serve", function()
 
   local function serve_log() return read(home .. "/serve.log") or "" end
 
-  local function host_file(path)
-    local ok, out = th.exec(1, "cat " .. path)
+  local function host_file(path, i)
+    local ok, out = th.exec(i or 1, "cat " .. path)
     return ok and out or nil
   end
 
+  -- chromium, node and playwright-core, installed when missing (as root, as
+  -- the test hosts need anyway): -> true | nil, why
+  local function web_ready()
+    local function has(cmd) return os.execute("command -v " .. cmd .. " >/dev/null 2>&1") end
+    local apt = "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
+    if not has "chromium" then
+      local out, code = sh(apt .. "chromium")
+      if code ~= 0 then return nil, "installing chromium: " .. out end
+    end
+    if not has "node" or not has "npm" then
+      local out, code = sh(apt .. "nodejs npm")
+      if code ~= 0 then return nil, "installing nodejs and npm: " .. out end
+    end
+    if not read "spec/web/node_modules/playwright-core/package.json" then
+      local out, code = sh("cd spec/web && npm install --no-audit --no-fund --loglevel=error")
+      if code ~= 0 then return nil, "npm install in spec/web: " .. out end
+    end
+    return true
+  end
+
   setup(function()
-    th.up(1)
+    th.up(2)
     key = th.key()
     home = require("spec.support.fakeexec").tmpdir()
     assert(os.execute("mkdir -p " .. q(home .. "/.config/phanes")))
     write(home .. "/.config/phanes/inventory.yaml", table.concat({
       "default: th1", "hosts:",
       string.format("  th1: { address: %s, user: root, key: %s }", th.ip(1), key),
+      string.format("  th2: { address: %s, user: root, key: %s }", th.ip(2), key),
       string.format("  gone: { address: %s, user: root, key: %s }", (th.ip(1):gsub("%d+$", "250")), key),
     }, "\n") .. "\n")
     write(home .. "/config.yaml", "timezone: UTC\nlocale: C.UTF-8\n")
@@ -199,7 +221,7 @@ describe("phanes serve", function()
     local raw
     code, _, raw = curl("GET", "/api/remote/status?host=th1")
     assert.equal(200, code)
-    assert.equal(read(home .. "/.local/state/phanes/hosts/th1/last.json"), raw .. "\n")
+    assert.equal(read(home .. "/.local/state/phanes/hosts/th1/last.json"), raw)
     assert.equal(404, (curl("GET", "/api/remote/status?host=gone")))
   end)
 
@@ -210,6 +232,27 @@ describe("phanes serve", function()
     assert.equal(3, doc.exit_code)
     assert.matches(":22: connect", doc.error)
     assert.equal(200, (curl("GET", "/api/health")))
+  end)
+
+  it("dashboard: plans, applies with a live log, shows the host's new status (headless chromium)", function()
+    assert(web_ready())
+    local profile = home .. "/chromium-profile"
+    assert(os.execute("mkdir -p " .. q(profile)))
+    local out = sh("node spec/web/dashboard.mjs " .. table.concat({ q(base), q(token), "th2", "baseline", q(profile) }, " "))
+    local seen = json.decode(out:match "({[^\n]*})%s*$" or "")
+    assert(type(seen) == "table", out)
+    assert.is_nil(seen.error, out)
+    assert.equal("never", seen.status_before)
+    assert.equal("planned", seen.plan_status, out)
+    assert.is_true(seen.plan_rows > 0)
+    assert.equal("streaming…", seen.log_while_running) -- the log arrived before the run ended
+    assert.equal("changed", seen.run_status, out)
+    assert.matches("%[1/1%] baseline", seen.log)
+    assert.equal("changed", seen.status_after)
+    assert.same({}, seen.errors)
+    -- the host itself: what the dashboard applied is there
+    local state = json.decode(host_file("/var/lib/phanes/state.json", 2))
+    assert.is_truthy(state.modules.baseline)
   end)
 
   it("stops on SIGTERM, interrupting a run after the grace period, and exits 0", function()
