@@ -8,7 +8,7 @@ CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 # Lua, libyaml, libssh2 (+libcrypto, zlib) and luafilesystem are linked from
 # Debian's static archives, glibc dynamically. -E exports the Lua API so Lua C
 # modules from Debian (busted's term/system) load into the binary for specs.
-STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libevent_extra.a libevent_core.a libcrypto.a libz.a
+STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libevent_openssl.a libevent_extra.a libevent_core.a libssl.a libcrypto.a libz.a
 LDLIBS := $(addprefix $(LIBDIR)/,$(STATIC_LIBS)) -lm -ldl -lpthread
 STRIP ?= -s
 LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)

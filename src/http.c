@@ -44,6 +44,7 @@ struct srv {
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	struct event *tick;
+	void *tls;                /* SSL_CTX, NULL without TLS */
 	lua_State *L;             /* set during step only */
 	int handler;              /* registry ref, LUA_NOREF when none */
 	struct hreq *live;        /* unanswered requests */
@@ -359,6 +360,9 @@ static void srv_release(lua_State *L, struct srv *s)
 		evhttp_free(s->http);
 	if (s->base)
 		event_base_free(s->base);
+	if (s->tls)
+		phanes_http_tls_free(s->tls);
+	s->tls = NULL;
 	s->tick = NULL;
 	s->http = NULL;
 	s->base = NULL;
@@ -455,6 +459,19 @@ static int srv_listen(lua_State *L)
 	int bound = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
 					     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 	lua_pushinteger(L, bound);
+	return 1;
+}
+
+/* srv:tls(cert_pem, key_pem) -> true | nil, err: connections accepted from
+ * now on speak TLS (1.2 or later) */
+static int srv_tls(lua_State *L)
+{
+	struct srv *s = check_srv(L);
+	const char *cert = luaL_checkstring(L, 2), *key = luaL_checkstring(L, 3);
+	luaL_argcheck(L, s->tls == NULL, 1, "TLS is already set up");
+	if (phanes_http_tls_setup(L, s->http, cert, key, &s->tls))
+		return 2;
+	lua_pushboolean(L, 1);
 	return 1;
 }
 
@@ -598,7 +615,7 @@ static int l_equal(lua_State *L)
 int luaopen_phanes_http(lua_State *L)
 {
 	static const luaL_Reg srv_m[] = {
-		{"listen", srv_listen}, {"stop_listening", srv_stop_listening},
+		{"listen", srv_listen}, {"stop_listening", srv_stop_listening}, {"tls", srv_tls},
 		{"handle", srv_handle}, {"watch", srv_watch}, {"unwatch", srv_unwatch},
 		{"step", srv_step}, {"close", srv_close}, {NULL, NULL},
 	};

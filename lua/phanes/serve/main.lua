@@ -5,6 +5,7 @@
 --
 --   phanes serve [--listen ADDR:PORT] [--token-file F] [--config F]
 --                [--parallel N] [--max-body BYTES] [--grace S] [--path DIR]
+--                [--tls-cert PEM --tls-key PEM]
 --
 -- SIGTERM/SIGINT: stop accepting, let runs finish for --grace seconds,
 -- then interrupt them (SIGINT, SIGKILL 10 s later), exit 0.
@@ -13,6 +14,7 @@ local M = {}
 M.HELP = [[
 usage: phanes serve [--listen ADDR:PORT] [--token-file F] [--config F] [--parallel N]
                     [--max-body BYTES] [--grace SECONDS] [--path DIR]
+                    [--tls-cert PEM --tls-key PEM]
 
 Serve the HTTP API (/api/...) and the dashboard (/) of phanes: list modules,
 plan or apply them on hosts of the inventory, tail run logs.
@@ -24,13 +26,15 @@ plan or apply them on hosts of the inventory, tail run logs.
   --parallel N         runs at once (default 4); one per host
   --max-body BYTES     request body limit (default 65536; larger: 413)
   --grace SECONDS      on SIGTERM, how long runs may finish (default 30)
+  --tls-cert PEM       serve HTTPS with this certificate chain ...
+  --tls-key PEM        ... and this key (TLS 1.2 or later)
 
 Every non-GET request, and every request when listening beyond loopback,
 needs `Authorization: Bearer <token>`. API: GET /api/openapi.json.
 ]]
 
 local VALUE = { listen = true, ["token-file"] = true, config = true, parallel = true, ["max-body"] = true,
-  grace = true, path = true, color = true }
+  grace = true, path = true, color = true, ["tls-cert"] = true, ["tls-key"] = true }
 
 local function err(msg) io.stderr:write("phanes serve: ", msg, "\n") end
 
@@ -67,6 +71,9 @@ function M.parse(args)
     return nil, "--listen: expected ADDR:PORT (e.g. 127.0.0.1:8001), got '" .. o.listen .. "'"
   end
   o.addr, o.port = addr, port
+  if (o["tls-cert"] == nil) ~= (o["tls-key"] == nil) then
+    return nil, "--tls-cert and --tls-key go together"
+  end
   return o
 end
 
@@ -259,6 +266,13 @@ function M.main(args)
   end
   local http = require "phanes.http"
   local srv <close> = assert(http.server { max_body = o["max-body"], timeout = 120 })
+  if o["tls-cert"] then
+    local ok, terr = srv:tls(o["tls-cert"], o["tls-key"])
+    if not ok then
+      err(terr)
+      return 2
+    end
+  end
   local port, lerr = srv:listen(o.addr, o.port)
   if not port then
     err(lerr .. " (another server there? choose another with --listen)")
@@ -270,7 +284,7 @@ function M.main(args)
     err(cerr)
     return 2
   end
-  err(string.format("listening on http://%s:%d/ (%s)", o.addr:find ":" and ("[" .. o.addr .. "]") or o.addr, port,
+  err(string.format("listening on %s://%s:%d/ (%s)", o["tls-cert"] and "https" or "http", o.addr:find ":" and ("[" .. o.addr .. "]") or o.addr, port,
     loopback and "loopback: GET without a token" or "not loopback: every request needs the token"))
   io.stderr:flush()
   return serve(o, srv, ctx)
