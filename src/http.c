@@ -157,13 +157,20 @@ static int req_respond(lua_State *L)
 	return 1;
 }
 
-/* req:start(status, headers): a chunked (or, for HTTP/1.0, until-close) reply */
+/* req:start(status, headers[, idle_s]): a chunked (or, for HTTP/1.0,
+ * until-close) reply; idle_s replaces the server's timeout for this
+ * connection (a quiet log tail outlives it). */
 static int req_start(lua_State *L)
 {
 	struct hreq *h = check_open_req(L);
 	int st = check_status(L, 2);
+	lua_Integer idle = luaL_optinteger(L, 4, 0);
 	luaL_argcheck(L, !h->started, 1, "already started");
+	luaL_argcheck(L, idle >= 0 && idle <= 7 * 86400, 4, "seconds, up to a week");
 	add_headers(L, 3, h->req);
+	struct evhttp_connection *c = evhttp_request_get_connection(h->req);
+	if (idle > 0 && c)
+		evhttp_connection_set_timeout(c, (int)idle);
 	evhttp_send_reply_start(h->req, st, NULL);
 	h->started = 1;
 	lua_pushboolean(L, 1);

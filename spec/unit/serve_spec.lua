@@ -163,6 +163,35 @@ describe("phanes.http", function()
     assert.equal("500", code)
   end)
 
+  it("keeps a quiet stream past the server's timeout when start says so", function()
+    local srv <close> = assert(http.server { timeout = 1 })
+    local port = assert(srv:listen("127.0.0.1", 0))
+    local streams = {}
+    srv:handle(function(req, info)
+      req:start(200, {}, info.path == "/long" and 30 or nil)
+      streams[info.path] = req
+    end)
+    local argv = { "sh", "-c", "curl -sN -m 20 http://127.0.0.1:" .. port .. "/long; echo; curl -sN -m 20 http://127.0.0.1:" .. port .. "/short" }
+    local c <close> = assert(http.spawn { argv = argv })
+    local sys = require "phanes.sys"
+    local out, t0 = {}, nil
+    while true do
+      srv:step(0.05)
+      for path, req in pairs(streams) do
+        t0 = t0 or sys.now()
+        if sys.now() - t0 > 2 then
+          req:send(path == "/long" and "still here" or "too late")
+          req:finish()
+          streams[path], t0 = nil, nil
+        end
+      end
+      local d = c:read(1)
+      if d == nil then break end
+      out[#out + 1] = d
+    end
+    assert.equal("still here\n", table.concat(out))
+  end)
+
   it("refuses a port in use with the address in the message; close twice is fine", function()
     local a = assert(http.server {})
     local port = assert(a:listen("127.0.0.1", 0))

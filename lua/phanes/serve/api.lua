@@ -16,6 +16,7 @@ local Api = {}
 Api.__index = Api
 
 M.HEARTBEAT = 15 -- seconds between SSE comments, so a gone client is noticed
+M.TAIL_IDLE = 86400 -- a log tail may stay quiet this long (the server's timeout is for requests)
 
 function M.new(ctx)
   return setmetatable({ ctx = ctx, tails = {} }, Api)
@@ -174,7 +175,7 @@ function Api:log(req, info, id)
   if not run then return fail(req, 404, "no run " .. id) end
   local sse = (info.headers.accept or ""):find("text/event-stream", 1, true) ~= nil or info.params.format == "sse"
   req:start(200, { ["Content-Type"] = sse and "text/event-stream" or "text/plain; charset=utf-8",
-    ["Cache-Control"] = "no-store", ["X-Content-Type-Options"] = "nosniff" })
+    ["Cache-Control"] = "no-store", ["X-Content-Type-Options"] = "nosniff" }, M.TAIL_IDLE)
   local t = tail(req, sse, runs, run)
   if sse then req:send("retry: 3000\n\n") end
   local backlog = runs:log(run)

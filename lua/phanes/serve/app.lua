@@ -66,9 +66,9 @@ local function logged(self, req, info)
     line(status)
     return req:respond(status, headers, body)
   end
-  function w:start(status, headers)
+  function w:start(status, headers, idle)
     line(status)
-    return req:start(status, headers)
+    return req:start(status, headers, idle)
   end
   function w:send(data) return req:send(data) end
   function w:finish() return req:finish() end
