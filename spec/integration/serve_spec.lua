@@ -225,6 +225,21 @@ describe("phanes serve", function()
     assert.equal(404, (curl("GET", "/api/remote/status?host=gone")))
   end)
 
+  it("finishes a run whose client hung up", function()
+    local out = sh("curl -s -m 0.5 -H " .. q("Authorization: Bearer " .. token) .. " -d "
+      .. q('{"host":"th1","modules":["baseline"]}') .. " " .. q(base .. "/api/remote/install"))
+    assert.equal("", out)
+    local _, list = curl("GET", "/api/runs")
+    local run = list.runs[1]
+    assert.equal("th1", run.host)
+    for _ = 1, 600 do
+      if run.finished_at then break end
+      os.execute "sleep 0.2"
+      _, run = curl("GET", "/api/runs/" .. run.id)
+    end
+    assert.equal("noop", run.status, json.encode(run))
+  end)
+
   it("answers while a run to an unreachable host fails", function()
     local code, doc = post('{"host":"gone","modules":["baseline"],"ssh":{"connect_timeout":2}}')
     assert.equal(200, code)

@@ -476,6 +476,23 @@ describe("phanes serve app", function()
     assert.is_true(plain.finished)
   end)
 
+  it("after a restart, lists earlier runs and marks the ones left running as interrupted", function()
+    local d = tmpdir()
+    local F = require "phanes.file"
+    F.write(d .. "/20260101T000000Z-aa.json", json.encode { id = "20260101T000000Z-aa", host = "web1",
+      modules = json.array { "baseline" }, status = "noop", finished_at = "2026-01-01T00:00:09Z" })
+    F.write(d .. "/20260101T000001Z-bb.json", json.encode { id = "20260101T000001Z-bb", host = "web2",
+      modules = json.array { "baseline" }, status = "running" })
+    local runs = require("phanes.serve.runs").new { dir = d, argv = function() return {} end }
+    runs:load()
+    assert.equal("noop", runs:get("20260101T000000Z-aa").status)
+    local left = runs:get("20260101T000001Z-bb")
+    assert.equal("interrupted", left.status)
+    assert.is_nil(runs:busy("web2"))
+    assert.equal("interrupted", json.decode(F.read(d .. "/20260101T000001Z-bb.json")).status)
+    F.remove(d, true)
+  end)
+
   it("lists hosts with their last run; ?host= returns the manifest or 404", function()
     local s = new_app()
     s.records.web1 = { status = "ok", exit_code = 0, started_at = "2026-01-02T03:04:05Z", phanes_version = "0.1.0" }
