@@ -226,18 +226,22 @@ describe("phanes serve", function()
   end)
 
   it("finishes a run whose client hung up", function()
+    -- the connect to "gone" takes its 2 s timeout; the client leaves after 0.5 s
     local out = sh("curl -s -m 0.5 -H " .. q("Authorization: Bearer " .. token) .. " -d "
-      .. q('{"host":"th1","modules":["baseline"]}') .. " " .. q(base .. "/api/remote/install"))
+      .. q('{"host":"gone","modules":["baseline"],"ssh":{"connect_timeout":2}}') .. " " .. q(base .. "/api/remote/install"))
     assert.equal("", out)
     local _, list = curl("GET", "/api/runs")
     local run = list.runs[1]
-    assert.equal("th1", run.host)
-    for _ = 1, 600 do
+    assert.equal("gone", run.host)
+    assert.is_nil(run.finished_at)
+    for _ = 1, 300 do
       if run.finished_at then break end
       os.execute "sleep 0.2"
       _, run = curl("GET", "/api/runs/" .. run.id)
     end
-    assert.equal("noop", run.status, json.encode(run))
+    assert.equal("failed", run.status, json.encode(run))
+    assert.equal(3, run.exit_code)
+    assert.matches(":22: connect", run.error)
   end)
 
   it("answers while a run to an unreachable host fails", function()

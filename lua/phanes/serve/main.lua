@@ -160,7 +160,6 @@ end
 function M.context(o, tok, doc, known, loopback)
   local util = require "phanes.remote.util"
   local sys = require "phanes.sys"
-  local F = require "phanes.file"
   local dir = util.state_home() .. "/serve/runs"
   local ok, derr = util.mkdir_p(dir)
   if not ok then return nil, "cannot create " .. dir .. ": " .. tostring(derr) end
@@ -175,7 +174,6 @@ function M.context(o, tok, doc, known, loopback)
     spawn = function(argv) return http.spawn { argv = argv, env = env } end,
     read_record = util.read_record, status_path = ctx.status_path }
   ctx.runs:load()
-  local _ = F
   return ctx
 end
 

@@ -106,7 +106,8 @@ function M.install(body, known)
   local bad = check_keys(v, TOP, "")
   if bad then return nil, bad end
   if type(v.host) ~= "string" or v.host == "" then return nil, "host: expected an inventory name or user@address" end
-  if #v.host > 255 or not v.host:match "^[%w%.@:%[%]_%-]+$" then
+  -- a leading "-" would read as an option of the run's command line
+  if #v.host > 255 or not v.host:match "^[%w%[][%w%.@:%[%]_%-]*$" then
     return nil, "host: expected an inventory name or [user@]address[:port]"
   end
   local out = { host = v.host }
