@@ -5,7 +5,7 @@ LIBDIR := /usr/lib/$(MULTIARCH)
 OPT ?= -O2
 CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 	-I/usr/include/lua5.4 -Isrc $(EXTRA_CFLAGS)
-# Lua, libyaml, libssh2 (+libcrypto, zlib) and luafilesystem are linked from
+# Lua, libyaml, libssh2 (+libcrypto, zlib), libevent (+libssl) and luafilesystem are linked from
 # Debian's static archives, glibc dynamically. -E exports the Lua API so Lua C
 # modules from Debian (busted's term/system) load into the binary for specs.
 STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libevent_openssl.a libevent_extra.a libevent_core.a libssl.a libcrypto.a libz.a
