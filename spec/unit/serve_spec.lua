@@ -494,6 +494,33 @@ describe("phanes serve app", function()
     F.remove(d, true)
   end)
 
+  it("keeps the newest runs, in memory and on disk", function()
+    local d = tmpdir()
+    local F = require "phanes.file"
+    local R = require "phanes.serve.runs"
+    local keep = R.KEEP_RUNS
+    R.KEEP_RUNS = 3
+    local children = {}
+    local runs = R.new { dir = d, argv = function() return {} end,
+      spawn = function() local c = fake_child() children[#children + 1] = c return c end }
+    local ids = {}
+    for i = 1, 5 do
+      local run = assert(runs:submit { host = "web" .. i, modules = { "baseline" } })
+      ids[i] = run.id
+      children[i]:exit(0)
+      runs:tick()
+    end
+    R.KEEP_RUNS = keep
+    assert.equal(3, #runs.order)
+    assert.is_nil(runs:get(ids[2]))
+    assert.is_truthy(runs:get(ids[3]))
+    assert.is_false(F.exists(d .. "/" .. ids[1] .. ".json"))
+    assert.is_false(F.exists(d .. "/" .. ids[2] .. ".log"))
+    assert.is_true(F.exists(d .. "/" .. ids[5] .. ".json"))
+    assert.is_true(F.exists(d .. "/" .. ids[5] .. ".log"))
+    F.remove(d, true)
+  end)
+
   it("lists hosts with their last run; ?host= returns the manifest or 404", function()
     local s = new_app()
     s.records.web1 = { status = "ok", exit_code = 0, started_at = "2026-01-02T03:04:05Z", phanes_version = "0.1.0" }

@@ -211,7 +211,7 @@ function Runs:finish(run, code, sig, err)
 end
 
 -- Old finished runs: their logs leave memory (the file has them), the
--- oldest leave the list.
+-- oldest leave the list and the disk.
 function Runs:forget()
   local finished = 0
   for i = #self.order, 1, -1 do
@@ -222,8 +222,13 @@ function Runs:forget()
     end
   end
   while #self.order > M.KEEP_RUNS and self.order[1].finished_at do
-    self.all[self.order[1].id] = nil
-    table.remove(self.order, 1)
+    local old = table.remove(self.order, 1)
+    self.all[old.id] = nil
+    -- its record and log go too, so the directory stays as bounded as the list
+    for _, ext in ipairs { ".json", ".log" } do
+      local path = file_of(self, old.id, ext)
+      if path then require("phanes.file").remove(path) end
+    end
   end
 end
 
