@@ -244,6 +244,22 @@ describe("phanes serve", function()
     assert.matches(":22: connect", run.error)
   end)
 
+  it("interrupts a run on DELETE", function()
+    local code, doc = post('{"host":"gone","modules":["baseline"],"wait":false,"ssh":{"connect_timeout":20}}')
+    assert.equal(202, code)
+    local id = doc.run_id
+    code, doc = curl("DELETE", "/api/runs/" .. id, { token = token })
+    assert.equal(202, code)
+    local run = doc
+    for _ = 1, 300 do
+      if run.finished_at then break end
+      os.execute "sleep 0.2"
+      _, run = curl("GET", "/api/runs/" .. id)
+    end
+    assert.equal("interrupted", run.status, json.encode(run))
+    assert.equal(409, (curl("DELETE", "/api/runs/" .. id, { token = token })))
+  end)
+
   it("answers while a run to an unreachable host fails", function()
     local code, doc = post('{"host":"gone","modules":["baseline"],"ssh":{"connect_timeout":2}}')
     assert.equal(200, code)
