@@ -5,10 +5,10 @@ LIBDIR := /usr/lib/$(MULTIARCH)
 OPT ?= -O2
 CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 	-I/usr/include/lua5.4 -Isrc $(EXTRA_CFLAGS)
-# Lua, libyaml, libssh2 (+libcrypto, zlib) and luafilesystem are linked from
+# Lua, libyaml, libssh2 (+libcrypto, zlib), libevent (+libssl) and luafilesystem are linked from
 # Debian's static archives, glibc dynamically. -E exports the Lua API so Lua C
 # modules from Debian (busted's term/system) load into the binary for specs.
-STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libcrypto.a libz.a
+STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libevent_openssl.a libevent_extra.a libevent_core.a libssl.a libcrypto.a libz.a
 LDLIBS := $(addprefix $(LIBDIR)/,$(STATIC_LIBS)) -lm -ldl -lpthread
 STRIP ?= -s
 LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)
@@ -16,13 +16,13 @@ LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)
 B ?= build
 SRC := $(wildcard src/*.c)
 OBJ := $(SRC:src/%.c=$(B)/%.o) $(B)/files.o
-EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -name '.*' 2>/dev/null | LC_ALL=C sort)
+EMBED := $(shell find lua modules profiles templates web -type f ! -name '*~' ! -name '.*' 2>/dev/null | LC_ALL=C sort)
 
 # Debian packages for the build, the specs and the test hosts.
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
-	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client \
-	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl \
-	clang libclang-rt-14-dev
+	lua-filesystem-dev libevent-dev lua5.4 lua-busted valgrind openssh-client \
+	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl curl \
+	clang libclang-rt-14-dev chromium nodejs
 RUN_SPECS := spec/run
 
 .PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE \

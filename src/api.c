@@ -19,6 +19,7 @@ void phanes_preload(lua_State *L)
 		{"phanes.ssh", luaopen_phanes_ssh},
 		{"phanes.cipher", luaopen_phanes_cipher},
 		{"phanes.crypto", luaopen_phanes_crypto},
+		{"phanes.http", luaopen_phanes_http},
 		{"lfs", luaopen_lfs},
 		{NULL, NULL},
 	};

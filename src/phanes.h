@@ -47,6 +47,7 @@ int luaopen_phanes_yaml(lua_State *L);
 int luaopen_phanes_json(lua_State *L);
 int luaopen_phanes_ssh(lua_State *L);
 int luaopen_phanes_crypto(lua_State *L);
+int luaopen_phanes_http(lua_State *L);
 int luaopen_lfs(lua_State *L);
 /* Every primitive family above (and phanes.cipher) into package.preload: src/api.c. */
 void phanes_preload(lua_State *L);

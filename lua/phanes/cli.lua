@@ -7,6 +7,7 @@
 --   phanes --modules baseline,docker --config config.yaml
 --   phanes list | --list ; phanes status [--json] ; phanes check dev --config F
 --   phanes host ...        -> phanes.host.main(args)
+--   phanes serve ...       -> phanes.serve.main.main(args)
 --   phanes --remote[=T] .. -> phanes.remote.main(argv)
 --
 -- Exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3
@@ -59,6 +60,7 @@ commands:
   facts                    what phanes knows about this machine
   host ...                 manage remote hosts (phanes host --help)
   vault ...                the encrypted secrets file (phanes vault --help)
+  serve                    HTTP API and dashboard for remote runs (phanes serve --help)
   lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
   help [COMMAND]           help on a command
@@ -338,6 +340,11 @@ function M.main(argv)
     local args = {}
     for j = at + 1, #argv do args[#args + 1] = argv[j] end
     return delegate(word == "host" and "phanes.host" or "phanes.vault_cmd", args)
+  end
+  if word == "serve" then
+    local args = {}
+    for j = 1, #argv do if j ~= at then args[#args + 1] = argv[j] end end
+    return delegate("phanes.serve.main", args)
   end
   local p, err, cmd = M.parse(argv)
   if not p then return usage_error(err, cmd) end
