@@ -4,7 +4,18 @@
  * The child runs in its own process group, so a terminal Ctrl-C reaches
  * phanes only; the group is what a timeout or exec.kill_all() signals.
  * Every descriptor is close-on-exec; every child is reaped, also when a
- * stream callback raises. */
+ * stream callback raises.
+ *
+ * A child dies with phanes (PR_SET_PDEATHSIG, SIGKILL), also when phanes
+ * itself is killed with SIGKILL and can run no cleanup. The other way out,
+ * letting children inherit the lock so it is held until the last one
+ * exits, is wrong here: a command that starts a daemon (an init script, a
+ * `cmd &`) would then hold the machine's lock for the daemon's lifetime,
+ * and a half-done step would still run on unsupervised. Killing the child
+ * leaves the step half done, which every resource must resume from anyway
+ * (see modules/swap.lua). Grandchildren in the child's process group are
+ * reached by the timeout and exec.kill_all(), not by the death signal: a
+ * shell given a single command execs it, so the command is the child. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -12,6 +23,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -165,8 +177,14 @@ static void child_report(int fd, int stage, int err)
 	_exit(127);
 }
 
-static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int report)
+static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int report, pid_t parent)
 {
+	/* Dies with phanes; if phanes died before this line, the signal will
+	 * never come: we are init's already, so go now. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		child_report(report, 0, errno);
+	if (getppid() != parent)
+		_exit(127);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -192,10 +210,11 @@ static int start(lua_State *L, const struct spawn *sp, struct run *r)
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
 	int ok = (!sp->has_stdin || pipe_hi(in) == 0) && pipe_hi(out) == 0 &&
 		 (sp->merge || pipe_hi(err) == 0) && pipe_hi(rep) == 0;
+	pid_t parent = getpid();
 	pid_t pid = ok ? fork() : -1;
 	int e = errno;
 	if (pid == 0)
-		child(sp, in[0], out[1], sp->merge ? out[1] : err[1], rep[1]);
+		child(sp, in[0], out[1], sp->merge ? out[1] : err[1], rep[1], parent);
 	close_fd(&in[0]);
 	close_fd(&out[1]);
 	close_fd(&err[1]);

@@ -274,7 +274,9 @@ function M.status(p)
   local path = statefile.path { flag = p.opts.state, config = cfg_path }
   local state, err, code = statefile.read(path)
   if not state then
-    out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state" or nil)
+    -- A mistyped field is "corrupt" too: the message names the file and field.
+    out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state"
+      or code == "unsafe" and "give a --state PATH in a directory only root can write" or nil)
     return EXIT.usage
   end
   local changes = p.opts.config and config_changes(p, out, state, prof)
