@@ -5,6 +5,10 @@
 -- In a container (docker, lxc, a test host...) swap belongs to the host
 -- kernel and swapon fails: the module says so and skips. When /proc/sys is
 -- read-only the sysctl file is still written, but not applied.
+-- Each step checks the file itself (size, mode, swap signature), so a run
+-- killed between steps resumes where it stopped; a swapon that fails with
+-- EINVAL (a file system that cannot hold swap, such as an overlay) is said
+-- and the module skips.
 --
 -- Section `swap:`
 --   enabled: true

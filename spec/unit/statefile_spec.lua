@@ -186,4 +186,47 @@ describe("statefile", function()
     assert.equal("9.9", data.phanes_version)
     assert.equal("2020-01-01T00:00:00Z", data.modules.a.updated_at) -- the module did not change
   end)
+  it("names the file and the field of a mistyped state", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    for text, msg in pairs {
+      ['{"format":1,"modules":{"redis":{"status":"installed","version":3}}}'] = "modules.redis.version must be a string, not number",
+      ['{"format":1,"modules":{"a":{"last_error":{"x":1}}}}'] = "modules.a.last_error must be a string, not table",
+      ['{"format":1,"hostname":[],"modules":{}}'] = "hostname must be a string, not table",
+      ['{"format":1,"modules":{"a":{"units":["x",2]}}}'] = "modules.a.units[2] must be a string, not number",
+    } do
+      runcli.write(path, text)
+      local s, err, code = statefile.read(path)
+      assert.is_nil(s)
+      assert.equal("corrupt", code)
+      assert.equal(path .. ": corrupt state file: " .. msg, err)
+    end
+  end)
+
+  it("keeps every corrupt file moved aside, also two in the same second", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    local kept = {}
+    for i = 1, 2 do
+      runcli.write(path, "{ bad " .. i)
+      local sf = assert(open(path))
+      kept[i] = sf.warning:match "kept as (%S+),"
+      sf:close()
+    end
+    assert.not_equal(kept[1], kept[2])
+    assert.equal("{ bad 1", runcli.read(kept[1]))
+    assert.equal("{ bad 2", runcli.read(kept[2]))
+  end)
+
+  it("has one lock per machine, whatever the state path", function()
+    local env = function(v) return function(k) return ({ PHANES_LOCK = v })[k] end end
+    assert.equal("/run/phanes.lock", statefile.lock_path { env = env(nil), euid = 0 })
+    assert.equal("/x/l", statefile.lock_path { env = env "/x/l", euid = 0 })
+    assert.equal("/tmp/phanes-1000.lock", statefile.lock_path { env = env(nil), euid = 1000 })
+    local a = assert(open(dir .. "/a/state.json"))
+    local b, err, code = open(dir .. "/b/state.json", { wait = 0 })
+    assert.is_nil(b)
+    assert.equal("locked", code)
+    assert.matches("another phanes run holds " .. lock, err, 1, true)
+    a:close()
+    assert(open(dir .. "/b/state.json")):close()
+  end)
 end)
