@@ -126,14 +126,14 @@ local function output(t, p, files, log)
     end
     line = fix(line)
     log[#log + 1] = line
-    io.stdout:write(line, "\n")
+    io.stdout:write(require("phanes.output").sanitize(line), "\n")
     io.stdout:flush()
   end)
   st.err = util.liner(function(line)
     if not st.pid then st.held[#st.held + 1] = line return end
     line = fix(line)
     log[#log + 1] = line
-    io.stderr:write(line, "\n")
+    io.stderr:write(require("phanes.output").sanitize(line), "\n")
   end)
   return st
 end
