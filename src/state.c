@@ -5,7 +5,8 @@
  * Root must not follow what others planted: the lock, the state file and
  * its temp file are opened with O_NOFOLLOW, relative to their directory,
  * which is reached one component at a time. A symlink on the way is
- * followed only when root owns it and only root can write where it lies.
+ * followed only when root (or we) own it and only root (or we) can write
+ * where it lies.
  * In a directory someone other than root (or us) can write, a symlink or a
  * file of another owner is refused with its path and owner, and nothing is
  * written. (file.c has the general helper; this one is kept small and
@@ -92,7 +93,7 @@ static int step(struct where *w, const char *prefix, const char *comp, struct st
 		return fail_errno(w, prefix, errno);
 	int flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
 	if (S_ISLNK(st.st_mode)) {
-		if (!w->trusted || st.st_uid != 0)
+		if (!w->trusted || !ours(st.st_uid))
 			return refuse(w, prefix, "a symlink", st.st_uid);
 	} else {
 		flags |= O_NOFOLLOW;
@@ -509,9 +510,23 @@ static int l_write(lua_State *L)
 	return 1;
 }
 
+/* Renames name to aside in dir, failing with EEXIST rather than replacing
+ * anything: renameat2(RENAME_NOREPLACE), or where the file system lacks it,
+ * link then unlink. 0 or -1 with errno. */
+static int move_new(int dir, const char *name, const char *aside)
+{
+	if (renameat2(dir, name, dir, aside, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (linkat(dir, name, dir, aside, 0) < 0)
+		return -1;
+	return unlinkat(dir, name, 0);
+}
+
 /* state.set_aside(path, suffix) -> new path | nil, err, code
- * Links path to path .. suffix (then -2, -3, ...: a name that does not
- * exist yet, never replacing one), then removes path. */
+ * Moves path to path .. suffix (then -2, -3, ...: a name that does not
+ * exist yet, never replacing one). */
 static int l_set_aside(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -529,13 +544,11 @@ static int l_set_aside(lua_State *L)
 				 : snprintf(aside, sizeof aside, "%s%s-%d", w.name, suffix, n);
 		if (len < 0 || (size_t)len >= sizeof aside || n > 1000)
 			rc = fail_errno(&w, path, n > 1000 ? EEXIST : ENAMETOOLONG);
-		else if (linkat(w.dir, w.name, w.dir, aside, 0) == 0)
+		else if (move_new(w.dir, w.name, aside) == 0)
 			break;
 		else if (errno != EEXIST)
 			rc = fail_errno(&w, path, errno);
 	}
-	if (rc == 0 && unlinkat(w.dir, w.name, 0) < 0)
-		rc = fail_errno(&w, path, errno);
 	close_where(&w);
 	if (rc < 0)
 		return push_where_fail(L, &w);
