@@ -13,9 +13,10 @@
  * `cmd &`) would then hold the machine's lock for the daemon's lifetime,
  * and a half-done step would still run on unsupervised. Killing the child
  * leaves the step half done, which every resource must resume from anyway
- * (see modules/swap.lua). Grandchildren in the child's process group are
- * reached by the timeout and exec.kill_all(), not by the death signal: a
- * shell given a single command execs it, so the command is the child. */
+ * (see modules/swap.lua). Grandchildren in the child's process group
+ * (`sh -c 'a; b'`) do not get the death signal: the lock's watchdog
+ * (state.c) kills those groups once phanes is gone, and only then lets the
+ * lock go. It learns of each group here (phanes_exec_watch). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,8 +45,31 @@ extern char **environ;
 #define MAX_CHILDREN 64
 static volatile sig_atomic_t child_groups[MAX_CHILDREN];
 
+/* The lock watchdog's socket (state.c), -1 when none: +pgid for each
+ * started child, -pgid once reaped. Never blocks, never raises SIGPIPE: a
+ * message lost to a full or closed socket only weakens a fallback. */
+static int watch_fd = -1;
+
+void phanes_exec_watch(int fd)
+{
+	watch_fd = fd;
+}
+
+int phanes_exec_watching(void)
+{
+	return watch_fd;
+}
+
+static void tell_watch(pid_t v)
+{
+	int msg = (int)v;
+	if (watch_fd >= 0 && send(watch_fd, &msg, sizeof msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		return;
+}
+
 static int register_child(pid_t pgid)
 {
+	tell_watch(pgid);
 	for (int i = 0; i < MAX_CHILDREN; i++) {
 		if (child_groups[i] == 0) {
 			child_groups[i] = pgid;
@@ -105,6 +130,7 @@ static void reap(struct run *r)
 		return;
 	while (waitpid(r->pid, &r->status, 0) < 0 && errno == EINTR)
 		;
+	tell_watch(-r->pid);
 	r->pid = 0;
 	r->exited = 1;
 	if (r->slot >= 0)
@@ -336,6 +362,7 @@ static void check_exited(struct run *r)
 	while ((p = waitpid(r->pid, &r->status, WNOHANG)) < 0 && errno == EINTR)
 		;
 	if (p == r->pid || (p < 0 && errno == ECHILD)) {
+		tell_watch(-r->pid);
 		r->pid = 0;
 		r->exited = 1;
 		if (r->slot >= 0)

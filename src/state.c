@@ -23,7 +23,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "phanes.h"
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include "exec.h"
 
 #define LOCK_MT "phanes.state.lock"
 #define POLL_NS (50 * 1000 * 1000)
@@ -32,6 +36,8 @@
 /* Created closed (fd -1), so __gc always finds a consistent object. */
 struct lock {
 	int fd;
+	int watch;        /* our end of the watchdog's socket, -1 when none */
+	pid_t watchdog;   /* > 0 until reaped */
 };
 
 /* ---- safe opening: a checked directory, then a name in it ---- */
@@ -230,12 +236,151 @@ static int push_where_fail(lua_State *L, const struct where *w)
 
 /* ---- the lock ---- */
 
+/* ---- the watchdog: the lock outlives phanes until its children are gone ----
+ *
+ * Forked when the lock is taken, it shares the lock's open file (so the
+ * flock stays held while it lives) and keeps nothing else. exec.c tells it
+ * each child's process group as it starts and ends. When phanes goes,
+ * SIGKILL included, its end of the socket closes: the watchdog kills the
+ * groups still running, waits (up to WATCH_GRACE s) until they are gone,
+ * and exits, which lets the lock go. So a next run never meets a half-done
+ * command of the last one, and nothing it started runs on. */
+
+#define WATCH_MAX 256
+#define WATCH_GRACE 5.0
+
+static double now(void);
+
+/* close_range(a, b), nothing when a > b; -1 when the kernel lacks it. */
+static int close_span(unsigned a, unsigned b)
+{
+	if (a > b)
+		return 0;
+#ifdef SYS_close_range
+	return (int)syscall(SYS_close_range, a, b, 0);
+#else
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
+static void close_others(int keep1, int keep2)
+{
+	unsigned lo = (unsigned)(keep1 < keep2 ? keep1 : keep2), hi = (unsigned)(keep1 < keep2 ? keep2 : keep1);
+	if (close_span(3, lo - 1) == 0 && close_span(lo + 1, hi - 1) == 0 && close_span(hi + 1, ~0U) == 0)
+		return;
+	for (int fd = 3; fd < 4096; fd++) /* kernels before 5.9 */
+		if (fd != keep1 && fd != keep2)
+			close(fd);
+}
+
+static void quiet_stdio(void)
+{
+	int fd = open("/dev/null", O_RDWR);
+	for (int i = 0; i < 3 && fd >= 0; i++)
+		dup2(fd, i);
+	if (fd > 2)
+		close(fd);
+}
+
+static int groups_alive(const pid_t *g, int n)
+{
+	int alive = 0;
+	for (int i = 0; i < n; i++)
+		if (g[i] > 0 && kill(-g[i], 0) == 0)
+			alive++;
+	return alive;
+}
+
+static void add_group(pid_t *g, int *n, int v)
+{
+	if (v > 0) {
+		if (*n < WATCH_MAX)
+			g[(*n)++] = v;
+		return;
+	}
+	for (int i = 0; i < *n; i++)
+		if (g[i] == -v) {
+			g[i] = g[--*n];
+			return;
+		}
+}
+
+static void watchdog(int lockfd, int sock)
+{
+	setsid(); /* no terminal's Ctrl-C or hangup reaches it */
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		signal(sigs[i], SIG_IGN);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	close_others(lockfd, sock);
+	quiet_stdio();
+	pid_t groups[WATCH_MAX];
+	int n = 0, msg;
+	for (;;) {
+		ssize_t got = recv(sock, &msg, sizeof msg, MSG_WAITALL);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got != (ssize_t)sizeof msg)
+			break; /* phanes is gone (or let go of the lock) */
+		add_group(groups, &n, msg);
+	}
+	for (int i = 0; i < n; i++)
+		kill(-groups[i], SIGKILL);
+	double until = now() + WATCH_GRACE;
+	while (groups_alive(groups, n) && now() < until) {
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	_exit(0);
+}
+
+/* Starts the watchdog for l; without one (fork failed) the children still
+ * die with phanes (exec.c), only grandchildren may not. */
+static void start_watchdog(struct lock *l)
+{
+	int sv[2];
+	if (phanes_exec_watching() >= 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return; /* a second lock in one process: the first one watches */
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(sv[0]);
+		watchdog(l->fd, sv[1]);
+	}
+	close(sv[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		return;
+	}
+	l->watch = sv[0];
+	l->watchdog = pid;
+	phanes_exec_watch(sv[0]);
+}
+
+static void stop_watchdog(struct lock *l)
+{
+	if (l->watch >= 0) {
+		if (phanes_exec_watching() == l->watch)
+			phanes_exec_watch(-1);
+		close(l->watch); /* the watchdog sees the end and exits */
+		l->watch = -1;
+	}
+	if (l->watchdog > 0) {
+		while (waitpid(l->watchdog, NULL, 0) < 0 && errno == EINTR)
+			;
+		l->watchdog = 0;
+	}
+}
+
 static int lock_release(lua_State *L)
 {
 	struct lock *l = luaL_checkudata(L, 1, LOCK_MT);
 	if (l->fd >= 0)
-		close(l->fd); /* closing the only descriptor drops the flock */
+		close(l->fd); /* with the watchdog's, the last descriptor: drops the flock */
 	l->fd = -1;
+	stop_watchdog(l);
 	return 0;
 }
 
@@ -338,6 +483,8 @@ static int l_lock(lua_State *L)
 	lock_opts(L, &wait, &timeout);
 	struct lock *l = lua_newuserdatauv(L, sizeof *l, 0);
 	l->fd = -1;
+	l->watch = -1;
+	l->watchdog = 0;
 	luaL_setmetatable(L, LOCK_MT);
 	struct where w;
 	if (open_parent(path, &w) < 0)
@@ -350,6 +497,7 @@ static int l_lock(lua_State *L)
 	int e = acquire(fd, wait, timeout);
 	if (e == 0) {
 		write_pid(fd);
+		start_watchdog(l);
 		return 1;
 	}
 	long pid = e == EWOULDBLOCK ? holder(fd) : 0;

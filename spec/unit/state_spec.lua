@@ -108,6 +108,49 @@ describe("phanes.state.lock", function()
     end)
   end)
 
+  it("when phanes is killed, holds the lock until every command it started is gone", function()
+    local script, pidfile = dir .. "/run.lua", dir .. "/sleep.pid"
+    local f = assert(io.open(script, "w"))
+    -- a grandchild: the shell forks sleep, so the death signal misses it
+    f:write(string.format([[
+      local lock = assert(require("phanes.state").lock(%q))
+      require("phanes.exec").run { shell = "sleep 318 & echo $! >%s; wait" }
+    ]], path, pidfile))
+    f:close()
+    local r = assert(exec.run { shell = string.format("%q lua %q >/dev/null 2>&1 & echo $!",
+      sys.exe() or "build/phanes", script) })
+    local parent = r.stdout:match "%d+"
+    local child
+    for _ = 1, 250 do
+      local pf = io.open(pidfile)
+      child = pf and pf:read "n"
+      if pf then pf:close() end
+      if child then break end
+      sys.sleep(0.02)
+    end
+    assert.truthy(child, "the command did not start")
+    local function alive(pid)
+      local st = io.open("/proc/" .. pid .. "/stat")
+      local s = st and st:read "a" or ""
+      if st then st:close() end
+      return s:match "^%d+ %(sleep%) [^Z]" ~= nil
+    end
+    assert.is_true(alive(child))
+    assert.is_false(free())
+    assert(exec.run { argv = { "kill", "-KILL", parent } })
+    local t0 = sys.now()
+    while sys.now() - t0 < 10 do
+      local is_free = free()
+      if is_free then
+        assert.is_false(alive(child), "the lock was free while sleep " .. child .. " still ran")
+        break
+      end
+      sys.sleep(0.02)
+    end
+    assert.is_true(free())
+    assert.is_false(alive(child))
+  end)
+
   it("reports a path it cannot open", function()
     local none, err, code = state.lock(dir .. "/no/such/lock")
     assert.is_nil(none)
