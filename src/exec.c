@@ -206,8 +206,9 @@ static void child_report(int fd, int stage, int err)
 static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int report, pid_t parent)
 {
 	/* Dies with phanes; if phanes died before this line, the signal will
-	 * never come: we are init's already, so go now. */
-	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) /* the raw call: ASan intercepts prctl, slowly, in every child */
+	 * never come: we are init's already, so go now. The raw call: ASan
+	 * intercepts prctl, slowly, in every child. */
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		child_report(report, 0, errno);
 	if (getppid() != parent)
 		_exit(127);

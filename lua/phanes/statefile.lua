@@ -74,8 +74,9 @@ local function field_error(where, v, want)
   return string.format("%s must be %s, not %s", where, want, type(v))
 end
 
--- statefile.mistyped(data) -> nil | "modules.redis.version must be a string, not table"
--- (the first field of the wrong type; status and status --json print the rest as text).
+-- statefile.mistyped(data) -> nil | "modules.redis.version must be a string, not table":
+-- the first field (modules by name) whose type is wrong, so that status
+-- never meets one it cannot print.
 function M.mistyped(data)
   for _, k in ipairs(STRINGS) do
     if data[k] ~= nil and type(data[k]) ~= "string" then return field_error(k, data[k], "a string") end
@@ -85,7 +86,7 @@ function M.mistyped(data)
   table.sort(names)
   for _, name in ipairs(names) do
     local m, at = data.modules[name], "modules." .. name
-    if type(name) ~= "string" or type(m) ~= "table" then return field_error(at, m, "an object") end
+    if type(m) ~= "table" then return field_error(at, m, "an object") end
     for _, k in ipairs(MODULE_STRINGS) do
       if m[k] ~= nil and type(m[k]) ~= "string" then return field_error(at .. "." .. k, m[k], "a string") end
     end
