@@ -74,7 +74,7 @@ return {
       local p = cfg.path -- checked above: no shell metacharacters
       local is_swap = "blkid -p -s TYPE -o value " .. p .. " 2>/dev/null | grep -qx swap"
       ctx.cmd.run { argv = { "fallocate", "-l", mb .. "M", p }, desc = "allocate " .. mb .. "M swap file " .. p,
-        unless = is_swap .. " || [ \"$(stat -c %s " .. p .. " 2>/dev/null)\" = " .. (mb * 1024 * 1024) .. " ]" }
+        unless = is_swap .. " || [ \"$(stat -c %s " .. p .. " 2>/dev/null)\" = " .. string.format("%d", mb * 1048576) .. " ]" }
       ctx.cmd.run { argv = { "chmod", "0600", p }, desc = "chmod 0600 " .. p,
         unless = "[ \"$(stat -c %a " .. p .. ")\" = 600 ]" }
       ctx.cmd.run { argv = { "mkswap", p }, desc = "mkswap " .. p, unless = is_swap }
