@@ -300,7 +300,8 @@ function M.status(p)
   local rows = {}
   for _, name in ipairs(names) do
     local m = state.modules[name]
-    local st = m.status == "installed" and "installed" or "failed"
+    -- changing: a run stopped (killed) while the module changed the machine
+    local st = m.changing and "interrupted" or m.status == "installed" and "installed" or "failed"
     rows[#rows + 1] = { name, out:status(st), m.installed_at or "", m.updated_at or "", m.version or "",
       changes and (changes[name] == "changed" and out:paint("yellow", "changed") or changes[name] or "?") or nil }
   end

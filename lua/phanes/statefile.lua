@@ -10,7 +10,8 @@
 -- Shape (format 1):
 --   { format = 1, phanes_version, updated_at, hostname,
 --     modules = { name = { status = "installed"|"failed", installed_at,
---                          updated_at, version, config_hash, last_error } } }
+--                          updated_at, version, config_hash, last_error,
+--                          changing = true while a change is under way } } }
 -- Times are ISO 8601 UTC strings. The file is rewritten whole and atomically
 -- after each module whose record changed, and once at the end of a run that
 -- changed nothing (sf:finish), under an exclusive lock held from open to
@@ -90,6 +91,7 @@ function M.mistyped(data)
     for _, k in ipairs(MODULE_STRINGS) do
       if m[k] ~= nil and type(m[k]) ~= "string" then return field_error(at .. "." .. k, m[k], "a string") end
     end
+    if m.changing ~= nil and m.changing ~= true then return field_error(at .. ".changing", m.changing, "true") end
     if m.units ~= nil then
       if type(m.units) ~= "table" then return field_error(at .. ".units", m.units, "a list") end
       for i, u in pairs(m.units) do
@@ -219,6 +221,8 @@ function SF:record(name, info)
   local units = info.units
   if units ~= nil and #units == 0 then units = nil end
   m.status = info.status
+  local finished = info.status == "installed" and m.changing
+  if finished then m.changing = nil end -- done: the next run owes nothing
   if info.status == "installed" then
     m.installed_at = m.installed_at or M.iso()
     m.version = info.version
@@ -228,7 +232,7 @@ function SF:record(name, info)
     m.last_error = info.error
   end
   local after = { m.status, m.version, m.config_hash, m.last_error, m.installed_at }
-  local dirty = info.changed or self.data.modules[name] == nil
+  local dirty = info.changed or finished or self.data.modules[name] == nil
   for i = 1, 5 do dirty = dirty or before[i] ~= after[i] end
   if info.units ~= nil and not same_list(m.units, units) then
     m.units = units
@@ -238,6 +242,25 @@ function SF:record(name, info)
   if not dirty then return true end
   m.updated_at = M.iso()
   return self:write()
+end
+
+-- sf:begin(name) -> true | nil, err: the module has started to change the
+-- machine (its first changed resource). Written at once; cleared when the
+-- module is recorded installed. A run killed in between leaves it, so the
+-- next run knows the module owes what it did not finish (sf:pending).
+function SF:begin(name)
+  local m = self.data.modules[name] or {}
+  self.data.modules[name] = m
+  if m.changing then return true end
+  m.changing = true
+  return self:write()
+end
+
+-- sf:pending(name) -> true when the last run of the module changed something
+-- and did not end installed (killed, interrupted, or failed after a change).
+function SF:pending(name)
+  local m = self.data.modules[name]
+  return m ~= nil and m.changing == true
 end
 
 -- sf:finish() -> true | nil, err: at the end of a run, one write when the

@@ -104,7 +104,7 @@ describe("runner", function()
     end)
     local sf = assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     go({ writes "a", svc }, { sf = sf })
-    assert.equal(2, sf.writes)               -- a, svc: both new
+    assert.equal(3, sf.writes)               -- a (its change noted, then done), svc: both new
     assert.same({}, seen)
     assert.same({ "a.service", "b.service" }, state().modules.svc.units)
     -- again: nothing changes, one write (the run's time)
@@ -216,7 +216,7 @@ describe("runner", function()
       { report.modules[1].status, report.modules[2].status, report.modules[3].status })
     local s = state()
     assert.equal("installed", s.modules.one.status)
-    assert.is_nil(s.modules.two)
+    assert.same({ changing = true }, s.modules.two) -- it changed the machine: the next run resumes it
     assert.match("interrupted during 'two' %(stopped after its current resource%); completed: one", err:text())
     assert.equal(0, killed)
   end)
