@@ -159,6 +159,42 @@ describe("faults and planted files #faults", function()
     end
   end)
 
+  describe("a restart owed by a killed run", function()
+    local APPLY = "apply --modules f_svc --path " .. FX
+    local function main_pid() return trim(sh "systemctl show -p ExecMainPID --value f-svc") end
+    setup(function()
+      sh "printf '[Service]\\nExecStart=/bin/sleep infinity\\n' >/etc/systemd/system/f-svc.service && systemctl daemon-reload"
+    end)
+
+    it("is done by the next run, though the config file no longer changes", function()
+      local out, code, err = phanes(APPLY, "F_SVC=one")
+      assert.equal(0, code, out .. err)
+      local first = main_pid()
+      assert.not_equal("0", first)
+      -- killed while it restarts f-svc for the new config
+      sh [[rm -rf /root/fake /root/fake.started && mkdir /root/fake && printf '#!/bin/sh\ncase " $* " in *" restart "*) echo started >/root/fake.started; exec sleep 300;; esac\nexec /usr/bin/systemctl "$@"\n' >/root/fake/systemctl && chmod 0755 /root/fake/systemctl]]
+      local pid = start(APPLY, "F_SVC=two PATH=/root/fake:$PATH")
+      wait_for("test -e /root/fake.started", "the restart")
+      killed(pid)
+      sh "rm -rf /root/fake"
+      assert.equal("two", trim(sh "cat /etc/f-svc.conf"))
+      assert.equal(first, main_pid()) -- the daemon still runs the old config
+      out = phanes "status"
+      assert.matches("f_svc%s+interrupted", out)
+      -- the next run: nothing to write, but the restart it owed
+      out, code, err = phanes(APPLY, "F_SVC=two")
+      assert.equal(0, code, out .. err)
+      assert.matches("changed service.running f-svc  (restarted)", out, 1, true)
+      local second = main_pid()
+      assert.not_equal(first, second)
+      -- and then it owes nothing
+      out, code, err = phanes(APPLY, "F_SVC=two")
+      assert.equal(0, code, out .. err)
+      assert.equal(second, main_pid())
+      assert.not_matches("restarted", out, 1, true)
+    end)
+  end)
+
   describe("state files", function()
     it("a mistyped field: a clear error naming the file and field, exit 2 (was 70)", function()
       sh [[printf '{"format":1,"modules":{"redis":{"status":"failed","last_error":{"x":1}}}}' >/root/typo.json]]
