@@ -109,7 +109,7 @@ local function show_one(row, o)
   local rows = {}
   for _, name in ipairs(sorted_modules(st)) do
     local m = st.modules[name]
-    rows[#rows + 1] = { name, m.status or "?", m.installed_at or "", m.updated_at or "", m.version or "" }
+    rows[#rows + 1] = { name, m.changing and "interrupted" or m.status or "?", m.installed_at or "", m.updated_at or "", m.version or "" }
   end
   print_lines(require("phanes.remote.fleet").format_table({ "module", "status", "installed at", "updated at", "version" }, rows))
   for _, name in ipairs(sorted_modules(st)) do
