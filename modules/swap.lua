@@ -91,7 +91,7 @@ return {
 
     local sysctl = ctx.file.content { path = "/etc/sysctl.d/60-phanes-swap.conf", mode = "0644",
       content = "# Managed by phanes (module swap)\nvm.swappiness = " .. cfg.swappiness .. "\n" }
-    if changed(sysctl) then
+    if changed(sysctl) or ctx.resuming then -- resuming: a killed run may not have applied it
       if ctx.facts.proc_sys_writable then
         ctx.cmd.run { argv = { "sysctl", "-q", "-p", "/etc/sysctl.d/60-phanes-swap.conf" },
           desc = "apply vm.swappiness" }
