@@ -100,7 +100,8 @@ return {
     if gen then
       local line = ctx.file.line { path = "/etc/locale.gen", line = gen,
         match = "^#?%s*" .. gen:gsub("%p", "%%%0") .. "%s*$" }
-      if changed(line) then
+      -- resuming: a killed run may have written the line but not generated
+      if changed(line) or ctx.resuming then
         ctx.cmd.run { argv = { "locale-gen" }, desc = "generate locale " .. locale }
       end
     end

@@ -47,15 +47,20 @@ return {
       ctx.fail("coolify.install_url '" .. cfg.install_url .. "' is not an http(s) URL")
     end
     local pfile = require "phanes.file"
-    if pfile.exists(cfg.installed_marker) then
+    -- The install script writes the marker early on: a run killed after
+    -- that would count as installed. INSTALLING exists from before the
+    -- script runs until it succeeded, so such a run resumes.
+    local INSTALLING = "/var/lib/phanes/coolify.installing"
+    if pfile.exists(cfg.installed_marker) and not pfile.exists(INSTALLING) then
       return ctx.skip("already installed (" .. cfg.installed_marker .. " exists)")
     end
     if not ctx.dry_run and not pfile.exists "/usr/bin/docker" then
       ctx.fail("coolify needs docker first: add the docker module before coolify (docker not found)")
     end
     ctx.file.directory { path = "/var/lib/phanes", mode = "0700" }
+    ctx.file.content { path = INSTALLING, mode = "0600", content = "the Coolify install script has not finished\n" }
     ctx.cmd.run { argv = { "curl", "-fsSL", "--retry", "3", "-o", SCRIPT, cfg.install_url },
-      creates = cfg.installed_marker, desc = "download the Coolify install script" }
+      desc = "download the Coolify install script" }
     local env = {}
     for k, v in pairs(cfg.env) do
       if not tostring(k):match "^[%a_][%w_]*$" then
@@ -63,7 +68,8 @@ return {
       end
       env[k] = tostring(v)
     end
-    ctx.cmd.run { argv = { "bash", SCRIPT }, env = env, creates = cfg.installed_marker,
+    ctx.cmd.run { argv = { "bash", SCRIPT }, env = env,
       desc = "run the Coolify install script", timeout = 1800 }
+    ctx.file.absent { path = INSTALLING }
   end,
 }

@@ -5,6 +5,10 @@
 -- In a container (docker, lxc, a test host...) swap belongs to the host
 -- kernel and swapon fails: the module says so and skips. When /proc/sys is
 -- read-only the sysctl file is still written, but not applied.
+-- Each step checks the file itself (size, mode, swap signature), so a run
+-- killed between steps resumes where it stopped; a swapon that fails with
+-- EINVAL (a file system that cannot hold swap, such as an overlay) is said
+-- and the module skips.
 --
 -- Section `swap:`
 --   enabled: true
@@ -72,20 +76,30 @@ return {
       if dev.path == cfg.path then active = true end
     end
     if not active then
-      local made = ctx.cmd.run { argv = { "fallocate", "-l", mb .. "M", cfg.path }, creates = cfg.path,
-        desc = "allocate " .. mb .. "M swap file " .. cfg.path }
-      if changed(made) then
-        ctx.cmd.run { argv = { "chmod", "0600", cfg.path }, desc = "chmod 0600 " .. cfg.path }
-        ctx.cmd.run { argv = { "mkswap", cfg.path }, desc = "mkswap " .. cfg.path }
+      -- Each step checks the file itself, not the step before it, so a run
+      -- killed at any step resumes there: a file of the wrong size is
+      -- allocated again, a file without a swap signature is formatted.
+      local p = cfg.path -- checked above: no shell metacharacters
+      local is_swap = "blkid -p -s TYPE -o value " .. p .. " 2>/dev/null | grep -qx swap"
+      ctx.cmd.run { argv = { "fallocate", "-l", mb .. "M", p }, desc = "allocate " .. mb .. "M swap file " .. p,
+        unless = is_swap .. " || [ \"$(stat -c %s " .. p .. " 2>/dev/null)\" = " .. string.format("%d", mb * 1048576) .. " ]" }
+      ctx.cmd.run { argv = { "chmod", "0600", p }, desc = "chmod 0600 " .. p,
+        unless = "[ \"$(stat -c %a " .. p .. ")\" = 600 ]" }
+      ctx.cmd.run { argv = { "mkswap", p }, desc = "mkswap " .. p, unless = is_swap }
+      local ok, err = pcall(ctx.cmd.run, { argv = { "swapon", p }, desc = "swapon " .. p })
+      if not ok then
+        local why = type(err) == "table" and tostring(err.detail or "") .. " " .. tostring(err.message or "") or tostring(err)
+        if not why:find("Invalid argument", 1, true) then error(err, 0) end
+        return ctx.skip("swapon " .. p .. ": Invalid argument: this kernel or file system cannot swap to " ..
+          "the file (an overlay, a container); the file is ready, and the next run tries swapon again")
       end
-      ctx.cmd.run { argv = { "swapon", cfg.path }, desc = "swapon " .. cfg.path }
     end
     ctx.file.line { path = "/etc/fstab", line = cfg.path .. " none swap sw 0 0",
       match = "^" .. cfg.path:gsub("%p", "%%%0") .. "%s" }
 
     local sysctl = ctx.file.content { path = "/etc/sysctl.d/60-phanes-swap.conf", mode = "0644",
       content = "# Managed by phanes (module swap)\nvm.swappiness = " .. cfg.swappiness .. "\n" }
-    if changed(sysctl) then
+    if changed(sysctl) or ctx.resuming then -- resuming: a killed run may not have applied it
       if ctx.facts.proc_sys_writable then
         ctx.cmd.run { argv = { "sysctl", "-q", "-p", "/etc/sysctl.d/60-phanes-swap.conf" },
           desc = "apply vm.swappiness" }

@@ -4,7 +4,19 @@
  * The child runs in its own process group, so a terminal Ctrl-C reaches
  * phanes only; the group is what a timeout or exec.kill_all() signals.
  * Every descriptor is close-on-exec; every child is reaped, also when a
- * stream callback raises. */
+ * stream callback raises.
+ *
+ * A child dies with phanes (PR_SET_PDEATHSIG, SIGKILL), also when phanes
+ * itself is killed with SIGKILL and can run no cleanup. The other way out,
+ * letting children inherit the lock so it is held until the last one
+ * exits, is wrong here: a command that starts a daemon (an init script, a
+ * `cmd &`) would then hold the machine's lock for the daemon's lifetime,
+ * and a half-done step would still run on unsupervised. Killing the child
+ * leaves the step half done, which every resource must resume from anyway
+ * (see modules/swap.lua). Grandchildren in the child's process group
+ * (`sh -c 'a; b'`) do not get the death signal: the lock's watchdog
+ * (state.c) kills those groups once phanes is gone, and only then lets the
+ * lock go. It learns of each group here (phanes_exec_watch). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -12,6 +24,8 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,8 +45,31 @@ extern char **environ;
 #define MAX_CHILDREN 64
 static volatile sig_atomic_t child_groups[MAX_CHILDREN];
 
+/* The lock watchdog's socket (state.c), -1 when none: +pgid for each
+ * started child, -pgid once reaped. Never blocks, never raises SIGPIPE: a
+ * message lost to a full or closed socket only weakens a fallback. */
+static int watch_fd = -1;
+
+void phanes_exec_watch(int fd)
+{
+	watch_fd = fd;
+}
+
+int phanes_exec_watching(void)
+{
+	return watch_fd;
+}
+
+static void tell_watch(pid_t v)
+{
+	int msg = (int)v;
+	if (watch_fd >= 0 && send(watch_fd, &msg, sizeof msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		return;
+}
+
 static int register_child(pid_t pgid)
 {
+	tell_watch(pgid);
 	for (int i = 0; i < MAX_CHILDREN; i++) {
 		if (child_groups[i] == 0) {
 			child_groups[i] = pgid;
@@ -93,6 +130,7 @@ static void reap(struct run *r)
 		return;
 	while (waitpid(r->pid, &r->status, 0) < 0 && errno == EINTR)
 		;
+	tell_watch(-r->pid);
 	r->pid = 0;
 	r->exited = 1;
 	if (r->slot >= 0)
@@ -165,8 +203,15 @@ static void child_report(int fd, int stage, int err)
 	_exit(127);
 }
 
-static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int report)
+static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int report, pid_t parent)
 {
+	/* Dies with phanes; if phanes died before this line, the signal will
+	 * never come: we are init's already, so go now. The raw call: ASan
+	 * intercepts prctl, slowly, in every child. */
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		child_report(report, 0, errno);
+	if (getppid() != parent)
+		_exit(127);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -192,10 +237,11 @@ static int start(lua_State *L, const struct spawn *sp, struct run *r)
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
 	int ok = (!sp->has_stdin || pipe_hi(in) == 0) && pipe_hi(out) == 0 &&
 		 (sp->merge || pipe_hi(err) == 0) && pipe_hi(rep) == 0;
+	pid_t parent = getpid();
 	pid_t pid = ok ? fork() : -1;
 	int e = errno;
 	if (pid == 0)
-		child(sp, in[0], out[1], sp->merge ? out[1] : err[1], rep[1]);
+		child(sp, in[0], out[1], sp->merge ? out[1] : err[1], rep[1], parent);
 	close_fd(&in[0]);
 	close_fd(&out[1]);
 	close_fd(&err[1]);
@@ -317,6 +363,7 @@ static void check_exited(struct run *r)
 	while ((p = waitpid(r->pid, &r->status, WNOHANG)) < 0 && errno == EINTR)
 		;
 	if (p == r->pid || (p < 0 && errno == ECHILD)) {
+		tell_watch(-r->pid);
 		r->pid = 0;
 		r->exited = 1;
 		if (r->slot >= 0)

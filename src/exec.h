@@ -21,4 +21,9 @@ struct spawn {
  * anchored on the Lua stack above index 1 until the call returns. */
 void phanes_exec_opts(lua_State *L, struct spawn *sp);
 
+/* The lock watchdog's socket (state.c) that learns of every child's
+ * process group; -1 for none. phanes_exec_watching() -> the current one. */
+void phanes_exec_watch(int fd);
+int phanes_exec_watching(void);
+
 #endif

@@ -332,7 +332,9 @@ function M.status(p)
   local path = statefile.path { flag = p.opts.state, config = cfg_path }
   local state, err, code = statefile.read(path)
   if not state then
-    out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state" or nil)
+    -- A mistyped field is "corrupt" too: the message names the file and field.
+    out:error(err, code == "corrupt" and "the next phanes apply moves it aside and starts a new state"
+      or code == "unsafe" and "give a --state PATH in a directory only root can write" or nil)
     return EXIT.usage
   end
   local changes = p.opts.config and config_changes(p, out, state, prof, path)
@@ -356,7 +358,8 @@ function M.status(p)
   local rows = {}
   for _, name in ipairs(names) do
     local m = state.modules[name]
-    local st = m.status == "installed" and "installed" or "failed"
+    -- changing: a run stopped (killed) while the module changed the machine
+    local st = m.changing and "interrupted" or m.status == "installed" and "installed" or "failed"
     rows[#rows + 1] = { name, out:status(st), m.installed_at or "", m.updated_at or "", m.version or "",
       changes and (changes[name] == "changed" and out:paint("yellow", "changed") or changes[name] or "?") or nil }
   end

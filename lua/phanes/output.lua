@@ -111,6 +111,44 @@ function M.mask_fields(v, decl)
   return setmetatable(out, getmetatable(v))
 end
 
+-- The colour codes phanes paints itself (Out:paint): kept by sanitize.
+local OWN_SGR = { ["0"] = true }
+for _, c in pairs(CODES) do OWN_SGR[c] = true end
+
+local function escaped(c) return string.format("\\x%02x", c:byte(#c)) end
+
+-- output.sanitize(s) -> s safe for a terminal: every control character but
+-- newline and tab (C0, DEL, and C1 as UTF-8) is shown as \xNN, so text from
+-- a state file, a command's output or a config cannot move the cursor,
+-- rewrite a line, retitle the terminal or hide what follows. Only the exact
+-- colour codes phanes paints (ESC [ n m, n one of CODES or 0) stay. Every
+-- Out method that prints passes its text through here.
+function M.sanitize(s)
+  if type(s) ~= "string" then s = tostring(s) end
+  if not s:find("[%z\1-\8\11-\31\127\194]") then return s end
+  local parts, i = {}, 1
+  while true do
+    local a = s:find("[%z\1-\8\11-\31\127\194]", i)
+    if not a then break end
+    parts[#parts + 1] = s:sub(i, a - 1)
+    local c = s:sub(a, a)
+    local sgr = c == "\27" and s:match("^\27%[(%d*)m", a)
+    if sgr and OWN_SGR[sgr] then
+      parts[#parts + 1] = "\27[" .. sgr .. "m"
+      i = a + #sgr + 3
+    elseif c == "\194" then
+      local c1 = s:match("^\194[\128-\159]", a)
+      parts[#parts + 1] = c1 and escaped(c1) or c
+      i = a + (c1 and 2 or 1)
+    else
+      parts[#parts + 1] = escaped(c)
+      i = a + 1
+    end
+  end
+  parts[#parts + 1] = s:sub(i)
+  return table.concat(parts)
+end
+
 -- Display width of a string: UTF-8 characters, escape sequences excluded.
 local function width(s)
   s = s:gsub("\27%[[%d;]*m", "")
@@ -156,15 +194,20 @@ function Out:paint(name, text)
   return "\27[" .. CODES[name] .. "m" .. text .. "\27[0m"
 end
 
+-- out:clean(text) -> masked and sanitized: what every method below prints.
+function Out:clean(text)
+  return M.sanitize(self.mask(text))
+end
+
 -- out:say(...) prints one masked line on stdout.
 function Out:say(...)
-  self.out:write(self.mask(table.concat({ ... })), "\n")
+  self.out:write(self:clean(table.concat({ ... })), "\n")
   self.out:flush()
 end
 
 -- out:write(...) prints masked text on stdout without a newline.
 function Out:write(...)
-  self.out:write(self.mask(table.concat({ ... })))
+  self.out:write(self:clean(table.concat({ ... })))
   self.out:flush()
 end
 
@@ -172,14 +215,14 @@ end
 function Out:error(msg, hint)
   self.errors = self.errors or {}
   self.errors[#self.errors + 1] = self.mask(tostring(msg))
-  self.err:write(self.mask(self:paint("red", "phanes: ") .. tostring(msg)), "\n")
-  if hint then self.err:write(self.mask(hint), "\n") end
+  self.err:write(self:clean(self:paint("red", "phanes: ") .. tostring(msg)), "\n")
+  if hint then self.err:write(self:clean(hint), "\n") end
   self.err:flush()
 end
 
 -- out:warn(msg) prints "phanes: warning: msg" on stderr.
 function Out:warn(msg)
-  self.err:write(self.mask(self:paint("yellow", "phanes: warning: ") .. tostring(msg)), "\n")
+  self.err:write(self:clean(self:paint("yellow", "phanes: warning: ") .. tostring(msg)), "\n")
   self.err:flush()
 end
 
@@ -244,7 +287,7 @@ end
 -- terminal only the final text is printed.
 function Out:progress(text)
   if not self.tty then return end
-  self.out:write("\r\27[K", self.mask(text))
+  self.out:write("\r\27[K", self:clean(text))
   self.out:flush()
   self.live = true
 end

@@ -132,6 +132,14 @@ function Run:on_event(ev)
   if not cur then return end
   cur.resources[#cur.resources + 1] = ev
   if CHANGED[ev.status] then cur.changed = cur.changed + 1 end
+  -- A module's first change is noted in the state at once: a run killed
+  -- before the module ends (and before a restart that change owes) leaves
+  -- the note, and the next run resumes the module (ctx.resuming).
+  if ev.status == "changed" and self.state and self.state.begin and not cur.noted then
+    cur.noted = true
+    local ok, err = self.state:begin(cur.name)
+    if not ok then self:state_failed(err, "the run stopped after '" .. cur.name .. "'") end
+  end
   if self.json then return end
   local out = self.out
   -- A skipped resource says why (no systemd, a container): shown always.
@@ -178,6 +186,7 @@ function Run:module(i, mod)
   local section = self.config and self.config[mod.name]
   local ok, c = xpcall(function()
     local ctx = self.run:module(mod, section)
+    ctx.resuming = self.state and self.state.pending and self.state:pending(mod.name) or nil
     return mod.apply(ctx, section or {})
   end, handler(context))
   rec.duration = self.sys.now() - rec.start

@@ -10,13 +10,19 @@
 -- Shape (format 1):
 --   { format = 1, phanes_version, updated_at, hostname,
 --     modules = { name = { status = "installed"|"failed", installed_at,
---                          updated_at, version, config_hash, last_error } } }
+--                          updated_at, version, config_hash, last_error,
+--                          changing = true while a change is under way } } }
 -- Times are ISO 8601 UTC strings. The file is rewritten whole and atomically
--- (phanes.file.write) after each module whose record changed, and once at
--- the end of a run that changed nothing (sf:finish), under an exclusive lock on
--- `<path>.lock` held from open to close; the lock file holds the owner's pid
--- so a second run can say who holds it. A corrupt file is moved aside to
--- `<path>.corrupt-<time>` and reported; a file of a newer format is refused.
+-- after each module whose record changed, and once at the end of a run that
+-- changed nothing (sf:finish), under an exclusive lock held from open to
+-- close. The lock is one per machine (statefile.lock_path(): /run/phanes.lock
+-- for root), whatever --state says, so two runs with different state files
+-- cannot interleave; it holds the owner's pid so a second run can say who
+-- holds it. The state file, its temp file and the lock are opened without
+-- following links (phanes.state); a link or a foreign file planted where
+-- others can write is refused ("unsafe"). A corrupt file is moved aside to
+-- `<path>.corrupt-<time>[-N]` (never over an earlier one) and reported; a
+-- file of a newer format is refused.
 local M = {}
 
 M.FORMAT = 1
@@ -34,6 +40,25 @@ function M.path(opts)
   return M.DEFAULT_PATH
 end
 
+-- statefile.lock_path{ env = , euid = } -> the machine's lock: PHANES_LOCK
+-- (specs), else /run/phanes.lock as root, else one per user in
+-- $XDG_RUNTIME_DIR or /tmp (a user run changes only what the user owns).
+function M.lock_path(opts)
+  opts = opts or {}
+  local env = opts.env or os.getenv
+  local p = env "PHANES_LOCK"
+  if p and p ~= "" then return p end
+  local euid = opts.euid
+  if euid == nil then
+    local ok, sys = pcall(require, "phanes.sys")
+    euid = ok and sys.geteuid and sys.geteuid() or 0
+  end
+  if euid == 0 then return "/run/phanes.lock" end
+  local rt = env "XDG_RUNTIME_DIR"
+  if rt and rt:match "^/" then return rt .. "/phanes.lock" end
+  return "/tmp/phanes-" .. euid .. ".lock"
+end
+
 -- statefile.iso(epoch) -> "2026-01-31T12:00:00Z"
 function M.iso(t)
   return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t or os.time()))
@@ -41,6 +66,40 @@ end
 
 local function empty()
   return { format = M.FORMAT, modules = {} }
+end
+
+local STRINGS = { "updated_at", "phanes_version", "hostname" }
+local MODULE_STRINGS = { "status", "installed_at", "updated_at", "version", "config_hash", "last_error" }
+
+local function field_error(where, v, want)
+  return string.format("%s must be %s, not %s", where, want, type(v))
+end
+
+-- statefile.mistyped(data) -> nil | "modules.redis.version must be a string, not table":
+-- the first field (modules by name) whose type is wrong, so that status
+-- never meets one it cannot print.
+function M.mistyped(data)
+  for _, k in ipairs(STRINGS) do
+    if data[k] ~= nil and type(data[k]) ~= "string" then return field_error(k, data[k], "a string") end
+  end
+  local names = {}
+  for name in pairs(data.modules) do names[#names + 1] = tostring(name) end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local m, at = data.modules[name], "modules." .. name
+    if type(m) ~= "table" then return field_error(at, m, "an object") end
+    for _, k in ipairs(MODULE_STRINGS) do
+      if m[k] ~= nil and type(m[k]) ~= "string" then return field_error(at .. "." .. k, m[k], "a string") end
+    end
+    if m.changing ~= nil and m.changing ~= true then return field_error(at .. ".changing", m.changing, "true") end
+    if m.units ~= nil then
+      if type(m.units) ~= "table" then return field_error(at .. ".units", m.units, "a list") end
+      for i, u in pairs(m.units) do
+        if type(u) ~= "string" then return field_error(at .. ".units[" .. tostring(i) .. "]", u, "a string") end
+      end
+    end
+  end
+  return nil
 end
 
 -- statefile.decode(text, path) -> state | nil, err, code
@@ -61,67 +120,45 @@ function M.decode(text, path)
       tostring(data.format), M.FORMAT), "format"
   end
   data.modules = data.modules or {}
-  for name, m in pairs(data.modules) do
-    if type(m) ~= "table" then
-      return nil, path .. ": corrupt state file: modules." .. tostring(name) .. " is not an object", "corrupt"
-    end
-  end
+  local bad = M.mistyped(data)
+  if bad then return nil, path .. ": corrupt state file: " .. bad, "corrupt" end
   return data
 end
 
 -- statefile.read(path) -> state | nil, err, code. A missing file is an
 -- empty state (state.missing = true). Never writes (phanes status uses it).
+-- code: "corrupt", "format", "unsafe" (a planted link or foreign file), "io".
 function M.read(path)
-  local file = require "phanes.file"
-  local text, err, errno = file.read(path)
+  local text, err, code = require("phanes.state").read(path)
   if not text then
-    if errno == 2 or (err and err:find("No such file", 1, true)) then
+    if code == "missing" then
       local s = empty()
       s.missing = true
       return s
     end
-    return nil, tostring(err), "io"
+    return nil, tostring(err), code
   end
   return M.decode(text, path)
 end
 
--- Move a corrupt file aside (never overwrite it): returns the new name.
+-- Move a corrupt file aside, never over one moved aside earlier: returns
+-- the new name.
 local function set_aside(path)
-  local aside = path .. ".corrupt-" .. os.date("!%Y%m%dT%H%M%SZ")
-  local ok, err = os.rename(path, aside)
-  if not ok then return nil, err end
-  return aside
+  return require("phanes.state").set_aside(path, ".corrupt-" .. os.date("!%Y%m%dT%H%M%SZ"))
 end
 
-local function lock_holder(lockpath)
-  local f = io.open(lockpath, "r")
-  if not f then return nil end
-  local pid = f:read "l"
-  f:close()
-  return pid and pid:match "^(%d+)%s*$"
-end
-
--- Take the lock, waiting up to `wait` seconds.
+-- Take the machine's lock, waiting up to `wait` seconds.
 local function take_lock(lockpath, wait)
   local statelib = require "phanes.state"
-  local lock, err = statelib.lock(lockpath, { wait = wait > 0, timeout = wait })
+  local lock, err, code = statelib.lock(lockpath, { wait = wait > 0, timeout = wait })
   if not lock then
-    if err and err:find("locked", 1, true) then
-      local pid = lock_holder(lockpath)
+    if code == "locked" then
+      local pid = tostring(err):match "%(pid (%d+)%)"
       return nil, string.format("another phanes run holds %s%s; wait for it to finish, "
         .. "or check that no phanes process is left", lockpath,
         pid and (" (pid " .. pid .. ")") or ""), "locked"
     end
-    return nil, tostring(err), "io"
-  end
-  -- Write our pid in place (same inode: the flock stays valid), padded to
-  -- a fixed width instead of truncating: on ext4 a truncate-and-rewrite
-  -- makes close() start writeback (auto_da_alloc), 5-80 ms on a busy disk.
-  local f = io.open(lockpath, "r+")
-  if f then
-    local ok, sys = pcall(require, "phanes.sys")
-    f:write(string.format("%-10s\n", tostring(ok and sys.getpid and sys.getpid() or "")))
-    f:close()
+    return nil, tostring(err), code == "unsafe" and "unsafe" or "io"
   end
   return lock
 end
@@ -129,8 +166,8 @@ end
 local SF = {}
 SF.__index = SF
 
--- statefile.open(path, { wait = seconds (default 5), hostname, version })
---   -> sf | nil, err, code
+-- statefile.open(path, { wait = seconds (default 5), hostname, version,
+--   lock = path (default statefile.lock_path()) }) -> sf | nil, err, code
 -- Creates the parent directory when missing. On a corrupt file: moves it
 -- aside, returns sf with sf.warning saying where it went. On a newer format:
 -- nil, err, "format" (and releases the lock).
@@ -142,7 +179,7 @@ function M.open(path, opts)
     local ok, err = file.mkdir(dir, { parents = true, mode = tonumber("0755", 8) })
     if not ok then return nil, "cannot create the state directory: " .. tostring(err), "io" end
   end
-  local lock, lerr, lcode = take_lock(path .. ".lock", opts.wait or 5)
+  local lock, lerr, lcode = take_lock(opts.lock or M.lock_path(), opts.wait or 5)
   if not lock then return nil, lerr, lcode end
   local data, err, code = M.read(path)
   local warning
@@ -184,6 +221,8 @@ function SF:record(name, info)
   local units = info.units
   if units ~= nil and #units == 0 then units = nil end
   m.status = info.status
+  local finished = info.status == "installed" and m.changing
+  if finished then m.changing = nil end -- done: the next run owes nothing
   if info.status == "installed" then
     m.installed_at = m.installed_at or M.iso()
     m.version = info.version
@@ -193,7 +232,7 @@ function SF:record(name, info)
     m.last_error = info.error
   end
   local after = { m.status, m.version, m.config_hash, m.last_error, m.installed_at }
-  local dirty = info.changed or self.data.modules[name] == nil
+  local dirty = info.changed or finished or self.data.modules[name] == nil
   for i = 1, 5 do dirty = dirty or before[i] ~= after[i] end
   if info.units ~= nil and not same_list(m.units, units) then
     m.units = units
@@ -203,6 +242,25 @@ function SF:record(name, info)
   if not dirty then return true end
   m.updated_at = M.iso()
   return self:write()
+end
+
+-- sf:begin(name) -> true | nil, err: the module has started to change the
+-- machine (its first changed resource). Written at once; cleared when the
+-- module is recorded installed. A run killed in between leaves it, so the
+-- next run knows the module owes what it did not finish (sf:pending).
+function SF:begin(name)
+  local m = self.data.modules[name] or {}
+  self.data.modules[name] = m
+  if m.changing then return true end
+  m.changing = true
+  return self:write()
+end
+
+-- sf:pending(name) -> true when the last run of the module changed something
+-- and did not end installed (killed, interrupted, or failed after a change).
+function SF:pending(name)
+  local m = self.data.modules[name]
+  return m ~= nil and m.changing == true
 end
 
 -- sf:finish() -> true | nil, err: at the end of a run, one write when the
@@ -215,13 +273,13 @@ end
 
 -- sf:write() -> true | nil, err (atomic replace of the whole file, 0644)
 function SF:write()
-  local json, file = require "phanes.json", require "phanes.file"
+  local json, statelib = require "phanes.json", require "phanes.state"
   self.data.format = M.FORMAT
   self.data.updated_at = M.iso()
   self.data.phanes_version = self.version or self.data.phanes_version
   self.data.hostname = self.hostname or self.data.hostname
   local text = json.encode(self.data, { pretty = true })
-  local ok, err = file.write(self.path, text .. "\n", { mode = tonumber("0644", 8) })
+  local ok, err = statelib.write(self.path, text .. "\n", tonumber("0644", 8))
   if not ok then return nil, "cannot write the state file: " .. tostring(err) end
   self.writes = (self.writes or 0) + 1
   return true

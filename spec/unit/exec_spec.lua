@@ -248,6 +248,45 @@ describe("phanes.exec", function()
     assert.equal(0, exec.kill_all())
   end)
 
+  it("a child dies with phanes, also when phanes is killed with SIGKILL", function()
+    local sys = require "phanes.sys"
+    local d = tmpdir()
+    local script, pidfile = d .. "/run.lua", d .. "/child.pid"
+    local f = assert(io.open(script, "w"))
+    f:write(string.format([[require("phanes.exec").run { shell = "echo $$ >%s; exec sleep 317" }]], pidfile))
+    f:close()
+    local bin = sys.exe() or "build/phanes"
+    local r = assert(exec.run { shell = string.format("%q lua %q >/dev/null 2>&1 & echo $!", bin, script) })
+    local parent = r.stdout:match "%d+"
+    local child
+    for _ = 1, 200 do
+      local pf = io.open(pidfile)
+      child = pf and pf:read "n"
+      if pf then pf:close() end
+      if child then break end
+      sys.sleep(0.02)
+    end
+    assert.truthy(child, "the child did not start")
+    local function alive(pid)
+      local cf = io.open("/proc/" .. pid .. "/cmdline")
+      local cmd = cf and cf:read "a" or ""
+      if cf then cf:close() end
+      local st = io.open("/proc/" .. pid .. "/stat")
+      local zombie = st and (st:read "a"):match "^%d+ %b() Z"
+      if st then st:close() end
+      return cmd:find("sleep", 1, true) ~= nil and not zombie
+    end
+    assert.is_true(alive(child))
+    assert(exec.run { argv = { "kill", "-KILL", parent } })
+    local gone = false
+    for _ = 1, 250 do
+      if not alive(child) then gone = true break end
+      sys.sleep(0.02)
+    end
+    assert.is_true(gone, "sleep " .. child .. " outlived its phanes")
+    os.execute("rm -rf " .. d)
+  end)
+
   it("raises on misuse", function()
     local bad = {
       {},

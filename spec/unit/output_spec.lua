@@ -116,4 +116,29 @@ describe("output", function()
     o:progress_done "done"
     assert.equal("\r\27[Kworking\r\27[Kdone\n", t:text())
   end)
+  describe("sanitize", function()
+    it("shows control characters as \\xNN and keeps newline, tab and text", function()
+      assert.equal("a\\x1b]0;t\\x07b\\x0d\n\tc \\x9bd é",
+        output.sanitize("a\27]0;t\7b\r\n\tc \194\155d é"))
+      assert.equal("\\x1b[2J\\x1b[8mx\\x00\\x7f", output.sanitize("\27[2J\27[8mx\0\127"))
+      assert.equal("plain", output.sanitize("plain"))
+    end)
+    it("keeps the colour codes phanes paints, and only those", function()
+      assert.equal("\27[31mred\27[0m", output.sanitize("\27[31mred\27[0m"))
+      assert.equal("\\x1b[31;1m", output.sanitize("\27[31;1m"))
+    end)
+    it("is used for everything printed", function()
+      local buf = {}
+      local sink = { write = function(_, ...) for _, v in ipairs { ... } do buf[#buf + 1] = v end end, flush = function() end }
+      local out = output.new { color = false, out = sink, err = sink, tty = true }
+      out:say("a\27[2J")
+      out:write("b\27]0;x\7")
+      out:error("c\r", "d\27")
+      out:warn("e\8")
+      out:progress("f\27[H")
+      out:table({ "h" }, { { "g\27[K" } })
+      local all = table.concat(buf):gsub("\r\27%[K", "") -- the progress line's own reset
+      assert.is_nil(all:find("[\27\7\8\r]"), all)
+    end)
+  end)
 end)

@@ -56,7 +56,7 @@ describe("runner", function()
     opts = opts or {}
     local o = output.new { color = "never", out = out, err = err, tty = false,
       secrets = opts.secrets, verbose = opts.verbose }
-    local sf = opts.sf or opts.state and assert(statefile.open(dir .. "/state.json"))
+    local sf = opts.sf or opts.state and assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     local code, report = runner.run {
       mods = mods, config = opts.config or {}, dry_run = opts.dry_run, keep_going = opts.keep_going,
       json = opts.json, out = o, state = sf, sys = fake_sys, exec = fake_exec, profile = "test",
@@ -102,19 +102,19 @@ describe("runner", function()
       ctx.run:note_unit(ctx.module, "b.service")
       ctx.run:note_unit(ctx.module, "a.service")
     end)
-    local sf = assert(statefile.open(dir .. "/state.json"))
+    local sf = assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     go({ writes "a", svc }, { sf = sf })
-    assert.equal(2, sf.writes)               -- a, svc: both new
+    assert.equal(3, sf.writes)               -- a (its change noted, then done), svc: both new
     assert.same({}, seen)
     assert.same({ "a.service", "b.service" }, state().modules.svc.units)
     -- again: nothing changes, one write (the run's time)
-    sf = assert(statefile.open(dir .. "/state.json"))
+    sf = assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     local code = go({ writes "a", svc }, { sf = sf })
     assert.equal(0, code)
     assert.equal(1, sf.writes)
     assert.same({ "a.service", "b.service" }, seen)
     -- a dry run writes nothing at all, and takes the hints from the state read
-    sf = assert(statefile.open(dir .. "/state.json"))
+    sf = assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     go({ writes "a", svc }, { sf = sf, dry_run = true })
     assert.is_nil(sf.writes)
     seen = nil
@@ -216,7 +216,7 @@ describe("runner", function()
       { report.modules[1].status, report.modules[2].status, report.modules[3].status })
     local s = state()
     assert.equal("installed", s.modules.one.status)
-    assert.is_nil(s.modules.two)
+    assert.same({ changing = true }, s.modules.two) -- it changed the machine: the next run resumes it
     assert.match("interrupted during 'two' %(stopped after its current resource%); completed: one", err:text())
     assert.equal(0, killed)
   end)

@@ -4,11 +4,17 @@ local json = require "phanes.json"
 local runcli = require "spec.support.runcli"
 
 describe("statefile", function()
-  local dir, path
+  local dir, path, lock
   before_each(function()
     dir = runcli.tmpdir()
     path = dir .. "/sub/state.json"
+    lock = dir .. "/machine.lock" -- the spec's own, not this machine's
   end)
+  local function open(p, o)
+    o = o or {}
+    o.lock = o.lock or lock
+    return statefile.open(p, o)
+  end
   after_each(function() runcli.rmdir(dir) end)
 
   it("picks --state, then PHANES_STATE, then config, then the default", function()
@@ -25,7 +31,7 @@ describe("statefile", function()
   end)
 
   it("creates the directory and writes the design's shape", function()
-    local sf = assert(statefile.open(path, { version = "9.9", hostname = "web1" }))
+    local sf = assert(open(path, { version = "9.9", hostname = "web1" }))
     assert(sf:record("redis", { status = "installed", version = "1", config_hash = "abc" }))
     assert(sf:record("nginx", { status = "failed", error = "boom" }))
     sf:close()
@@ -44,7 +50,7 @@ describe("statefile", function()
   end)
 
   it("keeps installed_at across updates and clears last_error on success", function()
-    local sf = assert(statefile.open(path))
+    local sf = assert(open(path))
     sf.data.modules.redis = { status = "failed", installed_at = "2020-01-01T00:00:00Z", last_error = "x" }
     assert(sf:record("redis", { status = "installed", version = "2" }))
     sf:close()
@@ -54,7 +60,7 @@ describe("statefile", function()
   end)
 
   it("replaces the file atomically: no temp file is left behind", function()
-    local sf = assert(statefile.open(path))
+    local sf = assert(open(path))
     for i = 1, 5 do assert(sf:record("m" .. i, { status = "installed" })) end
     sf:close()
     local names = {}
@@ -62,7 +68,7 @@ describe("statefile", function()
       if n ~= "." and n ~= ".." then names[#names + 1] = n end
     end
     table.sort(names)
-    assert.same({ "state.json", "state.json.lock" }, names)
+    assert.same({ "state.json" }, names) -- and the lock lives elsewhere
   end)
 
   it("moves a corrupt file aside and says where", function()
@@ -72,7 +78,7 @@ describe("statefile", function()
     assert.is_nil(s)
     assert.equal("corrupt", code)
     assert.match(path, err, 1, true)
-    local sf = assert(statefile.open(path))
+    local sf = assert(open(path))
     assert.match("kept as " .. path .. ".corrupt%-", sf.warning)
     local aside = sf.warning:match "kept as (%S+),"
     assert.equal("{ not json", runcli.read(aside))
@@ -95,39 +101,38 @@ describe("statefile", function()
     os.execute("mkdir -p " .. dir .. "/sub")
     local text = '{"format": 2, "modules": {}}'
     runcli.write(path, text)
-    local sf, err, code = statefile.open(path)
+    local sf, err, code = open(path)
     assert.is_nil(sf)
     assert.equal("format", code)
     assert.match("newer", err)
     assert.equal(text, runcli.read(path))
     -- and the lock was released
-    local lock = assert(require("phanes.state").lock(path .. ".lock", { wait = false }))
-    lock:unlock()
+    assert(require("phanes.state").lock(lock, { wait = false })):unlock()
   end)
 
   it("makes a second process wait for the lock, then fail naming the holder", function()
     os.execute("mkdir -p " .. dir .. "/sub")
     local script = dir .. "/hold.lua"
     runcli.write(script, string.format([[
-      local sf = assert(require("phanes.statefile").open(%q))
+      local sf = assert(require("phanes.statefile").open(%q, { lock = %q }))
       io.stdout:write("locked\n") io.stdout:flush()
       os.execute "sleep 1.5"
       sf:close()
-    ]], path))
+    ]], path, lock))
     local holder = io.popen(runcli.binary() .. " lua " .. script)
     assert.equal("locked", holder:read "l")
-    local sf, err, code = statefile.open(path, { wait = 0.3 })
+    local sf, err, code = open(path, { wait = 0.3 })
     assert.is_nil(sf)
     assert.equal("locked", code)
-    assert.truthy(err:find("another phanes run holds " .. path .. ".lock (pid ", 1, true))
+    assert.truthy(err:find("another phanes run holds " .. lock .. " (pid ", 1, true))
     assert.match("%(pid %d+%)", err)
-    sf = assert(statefile.open(path, { wait = 5 }))  -- waits for the holder
+    sf = assert(open(path, { wait = 5 }))  -- waits for the holder
     sf:close()
     holder:close()
   end)
 
   it("writes only when a module's record changes, or the module changed something", function()
-    local sf = assert(statefile.open(path, { version = "9.9" }))
+    local sf = assert(open(path, { version = "9.9" }))
     assert(sf:record("redis", { status = "installed", version = "1", config_hash = "abc", units = { "redis-server.service" } }))
     assert.equal(1, sf.writes)
     local first = runcli.read(path)
@@ -157,7 +162,7 @@ describe("statefile", function()
   end)
 
   it("keeps the units a module asked about", function()
-    local sf = assert(statefile.open(path))
+    local sf = assert(open(path))
     assert(sf:record("docker", { status = "installed", units = { "containerd.service", "docker.service" } }))
     sf:close()
     assert.same({ "containerd.service", "docker.service" }, json.decode(runcli.read(path)).modules.docker.units)
@@ -168,7 +173,7 @@ describe("statefile", function()
     runcli.write(path, '{"format": 1, "updated_at": "2020-01-01T00:00:00Z", "modules": {"a": '
       .. '{"status": "installed", "version": "1", "installed_at": "2020-01-01T00:00:00Z", '
       .. '"updated_at": "2020-01-01T00:00:00Z"}}}')
-    local sf = assert(statefile.open(path, { version = "9.9" }))
+    local sf = assert(open(path, { version = "9.9" }))
     assert(sf:record("a", { status = "installed", version = "1" }))
     assert.is_nil(sf.writes)
     assert(sf:finish())
@@ -181,4 +186,69 @@ describe("statefile", function()
     assert.equal("9.9", data.phanes_version)
     assert.equal("2020-01-01T00:00:00Z", data.modules.a.updated_at) -- the module did not change
   end)
+  it("names the file and the field of a mistyped state", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    for text, msg in pairs {
+      ['{"format":1,"modules":{"redis":{"status":"installed","version":3}}}'] = "modules.redis.version must be a string, not number",
+      ['{"format":1,"modules":{"a":{"last_error":{"x":1}}}}'] = "modules.a.last_error must be a string, not table",
+      ['{"format":1,"hostname":[],"modules":{}}'] = "hostname must be a string, not table",
+      ['{"format":1,"modules":{"a":{"units":["x",2]}}}'] = "modules.a.units[2] must be a string, not number",
+    } do
+      runcli.write(path, text)
+      local s, err, code = statefile.read(path)
+      assert.is_nil(s)
+      assert.equal("corrupt", code)
+      assert.equal(path .. ": corrupt state file: " .. msg, err)
+    end
+  end)
+
+  it("keeps every corrupt file moved aside, also two in the same second", function()
+    os.execute("mkdir -p " .. dir .. "/sub")
+    local kept = {}
+    for i = 1, 2 do
+      runcli.write(path, "{ bad " .. i)
+      local sf = assert(open(path))
+      kept[i] = sf.warning:match "kept as (%S+),"
+      sf:close()
+    end
+    assert.not_equal(kept[1], kept[2])
+    assert.equal("{ bad 1", runcli.read(kept[1]))
+    assert.equal("{ bad 2", runcli.read(kept[2]))
+  end)
+
+  it("has one lock per machine, whatever the state path", function()
+    local env = function(v) return function(k) return ({ PHANES_LOCK = v })[k] end end
+    assert.equal("/run/phanes.lock", statefile.lock_path { env = env(nil), euid = 0 })
+    assert.equal("/x/l", statefile.lock_path { env = env "/x/l", euid = 0 })
+    assert.equal("/tmp/phanes-1000.lock", statefile.lock_path { env = env(nil), euid = 1000 })
+    local a = assert(open(dir .. "/a/state.json"))
+    local b, err, code = open(dir .. "/b/state.json", { wait = 0 })
+    assert.is_nil(b)
+    assert.equal("locked", code)
+    assert.matches("another phanes run holds " .. lock, err, 1, true)
+    a:close()
+    assert(open(dir .. "/b/state.json")):close()
+  end)
+  it("notes a module's change at once, until it is recorded installed", function()
+    local sf = assert(open(path))
+    assert.is_false(sf:pending("redis"))
+    assert(sf:begin("redis"))
+    assert(sf:begin("redis")) -- once
+    assert.equal(1, sf.writes)
+    sf:close()
+    -- killed here: the next run sees it
+    sf = assert(open(path))
+    assert.is_true(sf:pending("redis"))
+    assert.same({ changing = true }, json.decode(runcli.read(path)).modules.redis)
+    assert(sf:record("redis", { status = "failed", error = "boom" }))
+    assert.is_true(sf:pending("redis")) -- a failure after a change still owes it
+    assert(sf:record("redis", { status = "installed", version = "1" }))
+    assert.is_false(sf:pending("redis"))
+    sf:close()
+    assert.is_nil(json.decode(runcli.read(path)).modules.redis.changing)
+    runcli.write(path, '{"format":1,"modules":{"a":{"changing":"yes"}}}')
+    local _, err = statefile.read(path)
+    assert.matches("modules.a.changing must be true, not string", err, 1, true)
+  end)
+
 end)

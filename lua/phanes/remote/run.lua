@@ -180,7 +180,7 @@ local function output(files, log, mask, tag)
   local function show(stream, line)
     line = fix(line)
     log[#log + 1] = mask(line)
-    stream:write(line, "\n")
+    stream:write(require("phanes.output").sanitize(line), "\n")
     stream:flush()
   end
   st.out = util.liner(function(line)

@@ -94,25 +94,27 @@ local function sorted_modules(state)
   return names
 end
 
-local function print_lines(lines) for _, l in ipairs(lines) do io.stdout:write(l, "\n") end end
+-- what a target's state holds reaches the terminal only sanitized
+local clean = require("phanes.output").sanitize
+local function print_lines(lines) for _, l in ipairs(lines) do io.stdout:write(clean(l), "\n") end end
 
 local function show_one(row, o)
   local st = row.state
   if st.missing then
-    io.stdout:write(row.host, ": no phanes state (", o.path, "): nothing applied yet\n")
+    io.stdout:write(clean(row.host .. ": no phanes state (" .. o.path .. "): nothing applied yet"), "\n")
     return
   end
-  io.stdout:write(string.format("%s: state %s, updated %s by phanes %s\n", row.host, o.path,
-    tostring(st.updated_at or "?"), tostring(st.phanes_version or "?")))
+  io.stdout:write(clean(string.format("%s: state %s, updated %s by phanes %s", row.host, o.path,
+    tostring(st.updated_at or "?"), tostring(st.phanes_version or "?"))), "\n")
   local rows = {}
   for _, name in ipairs(sorted_modules(st)) do
     local m = st.modules[name]
-    rows[#rows + 1] = { name, m.status or "?", m.installed_at or "", m.updated_at or "", m.version or "" }
+    rows[#rows + 1] = { name, m.changing and "interrupted" or m.status or "?", m.installed_at or "", m.updated_at or "", m.version or "" }
   end
   print_lines(require("phanes.remote.fleet").format_table({ "module", "status", "installed at", "updated at", "version" }, rows))
   for _, name in ipairs(sorted_modules(st)) do
     local m = st.modules[name]
-    if m.status == "failed" and m.last_error then io.stdout:write(name, ": ", tostring(m.last_error), "\n") end
+    if m.status == "failed" and m.last_error then io.stdout:write(clean(name .. ": " .. tostring(m.last_error)), "\n") end
   end
 end
 

@@ -13,7 +13,11 @@
 -- ran already), unless (a command that succeeds means nothing to do),
 -- only_if (a command that fails means nothing to do). Guards are argv
 -- lists or shell strings; they must only read, which is why they still run
--- in a dry run. Without guards the command runs every time and reports
+-- in a dry run. creates only suits a command that makes its path last
+-- (or atomically): a run killed half-way must not leave the path behind,
+-- or the command never runs again. Steps of one thing (allocate, then
+-- format) each need a guard that checks what that step leaves (see
+-- modules/swap.lua). Without guards the command runs every time and reports
 -- changed. A non-zero exit fails with the stderr tail.
 local context = require "phanes.context"
 

@@ -175,8 +175,11 @@ function N.running(ctx, o)
     local start = not active
     local enable = o.enabled ~= false and u.file_state == "disabled"
     local disable = o.enabled == false and ENABLED[u.file_state]
-    local restart = o.restart and active
-    local reload = not restart and o.reload and active
+    -- resuming: the last run of this module changed something and did not
+    -- finish, so a `restart = conf.changed` it owed may never have happened.
+    local owed = ctx.resuming and active
+    local restart = (o.restart or (owed and o.restart == false)) and active
+    local reload = not restart and (o.reload or (owed and o.reload == false)) and active
     local todo = {}
     if start then todo[#todo + 1] = "start" end
     if enable then todo[#todo + 1] = "enable" end
