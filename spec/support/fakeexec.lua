@@ -107,10 +107,9 @@ local function spec_tmp()
 end
 
 function M.tmpdir()
-  local name = os.tmpname()
-  os.remove(name)
-  local dir = spec_tmp() .. "/" .. name:match "[^/]*$"
-  assert(require("phanes.file").mkdir(dir, { mode = tonumber("0755", 8) }))
+  local file = require "phanes.file"
+  local dir = assert(file.mkdtemp(spec_tmp() .. "/lua_"))
+  assert(file.chmod(dir, tonumber("0755", 8)))
   return dir
 end
 

@@ -2,12 +2,7 @@
 describe("phanes.exec", function()
   local exec = require "phanes.exec"
 
-  local function tmpdir()
-    local d = os.tmpname()
-    os.remove(d)
-    assert(os.execute("mkdir -p " .. d))
-    return d
-  end
+  local tmpdir = require("spec.support.fakeexec").tmpdir
 
   -- Our open descriptors and our children, to prove nothing leaks.
   local function open_fds()
