@@ -149,8 +149,9 @@ local function sshd(ctx, cfg)
 end
 
 local function fail2ban(ctx, cfg)
-  -- Debian 12 logs to the journal only: the jail reads it through python3-systemd.
-  ctx.pkg.installed { "fail2ban", "python3-systemd" }
+  -- Debian 12 and 13 log to the journal only: the jail reads it through
+  -- python3-systemd; Debian 13's fail2ban bans with nftables.
+  ctx.pkg.installed(ctx.platform.fail2ban_packages)
   local jail = ctx.file.template {
     path = "/etc/fail2ban/jail.local", src = "security/jail.local", mode = "0644",
     vars = {
