@@ -18,10 +18,10 @@ local RELEASE = ({ bookworm = "Debian 12", trixie = "Debian 13" })[SUITE] or SUI
 local EXPECT = ({
   bookworm = { compose = "docker%-compose version 1%.", monitor = "netdata", monitor_port = 19999,
     monitor_path = "/api/v1/info", monitor_answer = '"version"', monitor_conf = "/etc/netdata/netdata.conf",
-    postgres = "15" },
+    postgres = "15", version_id = "12" },
   trixie = { compose = "Docker Compose version v?2%.", monitor = "prometheus-node-exporter", monitor_port = 9100,
     monitor_path = "/metrics", monitor_answer = "node_exporter_build_info",
-    monitor_conf = "/etc/default/prometheus-node-exporter", postgres = "17" },
+    monitor_conf = "/etc/default/prometheus-node-exporter", postgres = "17", version_id = "13" },
 })[SUITE]
 assert(EXPECT, "PHANES_TEST_SUITE must be bookworm or trixie")
 
@@ -203,6 +203,12 @@ describe("profiles on " .. RELEASE .. " test hosts", function()
   end
 
   describe("the base every profile makes", function()
+    it("every host runs " .. RELEASE, function()
+      for _, p in ipairs(PROFILES) do
+        assert.equal(EXPECT.version_id .. "\n", sh(HOST[p], ". /etc/os-release; echo $VERSION_ID"), p)
+      end
+    end)
+
     for _, p in ipairs(PROFILES) do
       it(p .. ": admin logs in with the key and sudoes; root and passwords are refused", function()
         local i = HOST[p]
