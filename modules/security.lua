@@ -209,6 +209,15 @@ return {
           "Set ssh_public_key, or security.password_authentication: true")
       end
     end
+    -- Socket activation (ssh.socket enabled): systemd, not sshd_config,
+    -- owns the listening port, and reloading ssh.service fails to bind
+    -- (seen on Debian 13): a port change would lock the admin out.
+    local socket = ctx.platform.ssh_socket_wants
+    if socket and pfile.exists(socket) then
+      ctx.fail("refusing to manage sshd: ssh.socket (socket activation) is enabled, so sshd_config's Port " ..
+        "would not apply and ssh.service cannot be reloaded. Switch to the service first: " ..
+        "systemctl disable --now ssh.socket && systemctl enable --now ssh.service")
+    end
 
     if cfg.ufw then firewall(ctx, cfg) end
     sshd(ctx, cfg)

@@ -16,6 +16,7 @@
 --   p.fail2ban_packages    fail2ban, its journal reader, and what its
 --                          default ban action needs (nftables on 13)
 --   p.node_exporter        the Prometheus node exporter package and unit
+--   p.ssh_socket_wants     the link that says ssh.socket is enabled
 local M = {}
 
 local RELEASES = {
@@ -49,6 +50,8 @@ local RELEASES = {
 
 -- The same on every release so far.
 local COMMON = {
+  -- present when ssh.socket (socket activation) is enabled
+  ssh_socket_wants = "/etc/systemd/system/sockets.target.wants/ssh.socket",
   node_exporter = { package = "prometheus-node-exporter", service = "prometheus-node-exporter",
     defaults = "/etc/default/prometheus-node-exporter" },
 }

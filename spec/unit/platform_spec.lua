@@ -144,3 +144,18 @@ describe("modules on Debian 12 and 13", function()
     assert.same({ "fail2ban", "python3-systemd", "nftables" }, f2b(TRIXIE))
   end)
 end)
+
+describe("security and ssh.socket", function()
+  it("refuses to touch sshd or ufw while ssh.socket (socket activation) is enabled", function()
+    local files = plan.host_files()
+    files["/etc/systemd/system/sockets.target.wants/ssh.socket"] = ""
+    for _, os in ipairs { BOOKWORM, TRIXIE } do
+      local ok, err = pcall(run, "security", os, nil, { files = files })
+      assert.is_false(ok)
+      assert.matches("ssh%.socket %(socket activation%) is enabled", tostring(err))
+      assert.matches("systemctl disable %-%-now ssh%.socket && systemctl enable %-%-now ssh%.service", tostring(err))
+    end
+    -- (nothing touched: proven on the test hosts, profiles_spec "lockout safety")
+    assert.is_true(#run("security", TRIXIE, nil, { dry_run = true }) > 0)
+  end)
+end)
