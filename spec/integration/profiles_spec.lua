@@ -484,9 +484,8 @@ describe("profiles on " .. RELEASE .. " test hosts", function()
       assert.equal(before, sh(i, "sha256sum /etc/ssh/sshd_config") .. table.concat(ufw_rules(i), ","))
       local ok, who = ssh_as(i, ADMIN, "id -un")
       assert.is_true(ok, who)
-      -- the way out the message gives. (Seldom, the first start fails: the
-      -- socket's last per-connection sshd unit, stopping, removes the
-      -- /run/sshd that ssh.service's `sshd -t` needs; a second start works.)
+      -- the way out the message gives. (Now and then the first start, right
+      -- after the socket stopped, fails its ExecStartPre; a second one works.)
       sh(i, "systemctl disable --now ssh.socket && { systemctl enable --now ssh.service || " ..
         "{ sleep 1; systemctl start ssh.service; } || { journalctl -u ssh.service --no-pager | tail -8; exit 1; }; }")
       rc, out = phanes(i, "apply minimal --config /root/phanes.yaml --color=never")
