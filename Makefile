@@ -81,8 +81,10 @@ test: deps-ok
 unit: $(B)/phanes
 	$(RUN_SPECS) $(B)/phanes unit
 
+# The profile and module specs run on Debian 13 too (the rest on Debian 12).
 integration: $(B)/phanes
 	$(RUN_SPECS) $(B)/phanes integration
+	PHANES_TEST_SUITE=trixie $(RUN_SPECS) $(B)/phanes integration spec/integration/profiles_spec.lua
 
 # The same specs on a build with AddressSanitizer and UBSan.
 asan:
@@ -119,7 +121,8 @@ fuzz-run: fuzz
 clean:
 	rm -rf build
 
-# Provisions a throwaway Debian 12 test host with profiles/dev.lua, twice.
+# Provisions a throwaway Debian 12 test host with profiles/dev.lua, twice
+# (DEMO_SUITE=trixie: Debian 13).
 demo: deps-ok $(B)/phanes
 	DEMO_CONFIG=examples/demo.yaml spec/hosts/demo.sh
 

@@ -3,8 +3,10 @@
 -- `source: official` (default) adds Docker's apt repository and signing key
 -- and installs docker-ce, docker-ce-cli, containerd.io and the buildx and
 -- compose v2 plugins. `source: debian` installs the distribution's docker.io
--- and docker-compose (on Debian 12 that is Compose 1.29, the `docker-compose`
--- command; Compose v2 comes with `official`).
+-- (and docker-cli on Debian 13) and docker-compose: on Debian 12 that is
+-- Compose 1.29, the `docker-compose` command only; on Debian 13 it is
+-- Compose v2, both `docker compose` and `docker-compose` (the names come from
+-- lua/phanes/platform.lua). Compose v2 comes with `official` everywhere.
 -- /etc/docker/daemon.json is encoded as JSON (log rotation, optional
 -- storage driver); docker is restarted only when it changed.
 --
@@ -75,8 +77,8 @@ return {
       packages = { "docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin" }
       if cfg.compose then packages[#packages + 1] = "docker-compose-plugin" end
     else
-      packages = { "docker.io" }
-      if cfg.compose then packages[#packages + 1] = "docker-compose" end
+      packages = { table.unpack(ctx.platform.docker_packages) }
+      if cfg.compose then packages[#packages + 1] = ctx.platform.compose_package end
     end
     ctx.pkg.installed(packages)
 

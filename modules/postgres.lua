@@ -1,7 +1,8 @@
 -- postgres: PostgreSQL server with one application role and database.
 --
 -- `source: debian` (default) installs the distribution's PostgreSQL (15 on
--- Debian 12, 14 on Ubuntu 22.04, 16 on Ubuntu 24.04); `source: pgdg` adds
+-- Debian 12, 17 on Debian 13, 14 on Ubuntu 22.04, 16 on Ubuntu 24.04: see
+-- lua/phanes/platform.lua); `source: pgdg` adds
 -- the PostgreSQL project's apt repository, for any `version`.
 -- Settings go to conf.d/phanes.conf (restart when they change), client
 -- access to pg_hba.conf (reload). The role and the database are created
@@ -30,9 +31,6 @@
 --     allowed_networks: ["10.0.0.0/8"]
 
 local pfile = require "phanes.file"
-
-local DISTRO_VERSION = { debian = { ["11"] = "13", ["12"] = "15", ["13"] = "17" },
-  ubuntu = { ["22.04"] = "14", ["24.04"] = "16" } }
 
 -- SCRAM-SHA-256 (RFC 5802/7677) on top of the digest primitives. -----------
 -- sha256(s) -> 32 raw bytes (the primitive gives hex; tonumber wraps past 2^63)
@@ -191,7 +189,7 @@ return {
     if cfg.listen_addresses:find "'" then ctx.fail("postgres.listen_addresses must not contain quotes") end
     local os = ctx.facts.os
     local version = cfg.version
-    local distro = (DISTRO_VERSION[os.id] or {})[os.version_id or ""]
+    local distro = ctx.platform.postgres_version
     if cfg.source == "debian" then
       if version == "" then version = distro end
       if not version then

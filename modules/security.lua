@@ -150,8 +150,9 @@ local function sshd(ctx, cfg)
 end
 
 local function fail2ban(ctx, cfg)
-  -- Debian 12 logs to the journal only: the jail reads it through python3-systemd.
-  ctx.pkg.installed { "fail2ban", "python3-systemd" }
+  -- Debian 12 and 13 log to the journal only: the jail reads it through
+  -- python3-systemd; Debian 13's fail2ban bans with nftables.
+  ctx.pkg.installed(ctx.platform.fail2ban_packages)
   local jail = ctx.file.template {
     path = "/etc/fail2ban/jail.local", src = "security/jail.local", mode = "0644",
     vars = {
@@ -209,6 +210,15 @@ return {
           " has no authorized key (" .. where .. " has none and the config gives no ssh_public_key). " ..
           "Set ssh_public_key, or security.password_authentication: true")
       end
+    end
+    -- Socket activation (ssh.socket enabled): systemd, not sshd_config,
+    -- owns the listening port, and reloading ssh.service fails to bind
+    -- (seen on Debian 13): a port change would lock the admin out.
+    local socket = ctx.platform.ssh_socket_wants
+    if socket and pfile.exists(socket) then
+      ctx.fail("refusing to manage sshd: ssh.socket (socket activation) is enabled, so sshd_config's Port " ..
+        "would not apply and ssh.service cannot be reloaded. Switch to the service first: " ..
+        "systemctl disable --now ssh.socket && systemctl enable --now ssh.service")
     end
 
     if cfg.ufw then firewall(ctx, cfg) end

@@ -276,6 +276,7 @@ function Run:module(mod, cfg)
     config = run.config,
     cfg = cfg or {},
     facts = run.facts,
+    platform = require("phanes.platform").lazy(run.facts),  -- per-release names and defaults
     dry_run = run.dry_run,
     module = mod and mod.name or "?",
     paths = run.paths,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# make demo: boot a throwaway Debian 12 test host, apply a profile to it for
+# make demo: boot a throwaway Debian 12 (or 13) test host, apply a profile to it for
 # real with build/phanes, apply it again to show that nothing changes, print
 # `phanes status`, and tear the host down.
 #
 #   KEEP=1          leave the host up and print how to reach it
+#   DEMO_SUITE      bookworm (Debian 12, default) or trixie (Debian 13)
 #   DEMO_PROFILE    profile to apply (default: dev)
 #   DEMO_CONFIG     config file (default: examples/config.yaml)
 #   DEMO_HOST       test host index (default: 1)
@@ -21,13 +22,19 @@ PROFILE=${DEMO_PROFILE:-dev}
 CONFIG=${DEMO_CONFIG:-$ROOT/examples/config.yaml}
 HOST=${DEMO_HOST:-1}
 KEEP=${KEEP:-0}
+export PHANES_TEST_SUITE=${DEMO_SUITE:-${PHANES_TEST_SUITE:-bookworm}}
+case $PHANES_TEST_SUITE in
+  bookworm) RELEASE="Debian 12" ;;
+  trixie) RELEASE="Debian 13" ;;
+  *) printf 'demo: DEMO_SUITE must be bookworm (Debian 12) or trixie (Debian 13), not %s\n' "$PHANES_TEST_SUITE" >&2; exit 2 ;;
+esac
 
 if [[ -t 1 && -z ${NO_COLOR:-} ]]; then B=$'\e[1m' R=$'\e[31m' G=$'\e[32m' Y=$'\e[33m' N=$'\e[0m'; else B= R= G= Y= N=; fi
 step() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
 fail() { printf '%sdemo: %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
 
 # -- what the demo needs ------------------------------------------------------
-[[ $(id -u) -eq 0 ]] || fail "needs root: it boots a throwaway Debian 12 host in its own namespaces (a bridge, a veth, an overlay mount, all removed afterwards). Run: sudo make demo"
+[[ $(id -u) -eq 0 ]] || fail "needs root: it boots a throwaway $RELEASE host in its own namespaces (a bridge, a veth, an overlay mount, all removed afterwards). Run: sudo make demo"
 unshare --pid --fork --mount --uts --ipc --net --cgroup true 2>/dev/null ||
   fail "this machine does not allow new namespaces (pid, mount, uts, ipc, net, cgroup); run the demo as root on a Debian 12 machine or VM, not inside an unprivileged container"
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null || fail "overlayfs is not available (modprobe overlay)"
@@ -41,6 +48,7 @@ cleanup() {
     local ip key pre=
     ip=$("$TH" ip "$HOST"); key=$("$TH" ssh-key)
     [[ ${PHANES_TEST_ID:-pht} == pht ]] || pre="PHANES_TEST_ID=$PHANES_TEST_ID "
+    [[ $PHANES_TEST_SUITE == bookworm ]] || pre="${pre}PHANES_TEST_SUITE=$PHANES_TEST_SUITE "
     printf '\n%sThe host stays up (KEEP=1).%s Reach it with:\n' "$B" "$N"
     printf '  ssh -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@%s\n' "$key" "$ip"
     printf '  (or: %s%s ssh %s;  users deploy and alice too; alice'\''s sudo password: %s%s password)\n' "$pre" "$TH" "$HOST" "$pre" "$TH"
@@ -54,7 +62,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step "booting test host $HOST (Debian 12, systemd, sshd; first time builds the base: ~1 min)"
+step "booting test host $HOST ($RELEASE, systemd, sshd; first time builds the base: ~1 min)"
 "$TH" up "$HOST"
 IP=$("$TH" ip "$HOST")
 KEY=$("$TH" ssh-key)
