@@ -31,6 +31,7 @@ static void preload(lua_State *L)
 		{"phanes.json", luaopen_phanes_json},
 		{"phanes.ssh", luaopen_phanes_ssh},
 		{"lfs", luaopen_lfs},
+		{"phanes.build", luaopen_phanes_build},
 		{NULL, NULL},
 	};
 	luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);

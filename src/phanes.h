@@ -47,5 +47,7 @@ int luaopen_phanes_yaml(lua_State *L);
 int luaopen_phanes_json(lua_State *L);
 int luaopen_phanes_ssh(lua_State *L);
 int luaopen_lfs(lua_State *L);
+/* version.c: build.info(), what the binary is made of. */
+int luaopen_phanes_build(lua_State *L);
 
 #endif
