@@ -27,7 +27,7 @@ local OPTIONS = {
   config = { kind = "value", cmds = { apply = 1, check = 1, status = 1 }, short = "c" },
   ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
   only = { kind = "list", cmds = { apply = 1 } },
-  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1 } },
+  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, version = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
   set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1 } },
   state = { kind = "value", cmds = { apply = 1, status = 1 } },
@@ -167,9 +167,12 @@ examples:
   phanes lua ./inspect.lua /etc/phanes.yaml
 ]],
   version = [[
-usage: phanes version
+usage: phanes version [-v] [--json]
 
-Print phanes' version.
+Print phanes' version. -v: also the commit and architecture of the build
+and the versions of the libraries linked into it (Lua, libyaml, libssh2,
+OpenSSL, zlib, LuaFileSystem), as each reports itself; --json: the same
+as JSON (implies -v).
 ]],
   help = [[
 usage: phanes help [COMMAND]
@@ -317,6 +320,7 @@ function M.main(argv)
     return 0
   end
   if p.cmd == "version" then
+    if p.opts.verbose or p.opts.json then return require("phanes.commands").version(p) end
     io.stdout:write("phanes ", loader.version, "\n")
     return 0
   end
