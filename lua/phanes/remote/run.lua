@@ -26,6 +26,7 @@ function M.probe_script(sha, with_files)
     -- presence is the check, and a no-op run does not hash 5 MB again.
     'if [ -f "$B" ] && [ -x "$B" ]; then echo "cached=' .. sha .. '"; fi',
     '(. /etc/os-release 2>/dev/null && echo "os=$PRETTY_NAME")',
+    require("phanes.remote.binary").PROBE,
     'find "$C" -maxdepth 1 -name "run.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null',
     'D=$(mktemp -d "$C/run.XXXXXX") || exit 91',
     'echo "dir=$D"',
@@ -231,11 +232,9 @@ local function prepare(s, t, o, rec, files)
     return nil, 3, "probing " .. t.name .. " failed (exit " .. tostring(res.code) .. "): " .. res.stderr
   end
   rec.remote = { arch = p.arch, os = p.os, uid = tonumber(p.uid), sudo = p.sudo }
-  local arch = local_arch()
-  if p.arch ~= arch then
-    return nil, 2, string.format("%s is %s but this phanes binary is built for %s: run phanes from an %s machine, or use an %s build of phanes",
-      t.name, p.arch, arch, p.arch, p.arch), p
-  end
+  local berr
+  exe, sha, berr = require("phanes.remote.binary").for_target(s, p, o, rec.command, exe, sha, local_arch())
+  if not exe then return nil, 3, berr, p end
   local mode = p.sudo == "root" and "root" or p.sudo == "nopasswd" and "nopasswd" or p.sudo == "password" and "password"
   if not mode then
     return nil, 3, rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)", p
