@@ -66,6 +66,12 @@ $(B)/commit: FORCE | $(B)
 	@echo '$(GIT_COMMIT)' > $@.tmp
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
+# The aarch64 binary and the unit specs under qemu user emulation (root:
+# binfmt_misc, registered only when absent and removed again).
+test-arm64:
+	$(MAKE) ARCH=aarch64
+	tools/test-arm64 build/aarch64/phanes $(ARM64_SPECS)
+
 # Both binaries; build/phanes-ARCH links to each foreign one, where a remote
 # run looks for the binary of a target of that architecture.
 dist:

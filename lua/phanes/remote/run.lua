@@ -232,9 +232,9 @@ local function prepare(s, t, o, rec, files)
     return nil, 3, "probing " .. t.name .. " failed (exit " .. tostring(res.code) .. "): " .. res.stderr
   end
   rec.remote = { arch = p.arch, os = p.os, uid = tonumber(p.uid), sudo = p.sudo }
-  local berr
-  exe, sha, berr = require("phanes.remote.binary").for_target(s, p, o, rec.command, exe, sha, local_arch())
-  if not exe then return nil, 3, berr, p end
+  local bexe, bsha = require("phanes.remote.binary").for_target(s, p, o, rec.command, exe, sha, local_arch())
+  if not bexe then return nil, 3, bsha, p end
+  exe, sha = bexe, bsha
   local mode = p.sudo == "root" and "root" or p.sudo == "nopasswd" and "nopasswd" or p.sudo == "password" and "password"
   if not mode then
     return nil, 3, rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)", p
