@@ -67,7 +67,13 @@ $(B)/commit: FORCE | $(B)
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 
 # The aarch64 binary and the unit specs under qemu user emulation (root:
-# binfmt_misc, registered only when absent and removed again).
+# binfmt_misc, registered only when absent and removed again). Only the specs
+# that start no command through phanes.exec: under Debian 12's qemu-user a
+# child it forks hangs before its exec.
+ARM64_SPECS ?= $(addprefix spec/unit/,config_spec.lua facts_spec.lua host_spec.lua inventory_spec.lua \
+	json_spec.lua output_spec.lua remote_record_spec.lua res_apt_spec.lua res_cmd_spec.lua \
+	res_service_spec.lua res_user_spec.lua resolve_spec.lua sshconfig_spec.lua template_spec.lua \
+	yaml_spec.lua version_spec.lua remote_binary_spec.lua)
 test-arm64:
 	$(MAKE) ARCH=aarch64
 	tools/test-arm64 build/aarch64/phanes $(ARM64_SPECS)
