@@ -43,7 +43,7 @@ DEPS += gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
 	zlib1g-dev:arm64 lua-filesystem-dev:arm64
 RUN_SPECS := spec/run
 
-.PHONY: all dist vendor-update test-arm64 deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE
+.PHONY: all dist vendor-update test-arm64 binfmt-off deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE
 all: $(B)/phanes
 
 $(B)/phanes: $(OBJ) $(B)/vendor.ok
@@ -112,8 +112,17 @@ deps:
 	@[ "$$(dpkg --print-architecture)" = arm64 ] || dpkg --add-architecture arm64
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	@had_acng=$$(dpkg-query -W -f='$${db:Status-Abbrev}' apt-cacher-ng 2>/dev/null); \
+	had_binfmt=" $$(ls /proc/sys/fs/binfmt_misc 2>/dev/null | tr '\n' ' ') "; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS) || exit 1; \
-	case "$$had_acng" in ii*) ;; *) $(MAKE) --no-print-directory acng-off ;; esac
+	case "$$had_acng" in ii*) ;; *) $(MAKE) --no-print-directory acng-off ;; esac; \
+	$(MAKE) --no-print-directory binfmt-off had_binfmt="$$had_binfmt"
+
+# Installing qemu-user-static makes systemd register its binfmt_misc handlers
+# at once: the ones that were not there before are removed again (make
+# test-arm64 registers what it needs for its run only).
+binfmt-off:
+	@for f in /proc/sys/fs/binfmt_misc/qemu-*; do [ -e "$$f" ] || continue; \
+		case " $(had_binfmt) " in *" $${f##*/} "*) ;; *) echo -1 > "$$f" || true ;; esac; done
 
 # The test hosts run their own apt-cacher-ng; the system-wide one that its
 # package starts on install is stopped and disabled again (only when `make

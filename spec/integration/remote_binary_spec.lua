@@ -40,6 +40,10 @@ describe("remote binary per architecture", function()
     h = fakeexec.tmpdir()
     assert(file.mkdir(h .. "/bin", { mode = tonumber("0755", 8) }))
     bin = h .. "/bin/phanes"
+    if not file.stat(ARM, true) then -- `make dist` builds it; make test does not
+      local code, out = sh("make --no-print-directory ARCH=aarch64")
+      assert.equal(0, code, out)
+    end
     local code, out = sh("cp " .. q(require("phanes.sys").exe()) .. " " .. q(bin))
     assert.equal(0, code, out)
   end)
@@ -59,7 +63,6 @@ describe("remote binary per architecture", function()
   local function target() return "root@" .. th.ip(1) end
 
   it("uploads the aarch64 binary to an aarch64 target, from ~/.cache/phanes/dist", function()
-    assert.is_truthy(file.stat(ARM, true), ARM .. " is missing: build it with make dist")
     plant("printf '#!/bin/sh\\n[ \"$1\" = -m ] && echo aarch64 && exit 0\\nexec /bin/uname \"$@\"\\n'"
       .. " > /usr/local/bin/uname && chmod 755 /usr/local/bin/uname")
     -- without it: the error names the architecture and make dist
@@ -88,7 +91,6 @@ describe("remote binary per architecture", function()
   end)
 
   it("--binary PATH wins for targets of its architecture", function()
-    assert.is_truthy(file.stat(ARM, true), ARM .. " is missing: build it with make dist")
     plant("printf '#!/bin/sh\\n[ \"$1\" = -m ] && echo aarch64 && exit 0\\nexec /bin/uname \"$@\"\\n'"
       .. " > /usr/local/bin/uname && chmod 755 /usr/local/bin/uname")
     local code, out = phanes { "host", "test", target(), "--key", key, "--binary", ARM }
@@ -117,5 +119,49 @@ describe("remote binary per architecture", function()
     code, out = phanes { "--remote", target(), "--key", key, "facts" }
     assert.equal(0, code, out)
     assert.matches("warning: .*modules need apt", out)
+  end)
+end)
+
+-- The glibc check against real root file systems: Debian 11 (glibc 2.31)
+-- from debootstrap, where the binary really does not start, and this
+-- machine (Debian 12).
+describe("glibc check on a real Debian 11 root", function()
+  local binary = require "phanes.remote.binary"
+  local run = require "phanes.remote.run"
+  local root
+
+  local function probe_in(dir)
+    local cmd = "sh -c " .. q(binary.PROBE)
+    if dir then cmd = "chroot " .. q(dir) .. " " .. cmd end
+    local code, out = sh(cmd)
+    assert.equal(0, code, out)
+    return run.parse_probe(out)
+  end
+
+  setup(function()
+    local code, out = sh("tools/oldroot bullseye")
+    assert.equal(0, code, out)
+    root = out:match "[^\n]+"
+  end)
+
+  it("refuses it, naming glibc 2.31 and the minimum, where the binary indeed cannot start", function()
+    local p = probe_in(root)
+    p.os = "Debian GNU/Linux 11 (bullseye)"
+    local ok, err = binary.check_target(p, { "version" })
+    assert.is_nil(ok)
+    assert.equal("Debian GNU/Linux 11 (bullseye) has glibc 2.31: phanes needs glibc 2.34 or newer"
+      .. " (Debian 12+, Ubuntu 22.04+, RHEL/Rocky 9+); upgrade the target", err)
+    -- the check is right: the binary needs GLIBC_2.34 symbols
+    local dst = root .. "/tmp/phanes-probe"
+    assert.equal(0, (sh("cp " .. q(require("phanes.sys").exe()) .. " " .. q(dst))))
+    local code, out = sh("chroot " .. q(root) .. " /tmp/phanes-probe version")
+    os.remove(dst)
+    assert.is_not.equal(0, code)
+    assert.matches("GLIBC_2%.3[4-9]' not found", out)
+  end)
+
+  it("takes this machine's glibc", function()
+    local p = probe_in(nil)
+    assert.is_true((binary.check_target(p, { "version" })))
   end)
 end)
