@@ -40,7 +40,7 @@ DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1
 # (make test-arm64): Debian's cross compiler and arm64 static archives.
 DEPS += gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
 	liblua5.4-dev:arm64 libyaml-dev:arm64 libssh2-1-dev:arm64 libssl-dev:arm64 \
-	zlib1g-dev:arm64 lua-filesystem-dev:arm64 libevent-dev:arm64
+	zlib1g-dev:arm64 lua-filesystem-dev:arm64
 RUN_SPECS := spec/run
 
 .PHONY: all dist vendor-update test-arm64 binfmt-off deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE
