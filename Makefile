@@ -1,5 +1,17 @@
 # phanes: `make` builds build/phanes; see README.md for the other targets.
 CC ?= cc
+# `make ARCH=aarch64` cross-builds build/aarch64/phanes with Debian's
+# gcc-aarch64-linux-gnu and the arm64 static archives (multiarch); `make
+# dist` builds the binary for every architecture in DIST_ARCHES.
+HOST_ARCH := $(shell uname -m)
+ARCH ?= $(HOST_ARCH)
+DIST_ARCHES := x86_64 aarch64
+$(if $(filter $(ARCH),$(DIST_ARCHES)),,$(error ARCH=$(ARCH): phanes builds for $(DIST_ARCHES)))
+ifneq ($(ARCH),$(HOST_ARCH))
+CC := $(ARCH)-linux-gnu-gcc
+B ?= build/$(ARCH)
+endif
+HOSTCC ?= cc
 MULTIARCH := $(shell $(CC) -print-multiarch)
 LIBDIR := /usr/lib/$(MULTIARCH)
 OPT ?= -O2
@@ -15,6 +27,8 @@ LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)
 
 B ?= build
 SRC := $(wildcard src/*.c)
+# The commit the binary says it was built from (phanes version -v).
+GIT_COMMIT := $(shell git describe --always --dirty --abbrev=12 --exclude='*' 2>/dev/null || echo unknown)
 OBJ := $(SRC:src/%.c=$(B)/%.o) $(B)/files.o
 EMBED := $(shell find lua modules profiles templates web -type f ! -name '*~' ! -name '.*' 2>/dev/null | LC_ALL=C sort)
 
@@ -23,14 +37,57 @@ DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1
 	lua-filesystem-dev libevent-dev lua5.4 lua-busted valgrind openssh-client \
 	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl curl \
 	clang libclang-rt-14-dev chromium nodejs
+# The arm64 cross-build (make ARCH=aarch64, make dist) and its emulation
+# (make test-arm64): Debian's cross compiler and arm64 static archives.
+DEPS += gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
+	liblua5.4-dev:arm64 libyaml-dev:arm64 libssh2-1-dev:arm64 libssl-dev:arm64 \
+	zlib1g-dev:arm64 lua-filesystem-dev:arm64
 RUN_SPECS := spec/run
 
-.PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE \
+.PHONY: all dist vendor-update test-arm64 binfmt-off deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE \
 	fuzz fuzz-targets fuzz-run
 all: $(B)/phanes
 
-$(B)/phanes: $(OBJ)
+$(B)/phanes: $(OBJ) $(B)/vendor.ok
 	$(CC) $(CFLAGS) $(LINKFLAGS) -o $@ $(OBJ) $(LDLIBS)
+
+# The third-party archives linked in must be the ones vendor/manifest
+# records (package, version, sha256); checked again only when an archive or
+# the manifest changes. `make vendor-update` records the installed ones.
+$(B)/vendor.ok: vendor/manifest tools/vendor $(wildcard $(addprefix $(LIBDIR)/,$(STATIC_LIBS))) | $(B)
+	@tools/vendor check $(ARCH) $(STATIC_LIBS)
+	@touch $@
+
+vendor-update:
+	tools/vendor update "$(DIST_ARCHES)" $(STATIC_LIBS)
+
+$(B)/version.o: CFLAGS += -DPHANES_COMMIT='"$(GIT_COMMIT)"'
+$(B)/version.o: $(B)/commit
+
+$(B)/commit: FORCE | $(B)
+	@echo '$(GIT_COMMIT)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+
+# The aarch64 binary and the unit specs under qemu user emulation (root:
+# binfmt_misc, registered only when absent and removed again). Only the specs
+# that start no command through phanes.exec: under Debian 12's qemu-user (on
+# this kernel) the forked child of a dynamically linked arm64 program hangs
+# before its exec (a plain C fork+exec does too; a static one does not).
+ARM64_SPECS ?= $(addprefix spec/unit/,config_spec.lua facts_spec.lua host_spec.lua inventory_spec.lua \
+	json_spec.lua output_spec.lua remote_record_spec.lua res_apt_spec.lua res_cmd_spec.lua \
+	res_service_spec.lua res_user_spec.lua resolve_spec.lua sshconfig_spec.lua template_spec.lua \
+	yaml_spec.lua version_spec.lua remote_binary_spec.lua)
+test-arm64:
+	$(MAKE) ARCH=aarch64
+	tools/test-arm64 build/aarch64/phanes $(ARM64_SPECS)
+
+# Both binaries; build/phanes-ARCH links to each foreign one, where a remote
+# run looks for the binary of a target of that architecture.
+dist:
+	$(MAKE) ARCH=$(HOST_ARCH)
+	@set -e; for a in $(filter-out $(HOST_ARCH),$(DIST_ARCHES)); do \
+		$(MAKE) ARCH=$$a; ln -sfn $$a/phanes build/phanes-$$a; done
+	@tools/distsize build/phanes $(foreach a,$(filter-out $(HOST_ARCH),$(DIST_ARCHES)),build/$(a)/phanes)
 
 $(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -48,17 +105,27 @@ $(B)/files.c: $(B)/embed $(B)/files.list $(EMBED)
 	$(B)/embed $@.tmp $(EMBED) && mv $@.tmp $@
 
 $(B)/embed: tools/embed.c | $(B)
-	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+	$(HOSTCC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 $(B):
 	mkdir -p $(B)
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps installs Debian packages: run it as root" >&2; exit 2; fi
+	@[ "$$(dpkg --print-architecture)" = arm64 ] || dpkg --add-architecture arm64
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	@had_acng=$$(dpkg-query -W -f='$${db:Status-Abbrev}' apt-cacher-ng 2>/dev/null); \
+	had_binfmt=" $$(ls /proc/sys/fs/binfmt_misc 2>/dev/null | tr '\n' ' ') "; \
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEPS) || exit 1; \
-	case "$$had_acng" in ii*) ;; *) $(MAKE) --no-print-directory acng-off ;; esac
+	case "$$had_acng" in ii*) ;; *) $(MAKE) --no-print-directory acng-off ;; esac; \
+	$(MAKE) --no-print-directory binfmt-off had_binfmt="$$had_binfmt"
+
+# Installing qemu-user-static makes systemd register its binfmt_misc handlers
+# at once: the ones that were not there before are removed again (make
+# test-arm64 registers what it needs for its run only).
+binfmt-off:
+	@for f in /proc/sys/fs/binfmt_misc/qemu-*; do [ -e "$$f" ] || continue; \
+		case " $(had_binfmt) " in *" $${f##*/} "*) ;; *) echo -1 > "$$f" || true ;; esac; done
 
 # The test hosts run their own apt-cacher-ng; the system-wide one that its
 # package starts on install is stopped and disabled again (only when `make
@@ -70,8 +137,11 @@ acng-off:
 
 # Installs the packages only when one is missing, so `make test` sets itself up.
 deps-ok:
-	@n=$$(dpkg-query -W -f='$${db:Status-Abbrev}\n' $(DEPS) 2>/dev/null | grep -c '^ii'); \
-	if [ "$$n" -ne "$(words $(DEPS))" ]; then $(MAKE) deps; fi
+# (an unqualified name is installed as itself or as NAME:<native arch>)
+	@dpkg-query -W -f='$${db:Status-Abbrev} $${binary:Package}\n' $(DEPS) 2>/dev/null | \
+	awk -v native="$$(dpkg --print-architecture)" -v deps="$(DEPS)" '/^ii/ { have[$$2] = 1 } \
+		END { n = split(deps, d, " "); for (i = 1; i <= n; i++) \
+			if (!(d[i] in have) && !((d[i] ":" native) in have)) exit 1 }' || $(MAKE) deps
 
 test: deps-ok
 	$(MAKE) all

@@ -20,6 +20,7 @@ void phanes_preload(lua_State *L)
 		{"phanes.cipher", luaopen_phanes_cipher},
 		{"phanes.crypto", luaopen_phanes_crypto},
 		{"phanes.http", luaopen_phanes_http},
+		{"phanes.build", luaopen_phanes_build},
 		{"lfs", luaopen_lfs},
 		{NULL, NULL},
 	};

@@ -51,5 +51,7 @@ int luaopen_phanes_http(lua_State *L);
 int luaopen_lfs(lua_State *L);
 /* Every primitive family above (and phanes.cipher) into package.preload: src/api.c. */
 void phanes_preload(lua_State *L);
+/* version.c: build.info(), what the binary is made of. */
+int luaopen_phanes_build(lua_State *L);
 
 #endif

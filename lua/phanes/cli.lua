@@ -29,7 +29,7 @@ local OPTIONS = {
   ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
   ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
   only = { kind = "list", cmds = { apply = 1 } },
-  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1 } },
+  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1, version = 1 } },
   origin = { kind = "flag", cmds = { config = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
   set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
@@ -198,9 +198,12 @@ examples:
   phanes lua ./inspect.lua /etc/phanes.yaml
 ]],
   version = [[
-usage: phanes version
+usage: phanes version [-v] [--json]
 
-Print phanes' version.
+Print phanes' version. -v: also the commit and architecture of the build
+and the versions of the libraries linked into it (Lua, libyaml, libssh2,
+OpenSSL, zlib, LuaFileSystem), as each reports itself; --json: the same
+as JSON (implies -v).
 ]],
   help = [[
 usage: phanes help [COMMAND]
@@ -353,6 +356,7 @@ function M.main(argv)
     return 0
   end
   if p.cmd == "version" then
+    if p.opts.verbose or p.opts.json then return require("phanes.commands").version(p) end
     io.stdout:write("phanes ", loader.version, "\n")
     return 0
   end

@@ -401,4 +401,23 @@ function M.facts(p)
   return EXIT.ok
 end
 
+-- phanes version -v: what the binary is made of, each version as the
+-- library itself reports it, and the commit and architecture of the build.
+function M.version(p)
+  local b = require("phanes.build").info()
+  local rows = {
+    { "phanes", b.version }, { "commit", b.commit }, { "arch", b.arch },
+    { "lua", b.lua }, { "libyaml", b.libyaml }, { "libssh2", b.libssh2 },
+    { "openssl", b.openssl }, { "zlib", b.zlib }, { "lfs", require("lfs")._VERSION },
+  }
+  if p.opts.json then
+    local t = {}
+    for _, r in ipairs(rows) do t[r[1]] = r[2] end
+    io.stdout:write(require("phanes.json").encode(t, { pretty = true }), "\n")
+    return EXIT.ok
+  end
+  for _, r in ipairs(rows) do io.stdout:write(string.format("%-8s %s\n", r[1], r[2])) end
+  return EXIT.ok
+end
+
 return M

@@ -16,7 +16,7 @@ usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--de
        phanes host list [--json]
        phanes host default NAME
        phanes host test [NAME|TARGET] [--key PATH] [--password-env VAR] [--timeout S]
-                        [--port N] [--known-hosts PATH] [--strict-host-keys]
+                        [--port N] [--known-hosts PATH] [--strict-host-keys] [--binary PATH]
 The inventory is ]] .. "~/.config/phanes/inventory.yaml" .. " (PHANES_INVENTORY to use another file).\n"
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
@@ -28,7 +28,7 @@ local function flags(args, from)
     local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
     k = k or a
     if k == "--key" or k == "--group" or k == "--password-env" or k == "--timeout" or k == "--port"
-        or k == "--known-hosts" then
+        or k == "--known-hosts" or k == "--binary" then
       if not v then i = i + 1; v = args[i] end
       if not v then return nil, k .. " needs a value" end
       if k == "--group" then o.groups[#o.groups + 1] = v
@@ -174,6 +174,12 @@ function M.test(o, pos)
         io.stdout:write(string.format("%s: ok in %.2fs: %s@%s:%d (%s), %s, %s, sudo: %s, phanes %s\n", t.name,
           util.now() - t0, info.user, info.host, info.port, info.auth, p.os or "unknown OS", p.arch or "?",
           p.sudo or "?", p.cached == sha and "cached" or "not cached (uploaded on the first run)"))
+        local binary = require "phanes.remote.binary"
+        local ok, why = binary.check_target(p, { "apply" })
+        local path, berr = binary.select_binary(p.arch, { binary = o.binary })
+        io.stdout:write(string.format("  %s binary: %s\n", p.arch or "?", path or berr))
+        if not ok or not path then code = 3 end
+        if why then io.stdout:write("  ", ok and "warning: " or "refused: ", why, "\n") end
       end
     end
   end

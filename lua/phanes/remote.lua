@@ -15,7 +15,8 @@
 -- (no target: the inventory's default), --port N (wins over the target's
 -- :port, the inventory's and ssh_config's), --user U, --key PATH,
 -- --password-env VAR, --parallel N (default 10), --strict-host-keys,
--- --known-hosts PATH, --timeout S (connect, default 10).
+-- --known-hosts PATH, --timeout S (connect, default 10), --binary PATH (the
+-- phanes for targets of its architecture; see remote/binary.lua).
 --
 -- Exit codes: the remote run's; 3 for connection, authentication and sudo
 -- failures; with several hosts, 1 when any failed; 130 when interrupted.
@@ -29,7 +30,7 @@ local util = require "phanes.remote.util"
 local M = {}
 
 local VALUE = { ["--port"] = "port", ["--user"] = "user", ["--key"] = "key", ["--password-env"] = "password_env",
-  ["--parallel"] = "parallel", ["--known-hosts"] = "known_hosts", ["--timeout"] = "timeout" }
+  ["--parallel"] = "parallel", ["--known-hosts"] = "known_hosts", ["--timeout"] = "timeout", ["--binary"] = "binary" }
 local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, version = true,
   ["--profile"] = true, ["--modules"] = true, ["--list"] = true }
 

@@ -34,6 +34,7 @@ function M.probe_script(sha, lean)
     -- own copy before it runs it (root_script)
     'if [ -f "$B" ] && [ -x "$B" ]; then echo "cached=' .. sha .. '"; fi',
     '[ -r /etc/os-release ] && . /etc/os-release 2>/dev/null && echo "os=$PRETTY_NAME"',
+    require("phanes.remote.binary").PROBE,
     'set -- "$C"/run.*; [ -e "$1" ] && find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
     "exit 0",
   }, "\n")
@@ -374,11 +375,9 @@ local function prepare(s, t, o, rec, files)
     return nil, 3, "probing " .. t.name .. " failed (exit " .. tostring(res.code) .. "): " .. res.stderr
   end
   rec.remote = { arch = p.arch, os = p.os, uid = tonumber(p.uid), sudo = p.sudo }
-  local arch = local_arch()
-  if p.arch ~= arch then
-    return nil, 2, string.format("%s is %s but this phanes binary is built for %s: run phanes from an %s machine, or use an %s build of phanes",
-      t.name, p.arch, arch, p.arch, p.arch)
-  end
+  local bexe, bsha = require("phanes.remote.binary").for_target(s, p, o, rec.command, exe, sha, local_arch())
+  if not bexe then return nil, 3, bsha end
+  if bexe ~= exe then exe, sha, st = bexe, bsha, file.stat(bexe, true) end
   local mode = p.sudo == "root" and "root" or p.sudo == "present" and "nopasswd"
   if not mode then
     return nil, 3, rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)"
