@@ -21,7 +21,18 @@ CFLAGS := $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
 # Debian's static archives, glibc dynamically. -E exports the Lua API so Lua C
 # modules from Debian (busted's term/system) load into the binary for specs.
 STATIC_LIBS := liblua5.4-filesystem.a liblua5.4.a libssh2.a libyaml.a libevent_openssl.a libevent_extra.a libevent_core.a libssl.a libcrypto.a libz.a
-LDLIBS := $(addprefix $(LIBDIR)/,$(STATIC_LIBS)) -lm -ldl -lpthread
+# libevent-dev cannot be installed for two architectures at once (its
+# event-config.h is not multiarch): a foreign build unpacks Debian's arm64
+# package into a sysroot of its own (tools/vendor unpack) and takes the
+# headers and archives from there.
+ifneq ($(ARCH),$(HOST_ARCH))
+SYSROOT := $(B)/sysroot
+SYSROOT_PKGS := libevent-dev
+SYSROOT_LIBS := libevent_openssl.a libevent_extra.a libevent_core.a
+CFLAGS += -I$(SYSROOT)/usr/include
+endif
+libpath = $(if $(filter $(1),$(SYSROOT_LIBS)),$(SYSROOT))$(LIBDIR)/$(1)
+LDLIBS := $(foreach l,$(STATIC_LIBS),$(call libpath,$(l))) -lm -ldl -lpthread
 STRIP ?= -s
 LINKFLAGS := $(STRIP) -Wl,-E $(LDFLAGS) $(EXTRA_LDFLAGS)
 
@@ -44,7 +55,7 @@ DEPS += gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
 	zlib1g-dev:arm64 lua-filesystem-dev:arm64
 RUN_SPECS := spec/run
 
-.PHONY: all dist vendor-update test-arm64 binfmt-off deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE \
+.PHONY: all dist vendor-update sysroot test-arm64 binfmt-off deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE \
 	fuzz fuzz-targets fuzz-run
 all: $(B)/phanes
 
@@ -54,12 +65,19 @@ $(B)/phanes: $(OBJ) $(B)/vendor.ok
 # The third-party archives linked in must be the ones vendor/manifest
 # records (package, version, sha256); checked again only when an archive or
 # the manifest changes. `make vendor-update` records the installed ones.
-$(B)/vendor.ok: vendor/manifest tools/vendor $(wildcard $(addprefix $(LIBDIR)/,$(STATIC_LIBS))) | $(B)
-	@tools/vendor check $(ARCH) $(STATIC_LIBS)
+$(B)/vendor.ok: vendor/manifest tools/vendor $(wildcard $(foreach l,$(STATIC_LIBS),$(call libpath,$(l)))) \
+		$(if $(SYSROOT),$(B)/sysroot.ok) | $(B)
+	@SYSROOT=$(SYSROOT) tools/vendor check $(ARCH) $(STATIC_LIBS)
 	@touch $@
 
 vendor-update:
-	tools/vendor update "$(DIST_ARCHES)" $(STATIC_LIBS)
+	@set -e; for a in $(filter-out $(HOST_ARCH),$(DIST_ARCHES)); do $(MAKE) --no-print-directory ARCH=$$a sysroot; done
+	SYSROOT=build/aarch64/sysroot tools/vendor update "$(DIST_ARCHES)" $(STATIC_LIBS)
+
+sysroot: $(if $(SYSROOT),$(B)/sysroot.ok)
+$(B)/sysroot.ok: tools/vendor | $(B)
+	tools/vendor unpack $(ARCH) $(SYSROOT) $(SYSROOT_PKGS)
+	@touch $@
 
 $(B)/version.o: CFLAGS += -DPHANES_COMMIT='"$(GIT_COMMIT)"'
 $(B)/version.o: $(B)/commit
@@ -89,7 +107,7 @@ dist:
 		$(MAKE) ARCH=$$a; ln -sfn $$a/phanes build/phanes-$$a; done
 	@tools/distsize build/phanes $(foreach a,$(filter-out $(HOST_ARCH),$(DIST_ARCHES)),build/$(a)/phanes)
 
-$(B)/%.o: src/%.c $(wildcard src/*.h) | $(B)
+$(B)/%.o: src/%.c $(wildcard src/*.h) | $(B) $(if $(SYSROOT),$(B)/sysroot.ok)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/files.o: $(B)/files.c src/phanes.h
