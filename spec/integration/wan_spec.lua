@@ -1,0 +1,95 @@
+-- A remote run's cost on the wire, counted by the SSH session itself
+-- (session:stats(), kept in the run's record): a cached no-op is one exec
+-- channel after authentication and no SFTP; a first contact is the probe's
+-- exchange (which finds no binary) and one more that brings the binary
+-- gzip-compressed on its stdin. The host is looked at afterwards.
+local th = require "spec.support.testhost"
+
+local function absolute(path)
+  local p = assert(io.popen("readlink -f " .. path))
+  local out = p:read "l"
+  p:close()
+  return out
+end
+local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
+local q = th.quote
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read "a"
+  f:close()
+  return s
+end
+
+local function phanes(home, args)
+  local words = {}
+  for i, a in ipairs(args) do words[i] = q(a) end
+  local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
+    .. table.concat(words, " ") .. " </dev/null 2>&1"))
+  local out = p:read "a"
+  local _, _, code = p:close()
+  return code, out
+end
+
+local function record(home, name)
+  local text = read(home .. "/.local/state/phanes/hosts/" .. name .. "/last.json")
+  return text and require("phanes.json").decode(text)
+end
+
+describe("remote run on the wire", function()
+  local ok_hosts, why = th.available()
+  if not ok_hosts then
+    pending(why)
+    return
+  end
+  local key, home
+  setup(function()
+    th.up(1)
+    key = th.key()
+    home = require("spec.support.fakeexec").tmpdir()
+    local f = assert(io.open(home .. "/config.yaml", "wb"))
+    f:write "timezone: UTC\nlocale: C.UTF-8\n"
+    f:close()
+  end)
+  teardown(function()
+    th.down()
+    if home then os.execute("rm -rf " .. q(home)) end
+  end)
+
+  for _, user in ipairs { "root", "deploy" } do
+    it("as " .. user .. ": first contact is 2 exec channels and no SFTP, a cached no-op is 1", function()
+      local target = user .. "@" .. th.ip(1)
+      local home_dir = user == "root" and "/root" or "/home/" .. user
+      local ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes")
+      assert.is_true(ok, out)
+      local args = { "--remote", target, "--key", key, "--modules", "baseline", "--config", home .. "/config.yaml" }
+      local code
+      code, out = phanes(home, args)
+      assert.equal(0, code, out)
+      local rec = assert(record(home, target))
+      assert.is_true(rec.upload.binary, out)
+      assert.same({ channels = 2, execs = 2, sftp = 0 }, rec.ssh)
+      -- compressed on the wire, whole on the target: the same sha256 as here
+      assert.is_true(rec.upload.compressed < rec.upload.bytes * 0.7, out)
+      local sha = require("phanes.file").sha256_file(BIN)
+      local _, listing = th.exec(1, "cd " .. home_dir .. "/.cache/phanes && ls -A && stat -c '%a %U' phanes-" .. sha
+        .. " && sha256sum < phanes-" .. sha)
+      assert.matches("^phanes%-" .. sha .. "\n700 " .. user .. "\n" .. sha, listing)
+      assert.equal(user, rec.user)
+      assert.equal(user == "root" and 0 or nil, user == "root" and rec.remote.uid or nil)
+      assert.is_string(rec.remote.arch)
+      -- the binary cached: one exchange does the probe, the run and the report
+      code, out = phanes(home, args)
+      assert.equal(0, code, out)
+      rec = assert(record(home, target))
+      assert.is_false(rec.upload.binary)
+      assert.same({ channels = 1, execs = 1, sftp = 0 }, rec.ssh)
+      assert.equal(0, rec.changed, out)
+      assert.equal("ok", rec.status)
+      assert.equal(user == "root" and "root" or "nopasswd", rec.remote.sudo)
+      local _, state = th.exec(1, "cat /var/lib/phanes/state.json")
+      assert.equal("installed", require("phanes.json").decode(state).modules.baseline.status)
+    end)
+  end
+end)
