@@ -1,8 +1,9 @@
 -- A remote run's cost on the wire, counted by the SSH session itself
 -- (session:stats(), kept in the run's record): a cached no-op is one exec
--- channel after authentication and no SFTP; a first contact is the probe's
--- exchange (which finds no binary) and one more that brings the binary
--- gzip-compressed on its stdin. The host is looked at afterwards.
+-- channel after authentication and no SFTP; so is a first contact (no record
+-- of this binary there: it goes gzip-compressed ahead of the run's stdin);
+-- a binary gone from the cache unknown to us costs one more exchange.
+-- The host is looked at afterwards.
 local th = require "spec.support.testhost"
 
 local function absolute(path)
@@ -58,7 +59,7 @@ describe("remote run on the wire", function()
   end)
 
   for _, user in ipairs { "root", "deploy" } do
-    it("as " .. user .. ": first contact is 2 exec channels and no SFTP, a cached no-op is 1", function()
+    it("as " .. user .. ": first contact and a cached no-op are 1 exec channel each, no SFTP", function()
       local target = user .. "@" .. th.ip(1)
       local home_dir = user == "root" and "/root" or "/home/" .. user
       local ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes")
@@ -69,7 +70,7 @@ describe("remote run on the wire", function()
       assert.equal(0, code, out)
       local rec = assert(record(home, target))
       assert.is_true(rec.upload.binary, out)
-      assert.same({ channels = 2, execs = 2, sftp = 0 }, rec.ssh)
+      assert.same({ channels = 1, execs = 1, sftp = 0 }, rec.ssh)
       -- compressed on the wire, whole on the target: the same sha256 as here
       assert.is_true(rec.upload.compressed < rec.upload.bytes * 0.7, out)
       local sha = require("phanes.file").sha256_file(BIN)
@@ -90,6 +91,16 @@ describe("remote run on the wire", function()
       assert.equal(user == "root" and "root" or "nopasswd", rec.remote.sudo)
       local _, state = th.exec(1, "cat /var/lib/phanes/state.json")
       assert.equal("installed", require("phanes.json").decode(state).modules.baseline.status)
+      -- the binary gone behind our back: the prologue says so, and the run
+      -- starts again with it (2 exchanges), silently
+      ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes")
+      assert.is_true(ok, out)
+      code, out = phanes(home, args)
+      assert.equal(0, code, out)
+      rec = assert(record(home, target))
+      assert.is_true(rec.upload.binary)
+      assert.same({ channels = 2, execs = 2, sftp = 0 }, rec.ssh)
+      assert.is_nil(out:find("root refused it", 1, true), out)
     end)
   end
 end)

@@ -335,6 +335,8 @@ local function execute(s, t, rec, ctx)
   })
   st.flush()
   if gz and st.started then rec.upload.seconds = st.started - t0 end
+  -- root ran this binary: it is in this login user's cache now
+  if st.pid then rec.binary_sha256 = ctx.sha end
   ctx.cached_hint = st.probe and st.probe.cached == "yes"
   if st.report_text then
     local okj, json = pcall(require, "phanes.json")
@@ -474,6 +476,17 @@ function M.run(t, o, args, files, ov)
     return finish(code, code == 3 and "error" or "refused", perr)
   end
   ctx.args, ctx.files, ctx.log, ctx.mask, ctx.apply = args, files, log, mask, is_apply(args)
+  -- no record of this binary in this login user's cache there (a first
+  -- contact, a new version): it goes with the first exchange
+  local last = util.read_record(t.name)
+  if not (last and last.binary_sha256 == ctx.sha and last.user == rec.user and last.address == rec.address
+      and last.port == rec.port) then
+    local ok, gerr = want_upload(rec, ctx)
+    if not ok then
+      s:close()
+      return finish(70, "error", gerr)
+    end
+  end
   local okS, sys = pcall(require, "phanes.sys")
   if okS and sys.interrupted and sys.interrupted() > 0 then
     s:close()
@@ -491,6 +504,7 @@ function M.run(t, o, args, files, ov)
       end
       ok, rerr = want_upload(rec, ctx)
     elseif status == "needpw" and ctx.mode == "nopasswd" then
+      ctx.upload = false -- stored already: the prologue does that before sudo
       ok, rerr = use_password(s, t, o, rec, ctx)
     else
       break
