@@ -3,9 +3,11 @@
 -- stdin when this is an upload) that execs, as root (sudo when not root),
 -- a script that verifies its own copy of the binary, unpacks the run's
 -- files from stdin into a private directory, runs phanes there with its
--- output streamed back and hands the JSON report back in-band. When the
--- binary is not cached (or does not match), the run starts again with the
--- gzip-compressed binary ahead of the payload on stdin. Record the run locally.
+-- output streamed back and hands the JSON report back in-band. The
+-- gzip-compressed binary travels ahead of the payload on that stdin when
+-- no record says this binary is in the login user's cache there; when the
+-- prologue finds it missing (or root finds it changed), the run starts
+-- again on a new channel, bringing it. Record the run locally.
 --
 --   local code = require("phanes.remote.run").run(target, opts, args, files, overrides)
 local util = require "phanes.remote.util"
