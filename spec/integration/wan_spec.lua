@@ -103,4 +103,28 @@ describe("remote run on the wire", function()
       assert.is_nil(out:find("root refused it", 1, true), out)
     end)
   end
+
+  it("compresses the binary once: the copy kept here is used, and a damaged one is made again", function()
+    local sha = require("phanes.file").sha256_file(BIN)
+    local gz = home .. "/.cache/phanes/phanes-" .. sha .. ".gz"
+    local st = assert(require("phanes.file").stat(gz))
+    assert.equal(tonumber("0600", 8), st.mode & tonumber("0777", 8))
+    -- damaged here, gone there: gunzip there refuses it, it is made again
+    local f = assert(io.open(gz, "wb"))
+    f:write("\31\139 not really gzip")
+    f:close()
+    local ok, out = th.exec(1, "rm -rf /root/.cache/phanes")
+    assert.is_true(ok, out)
+    local target = "root@" .. th.ip(1)
+    local code
+    code, out = phanes(home, { "--remote", target, "--key", key, "--modules", "baseline", "--config", home .. "/config.yaml" })
+    assert.equal(0, code, out)
+    local rec = assert(record(home, target))
+    assert.is_true(rec.upload.binary)
+    assert.same({ channels = 3, execs = 3, sftp = 0 }, rec.ssh)
+    local _, listing = th.exec(1, "sha256sum < /root/.cache/phanes/phanes-" .. sha)
+    assert.matches("^" .. sha, listing)
+    assert.equal("\31\139", read(gz):sub(1, 2))
+    assert.is_true(#read(gz) > 100000)
+  end)
 end)

@@ -293,6 +293,10 @@ end
 
 -- What the held lines (before phanes started) say went wrong.
 local function before_start(t, rec, res, held)
+  if res.code == 97 then
+    local mine = held:match "PHANES%-ERR ([^\n]*)"
+    return 3, "nostore", t.name .. ": " .. (mine or "cannot store the phanes binary")
+  end
   if res.code == 96 or res.code == 95 then
     return res.code == 96 and 2 or 3, res.code == 96 and "refused" or "error", nil
   end
@@ -380,17 +384,43 @@ function M.refusal(t, rec, ctx, code)
   return rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)"
 end
 
--- The binary, gzip-compressed once per process: it travels ahead of the
--- payload on the run's own stdin (the prologue stores it in the login
--- user's cache; root checks its sha256 before it runs it).
-local gz_cache = {}
+-- The binary, gzip-compressed: it travels ahead of the payload on the
+-- run's own stdin (the prologue stores it in the login user's cache; root
+-- checks its sha256 before it runs it). Compressing takes a few hundred ms,
+-- so it is done once per binary and kept here, in ~/.cache/phanes (0600);
+-- a copy there that was damaged only makes root refuse the upload, and is
+-- then removed (forget_gzip).
+local gz_memo = {}
+local function gz_path(sha)
+  local base = os.getenv "XDG_CACHE_HOME"
+  if not base or base:sub(1, 1) ~= "/" then base = (os.getenv "HOME" or "") .. "/.cache" end
+  return base .. "/phanes", "phanes-" .. sha .. ".gz"
+end
+
 local function gzipped(ctx)
-  if not gz_cache[ctx.sha] then
-    local gz, e = require("phanes.ssh").gzip({ path = ctx.exe }, 6)
+  if gz_memo[ctx.sha] then return gz_memo[ctx.sha] end
+  local file = require "phanes.file"
+  local dir, name = gz_path(ctx.sha)
+  local gz = file.read(dir .. "/" .. name)
+  if not gz or gz:sub(1, 2) ~= "\31\139" then
+    local e
+    gz, e = require("phanes.ssh").gzip({ path = ctx.exe }, 6)
     if not gz then return nil, "compressing the phanes binary: " .. e end
-    gz_cache[ctx.sha] = gz
+    -- best effort: without the copy, the next first contact compresses again
+    if util.mkdir_p(dir) and file.write(dir .. "/" .. name, gz, { mode = tonumber("0600", 8) }) then
+      for _, n in ipairs(file.list(dir) or {}) do
+        if n ~= name and n:match "^phanes%-%x+%.gz$" then file.remove(dir .. "/" .. n) end
+      end
+    end
   end
-  return gz_cache[ctx.sha]
+  gz_memo[ctx.sha] = gz
+  return gz
+end
+
+local function forget_gzip(ctx)
+  gz_memo[ctx.sha] = nil
+  local dir, name = gz_path(ctx.sha)
+  require("phanes.file").remove(dir .. "/" .. name)
 end
 
 local function want_upload(rec, ctx)
@@ -505,6 +535,11 @@ function M.run(t, o, args, files, ov)
         err(t.name .. ": " .. reason .. " (changed since it was uploaded?): root refused it; uploading it again")
       end
       ok, rerr = want_upload(rec, ctx)
+    elseif status == "nostore" and not ctx.recompressed then
+      -- gunzip refused what we sent (a damaged copy here?): compress afresh
+      ctx.recompressed = true
+      forget_gzip(ctx)
+      ok, rerr = want_upload(rec, ctx)
     elseif status == "needpw" and ctx.mode == "nopasswd" then
       ctx.upload = false -- stored already: the prologue does that before sudo
       ok, rerr = use_password(s, t, o, rec, ctx)
@@ -513,8 +548,12 @@ function M.run(t, o, args, files, ov)
     end
     if not ok then rcode, status, reason = 3, "error", rerr break end
   end
-  if status == "badbin" then rcode, status, reason = 3, "error", reason .. " right after its upload: root refused it" end
+  if status == "badbin" then
+    forget_gzip(ctx)
+    rcode, status, reason = 3, "error", reason .. " right after its upload: root refused it"
+  end
   if status == "needpw" then status = "sudo" end
+  if status == "nostore" then status = "error" end
   if rec.remote then rec.remote.sudo = ctx.mode end
   if status == "ok" and (rec.changed or 0) > 0 then status = "changed" end
   rec.ssh = s:stats()
