@@ -214,5 +214,9 @@ clean:
 demo: deps-ok $(B)/phanes
 	DEMO_CONFIG=examples/demo.yaml spec/hosts/demo.sh
 
-bench: deps-ok $(B)/phanes
+bench: deps-ok $(B)/phanes $(B)/delayproxy
 	spec/bench/run
+
+# the bench's WAN section: a TCP relay that adds a one-way delay
+$(B)/delayproxy: tools/delayproxy.c | $(B)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<

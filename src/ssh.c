@@ -315,6 +315,21 @@ static int l_info(lua_State *L)
 	return 1;
 }
 
+/* session:stats() -> { channels =, execs =, sftp = }: what this session
+ * cost on the wire so far (each channel and exec request is a round trip) */
+static int l_stats(lua_State *L)
+{
+	struct ssh *ss = ssh_check(L, 1);
+	lua_createtable(L, 0, 3);
+	lua_pushinteger(L, ss->channels);
+	lua_setfield(L, -2, "channels");
+	lua_pushinteger(L, ss->execs);
+	lua_setfield(L, -2, "execs");
+	lua_pushinteger(L, ss->sftp_requests);
+	lua_setfield(L, -2, "sftp");
+	return 1;
+}
+
 static int l_close(lua_State *L)
 {
 	struct ssh *ss = luaL_checkudata(L, 1, SSH_SESSION_MT);
@@ -334,6 +349,7 @@ int luaopen_phanes_ssh(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{"connect", l_connect},
 		{"known_hosts", ssh_l_known_hosts},
+		{"gzip", ssh_l_gzip},
 		{NULL, NULL},
 	};
 	static const luaL_Reg meta[] = {
@@ -344,6 +360,7 @@ int luaopen_phanes_ssh(lua_State *L)
 	};
 	static const luaL_Reg methods[] = {
 		{"info", l_info},
+		{"stats", l_stats},
 		{"close", l_close},
 		{NULL, NULL},
 	};

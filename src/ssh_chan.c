@@ -86,6 +86,7 @@ static LIBSSH2_CHANNEL *chan_open(struct ssh *ss, int *rc)
 		if (*rc != LIBSSH2_ERROR_EAGAIN || !again(ss, deadline))
 			return NULL;
 	}
+	ss->channels++;
 	return ch;
 }
 
@@ -265,6 +266,7 @@ static int l_exec(lua_State *L)
 		return chan_fail(L, ss, "cannot open a channel", rc);
 	double deadline = deadline_of(ss);
 	RETRY(ss, deadline, rc, libssh2_channel_process_startup(r.ch, "exec", 4, cmd, (unsigned)cmdlen));
+	ss->execs++;
 	if (rc == 0)
 		rc = run_loop(&r);
 	int n = 0;
@@ -321,6 +323,8 @@ static int sftp_ready(struct ssh *ss)
 		int rc = ss->sftp ? 0 : libssh2_session_last_errno(ss->s);
 		if (rc && (rc != LIBSSH2_ERROR_EAGAIN || !again(ss, deadline)))
 			return rc;
+		if (rc == 0)
+			ss->channels++;
 	}
 	return 0;
 }
@@ -334,6 +338,7 @@ static LIBSSH2_SFTP_HANDLE *sftp_open(struct ssh *ss, const char *path, unsigned
 		if (*rc != LIBSSH2_ERROR_EAGAIN || !again(ss, deadline))
 			return NULL;
 	}
+	ss->sftp_requests++;
 	return h;
 }
 
@@ -349,6 +354,7 @@ static int sftp_write_all(struct ssh *ss, LIBSSH2_SFTP_HANDLE *h, const char *d,
 		}
 		if (rc < 0)
 			return (int)rc;
+		ss->sftp_requests++;
 		d += rc, n -= (size_t)rc;
 		deadline = deadline_of(ss); /* an idle timeout, not a total one */
 	}
@@ -426,6 +432,7 @@ static int l_download(lua_State *L)
 			rc = (int)n;
 			break;
 		}
+		ss->sftp_requests++;
 		if (buf_add(&b, chunk, (size_t)n) < 0) {
 			rc = LIBSSH2_ERROR_ALLOC;
 			break;

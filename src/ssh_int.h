@@ -25,6 +25,9 @@ struct ssh {
 	char hostkey_fp[64];   /* SHA256:base64, as OpenSSH prints it */
 	char hostkey_added[4096]; /* known_hosts file when a new key was recorded */
 	char auth[512];        /* how we got in: "publickey /root/.ssh/id_ed25519" */
+	unsigned channels;     /* channels opened (exec and SFTP), for session:stats() */
+	unsigned execs;        /* exec requests */
+	unsigned sftp_requests; /* SFTP open/write/read/close calls that completed */
 };
 
 struct ssh *ssh_check(lua_State *L, int idx); /* an open session or raise */
@@ -59,5 +62,6 @@ const char *ssh_opt_string(lua_State *L, int opts, const char *key, const char *
 int ssh_opt_bool(lua_State *L, int opts, const char *key, int def);
 void ssh_chan_methods(lua_State *L); /* adds exec/upload/download to the table on top */
 void ssh_sftp_close(struct ssh *ss);
+int ssh_l_gzip(lua_State *L); /* ssh.gzip(data | { path }[, level]) (gzip.c) */
 
 #endif

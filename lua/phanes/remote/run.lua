@@ -1,9 +1,13 @@
--- remote/run.lua: one host, start to end: connect, probe (as the login
--- user), upload the binary when it is not cached, then one exec as root
--- (sudo when not root) that verifies its own copy of the binary, unpacks
--- the run's files from stdin into a private directory, runs phanes there
--- with its output streamed back and hands the JSON report back in-band;
--- record the run locally.
+-- remote/run.lua: one host, start to end: connect, then ONE exec channel:
+-- a prologue as the login user (probe line, arch check, the binary from
+-- stdin when this is an upload) that execs, as root (sudo when not root),
+-- a script that verifies its own copy of the binary, unpacks the run's
+-- files from stdin into a private directory, runs phanes there with its
+-- output streamed back and hands the JSON report back in-band. The
+-- gzip-compressed binary travels ahead of the payload on that stdin when
+-- no record says this binary is in the login user's cache there; when the
+-- prologue finds it missing (or root finds it changed), the run starts
+-- again on a new channel, bringing it. Record the run locally.
 --
 --   local code = require("phanes.remote.run").run(target, opts, args, files, overrides)
 local util = require "phanes.remote.util"
@@ -59,6 +63,8 @@ function M.root_script(r)
   local q = util.shquote
   return table.concat({
     "umask 077",
+    -- the cached binary: named by the caller, or the prologue's argument
+    r.bin and ("B=" .. q(r.bin)) or 'B="$1"',
     "V=" .. q(M.ROOT_DIR),
     '[ -d "$V" ] || mkdir -p -m 755 "$V" 2>/dev/null',
     'case $(stat -c %u:%A "$V" 2>/dev/null) in 0:d????-??-?*) ;; *) echo "PHANES-ERR $V must be a directory owned by'
@@ -68,7 +74,6 @@ function M.root_script(r)
     'D=$(mktemp -d "$V/run.XXXXXX") || { echo "PHANES-ERR cannot make a run directory in $V" >&2; exit 91; }',
     "trap 'cd /; rm -rf \"$D\"' EXIT",
     "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM",
-    "B=" .. q(r.bin),
     -- at most the binary's size (whatever B has become), in 1 MB reads
     '[ -f "$B" ] && [ ! -L "$B" ] && dd if="$B" of="$D/phanes" bs=1M count=' .. math.tointeger(r.size)
       .. ' iflag=count_bytes status=none 2>/dev/null || exit 93',
@@ -86,6 +91,63 @@ function M.root_script(r)
   }, "\n")
 end
 
+-- The login user's side of the one exchange (run.root_script follows it):
+-- one framed probe line on stdout, old run directories cleared from the
+-- cache, the arch checked, the binary taken from stdin when this run
+-- brings it (gz bytes of gzip, ahead of the rest of stdin: head -c reads no
+-- more than that), then root_script as root with the cached path as $1.
+--   p = { sha =, arch = expected, root = root_script, nonce =, password = bool, gz = bytes | nil }
+-- Exit codes before root: 90 no cache directory, 95 no sudo, 96 another
+-- arch, 97 the binary could not be stored.
+function M.prologue(p)
+  local q = util.shquote
+  local sudo = p.password and "exec sudo -k -S -p '' -- " or "exec sudo -n -- "
+  return table.concat({
+    "umask 077",
+    '[ -r /etc/os-release ] && . /etc/os-release 2>/dev/null',
+    'C="$HOME/.cache/phanes"',
+    '[ -d "$C" ] || { mkdir -p "$C" && chmod 700 "$C"; } || { echo "PHANES-ERR cannot make the cache directory $C" >&2; exit 90; }',
+    'B="$C/phanes-' .. p.sha .. '"',
+    'U=$(id -u); A=$(uname -m)',
+    'if [ "$U" = 0 ]; then S=root; elif command -v sudo >/dev/null 2>&1; then S=present; else S=missing; fi',
+    -- a hint only (the login user can change that file): root hashes its own copy
+    'K=no; [ -f "$B" ] && [ -x "$B" ] && K=yes',
+    'L=$(getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n 1)',
+    'P=$(for c in apt-get dpkg dnf yum apk zypper pacman; do command -v $c >/dev/null 2>&1 && printf "%s," $c; done)',
+    'echo "PHANES-PROBE ' .. p.nonce .. ' arch=$A uid=$U sudo=$S cached=$K libc=$(echo "$L" | tr " " _) pkg=$P os=$PRETTY_NAME"',
+    'set -- "$C"/run.*; [ -e "$1" ] && find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
+    '[ "$A" = ' .. q(p.arch) .. " ] || exit 96",
+    -- what binary.check_target refuses (glibc < 2.34, musl, no apt for an
+    -- apply): the controller says why from the probe line
+    p.check and ('case "$L" in *musl*) exit 98;; "") ;; *) [ "$(printf "%s\\n" ' .. q(p.min_glibc)
+      .. ' "${L##* }" | sort -V | head -n 1)" = ' .. q(p.min_glibc) .. ' ] || exit 98;; esac') or ":",
+    p.apply and 'case "$P" in *apt-get,*dpkg,*) ;; *) exit 98;; esac' or ":",
+    '[ "$S" = missing ] && exit 95',
+    p.gz and table.concat({
+      'T="$B.tmp$$"',
+      "head -c " .. math.tointeger(p.gz) .. ' | gunzip > "$T" && chmod 700 "$T" && mv -f "$T" "$B" || { rm -f "$T";'
+        .. ' echo "PHANES-ERR cannot store the phanes binary in $C (disk full?)" >&2; exit 97; }',
+      -- the three newest versions stay
+      [[ls -t "$C"/phanes-* 2>/dev/null | grep -v '\.tmp' | tail -n +4 | xargs rm -f]],
+    }, "\n") or ":",
+    "R=" .. q(p.root),
+    'if [ "$S" = root ]; then exec sh -c "$R" sh "$B"; fi',
+    sudo .. 'sh -c "$R" sh "$B"',
+  }, "\n")
+end
+
+function M.parse_probe_line(line, tag)
+  local rest = line:match("^PHANES%-PROBE " .. tag .. " (.*)$")
+  if not rest then return nil end
+  local p = {}
+  for _, k in ipairs { "arch", "uid", "sudo", "cached", "libc", "pkg" } do p[k] = rest:match(k .. "=(%S*)") end
+  if p.libc then p.libc = p.libc:gsub("_", " ") end
+  if p.pkg then p.pkg = p.pkg:gsub(",", " ") end
+  p.os = rest:match "os=(.*)$"
+  if p.os == "" then p.os = nil end
+  return p
+end
+
 local function local_arch()
   local ok, sys = pcall(require, "phanes.sys")
   if ok and sys.uname then return sys.uname().machine end
@@ -93,28 +155,6 @@ local function local_arch()
   local a = f and f:read "l"
   if f then f:close() end
   return a
-end
-
--- Upload to a temporary name, check its sha256 there, then rename: a
--- half-sent binary is never run. Returns bytes sent | nil, err.
-local function upload_binary(s, exe, sha, cache)
-  local tmp = string.format("%s/phanes-%s.tmp%d", cache, sha, math.random(1, 1e9))
-  local ok, e = s:upload({ path = exe }, tmp, tonumber("0700", 8))
-  if not ok then return nil, "uploading the phanes binary: " .. e end
-  local q = util.shquote
-  local res, e2 = s:exec(table.concat({
-    "cd " .. q(cache) .. " || exit 1",
-    'if [ "$(sha256sum ' .. q(tmp) .. ' | cut -c1-64)" != ' .. sha .. " ]; then rm -f " .. q(tmp) .. "; exit 2; fi",
-    "chmod 700 " .. q(tmp) .. " && mv -f " .. q(tmp) .. " phanes-" .. sha .. " || exit 3",
-    "ls -t phanes-* 2>/dev/null | grep -v '\\.tmp' | tail -n +4 | xargs rm -f",
-  }, "\n"))
-  if not res then return nil, "checking the uploaded binary: " .. e2 end
-  if res.code == 2 then return nil, "the uploaded binary's sha256 does not match (transfer corrupted?); try again" end
-  if res.code ~= 0 then return nil, "installing the uploaded binary: " .. res.stderr end
-  local f = io.open(exe, "rb")
-  local size = f and f:seek "end" or 0
-  if f then f:close() end
-  return size
 end
 
 local function is_apply(args)
@@ -145,15 +185,6 @@ function M.run_words(args, files, color, report)
   if color then words[#words + 1] = "--color=always" end
   if report then words[#words + 1] = '--report "$D/report.json"' end
   return table.concat(words, " ")
-end
-
--- How the exec channel runs root_script: as root, or through sudo (with
--- the password on stdin: -k so that sudo always reads it, and reads only it).
-function M.wrap(script, mode)
-  local q = util.shquote
-  if mode == "root" then return "exec sh -c " .. q(script) end
-  if mode == "password" then return "exec sudo -k -S -p '' -- sh -c " .. q(script) end
-  return "exec sudo -n -- sh -c " .. q(script)
 end
 
 local function nonce()
@@ -194,9 +225,11 @@ local function output(files, log, mask, tag)
       return
     end
     if not st.pid then
+      local probe = not st.probe and M.parse_probe_line(line, tag)
+      if probe then st.probe = probe return end
       local pid, dir = line:match "^PHANES%-PID (%d+) (%S+)$"
       if pid then
-        st.pid = pid
+        st.pid, st.started = pid, util.now()
         for _, f in ipairs(files) do swaps[#swaps + 1] = { dir .. "/" .. f.name, f.local_path or f.name } end
         swaps[#swaps + 1] = { dir .. "/path/", "" }
         -- stderr may overtake the pid line: what it held is the run's
@@ -251,7 +284,7 @@ local function summarize(rec, report)
   end
 end
 
-local function interrupt_tick(s, st, mode, pw, name)
+local function interrupt_tick(s, st, ctx, name)
   local ok, sys = pcall(require, "phanes.sys")
   if not ok or not sys.interrupted then return nil end
   local handled = 0
@@ -261,6 +294,7 @@ local function interrupt_tick(s, st, mode, pw, name)
     handled = n
     if n >= 2 or not st.pid then error("interrupted", 0) end
     err(name .. ": interrupted: the remote run stops after its current step (Ctrl-C again to disconnect)")
+    local mode, pw = ctx.mode, ctx.pw
     local cmd = "kill -INT " .. st.pid
     if mode ~= "root" then cmd = (mode == "password" and "sudo -S -p '' " or "sudo -n ") .. cmd end
     s:exec(cmd, { stdin = mode == "password" and (pw .. "\n") or nil })
@@ -269,6 +303,12 @@ end
 
 -- What the held lines (before phanes started) say went wrong.
 local function before_start(t, rec, res, held)
+  if res.code == 97 then
+    local mine = held:match "PHANES%-ERR ([^\n]*)"
+    return 3, "nostore", t.name .. ": " .. (mine or "cannot store the phanes binary")
+  end
+  if res.code == 96 then return 3, "otherarch", nil end
+  if res.code == 95 or res.code == 98 then return 3, "error", nil end
   if res.code == 93 or res.code == 94 then
     return res.code, "badbin", res.code == 93 and "the cached phanes binary is missing" or
       "the cached phanes binary does not match its sha256"
@@ -290,19 +330,30 @@ end
 -- Run the remote phanes and turn what happened into an exit code.
 -- -> code, status, reason, kind
 local function execute(s, t, rec, ctx)
-  local mode, pw = ctx.mode, ctx.pw
   local color = util.isatty(1) or os.getenv "PHANES_REMOTE_COLOR" == "1"
   local tag = nonce()
-  local script = M.root_script { sha = ctx.sha, size = ctx.size, bin = ctx.bin, payload = ctx.payload ~= nil,
+  local script = M.root_script { sha = ctx.sha, size = ctx.size, payload = ctx.payload ~= nil,
     words = M.run_words(ctx.args, ctx.files, color, ctx.apply), nonce = tag }
-  local stdin = (mode == "password" and (pw .. "\n") or "") .. (ctx.payload or "")
+  local gz = ctx.upload and ctx.gz
+  local prologue = M.prologue { sha = ctx.sha, arch = ctx.arch, root = script, nonce = tag,
+    password = ctx.mode == "password", gz = gz and #gz, check = true, apply = ctx.apply,
+    min_glibc = require("phanes.remote.binary").MIN_GLIBC }
+  local stdin = (gz or "") .. (ctx.mode == "password" and (ctx.pw .. "\n") or "") .. (ctx.payload or "")
   local st = output(ctx.files, ctx.log, ctx.mask, tag)
-  local tick = interrupt_tick(s, st, mode, pw, t.name)
-  local ok, res, e, kind = pcall(s.exec, s, M.wrap(script, mode), {
+  local tick = interrupt_tick(s, st, ctx, t.name)
+  local t0 = util.now()
+  local ok, res, e, kind = pcall(s.exec, s, prologue, {
     stdin = stdin ~= "" and stdin or nil, capture = false, tick = tick,
-    stream = function(k, chunk) (k == "stdout" and st.out or st.err).feed(chunk) end,
+    stream = function(k, chunk)
+      (k == "stdout" and st.out or st.err).feed(chunk)
+      if st.probe and not ctx.probe then M.probed(rec, ctx, st.probe) end
+    end,
   })
   st.flush()
+  if gz and st.started then rec.upload.seconds = st.started - t0 end
+  -- root ran this binary: it is in this login user's cache now
+  if st.pid then rec.binary_sha256 = ctx.sha end
+  ctx.cached_hint = st.probe and st.probe.cached == "yes"
   if st.report_text then
     local okj, json = pcall(require, "phanes.json")
     if okj and json.decode then summarize(rec, json.decode(st.report_text)) end
@@ -315,19 +366,97 @@ local function execute(s, t, rec, ctx)
     return 3, "lost", e .. "\n  the run on " .. t.name .. " may have been cut short; its state file is written atomically:"
       .. " check it with `phanes --remote " .. t.name .. " status`", kind
   end
-  if not st.pid then return before_start(t, rec, res, table.concat(st.held, "\n")) end
+  if not st.pid then
+    local code, status, reason = before_start(t, rec, res, table.concat(st.held, "\n"))
+    if res.code == 95 or res.code == 96 or res.code == 98 then reason = M.refusal(t, rec, ctx, res.code) end
+    return code, status, reason
+  end
   if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. res.signal .. ")" end
   local status = ({ [0] = "ok", [1] = "failed", [2] = "error", [130] = "interrupted" })[res.code] or "failed"
   return res.code, status
 end
 
--- The binary into the login user's cache (checked there too, so that a
--- broken transfer is caught early; root checks its own copy again).
-local function upload(s, rec, ctx)
-  local t0 = util.now()
-  local size, uerr = upload_binary(s, ctx.exe, ctx.sha, ctx.probe.cache)
-  if not size then return nil, uerr end
-  rec.upload.binary, rec.upload.bytes, rec.upload.seconds = true, size, util.now() - t0
+-- What the probe line said: the record's view of the target, and how
+-- root is reached (root itself, or sudo).
+function M.probed(rec, ctx, p)
+  ctx.probe = p
+  rec.remote = { arch = p.arch, os = p.os, uid = tonumber(p.uid), sudo = p.sudo }
+  if p.sudo == "root" then ctx.mode = "root" end
+end
+
+-- Why the prologue stopped before root: exit 96 another arch, 95 no sudo.
+function M.refusal(t, rec, ctx, code)
+  local p = ctx.probe or {}
+  if code == 98 then
+    local _, why = require("phanes.remote.binary").check_target(p, rec.command)
+    return t.name .. ": " .. tostring(why or "the target cannot run phanes")
+  end
+  if code == 96 then
+    return string.format("%s is %s but this phanes binary is built for %s: run phanes from an %s machine, or use an %s build of phanes",
+      t.name, tostring(p.arch), ctx.arch, tostring(p.arch), tostring(p.arch))
+  end
+  return rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)"
+end
+
+-- The binary, gzip-compressed: it travels ahead of the payload on the
+-- run's own stdin (the prologue stores it in the login user's cache; root
+-- checks its sha256 before it runs it). Compressing takes a few hundred ms,
+-- so it is done once per binary and kept here, in ~/.cache/phanes (0600);
+-- a copy there that was damaged only makes root refuse the upload, and is
+-- then removed (forget_gzip).
+local gz_memo = {}
+local function gz_path(sha)
+  local base = os.getenv "XDG_CACHE_HOME"
+  if not base or base:sub(1, 1) ~= "/" then base = (os.getenv "HOME" or "") .. "/.cache" end
+  return base .. "/phanes", "phanes-" .. sha .. ".gz"
+end
+
+local function gzipped(ctx)
+  if gz_memo[ctx.sha] then return gz_memo[ctx.sha] end
+  local file = require "phanes.file"
+  local dir, name = gz_path(ctx.sha)
+  local gz = file.read(dir .. "/" .. name)
+  if not gz or gz:sub(1, 2) ~= "\31\139" then
+    local e
+    gz, e = require("phanes.ssh").gzip({ path = ctx.exe }, 6)
+    if not gz then return nil, "compressing the phanes binary: " .. e end
+    -- best effort: without the copy, the next first contact compresses again
+    if util.mkdir_p(dir) and file.write(dir .. "/" .. name, gz, { mode = tonumber("0600", 8) }) then
+      for _, n in ipairs(file.list(dir) or {}) do
+        if n ~= name and n:match "^phanes%-%x+%.gz$" then file.remove(dir .. "/" .. n) end
+      end
+    end
+  end
+  gz_memo[ctx.sha] = gz
+  return gz
+end
+
+local function forget_gzip(ctx)
+  gz_memo[ctx.sha] = nil
+  local dir, name = gz_path(ctx.sha)
+  require("phanes.file").remove(dir .. "/" .. name)
+end
+
+local want_upload
+
+-- run.use_binary(rec, ctx, o): the target said it is another architecture
+-- (exit 96 after its probe line): switch to the binary built for it.
+function M.use_binary(rec, ctx, o)
+  local binary, file = require "phanes.remote.binary", require "phanes.file"
+  local path, err = binary.select_binary(ctx.probe.arch, { binary = o.binary, exe = ctx.exe, arch = ctx.arch })
+  if not path then return nil, err end
+  local sum, serr = file.sha256_file(path)
+  if not sum then return nil, "cannot hash " .. path .. ": " .. tostring(serr) end
+  local st = file.stat(path, true)
+  ctx.foreign, ctx.exe, ctx.sha, ctx.size, ctx.arch = true, path, sum, st and st.size, ctx.probe.arch
+  return want_upload(rec, ctx)
+end
+
+function want_upload(rec, ctx)
+  local gz, e = gzipped(ctx)
+  if not gz then return nil, e end
+  ctx.upload, ctx.gz = true, gz
+  rec.upload.binary, rec.upload.bytes, rec.upload.compressed = true, ctx.size, #gz
   return true
 end
 
@@ -357,7 +486,7 @@ local function use_password(s, t, o, rec, ctx)
   return true
 end
 
-local function prepare(s, t, o, rec, files)
+local function prepare(rec, files)
   local sys, file = require "phanes.sys", require "phanes.file"
   local exe = sys.exe()
   local sha, serr = file.sha256_file(exe)
@@ -368,28 +497,8 @@ local function prepare(s, t, o, rec, files)
     payload, terr = util.tar(files)
     if not payload then return nil, 2, terr end
   end
-  local res, e = s:exec(M.probe_script(sha, true))
-  if not res then return nil, 3, e end
-  local p = M.parse_probe(res.stdout)
-  if res.code ~= 0 or not p.cache then
-    return nil, 3, "probing " .. t.name .. " failed (exit " .. tostring(res.code) .. "): " .. res.stderr
-  end
-  rec.remote = { arch = p.arch, os = p.os, uid = tonumber(p.uid), sudo = p.sudo }
-  local bexe, bsha = require("phanes.remote.binary").for_target(s, p, o, rec.command, exe, sha, local_arch())
-  if not bexe then return nil, 3, bsha end
-  if bexe ~= exe then exe, sha, st = bexe, bsha, file.stat(bexe, true) end
-  local mode = p.sudo == "root" and "root" or p.sudo == "present" and "nopasswd"
-  if not mode then
-    return nil, 3, rec.user .. " on " .. t.name .. " is not root and sudo is not installed: log in as root (--user root)"
-  end
-  local ctx = { probe = p, mode = mode, exe = exe, sha = sha, size = st and st.size,
-    bin = p.cache .. "/phanes-" .. sha, payload = payload }
   rec.upload = { binary = false, files = #files }
-  if p.cached ~= sha then
-    local ok, uerr = upload(s, rec, ctx)
-    if not ok then return nil, 3, uerr end
-  end
-  return ctx
+  return { mode = "nopasswd", exe = exe, sha = sha, size = st and st.size, arch = local_arch(), payload = payload }
 end
 
 -- run.run(target, opts, args, files[, overrides]) -> exit code
@@ -422,12 +531,23 @@ function M.run(t, o, args, files, ov)
     return finish(3, kind == "auth" and "auth" or kind == "hostkey_changed" and "hostkey changed" or "unreachable", msg)
   end
   rec.user = s:info().user
-  local ctx, code, perr = prepare(s, t, o, rec, files)
+  local ctx, code, perr = prepare(rec, files)
   if not ctx then
     s:close()
     return finish(code, code == 3 and "error" or "refused", perr)
   end
   ctx.args, ctx.files, ctx.log, ctx.mask, ctx.apply = args, files, log, mask, is_apply(args)
+  -- no record of this binary in this login user's cache there (a first
+  -- contact, a new version): it goes with the first exchange
+  local last = util.read_record(t.name)
+  if not (last and last.binary_sha256 == ctx.sha and last.user == rec.user and last.address == rec.address
+      and last.port == rec.port) then
+    local ok, gerr = want_upload(rec, ctx)
+    if not ok then
+      s:close()
+      return finish(70, "error", gerr)
+    end
+  end
   local okS, sys = pcall(require, "phanes.sys")
   if okS and sys.interrupted and sys.interrupted() > 0 then
     s:close()
@@ -437,23 +557,40 @@ function M.run(t, o, args, files, ov)
   for _ = 1, 3 do
     rcode, status, reason = execute(s, t, rec, ctx)
     local ok, rerr = true, nil
-    if status == "badbin" and not ctx.uploaded_again then
-      -- the login user's copy changed since it was uploaded (or is gone):
-      -- root ran nothing; upload it again and run once more
-      err(t.name .. ": " .. reason .. " (changed since it was uploaded?): root refused it; uploading it again")
-      ctx.uploaded_again = true
-      ok, rerr = upload(s, rec, ctx)
+    if status == "badbin" and not ctx.upload then
+      -- not cached (first contact), or the login user's copy changed since
+      -- it was uploaded: root ran nothing; run again, bringing the binary
+      if ctx.cached_hint then
+        err(t.name .. ": " .. reason .. " (changed since it was uploaded?): root refused it; uploading it again")
+      end
+      ok, rerr = want_upload(rec, ctx)
+    elseif status == "otherarch" and not ctx.foreign and ctx.probe and ctx.probe.arch then
+      -- the target is another architecture: its binary (phanes-ARCH beside
+      -- this one, ~/.cache/phanes/dist, --binary), brought in the next exchange
+      ok, rerr = M.use_binary(rec, ctx, o)
+    elseif status == "nostore" and not ctx.recompressed then
+      -- gunzip refused what we sent (a damaged copy here?): compress afresh
+      ctx.recompressed = true
+      forget_gzip(ctx)
+      ok, rerr = want_upload(rec, ctx)
     elseif status == "needpw" and ctx.mode == "nopasswd" then
+      ctx.upload = false -- stored already: the prologue does that before sudo
       ok, rerr = use_password(s, t, o, rec, ctx)
     else
       break
     end
     if not ok then rcode, status, reason = 3, "error", rerr break end
   end
-  if status == "badbin" then rcode, status, reason = 3, "error", reason .. " right after its upload: root refused it" end
+  if status == "badbin" then
+    forget_gzip(ctx)
+    rcode, status, reason = 3, "error", reason .. " right after its upload: root refused it"
+  end
+  if status == "otherarch" then status, reason = "refused", M.refusal(t, rec, ctx, 96) end
   if status == "needpw" then status = "sudo" end
-  rec.remote.sudo = ctx.mode
+  if status == "nostore" then status = "error" end
+  if rec.remote then rec.remote.sudo = ctx.mode end
   if status == "ok" and (rec.changed or 0) > 0 then status = "changed" end
+  rec.ssh = s:stats()
   s:close()
   return finish(rcode, status, reason)
 end
