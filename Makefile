@@ -22,7 +22,7 @@ EMBED := $(shell find lua modules profiles templates -type f ! -name '*~' ! -nam
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
 	lua-filesystem-dev lua5.4 lua-busted valgrind openssh-client \
 	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl \
-	clang libclang-rt-14-dev python3 zip unzip
+	clang libclang-rt-14-dev python3 zip unzip git
 RUN_SPECS := spec/run
 
 .PHONY: all deps deps-ok acng-off bench test unit integration asan asan-test demo bench clean FORCE \
