@@ -173,6 +173,7 @@ describe("ollama on a test host", function()
     end
     -- systemctl show, curl, ollama list
     assert.is_true(r.execs <= 4, "execs: " .. tostring(r.execs))
+    print(("\n  ollama re-run on the host: %d processes, %.0f ms"):format(r.execs, r.duration * 1000))
     assert.equal(pid, trim(sh "systemctl show -p MainPID --value ollama"))
     assert.equal(mtime, sh "stat -c %Y /usr/share/ollama/.ollama/models/tiny:1b /usr/local/bin/ollama")
   end)
