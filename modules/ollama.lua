@@ -110,6 +110,10 @@ return {
       ctx.fail("ollama.sha256 is not set: give the sha256 of the release archive (sha256sum ollama-linux-amd64.tgz, "
         .. "or sha256sum.txt of the release), e.g. --set ollama.sha256=...")
     end
+    local port = tonumber(cfg.host:match ":(%d+)$")
+    if not port or port < 1 or port > 65535 then
+      ctx.fail("ollama.host: the port of " .. cfg.host .. " is not between 1 and 65535")
+    end
     local arch = cfg.arch ~= "" and cfg.arch or ARCH[tostring(ctx.facts.arch)]
       or ctx.fail("no Ollama archive for the architecture " .. tostring(ctx.facts.arch) .. ": set ollama.arch")
     local url = cfg.archive_url:gsub("{version}", cfg.version):gsub("{arch}", arch)
