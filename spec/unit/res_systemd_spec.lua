@@ -65,6 +65,14 @@ describe("systemd.unit", function()
     assert.equal(0, w.fake:count "systemctl --no-pager daemon-reload")
   end)
 
+  it("renders a template given as src", function()
+    w = world()
+    local r = w.ctx.systemd.unit { name = "ollama", src = "ollama/ollama.service", vars = { prefix = "/opt/x" } }
+    assert.is_true(r.changed)
+    assert.matches("ExecStart=/opt/x/bin/ollama serve", fakeexec.read(w.path "/etc/systemd/system/ollama.service"), 1, true)
+    assert.is_false(pcall(w.ctx.systemd.unit, { name = "app" }))
+  end)
+
   it("refuses a bad name", function()
     w = world()
     assert.is_false(pcall(w.ctx.systemd.unit, { name = "../x", content = UNIT }))

@@ -2,6 +2,7 @@
 --
 --   local unit = ctx.systemd.unit { name = "app.service", content = ctx.template("app/app.service", cfg),
 --     enabled = true, running = true, restart = conf.changed }
+--   ctx.systemd.unit { name = "app", src = "app/app.service", vars = cfg }   -- a template instead
 --   local env = ctx.systemd.dropin { unit = "app.service", name = "phanes",
 --     content = "[Service]\nEnvironment=\"APP_PORT=8080\"\n" }
 --   ctx.service.running { "app", restart = unit.changed or env.changed }
@@ -13,7 +14,8 @@
 -- then keeps the service running (enabled unless enabled = false),
 -- restarted when the unit changed or restart = true; running = false stops
 -- it; without running (nil) the service is left to the module. Both return
--- the result of the file (changed also when it would change).
+-- the result of the file (changed also when it would change). Either
+-- takes src (templates/<src>) and vars instead of content.
 local context = require "phanes.context"
 local file = require "phanes.res.file"
 local service = require "phanes.res.service"
@@ -32,9 +34,11 @@ local function check_name(kind, name)
   end
 end
 
-local function write(ctx, kind, path, content)
+local function write(ctx, kind, path, o)
   local r = ctx.run:resource(ctx, kind, path, function()
-    if type(content) ~= "string" then fail(kind, path, "content must be a string") end
+    local content = o.content
+    if content == nil and type(o.src) == "string" then content = ctx.template(o.src, o.vars) end
+    if type(content) ~= "string" then fail(kind, path, "content (a string) or src (a template) is required") end
     local d = path:match "^(.*)/[^/]+$"
     if not require("phanes.file").exists(d) then
       if ctx.dry_run then return { status = "would change", message = "created",
@@ -52,7 +56,7 @@ function N.unit(ctx, o)
   o = type(o) == "table" and o or {}
   check_name(kind, o.name)
   local name = service.unit_name(o.name)
-  local r = write(ctx, kind, dir(ctx) .. "/" .. name, o.content)
+  local r = write(ctx, kind, dir(ctx) .. "/" .. name, o)
   if o.running == true then
     ctx.service.running { name, enabled = o.enabled ~= false, restart = r.changed or o.restart }
   elseif o.running == false then
@@ -69,7 +73,7 @@ function N.dropin(ctx, o)
     fail(kind, tostring(o.unit), "name (the drop-in file, without .conf) is required")
   end
   local conf = o.name:match "%.conf$" and o.name or (o.name .. ".conf")
-  return write(ctx, kind, dir(ctx) .. "/" .. service.unit_name(o.unit) .. ".d/" .. conf, o.content)
+  return write(ctx, kind, dir(ctx) .. "/" .. service.unit_name(o.unit) .. ".d/" .. conf, o)
 end
 
 return M
