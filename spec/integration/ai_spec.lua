@@ -6,6 +6,9 @@
 -- the binary, the user, the unit and its drop-in, the API answering on
 -- localhost only, the models pulled. A re-run changes nothing; a wrong
 -- sha256 and malicious archives fail the module and write nothing.
+-- Then the fixture module spec/fixtures/ai/modules/appx.lua: git.checkout
+-- of a repository served over HTTP (dumb protocol) as its own user, and
+-- file.seed keeping a hand edit.
 --
 --   PHANES_TEST_ID=fp spec/run build/phanes integration spec/integration/ai_spec.lua
 local th = require "spec.support.testhost"
@@ -71,6 +74,15 @@ describe("ollama on a test host", function()
     pack("0.0.4", "echo x > ../evil && tar -czPf OUT bin --transform 's,^\\.\\./evil,../../etc/phanes-evil,' ../evil")
     pack("0.0.5", "ln -sfn /etc ../evil-link && mkdir -p ../e && echo x > ../e/phanes-evil2 && "
       .. "tar -C .. -czf OUT --transform 's,^evil-link,share/evil,;s,^e/,share/evil/,' evil-link e/phanes-evil2")
+    -- a repository: v1, then main one commit further, served as upstream.git
+    local G = "git -c user.name=spec -c user.email=spec@example.com -c init.defaultBranch=main"
+    local work = q(dir .. "/work")
+    local_sh("mkdir " .. work .. " && cd " .. work .. " && " .. G .. " init -q . && echo one > f && " .. G
+      .. " add f && " .. G .. " commit -qm one && " .. G .. " tag v1 && echo two > f && " .. G .. " commit -qam two && "
+      .. "git clone -q --bare . " .. q(dir .. "/www/upstream.git") .. " && git -C " .. q(dir .. "/www/upstream.git")
+      .. " update-server-info")
+    sums.v1 = trim(local_sh("git -C " .. work .. " rev-parse v1"))
+    sums.main = trim(local_sh("git -C " .. work .. " rev-parse main"))
   end
 
   -- an HTTP server for dir/www on the bridge address, on a free port
@@ -108,6 +120,7 @@ describe("ollama on a test host", function()
     }, "\n"))
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, cfg, "/root/config.yaml"))
+    assert(th.cp(1, "spec/fixtures/ai", "/root/ai"))
   end)
   teardown(function()
     if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
@@ -209,5 +222,42 @@ describe("ollama on a test host", function()
     assert.is_false(yes "test -L /usr/local/share/evil")
     -- and the service still answers
     assert.equal('{"version":"0.0.0-fixture"}', sh "curl -fsS http://127.0.0.1:11434/api/version")
+  end)
+
+  local function appx(ref)
+    return phanes("apply /root/ai/modules/appx.lua --path /root/ai --set appx.repo=" .. base
+      .. "/upstream.git --set appx.ref=" .. ref)
+  end
+
+  it("checks a repository out at a tag as its user and seeds its config", function()
+    local out, code, err = appx "v1"
+    assert.equal(0, code, out .. err)
+    assert.equal(sums.v1, trim(sh "runuser -u appx -- git -C /opt/appx/src rev-parse HEAD"))
+    assert.equal("one\n", sh "cat /opt/appx/src/f")
+    assert.equal("appx appx", trim(sh "stat -c '%U %G' /opt/appx/src/.git/HEAD"))
+    assert.equal("port: 8000\n", sh "cat /opt/appx/config.yaml")
+    assert.equal("640 appx", trim(sh "stat -c '%a %U' /opt/appx/config.yaml"))
+  end)
+
+  it("keeps a hand-edited config, and moves the checkout only when the ref changes", function()
+    sh "echo 'port: 9000 # mine' > /opt/appx/config.yaml"
+    local out, code, err = appx "v1"
+    assert.equal(0, code, out .. err)
+    assert.equal("port: 9000 # mine\n", sh "cat /opt/appx/config.yaml")
+    assert.matches("\nappx%s+ok%s+0%s", out)
+    out, code, err = appx "main"
+    assert.equal(0, code, out .. err)
+    assert.equal(sums.main, trim(sh "runuser -u appx -- git -C /opt/appx/src rev-parse HEAD"))
+    assert.equal("port: 9000 # mine\n", sh "cat /opt/appx/config.yaml")
+  end)
+
+  it("never discards a change in the checkout: fails listing the file", function()
+    sh "echo 'edited on the host' > /opt/appx/src/f"
+    local out, code, err = appx "v1"
+    assert.equal(1, code, out .. err)
+    assert.matches("has changes to tracked files, not discarded", out .. err, 1, true)
+    assert.matches(" M f", out .. err, 1, true)
+    assert.equal("edited on the host\n", sh "cat /opt/appx/src/f")
+    assert.equal(sums.main, trim(sh "runuser -u appx -- git -C /opt/appx/src rev-parse HEAD"))
   end)
 end)
