@@ -130,6 +130,12 @@ describe("archive.extracted", function()
     refused(w, "through.tgz", "entry l/f goes through the symlink l")
   end)
 
+  it("refuses a link whose name hides the arrow of the listing", function()
+    w = world()
+    build(w, "ln -s /etc 'a -> b' && tar -czf ../arrow.tgz 'a -> b'")
+    refused(w, "arrow.tgz", "ambiguous link entry: a -> b -> /etc")
+  end)
+
   it("refuses symlinks in zip archives and extracts plain ones", function()
     w = world()
     build(w, "mkdir p && echo z > p/z && ln -s /etc p/l && zip -qry ../l.zip p")

@@ -11,7 +11,8 @@
 -- written last, after a successful extraction, so an interrupted one runs
 -- again). Before anything is extracted the archive is listed and every
 -- entry checked (after strip leading components): an absolute name, a `..`
--- component, a device or fifo, a symlink whose target is absolute or climbs
+-- component, a device or fifo (or any type but file, directory and
+-- link), a symlink whose target is absolute or climbs
 -- out of dest, a hard link to such a name, or an entry below another
 -- entry that is a symlink (a file written through a link) refuses the
 -- whole archive, naming the entry; nothing is extracted. Symlinks in zip
@@ -64,16 +65,20 @@ function M.parse_tar_list(text)
     local perm, rest = line:match "^(%S+)%s+%S+%s+[%d,]+%s+%d%d%d%d%-%d%d%-%d%d%s+%d%d:%d%d%s(.*)$"
     if not perm then return nil, "cannot read the listing line: " .. line end
     local e = { type = perm:sub(1, 1), name = rest }
-    if e.type == "l" then
-      e.name, e.target = rest:match "^(.-) %-> (.*)$"
-    elseif e.type == "h" then
-      e.name, e.target = rest:match "^(.-) link to (.*)$"
+    local sep = e.type == "l" and " -> " or e.type == "h" and " link to " or nil
+    if sep then
+      local a = rest:find(sep, 1, true)
+      -- the separator twice: where the name ends cannot be told
+      if not a or rest:find(sep, a + 1, true) then return nil, "ambiguous link entry: " .. rest end
+      e.name, e.target = rest:sub(1, a - 1), rest:sub(a + #sep)
     end
     if not e.name then return nil, "cannot read the listing line: " .. line end
     entries[#entries + 1] = e
   end
   return entries
 end
+
+local KNOWN = { ["-"] = true, d = true, l = true, h = true }
 
 -- check(entries, strip) -> nil, or the reason the archive is refused
 function M.check(entries, strip)
@@ -87,6 +92,7 @@ function M.check(entries, strip)
     end
     for _ = 1, strip do table.remove(parts, 1) end
     if e.type == "c" or e.type == "b" or e.type == "p" then return "entry " .. e.name .. " is a device or fifo" end
+    if not KNOWN[e.type] then return "entry " .. e.name .. " is of a type phanes does not extract (" .. e.type .. ")" end
     if #parts > 0 then
       e.parts = parts
       names[#names + 1] = e
