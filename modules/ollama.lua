@@ -10,7 +10,8 @@
 -- into the drop-in ollama.service.d/phanes.conf, and a change restarts the
 -- service. Health: GET http://<host>/api/version answers. models missing
 -- from `ollama list` are pulled (a no-op run pulls nothing). Any mirror or
--- a file:/// URL works the same as the default upstream.
+-- a file:/// URL works the same as the default upstream. The sentinel
+-- ollama.installed, written last, marks a finished install.
 --
 -- Section `ollama:`
 --   version: "0.5.7"
@@ -141,5 +142,6 @@ return {
     local health = cfg.host:gsub("^0%.0%.0%.0:", "127.0.0.1:")
     ctx.fetch.check { url = "http://" .. health .. "/api/version", tries = 30 }
     pull_models(ctx, cfg, bin)
+    ctx.sentinel.mark { "installed", stamp = stamp } -- last: every step above went through
   end,
 }

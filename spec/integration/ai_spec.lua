@@ -170,6 +170,7 @@ describe("ollama on a test host", function()
     -- the models, pulled through the service
     assert.equal("other\ntiny:1b\n", sh "ls /usr/share/ollama/.ollama/models")
     assert.equal("ollama ollama", trim(sh "stat -c '%U %G' /usr/share/ollama/.ollama/models/tiny:1b"))
+    assert.equal("0.0.1 amd64 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/ollama.installed")
   end)
 
   it("changes nothing on a re-run: no download, no restart, no pull", function()
@@ -201,6 +202,7 @@ describe("ollama on a test host", function()
     assert.is_false(yes "test -e /var/cache/phanes/ollama/ollama-linux-amd64-0.0.3.tgz.part")
     assert.equal(before, sh "sha256sum /usr/local/bin/ollama")
     assert.equal("0.0.1 amd64 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/ollama.archive")
+    assert.equal("0.0.1 amd64 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/ollama.installed")
   end)
 
   it("refuses an archive with ../ entries: nothing written outside /usr/local", function()
