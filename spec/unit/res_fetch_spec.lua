@@ -52,6 +52,18 @@ describe("fetch.file", function()
     assert.equal(0, w.fake:count())
   end)
 
+  it("fixes the mode of a dest with the right checksum without downloading it", function()
+    w = world()
+    local dest = w.path "/x.tgz"
+    fakeexec.write(dest, PAYLOAD)
+    assert(F.chmod(dest, tonumber("0600", 8)))
+    local r = w.ctx.fetch.file { url = "https://example.com/x.tgz", dest = dest, sha256 = F.sha256(PAYLOAD), mode = "0644" }
+    assert.equal("changed", r.status)
+    assert.equal("mode 0600 -> 0644", r.message)
+    assert.equal(tonumber("0644", 8), F.stat(dest).mode)
+    assert.equal(0, w.fake:count())
+  end)
+
   it("fails on a sha256 mismatch naming both, and leaves nothing at dest", function()
     w = world()
     fakeexec.write(w.path "/src.tgz", PAYLOAD)
