@@ -205,6 +205,17 @@ describe("ollama on a test host", function()
     assert.equal("0.0.1 amd64 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/ollama.installed")
   end)
 
+  it("an unreachable mirror fails the module naming the URL", function()
+    local gw = base:match "^http://([%d.]+):"
+    local url = "http://" .. gw .. ":9/v0.0.6/ollama-linux-amd64.tgz"
+    local out, code, err = phanes(APPLY .. " --set ollama.version=0.0.6 --set ollama.sha256=" .. ZERO
+      .. " --set ollama.archive_url=http://" .. gw .. ":9/v{version}/ollama-linux-{arch}.tgz")
+    assert.equal(1, code, out .. err)
+    assert.matches("download of " .. url .. " failed (exit 7); nothing was installed at", out .. err, 1, true)
+    assert.is_false(yes "test -e /var/cache/phanes/ollama/ollama-linux-amd64-0.0.6.tgz")
+    assert.is_false(yes "test -e /var/cache/phanes/ollama/ollama-linux-amd64-0.0.6.tgz.part")
+  end)
+
   it("refuses an archive with ../ entries: nothing written outside /usr/local", function()
     local before = sh "sha256sum /usr/local/bin/ollama"
     local out, code, err = phanes(APPLY .. " --set ollama.version=0.0.4 --set ollama.sha256=" .. sums["0.0.4"])
