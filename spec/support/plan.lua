@@ -114,11 +114,14 @@ function M.run(mod, config, opts)
     pkg = { "installed", "absent", "refresh" }, apt = { "repo" },
     file = { "content", "template", "line", "directory", "absent", "symlink" },
     service = { "running", "stopped" }, user = { "present", "authorized_keys", "sudoers" },
-    group = { "present" }, cmd = { "run" },
+    group = { "present" }, cmd = { "run" }, fetch = { "file", "check" }, archive = { "extracted" },
+    systemd = { "unit", "dropin" }, sentinel = { "mark" },
   } do
     ctx[group] = {}
     for _, n in ipairs(names) do ctx[group][n] = recorder(group .. "." .. n) end
   end
+  ctx.sentinel.done = function() return false end
+  ctx.sentinel.path = function(step) return "/var/lib/phanes/sentinels/" .. mod.name .. "." .. step end
   local section = M.with_defaults(mod.config, config[mod.name])
   -- The host's files as the module would read them: opts.files, nothing else.
   local pfile, sys = require "phanes.file", require "phanes.sys"

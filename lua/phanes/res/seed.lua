@@ -1,0 +1,39 @@
+-- res/seed.lua: file.seed, a config file written once and then left to the
+-- operator.
+--
+--   ctx.file.seed { path = "/opt/app/config.yaml", content = default_text, mode = "0640", owner = "app" }
+--   ctx.file.seed { path = "/opt/app/config.yaml", src = "app/config.yaml", vars = cfg }
+--
+-- Create-only: when path exists (a file, a link, anything) it is kept as
+-- it is, never compared, rewritten, chmod-ed or chown-ed: the result is ok
+-- with "kept (exists)", in a dry run too. Otherwise it is created like
+-- file.content (a dry run shows the new content as a diff); the parent
+-- directory must exist. src renders templates/<src> with vars instead of
+-- content.
+local context = require "phanes.context"
+local file = require "phanes.res.file"
+
+local M = {}
+local N = {}
+M.namespaces = { file = N }
+
+local KIND = "file.seed"
+
+function N.seed(ctx, o)
+  local target = type(o) == "table" and tostring(o.path) or "?"
+  return ctx.run:resource(ctx, KIND, target, function()
+    if type(o) ~= "table" or type(o.path) ~= "string" or not o.path:match "^/" then
+      context.fail(KIND, target, "path (absolute) is required")
+    end
+    if file.stat(o.path, KIND, false) then return { status = "ok", message = "kept (exists)" } end
+    local c = {}
+    for k, v in pairs(o) do c[k] = v end
+    if o.src ~= nil then
+      if type(o.src) ~= "string" then context.fail(KIND, target, "src must be a template name under templates/") end
+      c.content = ctx.template(o.src, o.vars)
+    end
+    return file.ensure_content(ctx, c, KIND)
+  end)
+end
+
+return M
