@@ -271,7 +271,13 @@ describe("phanes.exec", function()
       if st then st:close() end
       return cmd:find("sleep", 1, true) ~= nil and not zombie
     end
-    assert.is_true(alive(child))
+    -- the pid file is written before the shell execs sleep: wait for it
+    local up = false
+    for _ = 1, 250 do
+      if alive(child) then up = true break end
+      sys.sleep(0.02)
+    end
+    assert.is_true(up)
     assert(exec.run { argv = { "kill", "-KILL", parent } })
     local gone = false
     for _ = 1, 250 do
