@@ -11,15 +11,18 @@
 --   phanes --remote[=T] .. -> phanes.remote.main(argv)
 --
 -- Exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3
--- connection failure (remote), 70 internal error, 75 the state file is
+-- connection failure (remote), 4 changes pending or made (only with
+-- --detailed-exitcode), 70 internal error, 75 the state file is
 -- locked by another run, 130 interrupted.
 local loader = require "phanes.loader"
 local M = {}
 
-M.EXIT = { ok = 0, failed = 1, usage = 2, connection = 3, internal = 70, locked = 75, interrupted = 130 }
+M.EXIT = { ok = 0, failed = 1, usage = 2, connection = 3, changes = 4, internal = 70, locked = 75, interrupted = 130 }
 
 -- Every option: kind ("flag", "value", "list" (comma separated, repeatable),
--- "multi" (repeatable)) and the commands that take it ("*" = all).
+-- "multi" (repeatable)), the commands that take it ("*" = all), an optional
+-- short letter, `alias` (the option it sets instead) and `help` (one line,
+-- shown by shell completion). `phanes completion` reads this table.
 local OPTIONS = {
   help = { kind = "flag", cmds = "*", short = "h" },
   verbose = { kind = "flag", cmds = "*", short = "v" },
@@ -27,6 +30,10 @@ local OPTIONS = {
   path = { kind = "multi", cmds = "*" },  -- read by boot.lua
   config = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 }, short = "c" },
   ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
+  check = { kind = "flag", cmds = { apply = 1 }, alias = "dry-run" },
+  diff = { kind = "flag", cmds = { apply = 1 } },
+  quiet = { kind = "flag", cmds = { apply = 1 }, short = "q" },
+  ["detailed-exitcode"] = { kind = "flag", cmds = { apply = 1 } },
   ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
   only = { kind = "list", cmds = { apply = 1 } },
   json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1 } },
@@ -43,6 +50,7 @@ local OPTIONS = {
 }
 local SHORT = {}
 for name, o in pairs(OPTIONS) do if o.short then SHORT[o.short] = name end end
+M.OPTIONS = OPTIONS
 
 M.HELP = {
   main = [[
@@ -68,7 +76,8 @@ commands:
 options for every command:
   --path DIR               look for modules/profiles/templates (and lua/, the
                            engine) in DIR first; also PHANES_PATH=DIR:DIR
-  --color=auto|always|never  colour output (auto: on a terminal, unless NO_COLOR)
+  --color=auto|always|never  colour output (auto: on a terminal, unless NO_COLOR
+                           is set or TERM=dumb)
   -v, --verbose            more detail
   --remote [user@]host[:port]  run the command on a server over SSH
 
@@ -93,7 +102,11 @@ first; each one checks before it acts, so a second run changes nothing.
 
 options:
   -c, --config FILE        the config (YAML); without it, defaults only
-  -n, --dry-run            show what would change, with diffs; change nothing
+  -n, --dry-run, --check   show what would change, with diffs; change nothing
+      --diff               show file diffs in a real run too
+  -q, --quiet              print only changes and errors
+      --detailed-exitcode  exit 4 when something changed (or, with --dry-run,
+                           would change), 0 when nothing did: drift in CI
       --only m1,m2         run exactly these modules of the profile
       --modules m1,m2      run these modules (and what they require)
   -k, --keep-going         run the remaining modules after one fails
@@ -110,8 +123,8 @@ examples:
   phanes apply ./my-profile.lua --config config.yaml --set swap.size=2G
   phanes apply modules/redis.lua --config config.yaml --json > report.json
 
-exit codes: 0 ok, 1 a module failed, 2 usage or config error,
-75 another phanes run holds the state lock, 130 interrupted (Ctrl-C: the run
+exit codes: 0 ok, 1 a module failed, 2 usage or config error, 4 changes
+(only with --detailed-exitcode), 75 another phanes run holds the state lock, 130 interrupted (Ctrl-C: the run
 stops after the current resource; a second Ctrl-C kills running commands)
 ]],
   check = [[
@@ -231,7 +244,10 @@ end
 -- `--name value`; short flags may be grouped (-nv).
 function M.parse(argv)
   local opts, args, i = {}, {}, 1
+  local typed = {} -- the name given, for an alias (--check for --dry-run)
   local function set(name, value)
+    if OPTIONS[name].alias then typed[OPTIONS[name].alias] = name end
+    name = OPTIONS[name].alias or name
     local o = OPTIONS[name]
     if o.kind == "flag" then opts[name] = true
     elseif o.kind == "value" then opts[name] = value
@@ -302,7 +318,7 @@ function M.parse(argv)
   for name in pairs(opts) do
     local c = OPTIONS[name].cmds
     if c ~= "*" and not c[cmd] then
-      return nil, "option --" .. name .. " does not apply to '" .. cmd .. "'", cmd
+      return nil, "option --" .. (typed[name] or name) .. " does not apply to '" .. cmd .. "'", cmd
     end
   end
   if opts.color and not ({ auto = 1, always = 1, never = 1 })[opts.color] then
