@@ -227,6 +227,9 @@ examples:
 local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, config = true,
   version = true, help = true }
 
+-- How many words may follow a command (those not listed check their own).
+local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1 }
+
 local function usage_error(msg, cmd)
   io.stderr:write("phanes: ", msg, "\n")
   local help = M.HELP[cmd or "main"] or M.HELP.main
@@ -364,6 +367,10 @@ function M.main(argv)
   end
   local p, err, cmd = M.parse(argv)
   if not p then return usage_error(err, cmd) end
+  local max = MAX_ARGS[p.cmd]
+  if max and #p.args > max then
+    return usage_error("unexpected argument '" .. p.args[max + 1] .. "' to '" .. p.cmd .. "'", p.cmd)
+  end
   if p.opts.help and p.explicit then
     io.stdout:write(M.HELP[p.cmd])
     return 0

@@ -445,3 +445,23 @@ describe("cli conventions", function()
     assert.match("\n| 4 | with `%-%-detailed%-exitcode`", readme)
   end)
 end)
+
+describe("cli extra arguments", function()
+  it("are an error (exit 2) that names the argument and shows the usage", function()
+    for _, c in ipairs {
+      { { "version", "x" }, "x", "version" }, { { "list", "web" }, "web", "list" },
+      { { "facts", "os" }, "os", "facts" }, { { "status", "dev", "extra" }, "extra", "status" },
+      { { "help", "apply", "more" }, "more", "help" },
+    } do
+      local r = runcli.run(c[1], { NO_COLOR = "1" })
+      assert.equal(2, r.code, table.concat(c[1], " "))
+      assert.equal("", r.stdout)
+      assert.match("^phanes: unexpected argument '" .. c[2] .. "' to '" .. c[3] .. "'\nusage: phanes " .. c[3], r.stderr)
+    end
+    local r = runcli.run({ "apply", "a", "b", "--dry-run" }, {})
+    assert.equal(2, r.code)
+    assert.match("one profile at a time", r.stderr)
+    r = runcli.run({ "version" }, {})
+    assert.equal(0, r.code)
+  end)
+end)
