@@ -40,7 +40,7 @@ local OPTIONS = {
   origin = { kind = "flag", cmds = { config = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
   set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
-  overrides = { kind = "value", cmds = { apply = 1, check = 1, status = 1 } }, -- a remote run's --set/PHANES_* (JSON)
+  overrides = { kind = "value", cmds = { apply = 1, check = 1, status = 1 }, hidden = true }, -- a remote run's --set/PHANES_* (JSON)
   state = { kind = "value", cmds = { apply = 1, status = 1 } },
   report = { kind = "value", cmds = { apply = 1 } },
   profile = { kind = "value", cmds = { apply = 1, check = 1 } },
@@ -71,6 +71,7 @@ commands:
   serve                    HTTP API and dashboard for remote runs (phanes serve --help)
   lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
+  completion bash|zsh|fish  a shell completion script
   help [COMMAND]           help on a command
 
 options for every command:
@@ -210,6 +211,17 @@ examples:
   phanes lua /usr/bin/busted --run=unit
   phanes lua ./inspect.lua /etc/phanes.yaml
 ]],
+  completion = [[
+usage: phanes completion bash|zsh|fish
+
+Print a completion script for the shell: commands, options, profiles and
+modules (yours too), inventory hosts and @groups.
+
+examples:
+  source <(phanes completion bash)         # in ~/.bashrc
+  source <(phanes completion zsh)          # in ~/.zshrc, after compinit
+  phanes completion fish > ~/.config/fish/completions/phanes.fish
+]],
   version = [[
 usage: phanes version
 
@@ -226,9 +238,11 @@ examples:
 
 local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, config = true,
   version = true, help = true }
+COMMANDS.completion = true
+M.COMMANDS = COMMANDS
 
 -- How many words may follow a command (those not listed check their own).
-local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1 }
+local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1, completion = 1 }
 
 local function usage_error(msg, cmd)
   io.stderr:write("phanes: ", msg, "\n")
@@ -360,6 +374,9 @@ function M.main(argv)
     for j = at + 1, #argv do args[#args + 1] = argv[j] end
     return delegate(word == "host" and "phanes.host" or "phanes.vault_cmd", args)
   end
+  if word == "__complete" and at == 1 then -- shell completion asks (phanes.completion)
+    return require("phanes.completion").complete({ table.unpack(argv, 2) })
+  end
   if word == "serve" then
     local args = {}
     for j = 1, #argv do if j ~= at then args[#args + 1] = argv[j] end end
@@ -379,6 +396,7 @@ function M.main(argv)
     io.stdout:write("phanes ", loader.version, "\n")
     return 0
   end
+  if p.cmd == "completion" then return delegate("phanes.completion", p.args) end
   if p.cmd == "help" then
     local topic = p.args[1]
     if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
