@@ -34,6 +34,7 @@ local OPTIONS = {
   diff = { kind = "flag", cmds = { apply = 1 } },
   quiet = { kind = "flag", cmds = { apply = 1 }, short = "q" },
   ["detailed-exitcode"] = { kind = "flag", cmds = { apply = 1 } },
+  inventory = { kind = "flag", cmds = { init = 1 } },
   ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
   only = { kind = "list", cmds = { apply = 1 } },
   json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1 } },
@@ -72,6 +73,7 @@ commands:
   lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
   completion bash|zsh|fish  a shell completion script
+  init [DIR]               start a project: config.yaml, modules/, profiles/
   help [COMMAND]           help on a command
 
 options for every command:
@@ -211,6 +213,18 @@ examples:
   phanes lua /usr/bin/busted --run=unit
   phanes lua ./inspect.lua /etc/phanes.yaml
 ]],
+  init = [[
+usage: phanes init [DIR] [--inventory]
+
+Start a project in DIR (default: here): a commented config.yaml, modules/
+with an example module, profiles/ with an example profile and, with
+--inventory, an inventory.yaml. A file that exists is kept, never
+overwritten. The result passes `phanes check example --config config.yaml`.
+
+examples:
+  phanes init myservers
+  phanes init . --inventory
+]],
   completion = [[
 usage: phanes completion bash|zsh|fish
 
@@ -239,10 +253,11 @@ examples:
 local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, config = true,
   version = true, help = true }
 COMMANDS.completion = true
+COMMANDS.init = true
 M.COMMANDS = COMMANDS
 
 -- How many words may follow a command (those not listed check their own).
-local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1, completion = 1 }
+local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1, completion = 1, init = 1 }
 
 local function usage_error(msg, cmd)
   io.stderr:write("phanes: ", msg, "\n")
@@ -397,6 +412,7 @@ function M.main(argv)
     return 0
   end
   if p.cmd == "completion" then return delegate("phanes.completion", p.args) end
+  if p.cmd == "init" then return delegate("phanes.init_cmd", p) end
   if p.cmd == "help" then
     local topic = p.args[1]
     if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
