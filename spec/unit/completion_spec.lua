@@ -91,6 +91,35 @@ hosts:
     assert.same({ "add", "default", "list", "remove", "test" }, subs)
   end)
 
+  it("is installed by make install with PREFIX and DESTDIR, and works from there", function()
+    local bin = runcli.binary()
+    local b = bin:match "^(.*)/phanes$"
+    local dest = dir .. "/dest"
+    -- -o: the binary under test is installed as it is, never rebuilt here
+    local p = io.popen("make -s -o " .. runcli.quote(bin) .. " install B=" .. runcli.quote(b)
+      .. " DESTDIR=" .. runcli.quote(dest) .. " PREFIX=/usr 2>&1; echo rc=$?")
+    local out = p:read "a"
+    p:close()
+    assert.match("rc=0\n$", out)
+    p = io.popen("cd " .. runcli.quote(dest) .. " && find . -type f -printf '%m %p\\n' | sort")
+    local files = p:read "a"
+    p:close()
+    assert.equal([[
+644 ./usr/share/bash-completion/completions/phanes
+644 ./usr/share/fish/vendor_completions.d/phanes.fish
+644 ./usr/share/zsh/site-functions/_phanes
+755 ./usr/bin/phanes
+]], files)
+    assert.equal(runcli.read(bin), runcli.read(dest .. "/usr/bin/phanes"))
+    p = io.popen("PATH=" .. runcli.quote(dest .. "/usr/bin") .. ":$PATH bash -c "
+      .. runcli.quote(". " .. dest .. "/usr/share/bash-completion/completions/phanes; "
+        .. "COMP_WORDS=(phanes vers); COMP_CWORD=1; _phanes; echo \"${COMPREPLY[*]}\"; type -P phanes"))
+    out = p:read "a"
+    p:close()
+    assert.equal("version\n" .. dest .. "/usr/bin/phanes\n", out)
+    assert.match("^#compdef phanes\n", runcli.read(dest .. "/usr/share/zsh/site-functions/_phanes"))
+  end)
+
   it("answers any other shell and an unknown one", function()
     for _, sh in ipairs(completion.SHELLS) do
       local r = runcli.run({ "completion", sh }, {})
