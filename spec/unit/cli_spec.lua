@@ -465,3 +465,49 @@ describe("cli extra arguments", function()
     assert.equal(0, r.code)
   end)
 end)
+
+describe("phanes host add on an existing name", function()
+  local dir, env
+  before_each(function()
+    dir = runcli.tmpdir()
+    env = { PHANES_INVENTORY = dir .. "/inventory.yaml", HOME = dir, NO_COLOR = "1" }
+  end)
+  after_each(function() runcli.rmdir(dir) end)
+  local function host(...) return runcli.run({ "host", ... }, env) end
+  local function hosts() return json.decode(host("list", "--json").stdout) end
+
+  it("is an error without --update; --update keeps the groups unless new ones are given", function()
+    assert.equal(0, host("add", "web1", "deploy@10.0.0.5", "--group", "web", "--group", "eu", "--key", "k1").code)
+    local before = runcli.read(dir .. "/inventory.yaml")
+    local r = host("add", "web1", "root@10.0.0.9")
+    assert.equal(2, r.code)
+    assert.equal("phanes: host 'web1' exists (deploy@10.0.0.5); give --update to change it, "
+      .. "or `phanes host remove web1` first\n", r.stderr)
+    assert.equal(before, runcli.read(dir .. "/inventory.yaml")) -- untouched
+    r = host("add", "web1", "root@10.0.0.9", "--update")
+    assert.equal(0, r.code, r.stderr)
+    assert.match("^updated web1", r.stdout)
+    local h = hosts()[1]
+    assert.equal("root@10.0.0.9", h.address)
+    assert.same({ "web", "eu" }, h.groups)
+    assert.match("key: k1", runcli.read(dir .. "/inventory.yaml"))
+    assert.equal(0, host("add", "web1", "root@10.0.0.9", "--update", "--group", "db").code)
+    assert.same({ "db" }, hosts()[1].groups)
+    assert.equal(0, host("add", "new1", "10.0.0.1", "--update").code) -- --update on a new name adds it
+  end)
+
+  it("host list --json gives groups as a list, empty or not", function()
+    host("add", "a", "10.0.0.1")
+    host("add", "b", "10.0.0.2", "--group", "web")
+    local r = host("list", "--json")
+    assert.match('"groups": %[%]', r.stdout)
+    assert.match('"groups": %[%s*"web"%s*%]', r.stdout)
+    assert.not_match('"groups": {}', r.stdout)
+  end)
+
+  it("host add --help prints the usage", function()
+    local r = host("add", "--help")
+    assert.equal(0, r.code)
+    assert.match("^usage: phanes host add NAME", r.stdout)
+  end)
+end)
