@@ -382,15 +382,15 @@ local function delegate(modname, ...)
 end
 
 function M.main(argv)
+  if argv[1] == "__complete" then -- shell completion asks (phanes.completion)
+    return require("phanes.completion").complete({ table.unpack(argv, 2) })
+  end
   if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" or word == "vault" then
     local args = {}
     for j = at + 1, #argv do args[#args + 1] = argv[j] end
     return delegate(word == "host" and "phanes.host" or "phanes.vault_cmd", args)
-  end
-  if word == "__complete" and at == 1 then -- shell completion asks (phanes.completion)
-    return require("phanes.completion").complete({ table.unpack(argv, 2) })
   end
   if word == "serve" then
     local args = {}

@@ -31,9 +31,13 @@ function M.commands()
   return sorted_keys(set)
 end
 
+-- --remote (remote.lua's, not in the option table): takes targets, a comma list.
+local REMOTE = { kind = "list", cmds = "*" }
+local function option(name) return cli.OPTIONS[name] or (name == "remote" and REMOTE) or nil end
+
 -- The options of `cmd` (nil: before the command), as --name.
 function M.options(cmd)
-  local out = {}
+  local out = { "--remote" }
   for name, o in pairs(cli.OPTIONS) do
     if not o.hidden and (o.cmds == "*" or (cmd and o.cmds[cmd]) or (not cmd and o.cmds.apply)) then
       out[#out + 1] = "--" .. name
@@ -87,6 +91,7 @@ local VALUES = {
   report = function() return { ":files" } end,
   ["vault-password-file"] = function() return { ":files" } end,
   path = function() return { ":dirs" } end,
+  remote = function() return hosts(true) end,
 }
 
 -- The words after the command (what each position may be).
@@ -137,7 +142,7 @@ function M.candidates(shell, words)
   while i < #words do
     local w = words[i]
     local name = w:match "^%-%-([%w%-]+)$"
-    local o = name and cli.OPTIONS[name]
+    local o = name and option(name)
     if o and o.kind ~= "flag" then i = i + 1 -- its value
     elseif w:sub(1, 1) ~= "-" then
       if cmd then pos[#pos + 1] = w else cmd = w end
@@ -153,7 +158,7 @@ function M.candidates(shell, words)
     list = f and f() or {}
     if shell ~= "bash" then prefix = "--" .. eq_name .. "=" end
     cur = eq_value
-  elseif prev_opt and cli.OPTIONS[prev_opt] and cli.OPTIONS[prev_opt].kind ~= "flag" then
+  elseif prev_opt and option(prev_opt) and option(prev_opt).kind ~= "flag" then
     local f = VALUES[prev_opt]
     list = f and f() or {}
   elseif cur:sub(1, 1) == "-" then
@@ -164,7 +169,7 @@ function M.candidates(shell, words)
     list = POSITIONAL[cmd](#pos + 1, cur, pos)
   end
   -- a comma list (--only a,b): complete its last item
-  if eq_name or (prev_opt and cli.OPTIONS[prev_opt] and cli.OPTIONS[prev_opt].kind == "list") then
+  if eq_name or (prev_opt and option(prev_opt) and option(prev_opt).kind == "list") then
     local head, last = cur:match "^(.*,)([^,]*)$"
     if head then prefix, cur = prefix .. head, last end
   end

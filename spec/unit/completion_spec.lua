@@ -55,6 +55,7 @@ hosts:
     for name, o in pairs(cli.OPTIONS) do
       if not o.hidden and (o.cmds == "*" or o.cmds.apply) then want[#want + 1] = "--" .. name end
     end
+    want[#want + 1] = "--remote"
     table.sort(want)
     assert.same(want, list)
     for _, o in ipairs(complete "phanes status --") do assert.not_equal("--dry-run", o) end
@@ -87,6 +88,9 @@ hosts:
     assert.same({ "@web" }, complete "phanes check @w")
     assert.same({ "@db", "@edge", "@web" }, complete "phanes config show @")
     assert.same({ "web1", "web2" }, complete "phanes host test we")
+    assert.same({ "web1", "web2" }, complete "phanes --remote w")
+    assert.same({ "@web,web1", "@web,web2" }, complete "phanes --remote @web,w")
+    assert.same({ "apply" }, complete "phanes --remote web1 ap") -- its value is not the command
     local subs = complete "phanes host ''"
     assert.same({ "add", "default", "list", "remove", "test" }, subs)
   end)
