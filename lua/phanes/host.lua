@@ -17,9 +17,12 @@ usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--de
        phanes host default NAME
        phanes host test [NAME|TARGET] [--key PATH] [--password-env VAR] [--timeout S]
                         [--port N] [--known-hosts PATH] [--strict-host-keys]
+The inventory is ]] .. "~/.config/phanes/inventory.yaml" .. " (PHANES_INVENTORY to use another file).\n"
+
+M.USAGE = M.USAGE .. [[
 Adding a NAME the inventory holds is an error unless --update is given;
 --update keeps the host's groups (and key) unless new ones are given.
-The inventory is ]] .. "~/.config/phanes/inventory.yaml" .. " (PHANES_INVENTORY to use another file).\n"
+]]
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
