@@ -124,6 +124,26 @@ hosts:
     assert.match("^#compdef phanes\n", runcli.read(dest .. "/usr/share/zsh/site-functions/_phanes"))
   end)
 
+  it("loads in zsh, and answers in fish", function()
+    local function sh(cmd)
+      local p = io.popen("PATH=" .. runcli.quote(bindir) .. ":$PATH PHANES_INVENTORY="
+        .. runcli.quote(dir .. "/inventory.yaml") .. " " .. cmd .. " 2>&1")
+      local out = p:read "a"
+      p:close()
+      return out
+    end
+    assert.equal("_phanes\n", sh("zsh -fc " .. runcli.quote("autoload -U compinit; compinit -u -D; "
+      .. "source <(phanes completion zsh); print -- ${_comps[phanes]}")))
+    -- the zsh function itself, with compadd and _files standing in for zsh's completion system
+    assert.equal("--dry-run\nFILES\n--color=auto\n--color=always\n", sh("zsh -fc " .. runcli.quote(
+      "compdef(){}; source <(phanes completion zsh); compadd(){ shift 2; print -l -- \"$@\" }; "
+      .. "_files(){ print FILES }; words=(phanes apply --dr); CURRENT=3; _phanes; "
+      .. "words=(phanes --config ''); CURRENT=3; _phanes; words=(phanes list --color=a); CURRENT=3; _phanes")))
+    assert.equal("apply\n--dry-run\n--color=always\n@web\n", sh("fish -c " .. runcli.quote(
+      "phanes completion fish | source; complete -C'phanes ap'; complete -C'phanes apply --dr'; "
+      .. "complete -C'phanes list --color=al'; complete -C'phanes check @w'")))
+  end)
+
   it("answers any other shell and an unknown one", function()
     for _, sh in ipairs(completion.SHELLS) do
       local r = runcli.run({ "completion", sh }, {})
