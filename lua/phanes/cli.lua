@@ -11,15 +11,18 @@
 --   phanes --remote[=T] .. -> phanes.remote.main(argv)
 --
 -- Exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3
--- connection failure (remote), 70 internal error, 75 the state file is
+-- connection failure (remote), 4 changes pending or made (only with
+-- --detailed-exitcode), 70 internal error, 75 the state file is
 -- locked by another run, 130 interrupted.
 local loader = require "phanes.loader"
 local M = {}
 
-M.EXIT = { ok = 0, failed = 1, usage = 2, connection = 3, internal = 70, locked = 75, interrupted = 130 }
+M.EXIT = { ok = 0, failed = 1, usage = 2, connection = 3, changes = 4, internal = 70, locked = 75, interrupted = 130 }
 
 -- Every option: kind ("flag", "value", "list" (comma separated, repeatable),
--- "multi" (repeatable)) and the commands that take it ("*" = all).
+-- "multi" (repeatable)), the commands that take it ("*" = all), an optional
+-- short letter, `alias` (the option it sets instead) and `help` (one line,
+-- shown by shell completion). `phanes completion` reads this table.
 local OPTIONS = {
   help = { kind = "flag", cmds = "*", short = "h" },
   verbose = { kind = "flag", cmds = "*", short = "v" },
@@ -27,13 +30,18 @@ local OPTIONS = {
   path = { kind = "multi", cmds = "*" },  -- read by boot.lua
   config = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 }, short = "c" },
   ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
+  check = { kind = "flag", cmds = { apply = 1 }, alias = "dry-run" },
+  diff = { kind = "flag", cmds = { apply = 1 } },
+  quiet = { kind = "flag", cmds = { apply = 1 }, short = "q" },
+  ["detailed-exitcode"] = { kind = "flag", cmds = { apply = 1 } },
+  inventory = { kind = "flag", cmds = { init = 1 } },
   ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
   only = { kind = "list", cmds = { apply = 1 } },
   json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1, version = 1 } },
   origin = { kind = "flag", cmds = { config = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
   set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
-  overrides = { kind = "value", cmds = { apply = 1, check = 1, status = 1 } }, -- a remote run's --set/PHANES_* (JSON)
+  overrides = { kind = "value", cmds = { apply = 1, check = 1, status = 1 }, hidden = true }, -- a remote run's --set/PHANES_* (JSON)
   state = { kind = "value", cmds = { apply = 1, status = 1 } },
   report = { kind = "value", cmds = { apply = 1 } },
   profile = { kind = "value", cmds = { apply = 1, check = 1 } },
@@ -43,6 +51,7 @@ local OPTIONS = {
 }
 local SHORT = {}
 for name, o in pairs(OPTIONS) do if o.short then SHORT[o.short] = name end end
+M.OPTIONS = OPTIONS
 
 M.HELP = {
   main = [[
@@ -63,12 +72,15 @@ commands:
   serve                    HTTP API and dashboard for remote runs (phanes serve --help)
   lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
+  completion bash|zsh|fish  a shell completion script
+  init [DIR]               start a project: config.yaml, modules/, profiles/
   help [COMMAND]           help on a command
 
 options for every command:
   --path DIR               look for modules/profiles/templates (and lua/, the
                            engine) in DIR first; also PHANES_PATH=DIR:DIR
-  --color=auto|always|never  colour output (auto: on a terminal, unless NO_COLOR)
+  --color=auto|always|never  colour output (auto: on a terminal, unless NO_COLOR
+                           is set or TERM=dumb)
   -v, --verbose            more detail
   --remote [user@]host[:port]  run the command on a server over SSH
 
@@ -93,7 +105,11 @@ first; each one checks before it acts, so a second run changes nothing.
 
 options:
   -c, --config FILE        the config (YAML); without it, defaults only
-  -n, --dry-run            show what would change, with diffs; change nothing
+  -n, --dry-run, --check   show what would change, with diffs; change nothing
+      --diff               show file diffs in a real run too
+  -q, --quiet              print only changes and errors
+      --detailed-exitcode  exit 4 when something changed (or, with --dry-run,
+                           would change), 0 when nothing did: drift in CI
       --only m1,m2         run exactly these modules of the profile
       --modules m1,m2      run these modules (and what they require)
   -k, --keep-going         run the remaining modules after one fails
@@ -110,8 +126,8 @@ examples:
   phanes apply ./my-profile.lua --config config.yaml --set swap.size=2G
   phanes apply modules/redis.lua --config config.yaml --json > report.json
 
-exit codes: 0 ok, 1 a module failed, 2 usage or config error,
-75 another phanes run holds the state lock, 130 interrupted (Ctrl-C: the run
+exit codes: 0 ok, 1 a module failed, 2 usage or config error, 4 changes
+(only with --detailed-exitcode), 75 another phanes run holds the state lock, 130 interrupted (Ctrl-C: the run
 stops after the current resource; a second Ctrl-C kills running commands)
 ]],
   check = [[
@@ -197,6 +213,29 @@ examples:
   phanes lua /usr/bin/busted --run=unit
   phanes lua ./inspect.lua /etc/phanes.yaml
 ]],
+  init = [[
+usage: phanes init [DIR] [--inventory]
+
+Start a project in DIR (default: here): a commented config.yaml, modules/
+with an example module, profiles/ with an example profile and, with
+--inventory, an inventory.yaml. A file that exists is kept, never
+overwritten. The result passes `phanes check example --config config.yaml`.
+
+examples:
+  phanes init myservers
+  phanes init . --inventory
+]],
+  completion = [[
+usage: phanes completion bash|zsh|fish
+
+Print a completion script for the shell: commands, options, profiles and
+modules (yours too), inventory hosts and @groups.
+
+examples:
+  source <(phanes completion bash)         # in ~/.bashrc
+  source <(phanes completion zsh)          # in ~/.zshrc, after compinit
+  phanes completion fish > ~/.config/fish/completions/phanes.fish
+]],
   version = [[
 usage: phanes version [-v] [--json]
 
@@ -216,6 +255,12 @@ examples:
 
 local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, config = true,
   version = true, help = true }
+COMMANDS.completion = true
+COMMANDS.init = true
+M.COMMANDS = COMMANDS
+
+-- How many words may follow a command (those not listed check their own).
+local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1, completion = 1, init = 1 }
 
 local function usage_error(msg, cmd)
   io.stderr:write("phanes: ", msg, "\n")
@@ -234,7 +279,10 @@ end
 -- `--name value`; short flags may be grouped (-nv).
 function M.parse(argv)
   local opts, args, i = {}, {}, 1
+  local typed = {} -- the name given, for an alias (--check for --dry-run)
   local function set(name, value)
+    if OPTIONS[name].alias then typed[OPTIONS[name].alias] = name end
+    name = OPTIONS[name].alias or name
     local o = OPTIONS[name]
     if o.kind == "flag" then opts[name] = true
     elseif o.kind == "value" then opts[name] = value
@@ -305,7 +353,7 @@ function M.parse(argv)
   for name in pairs(opts) do
     local c = OPTIONS[name].cmds
     if c ~= "*" and not c[cmd] then
-      return nil, "option --" .. name .. " does not apply to '" .. cmd .. "'", cmd
+      return nil, "option --" .. (typed[name] or name) .. " does not apply to '" .. cmd .. "'", cmd
     end
   end
   if opts.color and not ({ auto = 1, always = 1, never = 1 })[opts.color] then
@@ -337,6 +385,9 @@ local function delegate(modname, ...)
 end
 
 function M.main(argv)
+  if argv[1] == "__complete" then -- shell completion asks (phanes.completion)
+    return require("phanes.completion").complete({ table.unpack(argv, 2) })
+  end
   if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" or word == "vault" then
@@ -351,6 +402,10 @@ function M.main(argv)
   end
   local p, err, cmd = M.parse(argv)
   if not p then return usage_error(err, cmd) end
+  local max = MAX_ARGS[p.cmd]
+  if max and #p.args > max then
+    return usage_error("unexpected argument '" .. p.args[max + 1] .. "' to '" .. p.cmd .. "'", p.cmd)
+  end
   if p.opts.help and p.explicit then
     io.stdout:write(M.HELP[p.cmd])
     return 0
@@ -360,6 +415,8 @@ function M.main(argv)
     io.stdout:write("phanes ", loader.version, "\n")
     return 0
   end
+  if p.cmd == "completion" then return delegate("phanes.completion", p.args) end
+  if p.cmd == "init" then return delegate("phanes.init_cmd", p) end
   if p.cmd == "help" then
     local topic = p.args[1]
     if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end

@@ -11,7 +11,7 @@ local EXIT = require("phanes.cli").EXIT
 local M = {}
 
 local function new_out(p, extra)
-  local o = { color = p.opts.color or "auto", verbose = p.opts.verbose }
+  local o = { color = p.opts.color or "auto", verbose = p.opts.verbose, quiet = p.opts.quiet }
   for k, v in pairs(extra or {}) do o[k] = v end
   return output.new(o)
 end
@@ -182,7 +182,7 @@ function M.apply(p)
     end
     if sf.warning then out:warn(sf.warning) end
   end
-  if not o.json then
+  if not (o.json or o.quiet) then
     out:say(out:paint("bold", (o["dry-run"] and "dry run: " or "") .. "applying " .. prof.name),
       out:paint("dim", string.format(" (%d module%s%s)", #mods, #mods == 1 and "" or "s",
         prof.origin and prof.origin ~= "--modules" and (", " .. prof.origin) or "")))
@@ -190,12 +190,17 @@ function M.apply(p)
     if #disk > 0 then out:say(out:paint("yellow", "  not from the binary: " .. table.concat(disk, ", "))) end
   end
   local ok, code, report = xpcall(require("phanes.runner").run, debug.traceback, {
-    mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"],
+    mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"], diff = o.diff,
     verbose = o.verbose, json = o.json, out = out, state = sf, previous = previous, hash = config_hasher(cfg, path, sf ~= nil),
     profile = prof.name, version = loader.version,
   })
   if sf then sf:close() end
   if not ok then error(code, 0) end
+  local counts = report.counts or {}
+  if code == 0 and o["detailed-exitcode"] and ((counts.changed or 0) + (counts["would change"] or 0)) > 0 then
+    code = EXIT.changes -- --detailed-exitcode: something changed (or would)
+    report.exit_code = code
+  end
   emit_report(p, out, report)
   return code
 end

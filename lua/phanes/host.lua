@@ -11,13 +11,18 @@ local util = require "phanes.remote.util"
 local M = {}
 
 M.USAGE = [[
-usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--default]
+usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--default] [--update]
        phanes host remove NAME
        phanes host list [--json]
        phanes host default NAME
        phanes host test [NAME|TARGET] [--key PATH] [--password-env VAR] [--timeout S]
                         [--port N] [--known-hosts PATH] [--strict-host-keys] [--binary PATH]
 The inventory is ]] .. "~/.config/phanes/inventory.yaml" .. " (PHANES_INVENTORY to use another file).\n"
+
+M.USAGE = M.USAGE .. [[
+Adding a NAME the inventory holds is an error unless --update is given;
+--update keeps the host's groups (and key) unless new ones are given.
+]]
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
@@ -34,6 +39,7 @@ local function flags(args, from)
       if k == "--group" then o.groups[#o.groups + 1] = v
       else o[k:sub(3):gsub("%-", "_")] = v end
     elseif a == "--default" then o.default = true
+    elseif a == "--update" then o.update = true
     elseif a == "--strict-host-keys" then o.strict = true
     elseif a == "--json" then o.json = true
     elseif a:sub(1, 1) == "-" then return nil, "unknown option " .. a
@@ -62,8 +68,17 @@ function M.add(o, pos)
   if not t then err(e) return 2 end
   local inv = load()
   if not inv then return 2 end
-  local existed = inv.hosts[name] ~= nil
-  local ok, aerr = inventory.add(inv, name, { address = t.host, user = t.user, port = t.port, key = o.key, groups = o.groups }, o.default)
+  local old = inv.hosts[name]
+  local existed = old ~= nil
+  if old and not o.update then
+    err(string.format("host '%s' exists (%s%s); give --update to change it, or `phanes host remove %s` first",
+      name, old.user and (old.user .. "@") or "", old.address, name))
+    return 2
+  end
+  local groups, key = o.groups, o.key
+  if old and #groups == 0 then groups = old.groups end -- --update keeps what is not given
+  if old and not key then key = old.key end
+  local ok, aerr = inventory.add(inv, name, { address = t.host, user = t.user, port = t.port, key = key, groups = groups }, o.default)
   if not ok then err(aerr) return 2 end
   local code = save(inv)
   if code == 0 then
@@ -106,7 +121,7 @@ local function row(inv, name)
   local last = util.read_record(name) or {}
   local addr = (h.user and h.user .. "@" or "") .. h.address .. (h.port and h.port ~= 22 and ":" .. h.port or "")
   return {
-    name = name, address = addr, groups = h.groups or {}, default = inv.default == name,
+    name = name, address = addr, groups = h.groups or {}, default = inv.default == name, -- groups: always a list
     last_seen = last.started_at, last_status = last.status, phanes_version = last.phanes_version,
     os = last.remote and last.remote.os,
   }
@@ -119,6 +134,7 @@ function M.list(o)
   for _, name in ipairs(inventory.names(inv)) do rows[#rows + 1] = row(inv, name) end
   if o.json then
     local json = require "phanes.json"
+    for _, r in ipairs(rows) do r.groups = json.array and json.array(r.groups) or r.groups end
     io.stdout:write(json.encode(#rows > 0 and rows or (json.array and json.array {} or {}), { pretty = true }), "\n")
     return 0
   end
@@ -194,6 +210,9 @@ function M.main(args)
     if sub and sub ~= "help" and sub ~= "--help" then err("unknown host command '" .. sub .. "'") end
     io.stderr:write(M.USAGE)
     return (sub == "help" or sub == "--help") and 0 or 2
+  end
+  for j = 2, #args do
+    if args[j] == "--help" or args[j] == "-h" then io.stdout:write(M.USAGE) return 0 end
   end
   local o, pos = flags(args, 2)
   if not o then err(pos) return 2 end

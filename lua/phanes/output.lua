@@ -6,8 +6,9 @@
 --   out:say("password is hunter2")        --> password is ******
 --   out:table({ "module", "status" }, { { "redis", "ok" } })
 --
--- Colour: `--color=always|never|auto`; auto means stdout is a terminal and
--- NO_COLOR is unset (https://no-color.org: any non-empty value).
+-- Colour: `--color=always|never|auto`; auto means stdout is a terminal,
+-- NO_COLOR is unset (https://no-color.org: any non-empty value) and TERM is
+-- not "dumb".
 local M = {}
 
 M.MASK = "******"
@@ -15,13 +16,15 @@ M.MASK = "******"
 local CODES = { red = "31", green = "32", yellow = "33", blue = "34",
   magenta = "35", cyan = "36", dim = "2", bold = "1" }
 
--- output.use_color(flag, env_no_color, isatty) -> bool
+-- output.use_color(flag, env_no_color, isatty[, term]) -> bool
 --   flag "always" forces colour (remote runs have no terminal), "never" turns
---   it off; "auto" (or nil) asks for a terminal and no NO_COLOR.
-function M.use_color(flag, no_color, isatty)
+--   it off; "auto" (or nil) asks for a terminal, no NO_COLOR and a TERM
+--   other than "dumb".
+function M.use_color(flag, no_color, isatty, term)
   if flag == "always" then return true end
   if flag == "never" then return false end
   if no_color and no_color ~= "" then return false end
+  if term == "dumb" then return false end
   return isatty and true or false
 end
 
@@ -160,8 +163,10 @@ local Out = {}
 Out.__index = Out
 
 -- output.new{ color = "auto"|"always"|"never"|bool, secrets = {...},
---   verbose = bool, out = file, err = file, tty = bool, no_color = str }
--- tty and no_color default to the real terminal and NO_COLOR.
+--   verbose = bool, quiet = bool, out = file, err = file, tty = bool,
+--   no_color = str, term = str }
+-- tty, no_color and term default to the real terminal, NO_COLOR and TERM.
+-- quiet: only changes and errors are printed (out.quiet, read by the runner).
 function M.new(opts)
   opts = opts or {}
   local tty = opts.tty
@@ -173,10 +178,12 @@ function M.new(opts)
   if type(color) ~= "boolean" then
     local no_color = opts.no_color
     if no_color == nil then no_color = os.getenv "NO_COLOR" end
-    color = M.use_color(color, no_color, tty)
+    local term = opts.term
+    if term == nil then term = os.getenv "TERM" end
+    color = M.use_color(color, no_color, tty, term)
   end
   return setmetatable({
-    color = color, tty = tty, verbose = opts.verbose or false,
+    color = color, tty = tty, verbose = opts.verbose or false, quiet = opts.quiet or false,
     mask = M.masker(opts.secrets),
     out = opts.out or io.stdout, err = opts.err or io.stderr,
   }, Out)

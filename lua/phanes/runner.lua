@@ -143,15 +143,17 @@ function Run:on_event(ev)
   if self.json then return end
   local out = self.out
   -- A skipped resource says why (no systemd, a container): shown always.
+  if out.quiet and not (CHANGED[ev.status] or ev.status == "failed") then return end
   if self.verbose or CHANGED[ev.status] or ev.status == "failed" or ev.status == "skipped" then
     out:clear_progress()
     local line = string.format("      %s %s %s", out:status(ev.status), ev.resource or "",
       ev.target or "")
+    if out.quiet then line = cur.name .. ": " .. line:gsub("^%s+", "") end -- no module header
     if ev.message and ev.message ~= "" and (self.verbose or ev.status ~= "failed") then
       line = line .. out:paint("dim", "  (" .. tostring(ev.message) .. ")")
     end
     out:say((line:gsub("%s+$", "")))
-    if self.dry_run and ev.diff and ev.diff ~= "" then
+    if (self.dry_run or self.diff) and ev.diff and ev.diff ~= "" then
       out:say(indent(tostring(ev.diff):gsub("\n$", ""), "        "))
     end
   else
@@ -179,7 +181,7 @@ function Run:module(i, mod)
   local rec = { name = mod.name, status = "ok", changed = 0, resources = {}, log = {},
     start = self.sys.now(), origin = mod.origin }
   self.current = rec
-  if not self.json then
+  if not (self.json or out.quiet) then
     out:say(out:paint("bold", string.format("[%d/%d] %s", i, #self.mods, mod.name)),
       mod.description and out:paint("dim", "  " .. mod.description) or "")
   end
@@ -196,7 +198,7 @@ function Run:module(i, mod)
     if rec.changed > 0 then rec.status = self.dry_run and "would change" or "changed" end
   elseif c.kind == "skipped" then
     rec.status, rec.reason = "skipped", c.reason
-    if not self.json then out:say("      ", out:status "skipped", ": ", c.reason) end
+    if not (self.json or out.quiet) then out:say("      ", out:status "skipped", ": ", c.reason) end
   elseif c.kind == "interrupted" or self:interrupted() > 0 then
     -- a failure after Ctrl-C is the interrupt's doing (a killed command)
     rec.status = "interrupted"
@@ -295,14 +297,14 @@ function Run:report(results, code)
 end
 
 -- runner.run(opts) -> exit code, report (table, masked)
--- opts: mods (ordered module tables), config, secrets, dry_run, keep_going,
+-- opts: mods (ordered module tables), config, secrets, dry_run, keep_going, diff (diffs in a real run),
 -- verbose, json (no human output), out (phanes.output), state (statefile
 -- handle or nil), previous (the state as statefile.read gives it, for a
 -- dry run: no lock, only its hints), hash(mod) -> config hash, profile (name for the report),
 -- exec (exec.run, or a fake), context, sys (for specs).
 function M.run(opts)
   local self = setmetatable({
-    mods = opts.mods, config = opts.config, dry_run = opts.dry_run, keep_going = opts.keep_going,
+    mods = opts.mods, config = opts.config, dry_run = opts.dry_run, keep_going = opts.keep_going, diff = opts.diff,
     verbose = opts.verbose or (opts.out and opts.out.verbose), json = opts.json, out = opts.out, state = opts.state,
     hash = opts.hash, profile = opts.profile, version = opts.version,
     context = opts.context or require "phanes.context",
@@ -367,7 +369,7 @@ function M.run(opts)
       (self.state and not self.dry_run) and (" (recorded in " .. self.state.path .. ")") or ""),
       "run the same command again to finish: completed modules are checked, not redone")
   end
-  if not self.json then self:summary(results, code) end
+  if not (self.json or self.out.quiet) then self:summary(results, code) end
   return code, self:report(results, code)
 end
 

@@ -360,3 +360,154 @@ describe("cli", function()
     end)
   end)
 end)
+
+describe("cli conventions", function()
+  local dir, env
+  before_each(function()
+    dir = runcli.tmpdir()
+    env = { RUNNER_FIXTURE_DIR = dir, NO_COLOR = "1", PHANES_STATE = "", PHANES_LOCK = dir .. "/machine.lock" }
+  end)
+  after_each(function() runcli.rmdir(dir) end)
+  local function phanes(...) return runcli.run({ ... }, env) end
+  local STATE = function() return dir .. "/state.json" end
+  local function esc(s) return (s:gsub("%p", "%%%0")) end
+
+  it("--check is --dry-run: nothing is written", function()
+    assert.is_true(cli.parse({ "apply", "x", "--check" }).opts["dry-run"])
+    assert.is_nil(cli.parse({ "apply", "x", "--check" }).opts.check)
+    local r = phanes("apply", "chain", "--check", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code, r.stderr)
+    assert.match("^dry run: applying chain", r.stdout)
+    assert.match("would change file%.content " .. esc(dir) .. "/gamma%.txt", r.stdout)
+    assert.match("%+gamma", r.stdout) -- the diff
+    assert.is_nil(runcli.read(dir .. "/gamma.txt"))
+    assert.equal("option --check does not apply to 'status'", select(2, cli.parse { "status", "--check" }))
+  end)
+
+  it("--diff shows file diffs in a real run, which has none without it", function()
+    local r = phanes("apply", "chain", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code, r.stderr)
+    assert.match("changed file%.content " .. esc(dir) .. "/gamma%.txt", r.stdout)
+    assert.not_match("%+gamma", r.stdout)
+    runcli.write(dir .. "/gamma.txt", "old\n")
+    r = phanes("apply", "chain", "--diff", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code, r.stderr)
+    assert.match("changed file%.content " .. esc(dir) .. "/gamma%.txt%s+%(content%)\n%s+%-%-%- [^\n]*\n%s+%+%+%+ [^\n]*\n.*%-old\n%s+%+gamma", r.stdout)
+    assert.equal("gamma\n", runcli.read(dir .. "/gamma.txt"))
+  end)
+
+  it("-q prints only changes (named by module) and errors", function()
+    local r = phanes("apply", "chain", "-q", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code, r.stderr)
+    local lines = {}
+    for l in r.stdout:gmatch "[^\n]+" do lines[#lines + 1] = l end
+    assert.is_true(#lines > 0)
+    for _, l in ipairs(lines) do assert.match("^%a+: changed ", l) end
+    assert.match("gamma: changed file%.content " .. esc(dir) .. "/gamma%.txt", r.stdout)
+    assert.not_match("%[%d/%d%]", r.stdout)
+    assert.not_match("skipped", r.stdout)
+    r = phanes("apply", "chain", "--quiet", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code)
+    assert.equal("", r.stdout) -- nothing changed: nothing to say
+    r = phanes("apply", "fail", "-q", "--path", FIX, "--state", STATE())
+    assert.equal(1, r.code)
+    assert.match("phanes: ", r.stderr)
+  end)
+
+  it("TERM=dumb turns colour off as NO_COLOR does", function()
+    local output = require "phanes.output"
+    assert.is_true(output.new({ tty = true, no_color = "", term = "xterm-256color" }).color)
+    assert.is_false(output.new({ tty = true, no_color = "", term = "dumb" }).color)
+    assert.is_true(output.new({ color = "always", tty = true, no_color = "", term = "dumb" }).color)
+    local r = runcli.run({ "apply", "chain", "--dry-run", "--path", FIX, "--state", STATE() },
+      { RUNNER_FIXTURE_DIR = dir, TERM = "dumb", PHANES_STATE = "" })
+    assert.not_match("\27", r.stdout)
+  end)
+
+  it("--detailed-exitcode: 4 when a dry run has changes pending, 0 when none", function()
+    local r = phanes("apply", "chain", "--dry-run", "--detailed-exitcode", "--path", FIX, "--state", STATE())
+    assert.equal(4, r.code, r.stderr)
+    assert.equal(4, cli.EXIT.changes)
+    r = phanes("apply", "chain", "--dry-run", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code) -- without the flag: 0
+    r = phanes("apply", "chain", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code, r.stderr)
+    r = phanes("apply", "chain", "--check", "--detailed-exitcode", "--json", "--path", FIX, "--state", STATE())
+    assert.equal(0, r.code, r.stderr) -- no drift
+    assert.equal(0, json.decode(r.stdout).exit_code)
+    runcli.write(dir .. "/gamma.txt", "drifted\n")
+    r = phanes("apply", "chain", "-n", "--detailed-exitcode", "--json", "--path", FIX, "--state", STATE())
+    assert.equal(4, r.code)
+    assert.equal(4, json.decode(r.stdout).exit_code)
+    r = phanes("apply", "fail", "--detailed-exitcode", "--path", FIX, "--state", STATE())
+    assert.equal(1, r.code) -- a failure stays a failure
+    local readme = runcli.read("README.md")
+    assert.match("\n| 4 | with `%-%-detailed%-exitcode`", readme)
+  end)
+end)
+
+describe("cli extra arguments", function()
+  it("are an error (exit 2) that names the argument and shows the usage", function()
+    for _, c in ipairs {
+      { { "version", "x" }, "x", "version" }, { { "list", "web" }, "web", "list" },
+      { { "facts", "os" }, "os", "facts" }, { { "status", "dev", "extra" }, "extra", "status" },
+      { { "help", "apply", "more" }, "more", "help" },
+    } do
+      local r = runcli.run(c[1], { NO_COLOR = "1" })
+      assert.equal(2, r.code, table.concat(c[1], " "))
+      assert.equal("", r.stdout)
+      assert.match("^phanes: unexpected argument '" .. c[2] .. "' to '" .. c[3] .. "'\nusage: phanes " .. c[3], r.stderr)
+    end
+    local r = runcli.run({ "apply", "a", "b", "--dry-run" }, {})
+    assert.equal(2, r.code)
+    assert.match("one profile at a time", r.stderr)
+    r = runcli.run({ "version" }, {})
+    assert.equal(0, r.code)
+  end)
+end)
+
+describe("phanes host add on an existing name", function()
+  local dir, env
+  before_each(function()
+    dir = runcli.tmpdir()
+    env = { PHANES_INVENTORY = dir .. "/inventory.yaml", HOME = dir, NO_COLOR = "1" }
+  end)
+  after_each(function() runcli.rmdir(dir) end)
+  local function host(...) return runcli.run({ "host", ... }, env) end
+  local function hosts() return json.decode(host("list", "--json").stdout) end
+
+  it("is an error without --update; --update keeps the groups unless new ones are given", function()
+    assert.equal(0, host("add", "web1", "deploy@10.0.0.5", "--group", "web", "--group", "eu", "--key", "k1").code)
+    local before = runcli.read(dir .. "/inventory.yaml")
+    local r = host("add", "web1", "root@10.0.0.9")
+    assert.equal(2, r.code)
+    assert.equal("phanes: host 'web1' exists (deploy@10.0.0.5); give --update to change it, "
+      .. "or `phanes host remove web1` first\n", r.stderr)
+    assert.equal(before, runcli.read(dir .. "/inventory.yaml")) -- untouched
+    r = host("add", "web1", "root@10.0.0.9", "--update")
+    assert.equal(0, r.code, r.stderr)
+    assert.match("^updated web1", r.stdout)
+    local h = hosts()[1]
+    assert.equal("root@10.0.0.9", h.address)
+    assert.same({ "web", "eu" }, h.groups)
+    assert.match("key: k1", runcli.read(dir .. "/inventory.yaml"))
+    assert.equal(0, host("add", "web1", "root@10.0.0.9", "--update", "--group", "db").code)
+    assert.same({ "db" }, hosts()[1].groups)
+    assert.equal(0, host("add", "new1", "10.0.0.1", "--update").code) -- --update on a new name adds it
+  end)
+
+  it("host list --json gives groups as a list, empty or not", function()
+    host("add", "a", "10.0.0.1")
+    host("add", "b", "10.0.0.2", "--group", "web")
+    local r = host("list", "--json")
+    assert.match('"groups": %[%]', r.stdout)
+    assert.match('"groups": %[%s*"web"%s*%]', r.stdout)
+    assert.not_match('"groups": {}', r.stdout)
+  end)
+
+  it("host add --help prints the usage", function()
+    local r = host("add", "--help")
+    assert.equal(0, r.code)
+    assert.match("^usage: phanes host add NAME", r.stdout)
+  end)
+end)
