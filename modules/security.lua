@@ -321,10 +321,10 @@ local function auditd(ctx)
 end
 
 local function aide(ctx)
-  ctx.pkg.installed { "aide" }
+  ctx.pkg.installed { "aide", "aide-common" }
   -- The first database takes minutes (every file hashed): once; a run stopped
   -- half-way leaves no aide.db and starts it again.
-  ctx.cmd.run { argv = { "aideinit", "--yes", "--force" }, creates = "/var/lib/aide/aide.db",
+  ctx.cmd.run { argv = { "/usr/sbin/aideinit", "--yes", "--force" }, creates = "/var/lib/aide/aide.db",
     desc = "initialise the AIDE database (once)", timeout = 3600 }
 end
 
@@ -335,6 +335,7 @@ local function os_hardening(ctx, cfg)
   if cfg.login_defs then login_defs(ctx, cfg) end
   if cfg.banner then banners(ctx, cfg) end
   if cfg.modprobe_blacklist then
+    ctx.file.directory { path = "/etc/modprobe.d", mode = "0755" }
     ctx.file.template { path = "/etc/modprobe.d/phanes-blacklist.conf", src = "security/modprobe.conf",
       mode = "0644", vars = { modules = BLACKLIST } }
   end
