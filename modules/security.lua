@@ -33,7 +33,9 @@
 --   modprobe_blacklist: true         # dccp, sctp, rds, tipc, usb-storage, firewire...
 --   sysctl: true                     # /etc/sysctl.d file, applied where /proc/sys is writable
 --   home_permissions: true           # /home/NAME of uid >= 1000: 0750
---   audit_tools: true                # debsums, apt-show-versions
+--   audit_tools: true                # debsums, apt-show-versions, apt-listchanges
+--   pam_modules: true                # libpam-tmpdir, libpam-pwquality (via pam-auth-update)
+--   idle_logout:                     # TMOUT=900 for shells; unset: on at strict
 --   process_accounting:              # acct; unset: on at strict
 --   auditd:                          # auditd + rules; unset: on at strict (not started in containers)
 --   aide:                            # AIDE database once; unset: on at strict
@@ -341,7 +343,14 @@ local function os_hardening(ctx, cfg)
   end
   if cfg.sysctl then sysctl(ctx) end
   if cfg.home_permissions then home_permissions(ctx) end
-  if cfg.audit_tools then ctx.pkg.installed { "debsums", "apt-show-versions" } end
+  if cfg.audit_tools then ctx.pkg.installed { "debsums", "apt-show-versions", "apt-listchanges" } end
+  -- Debian's own PAM profiles, enabled by pam-auth-update (which refuses a
+  -- stack it cannot merge): private /tmp per session, password strength
+  -- for `passwd` (key logins are not touched).
+  if cfg.pam_modules then ctx.pkg.installed { "libpam-tmpdir", "libpam-pwquality" } end
+  if on(cfg.idle_logout) then
+    ctx.file.template { path = "/etc/profile.d/phanes-idle-logout.sh", src = "security/idle-logout.sh", mode = "0644" }
+  end
   if on(cfg.process_accounting) then
     ctx.pkg.installed { "acct" }
     ctx.service.running { "acct", enabled = true }
@@ -439,6 +448,9 @@ return {
     sysctl = { type = "boolean", default = true, description = "Kernel hardening in /etc/sysctl.d (applied where /proc/sys is writable)" },
     home_permissions = { type = "boolean", default = true, description = "Home directories of human users (uid >= 1000, /home/NAME) mode 0750" },
     audit_tools = { type = "boolean", default = true, description = "Install debsums and apt-show-versions" },
+    pam_modules = { type = "boolean", default = true,
+      description = "PAM: libpam-tmpdir (private TMPDIR) and libpam-pwquality (strong passwords for passwd)" },
+    idle_logout = { type = "boolean", description = "Log idle interactive shells out after 15 minutes (TMOUT); default: on at level strict" },
     process_accounting = { type = "boolean", description = "Process accounting (acct); default: on at level strict" },
     auditd = { type = "boolean", description = "auditd with a small rule set; default: on at level strict" },
     aide = { type = "boolean", description = "AIDE file integrity database, initialised once; default: on at level strict" },

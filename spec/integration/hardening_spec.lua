@@ -1,5 +1,5 @@
--- Hardening that auditors confirm, on one Debian 12 test host: the security
--- module at level baseline, then strict. Proof is read on the host: ssh-audit
+-- Hardening that auditors confirm, on one Debian 12 test host: `apply
+-- minimal` with security.level baseline, then strict. Proof is read on the host: ssh-audit
 -- (0 failures, parsed), `sshd -T`, the files and their content, a re-run that
 -- changes and restarts nothing, the admin's key login with sudo, and phanes
 -- itself still running over SSH. The Lynis hardening index and the ssh-audit
@@ -72,7 +72,7 @@ local function sshd_t()
 end
 
 local function apply(cfg, report)
-  local _, out, code = th.exec(1, "cd /root && phanes apply --modules security --config /root/" .. cfg ..
+  local _, out, code = th.exec(1, "cd /root && phanes apply minimal --config /root/" .. cfg ..
     " --color=never --report /root/" .. report)
   return code, out
 end
@@ -170,6 +170,9 @@ describe("security hardening on a test host", function()
       assert.equal("750 750", sh("stat -c %a /home/deploy /home/alice"):gsub("\n", " "):gsub("%s+$", ""))
       assert.matches("ii%s+debsums", sh("dpkg -l debsums apt-show-versions"))
       assert.matches("ii%s+apt%-show%-versions", sh("dpkg -l debsums apt-show-versions"))
+      -- the PAM profiles are in the stack pam-auth-update wrote
+      assert.matches("pam_tmpdir%.so", sh("cat /etc/pam.d/common-session"))
+      assert.matches("pam_pwquality%.so", sh("cat /etc/pam.d/common-password"))
       -- login.defs ages new accounts only: the admin keeps no expiry
       local max = sh("getent shadow deploy | cut -d: -f5"):gsub("%s+", "")
       assert.truthy(max == "" or max == "99999", max)
@@ -215,6 +218,7 @@ describe("security hardening on a test host", function()
       assert.equal("active", sh("systemctl is-active acct"):match "%a+")
       assert.matches("%-w /etc/shadow %-p wa %-k identity", sh("cat /etc/audit/rules.d/90-phanes.rules"))
       assert.truthy(sh("stat -c %s /var/lib/aide/aide.db"):match "%d+")
+      assert.matches("\nTMOUT=900\n", sh("cat /etc/profile.d/phanes-idle-logout.sh"))
       local fails, _, lines = ssh_audit()
       assert.equal(0, fails, lines)
       figures("strict")
