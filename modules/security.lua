@@ -36,6 +36,8 @@
 --   audit_tools: true                # debsums, apt-show-versions, apt-listchanges
 --   pam_modules: true                # libpam-tmpdir, libpam-pwquality (via pam-auth-update)
 --   idle_logout:                     # TMOUT=900 for shells; unset: on at strict
+--   ssh_max_sessions: 2              # sshd MaxSessions (OpenSSH multiplexing: at most 2 per connection)
+--   malware_scanner:                 # chkrootkit; unset: on at strict
 --   process_accounting:              # acct; unset: on at strict
 --   auditd:                          # auditd + rules; unset: on at strict (not started in containers)
 --   aide:                            # AIDE database once; unset: on at strict
@@ -351,6 +353,7 @@ local function os_hardening(ctx, cfg)
   if on(cfg.idle_logout) then
     ctx.file.template { path = "/etc/profile.d/phanes-idle-logout.sh", src = "security/idle-logout.sh", mode = "0644" }
   end
+  if on(cfg.malware_scanner) then ctx.pkg.installed { "chkrootkit" } end
   if on(cfg.process_accounting) then
     ctx.pkg.installed { "acct" }
     ctx.service.running { "acct", enabled = true }
@@ -376,6 +379,7 @@ local function sshd(ctx, cfg)
       ciphers = CRYPTO[cfg.ssh_crypto].ciphers,
       macs = CRYPTO[cfg.ssh_crypto].macs,
       banner = cfg.banner,
+      max_sessions = cfg.ssh_max_sessions,
     },
     validate = { "/usr/sbin/sshd", "-t", "-f", "%s" },
   }
@@ -451,6 +455,9 @@ return {
     pam_modules = { type = "boolean", default = true,
       description = "PAM: libpam-tmpdir (private TMPDIR) and libpam-pwquality (strong passwords for passwd)" },
     idle_logout = { type = "boolean", description = "Log idle interactive shells out after 15 minutes (TMOUT); default: on at level strict" },
+    ssh_max_sessions = { type = "integer", default = 2, min = 1, max = 100,
+      description = "sshd MaxSessions: sessions per connection (phanes uses one at a time)" },
+    malware_scanner = { type = "boolean", description = "Install chkrootkit (run it by hand or from cron); default: on at level strict" },
     process_accounting = { type = "boolean", description = "Process accounting (acct); default: on at level strict" },
     auditd = { type = "boolean", description = "auditd with a small rule set; default: on at level strict" },
     aide = { type = "boolean", description = "AIDE file integrity database, initialised once; default: on at level strict" },
