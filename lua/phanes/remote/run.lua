@@ -306,6 +306,7 @@ function M.run(t, o, args, files)
     end
   end
   if status == "ok" and (rec.changed or 0) > 0 then status = "changed" end
+  if not gone and (rec.changed or 0) > 0 then require("phanes.remote.hostkeys").update(s, t, o, err) end
   s:close()
   return finish(rcode, status, reason)
 end
