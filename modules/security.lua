@@ -36,7 +36,7 @@
 --   audit_tools: true                # debsums, apt-show-versions, apt-listchanges
 --   pam_modules: true                # libpam-tmpdir, libpam-pwquality (via pam-auth-update)
 --   idle_logout:                     # TMOUT=900 for shells; unset: on at strict
---   ssh_max_sessions: 2              # sshd MaxSessions (OpenSSH multiplexing: at most 2 per connection)
+--   ssh_max_sessions: 10             # sshd MaxSessions; a remote phanes run needs more than 2
 --   malware_scanner:                 # chkrootkit; unset: on at strict
 --   process_accounting:              # acct; unset: on at strict
 --   auditd:                          # auditd + rules; unset: on at strict (not started in containers)
@@ -455,8 +455,8 @@ return {
     pam_modules = { type = "boolean", default = true,
       description = "PAM: libpam-tmpdir (private TMPDIR) and libpam-pwquality (strong passwords for passwd)" },
     idle_logout = { type = "boolean", description = "Log idle interactive shells out after 15 minutes (TMOUT); default: on at level strict" },
-    ssh_max_sessions = { type = "integer", default = 2, min = 1, max = 100,
-      description = "sshd MaxSessions: sessions per connection (phanes uses one at a time)" },
+    ssh_max_sessions = { type = "integer", default = 10, min = 3, max = 100,
+      description = "sshd MaxSessions: sessions per connection (a remote phanes run holds more than 2 at once)" },
     malware_scanner = { type = "boolean", description = "Install chkrootkit (run it by hand or from cron); default: on at level strict" },
     process_accounting = { type = "boolean", description = "Process accounting (acct); default: on at level strict" },
     auditd = { type = "boolean", description = "auditd with a small rule set; default: on at level strict" },

@@ -145,7 +145,7 @@ describe("security hardening on a test host", function()
       assert.is_nil(t.macs:match "umac%-64")
       assert.equal("/etc/issue.net", t.banner)
       assert.equal("3", t.maxauthtries)
-      assert.equal("2", t.maxsessions)
+      assert.equal("10", t.maxsessions)
       assert.is_nil(sh("sshd -T"):match "hostkey /etc/ssh/ssh_host_ecdsa_key")
       -- group exchange offers no prime under 3072 bits
       local small = sh("awk '$1 ~ /^[0-9]/ && $5 < 3071' /etc/ssh/moduli | wc -l")
@@ -254,6 +254,41 @@ describe("security hardening on a test host", function()
       local fails, warns = ssh_audit()
       io.stderr:write(("[hardening] compatible ssh-audit %d failures %d warnings\n"):format(fails, warns))
       assert.is_true(fails > 0)
+    end)
+  end)
+  describe("host keys", function()
+    it("a controller that knows only the ECDSA key survives the run that drops it: no refusal next time", function()
+      local kh = home .. "/.ssh/known_hosts"
+      os.execute("rm -rf " .. q(home .. "/.ssh") .. " && mkdir -m 700 " .. q(home .. "/.ssh"))
+      local ecdsa = sh("cut -d' ' -f1,2 /etc/ssh/ssh_host_ecdsa_key.pub"):gsub("%s+$", "")
+      local f = assert(io.open(kh, "wb"))
+      f:write(th.ip(1) .. " " .. ecdsa .. "\n")
+      f:close()
+      local cfg = home .. "/modern.yaml"
+      f = assert(io.open(cfg, "wb"))
+      f:write(("username: %s\nssh_public_key: \"%s\"\nsecurity:\n  level: strict\n"):format(ADMIN,
+        (read_local(th.key() .. ".pub"):gsub("%s+$", ""))))
+      f:close()
+      local function remote()
+        local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) ..
+          " --remote " .. q(ADMIN .. "@" .. th.ip(1)) .. " --key " .. q(th.key()) ..
+          " --modules security --config " .. q(cfg) .. " --color=never </dev/null 2>&1"))
+        local out = p:read "a"
+        local _, _, code = p:close()
+        return code, out
+      end
+      -- the host is at compatible: ECDSA is offered, the run drops it
+      local code, out = remote()
+      assert.equal(0, code, out)
+      assert.matches("recorded the host keys of " .. th.ip(1):gsub("%.", "%%.") .. " read over the verified connection", out)
+      assert.is_nil(sh("sshd -T"):match "hostkey /etc/ssh/ssh_host_ecdsa_key")
+      local known = read_local(kh)
+      assert.equal(th.ip(1) .. " " .. ecdsa .. "\n", known:sub(1, #ecdsa + #th.ip(1) + 2))
+      assert.matches("\n" .. th.ip(1):gsub("%.", "%%.") .. " ssh%-ed25519 ", known)
+      -- the next run meets the ed25519 key: known, no refusal, nothing added
+      code, out = remote()
+      assert.equal(0, code, out)
+      assert.equal(known, read_local(kh))
     end)
   end)
 end)
