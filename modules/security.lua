@@ -23,6 +23,29 @@
 --   fail2ban_findtime: 10m
 --   fail2ban_maxretry: 5
 --   fail2ban_ignoreip: ["10.0.0.0/8"]
+--   ssh_crypto: modern               # modern | compatible (README "SSH crypto")
+--   level: baseline                  # baseline | strict (README "OS hardening")
+--   core_dumps: true                 # off: limits.d, systemd-coredump, fs.suid_dumpable
+--   login_defs: true                 # umask 027, SHA-512 rounds, ages for new accounts
+--   password_max_days: 365
+--   banner: true                     # /etc/issue, /etc/issue.net, sshd Banner
+--   banner_text: "Authorized access only..."
+--   modprobe_blacklist: true         # dccp, sctp, rds, tipc, usb-storage, firewire...
+--   sysctl: true                     # /etc/sysctl.d file, applied where /proc/sys is writable
+--   home_permissions: true           # /home/NAME of uid >= 1000: 0750
+--   audit_tools: true                # debsums, apt-show-versions, apt-listchanges
+--   pam_modules: true                # libpam-tmpdir, libpam-pwquality (via pam-auth-update)
+--   idle_logout:                     # TMOUT=900 for shells; unset: on at strict
+--   ssh_max_sessions: 10             # sshd MaxSessions; a remote phanes run needs more than 2
+--   malware_scanner:                 # chkrootkit; unset: on at strict
+--   process_accounting:              # acct; unset: on at strict
+--   auditd:                          # auditd + rules; unset: on at strict (not started in containers)
+--   aide:                            # AIDE database once; unset: on at strict
+--
+-- Hardening (security.level): every file it writes says why in a comment.
+-- login.defs is checked (every line KEY VALUE) before it is installed, and
+-- a key-only admin never gets a password that expires (pam_unix would then
+-- ask a key login for a new password: a lockout). PAM is not changed.
 --
 -- Example:
 --   security:
@@ -132,6 +155,213 @@ local function firewall(ctx, cfg)
   end
 end
 
+-- sshd algorithms per security.ssh_crypto (see README "SSH crypto"). Both
+-- levels keep what libssh2 1.10 (phanes' transport on Debian 12) speaks:
+-- curve25519 kex, ssh-ed25519 host key, aes*-ctr, non-etm hmac-sha2.
+local CRYPTO = {
+  modern = {
+    kex = { "sntrup761x25519-sha512@openssh.com", "curve25519-sha256", "curve25519-sha256@libssh.org",
+      "diffie-hellman-group16-sha512", "diffie-hellman-group18-sha512", "diffie-hellman-group-exchange-sha256" },
+    hostkey_algorithms = { "ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com",
+      "rsa-sha2-512", "rsa-sha2-512-cert-v01@openssh.com", "rsa-sha2-256", "rsa-sha2-256-cert-v01@openssh.com" },
+    ciphers = { "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com", "aes128-gcm@openssh.com",
+      "aes256-ctr", "aes192-ctr", "aes128-ctr" },
+    macs = { "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "umac-128-etm@openssh.com",
+      "hmac-sha2-512", "hmac-sha2-256" },
+  },
+}
+-- compatible: modern plus the NIST curves (kex and the ECDSA host key),
+-- group14-sha256 and umac-128: what older clients and appliances need.
+CRYPTO.compatible = {
+  kex = { table.unpack(CRYPTO.modern.kex) },
+  hostkey_algorithms = { table.unpack(CRYPTO.modern.hostkey_algorithms) },
+  ciphers = CRYPTO.modern.ciphers,
+  macs = { table.unpack(CRYPTO.modern.macs) },
+}
+for _, k in ipairs { "ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521", "diffie-hellman-group14-sha256" } do
+  table.insert(CRYPTO.compatible.kex, k)
+end
+for _, k in ipairs { "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521" } do
+  table.insert(CRYPTO.compatible.hostkey_algorithms, k)
+end
+table.insert(CRYPTO.compatible.macs, "umac-128@openssh.com")
+
+-- Modules nobody needs on a server, each a past kernel exploit path.
+local BLACKLIST = { "dccp", "sctp", "rds", "tipc", "usb-storage", "firewire-core",
+  "cramfs", "freevxfs", "jffs2", "hfs", "hfsplus", "udf" }
+
+-- /etc/ssh/moduli without the groups under 3072 bits (field 5 is the size
+-- minus one): group exchange then never offers a weak prime.
+local function strong_moduli(text)
+  local out, kept = {}, 0
+  for line in text:gmatch "[^\n]*\n?" do
+    local size = line:match "^%s*%d+%s+%d+%s+%d+%s+%d+%s+(%d+)%s"
+    if not size then
+      if line ~= "" then out[#out + 1] = line end
+    elseif tonumber(size) >= 3071 then
+      out[#out + 1] = line
+      kept = kept + 1
+    end
+  end
+  return table.concat(out), kept
+end
+
+-- login.defs with each managed KEY set to its value, the reason on the line
+-- above ("# phanes: ..."); other lines stay as they are.
+local function login_defs_text(text, settings)
+  local lines, seen = {}, {}
+  local want = {}
+  for _, s in ipairs(settings) do want[s[1]] = s end
+  for line in text:gmatch "([^\n]*)\n?" do
+    local key = line:match "^%s*([%u_]+)%s"  or line:match "^%s*([%u_]+)$"
+    if line:match "^# phanes: " then -- rewritten below, with its setting
+    elseif key and want[key] then
+      if not seen[key] then
+        seen[key] = true
+        lines[#lines + 1] = "# phanes: " .. want[key][3]
+        lines[#lines + 1] = key .. "\t" .. want[key][2]
+      end
+    else
+      lines[#lines + 1] = line
+    end
+  end
+  while lines[#lines] == "" do lines[#lines] = nil end
+  for _, s in ipairs(settings) do
+    if not seen[s[1]] then
+      lines[#lines + 1] = "# phanes: " .. s[3]
+      lines[#lines + 1] = s[1] .. "\t" .. s[2]
+    end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- Human accounts: uid 1000-59999 with a home under /home.
+local function human_homes()
+  local homes = {}
+  for line in (pfile.read "/etc/passwd" or ""):gmatch "[^\n]+" do
+    local name, uid, home = line:match "^([^:]*):[^:]*:(%d+):%d+:[^:]*:([^:]*):"
+    uid = tonumber(uid)
+    if uid and uid >= 1000 and uid < 60000 and home:match "^/home/[^/]+$" then
+      homes[#homes + 1] = { name = name, home = home }
+    end
+  end
+  return homes
+end
+
+-- true when the account's shadow entry makes its password expire: a key-only
+-- admin with an aged password would be asked for a new one at the next login
+-- (pam_unix), which a key login cannot give.
+local function password_ages(name)
+  for line in (pfile.read "/etc/shadow" or ""):gmatch "[^\n]+" do
+    local user, maxd = line:match "^([^:]*):[^:]*:[^:]*:[^:]*:([^:]*):"
+    if user == name then return maxd ~= "" and maxd ~= "-1" and maxd ~= "99999" end
+  end
+  return false
+end
+
+local function core_dumps_off(ctx)
+  ctx.file.template { path = "/etc/security/limits.d/90-phanes-coredump.conf",
+    src = "security/limits.conf", mode = "0644" }
+  ctx.file.directory { path = "/etc/systemd/coredump.conf.d", mode = "0755" }
+  ctx.file.template { path = "/etc/systemd/coredump.conf.d/90-phanes.conf",
+    src = "security/coredump.conf", mode = "0644" }
+end
+
+local function login_defs(ctx, cfg)
+  local text = pfile.read "/etc/login.defs"
+  if not text then return ctx.log("no /etc/login.defs: login.defs settings skipped") end
+  local settings = {
+    { "UMASK", "027", "files and homes of new users are not readable by others (Lynis AUTH-9328)" },
+    { "HOME_MODE", "0750", "new home directories are closed to other users" },
+    { "ENCRYPT_METHOD", "SHA512", "chpasswd/newusers hash with SHA-512, never DES or MD5" },
+    { "SHA_CRYPT_MIN_ROUNDS", "100000", "slow hashing: a stolen /etc/shadow resists cracking (AUTH-9230)" },
+    { "SHA_CRYPT_MAX_ROUNDS", "200000", "upper bound of the rounds above" },
+    { "PASS_MAX_DAYS", tostring(cfg.password_max_days),
+      "password age for accounts created from now on (useradd gives system accounts none); existing accounts keep theirs" },
+    { "PASS_MIN_DAYS", "1", "no instant change back to the old password" },
+    { "PASS_WARN_AGE", "14", "warn two weeks before a password expires" },
+  }
+  -- Checked before it is written: every line is a comment, blank, or KEY VALUE.
+  ctx.file.content { path = "/etc/login.defs", mode = "0644", content = login_defs_text(text, settings),
+    validate = { "awk", "NF && $1 !~ /^#/ && (NF != 2 || $1 !~ /^[A-Z_0-9]+$/) { print FILENAME \":\" FNR \": \" $0; bad = 1 } END { exit bad }", "%s" } }
+  -- The admin logs in with a key: an expiring password would lock that login.
+  local admin = ctx.config.username
+  if password_ages(admin) then
+    ctx.cmd.run { argv = { "chage", "-M", "-1", admin }, desc = "no password expiry for the key-only admin " .. admin }
+  end
+end
+
+local function banners(ctx, cfg)
+  local text = cfg.banner_text:gsub("%s+$", "")
+  for _, path in ipairs { "/etc/issue", "/etc/issue.net" } do
+    ctx.file.template { path = path, src = "security/issue", mode = "0644", vars = { text = text } }
+  end
+end
+
+local function sysctl(ctx)
+  local path = "/etc/sysctl.d/90-phanes-hardening.conf"
+  local r = ctx.file.template { path = path, src = "security/sysctl.conf", mode = "0644" }
+  if not ctx.facts.proc_sys_writable then
+    ctx.log("sysctl: " .. path .. " installed, applying it skipped: /proc/sys is read-only (a container; the host's kernel decides)")
+  elseif changed(r) then
+    ctx.cmd.run { argv = { "sysctl", "-e", "-q", "-p", path }, desc = "apply " .. path }
+  end
+end
+
+local function home_permissions(ctx)
+  for _, h in ipairs(human_homes()) do
+    if pfile.exists(h.home) then ctx.file.directory { path = h.home, mode = "0750" } end
+  end
+end
+
+local function auditd(ctx)
+  ctx.pkg.installed { "auditd" }
+  local rules = ctx.file.template { path = "/etc/audit/rules.d/90-phanes.rules", src = "security/audit.rules", mode = "0640" }
+  if ctx.facts.container then
+    return ctx.log("auditd: installed with its rules, not started: the kernel's audit system is the host's, not this " ..
+      tostring(ctx.facts.container) .. " container's")
+  end
+  ctx.service.running { "auditd", enabled = true, restart = changed(rules) }
+end
+
+local function aide(ctx)
+  ctx.pkg.installed { "aide", "aide-common" }
+  -- The first database takes minutes (every file hashed): once; a run stopped
+  -- half-way leaves no aide.db and starts it again.
+  ctx.cmd.run { argv = { "/usr/sbin/aideinit", "--yes", "--force" }, creates = "/var/lib/aide/aide.db",
+    desc = "initialise the AIDE database (once)", timeout = 3600 }
+end
+
+local function os_hardening(ctx, cfg)
+  local strict = cfg.level == "strict"
+  local function on(switch) if switch == nil then return strict end return switch end
+  if cfg.core_dumps then core_dumps_off(ctx) end
+  if cfg.login_defs then login_defs(ctx, cfg) end
+  if cfg.banner then banners(ctx, cfg) end
+  if cfg.modprobe_blacklist then
+    ctx.file.directory { path = "/etc/modprobe.d", mode = "0755" }
+    ctx.file.template { path = "/etc/modprobe.d/phanes-blacklist.conf", src = "security/modprobe.conf",
+      mode = "0644", vars = { modules = BLACKLIST } }
+  end
+  if cfg.sysctl then sysctl(ctx) end
+  if cfg.home_permissions then home_permissions(ctx) end
+  if cfg.audit_tools then ctx.pkg.installed { "debsums", "apt-show-versions", "apt-listchanges" } end
+  -- Debian's own PAM profiles, enabled by pam-auth-update (which refuses a
+  -- stack it cannot merge): private /tmp per session, password strength
+  -- for `passwd` (key logins are not touched).
+  if cfg.pam_modules then ctx.pkg.installed { "libpam-tmpdir", "libpam-pwquality" } end
+  if on(cfg.idle_logout) then
+    ctx.file.template { path = "/etc/profile.d/phanes-idle-logout.sh", src = "security/idle-logout.sh", mode = "0644" }
+  end
+  if on(cfg.malware_scanner) then ctx.pkg.installed { "chkrootkit" } end
+  if on(cfg.process_accounting) then
+    ctx.pkg.installed { "acct" }
+    ctx.service.running { "acct", enabled = true }
+  end
+  if on(cfg.auditd) then auditd(ctx) end
+  if on(cfg.aide) then aide(ctx) end
+end
+
 local function sshd(ctx, cfg)
   ctx.pkg.installed { "openssh-server" }
   -- sshd -t needs its privilege separation directory
@@ -143,10 +373,24 @@ local function sshd(ctx, cfg)
       permit_root_login = cfg.permit_root_login,
       password_authentication = cfg.password_authentication and "yes" or "no",
       username = ctx.config.username,
+      crypto = cfg.ssh_crypto,
+      kex = CRYPTO[cfg.ssh_crypto].kex,
+      hostkey_algorithms = CRYPTO[cfg.ssh_crypto].hostkey_algorithms,
+      ciphers = CRYPTO[cfg.ssh_crypto].ciphers,
+      macs = CRYPTO[cfg.ssh_crypto].macs,
+      banner = cfg.banner,
+      max_sessions = cfg.ssh_max_sessions,
     },
     validate = { "/usr/sbin/sshd", "-t", "-f", "%s" },
   }
-  ctx.service.running { "ssh", enabled = true, reload = conf.changed }
+  -- group exchange stays: its primes are at least 3072 bits
+  local moduli = pfile.read "/etc/ssh/moduli"
+  local strong, kept = strong_moduli(moduli or "")
+  local mod = { changed = false }
+  if moduli and kept > 0 then
+    mod = ctx.file.content { path = "/etc/ssh/moduli", content = strong, mode = "0644" }
+  end
+  ctx.service.running { "ssh", enabled = true, reload = conf.changed or mod.changed }
 end
 
 local function fail2ban(ctx, cfg)
@@ -192,6 +436,32 @@ return {
     fail2ban_ignoreip = { type = "list", default = {}, items = { type = "string", pattern = "[%w.:/%-]+",
       hint = "an address, a CIDR or a host name like 10.0.0.0/8" },
       description = "Addresses fail2ban never bans (localhost is always included)" },
+    ssh_crypto = { type = "enum", values = { "modern", "compatible" }, default = "modern",
+      description = "sshd algorithms: modern (no NIST curves, no SHA-1; ssh-audit: 0 failures) or compatible (adds NIST curves, the ECDSA host key, group14, umac-128)" },
+    level = { type = "enum", values = { "baseline", "strict" }, default = "baseline",
+      description = "OS hardening: baseline (safe everywhere) or strict (adds process accounting, auditd, AIDE)" },
+    core_dumps = { type = "boolean", default = true, description = "Turn core dumps off (limits.d, systemd-coredump, fs.suid_dumpable)" },
+    login_defs = { type = "boolean", default = true,
+      description = "login.defs: umask 027, home mode 0750, SHA-512 rounds, password ages for new accounts" },
+    password_max_days = { type = "integer", default = 365, min = 1, max = 99999,
+      description = "PASS_MAX_DAYS in login.defs (accounts created from now on)" },
+    banner = { type = "boolean", default = true, description = "Legal notice in /etc/issue, /etc/issue.net and the sshd Banner" },
+    banner_text = { type = "string", default = "Authorized access only. Activity on this system is monitored and logged; unauthorized use is prohibited and may be prosecuted.",
+      description = "The login banner text" },
+    modprobe_blacklist = { type = "boolean", default = true,
+      description = "Forbid loading dccp, sctp, rds, tipc, usb-storage, firewire-core, cramfs, freevxfs, jffs2, hfs, hfsplus, udf" },
+    sysctl = { type = "boolean", default = true, description = "Kernel hardening in /etc/sysctl.d (applied where /proc/sys is writable)" },
+    home_permissions = { type = "boolean", default = true, description = "Home directories of human users (uid >= 1000, /home/NAME) mode 0750" },
+    audit_tools = { type = "boolean", default = true, description = "Install debsums and apt-show-versions" },
+    pam_modules = { type = "boolean", default = true,
+      description = "PAM: libpam-tmpdir (private TMPDIR) and libpam-pwquality (strong passwords for passwd)" },
+    idle_logout = { type = "boolean", description = "Log idle interactive shells out after 15 minutes (TMOUT); default: on at level strict" },
+    ssh_max_sessions = { type = "integer", default = 10, min = 3, max = 100,
+      description = "sshd MaxSessions: sessions per connection (a remote phanes run holds more than 2 at once)" },
+    malware_scanner = { type = "boolean", description = "Install chkrootkit (run it by hand or from cron); default: on at level strict" },
+    process_accounting = { type = "boolean", description = "Process accounting (acct); default: on at level strict" },
+    auditd = { type = "boolean", description = "auditd with a small rule set; default: on at level strict" },
+    aide = { type = "boolean", description = "AIDE file integrity database, initialised once; default: on at level strict" },
   },
   apply = function(ctx, cfg)
     -- Everything that could lock the admin out is checked before anything is touched.
@@ -222,6 +492,7 @@ return {
     end
 
     if cfg.ufw then firewall(ctx, cfg) end
+    os_hardening(ctx, cfg)
     sshd(ctx, cfg)
     if cfg.fail2ban then fail2ban(ctx, cfg) end
   end,

@@ -259,10 +259,87 @@ describe("module plans", function()
     files["/etc/default/ufw"] = 'IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
     files["/etc/ufw/ufw.conf"] = "ENABLED=yes\nLOGLEVEL=low\n"
     local calls = plan.run(plan.module "security", config(), { files = files })
-    local cmds = plan.find(calls, "cmd.run")
+    local cmds = plan.find(calls, "cmd.run", function(a) return a.argv and a.argv[1] == "ufw" end)
     -- only the stale phanes rule goes; the hand-made 9999 stays
     assert.equal(1, #cmds)
     assert.same({ "ufw", "delete", "allow", "8080/tcp" }, cmds[1].args.argv)
+  end)
+
+  it("security sshd crypto: modern drops the NIST curves, ECDSA and SHA-1; compatible adds the curves back", function()
+    local calls = plan.run(plan.module "security", config())
+    local conf = plan.find(calls, "file.template", function(a) return a.path == "/etc/ssh/sshd_config" end)[1]
+    local kex = conf.rendered:match "\nKexAlgorithms (%S+)\n"
+    assert.truthy(kex:match "^sntrup761x25519%-sha512@openssh%.com,curve25519%-sha256,")
+    assert.falsy(kex:match "nistp")
+    assert.falsy(conf.rendered:match "ssh_host_ecdsa_key")
+    assert.falsy(conf.rendered:match "\nHostKeyAlgorithms [^\n]*ecdsa")
+    local macs = conf.rendered:match "\nMACs (%S+)\n"
+    assert.falsy(macs:match "sha1" or macs:match "umac%-64")
+    -- libssh2 1.10 (phanes' transport) needs a non-etm hmac-sha2 and an aes-ctr
+    assert.truthy(("," .. macs .. ","):match ",hmac%-sha2%-256,")
+    assert.truthy(conf.rendered:match "\nCiphers [^\n]*aes256%-ctr")
+    assert.truthy(conf.rendered:match "\nBanner /etc/issue%.net\n")
+    calls = plan.run(plan.module "security", config { security = { ssh_crypto = "compatible", banner = false } })
+    conf = plan.find(calls, "file.template", function(a) return a.path == "/etc/ssh/sshd_config" end)[1]
+    assert.truthy(conf.rendered:match "\nKexAlgorithms [^\n]*ecdh%-sha2%-nistp256")
+    assert.truthy(conf.rendered:match "\nHostKey /etc/ssh/ssh_host_ecdsa_key\n")
+    assert.falsy(conf.rendered:match "Banner")
+  end)
+
+  it("security filters /etc/ssh/moduli to 3072 bits and reloads sshd for it", function()
+    local files = plan.host_files()
+    files["/etc/ssh/moduli"] = "# header\n" ..
+      "20230316 2 6 100 2047 5 AAAA\n20230316 2 6 100 3071 2 BBBB\n20230316 2 6 100 8191 2 CCCC\n"
+    local calls = plan.run(plan.module "security", config(), { files = files, changed = false })
+    local m = plan.find(calls, "file.content", function(a) return a.path == "/etc/ssh/moduli" end)[1]
+    assert.equal("# header\n20230316 2 6 100 3071 2 BBBB\n20230316 2 6 100 8191 2 CCCC\n", m.args.content)
+  end)
+
+  it("security login.defs: each setting once with its reason, stable on a re-run, checked before install", function()
+    local files = plan.host_files()
+    files["/etc/login.defs"] = "# shadow\nMAIL_DIR /var/mail\nUMASK\t\t022\nPASS_MAX_DAYS\t99999\n"
+    local calls = plan.run(plan.module "security", config(), { files = files })
+    local d = plan.find(calls, "file.content", function(a) return a.path == "/etc/login.defs" end)[1]
+    local text = d.args.content
+    assert.truthy(text:match "^# shadow\nMAIL_DIR /var/mail\n# phanes: [^\n]+\nUMASK\t027\n# phanes: [^\n]+\nPASS_MAX_DAYS\t365\n")
+    assert.truthy(text:match "\nSHA_CRYPT_MIN_ROUNDS\t100000\n")
+    assert.equal(1, select(2, text:gsub("\nUMASK", "")))
+    assert.truthy(d.args.validate)
+    files["/etc/login.defs"] = text
+    calls = plan.run(plan.module "security", config(), { files = files })
+    assert.equal(text, plan.find(calls, "file.content", function(a) return a.path == "/etc/login.defs" end)[1].args.content)
+  end)
+
+  it("security levels: baseline has no acct/auditd/aide, strict has them, a switch overrides the level", function()
+    local function pkgs(calls)
+      local all = {}
+      for _, c in ipairs(plan.find(calls, "pkg.installed")) do
+        for _, p in ipairs(c.args) do all[p] = true end
+      end
+      return all
+    end
+    local base = pkgs(plan.run(plan.module "security", config()))
+    assert.truthy(base.debsums and base["apt-show-versions"])
+    assert.falsy(base.acct or base.auditd or base.aide)
+    local calls = plan.run(plan.module "security", config { security = { level = "strict", aide = false } },
+      { facts = { container = "docker" } })
+    local strict = pkgs(calls)
+    assert.truthy(strict.acct and strict.auditd)
+    assert.falsy(strict.aide)
+    -- in a container auditd is installed, not started
+    assert.same({}, plan.find(calls, "service.running", function(a) return a[1] == "auditd" end))
+    calls = plan.run(plan.module "security", config { security = { level = "strict" } })
+    local init = plan.find(calls, "cmd.run", function(a) return a.argv and a.argv[1] == "/usr/sbin/aideinit" end)[1]
+    assert.equal("/var/lib/aide/aide.db", init.args.creates)
+    assert.truthy(plan.find(calls, "service.running", function(a) return a[1] == "auditd" end)[1])
+  end)
+
+  it("security applies sysctl only where /proc/sys is writable", function()
+    local calls = plan.run(plan.module "security", config(), { facts = { proc_sys_writable = false } })
+    assert.truthy(plan.find(calls, "file.template", function(a) return a.path == "/etc/sysctl.d/90-phanes-hardening.conf" end)[1])
+    assert.same({}, plan.find(calls, "cmd.run", function(a) return a.argv and a.argv[1] == "sysctl" end))
+    calls = plan.run(plan.module "security", config())
+    assert.truthy(plan.find(calls, "cmd.run", function(a) return a.argv and a.argv[1] == "sysctl" end)[1])
   end)
 
   it("security refuses to turn password login off when the admin user has no key", function()

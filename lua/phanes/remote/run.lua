@@ -284,6 +284,15 @@ local function summarize(rec, report)
   end
 end
 
+-- run.changed_module(rec, name) -> true when the run's report says module
+-- name changed something
+function M.changed_module(rec, name)
+  for _, m in ipairs(rec.modules or {}) do
+    if m.name == name and ((m.changed or 0) > 0 or m.status == "changed") then return true end
+  end
+  return false
+end
+
 local function interrupt_tick(s, st, ctx, name)
   local ok, sys = pcall(require, "phanes.sys")
   if not ok or not sys.interrupted then return nil end
@@ -591,6 +600,11 @@ function M.run(t, o, args, files, ov)
   if rec.remote then rec.remote.sudo = ctx.mode end
   if status == "ok" and (rec.changed or 0) > 0 then status = "changed" end
   rec.ssh = s:stats()
+  -- the security module may have changed the host keys sshd offers: record
+  -- the new ones, read over this verified connection (one more exec, only then)
+  if status == "changed" and M.changed_module(rec, "security") then
+    require("phanes.remote.hostkeys").update(s, t, o, err)
+  end
   s:close()
   return finish(rcode, status, reason)
 end
