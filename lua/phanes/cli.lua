@@ -439,6 +439,7 @@ function M.main(argv)
     local topic = p.args[1]
     if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
     if topic == "host" then io.stdout:write(require("phanes.host").USAGE) return 0 end
+    if topic == "serve" then io.stdout:write(require("phanes.serve.main").HELP) return 0 end
     if topic and not M.HELP[topic] then -- a module: its reference (as `phanes show`)
       if not require("phanes.loader").find("modules/" .. topic .. ".lua") then
         return usage_error("no help on '" .. topic .. "' (neither a command nor a module; see phanes list)")
