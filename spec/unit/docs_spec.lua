@@ -55,6 +55,15 @@ describe("make docs", function()
     assert.not_match("overrides", text) -- hidden option
   end)
 
+  it("the profile in doc/profiles.md passes phanes check", function()
+    local lua = runcli.read("doc/profiles.md"):match "```lua\n(.-)```"
+    assert.truthy(lua)
+    fakeexec.write(dir .. "/web.lua", lua)
+    fakeexec.write(dir .. "/config.yaml", "username: admin\n")
+    local r = runcli.run({ "check", dir .. "/web.lua", "--config", dir .. "/config.yaml" })
+    assert.equal(0, r.code, r.stderr)
+  end)
+
   it("doc/profiles.md lists the built-in profiles with their modules", function()
     local md = runcli.read "doc/profiles.md"
     assert.match("| `dev` | baseline, user, security, swap, updates, docker, monitoring, devtools |", md, 1, true)
