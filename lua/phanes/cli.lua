@@ -37,7 +37,7 @@ local OPTIONS = {
   inventory = { kind = "flag", cmds = { init = 1 } },
   ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
   only = { kind = "list", cmds = { apply = 1 } },
-  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1, version = 1 } },
+  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1, version = 1, show = 1 } },
   origin = { kind = "flag", cmds = { config = 1 } },
   ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
   set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
@@ -74,7 +74,8 @@ commands:
   version                  print the version
   completion bash|zsh|fish  a shell completion script
   init [DIR]               start a project: config.yaml, modules/, profiles/
-  help [COMMAND]           help on a command
+  show MODULE              a module's config keys (type, default, limits), example
+  help [COMMAND|MODULE]    help on a command, or on a module (as show)
 
 options for every command:
   --path DIR               look for modules/profiles/templates (and lua/, the
@@ -244,11 +245,25 @@ and the versions of the libraries linked into it (Lua, libyaml, libssh2,
 OpenSSL, zlib, LuaFileSystem), as each reports itself; --json: the same
 as JSON (implies -v).
 ]],
+  show = [[
+usage: phanes show MODULE [--json]
+
+Describe a module from its own table: description, requirements, every
+config key with its type, default, allowed values and limits, whether it
+is secret, and an example config section. Your modules (on --path, ./modules
+or ~/.config/phanes/modules) are described the same way.
+
+examples:
+  phanes show redis
+  phanes show redis --json
+  phanes help redis
+]],
   help = [[
-usage: phanes help [COMMAND]
+usage: phanes help [COMMAND|MODULE]
 
 examples:
   phanes help apply
+  phanes help redis
   phanes apply --help
 ]],
 }
@@ -257,10 +272,11 @@ local COMMANDS = { apply = true, check = true, list = true, status = true, facts
   version = true, help = true }
 COMMANDS.completion = true
 COMMANDS.init = true
+COMMANDS.show = true
 M.COMMANDS = COMMANDS
 
 -- How many words may follow a command (those not listed check their own).
-local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1, completion = 1, init = 1 }
+local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1, completion = 1, init = 1, show = 1 }
 
 local function usage_error(msg, cmd)
   io.stderr:write("phanes: ", msg, "\n")
@@ -388,6 +404,7 @@ function M.main(argv)
   if argv[1] == "__complete" then -- shell completion asks (phanes.completion)
     return require("phanes.completion").complete({ table.unpack(argv, 2) })
   end
+  if argv[1] == "__docs" then return require("phanes.docs").generate(argv[2]) end -- make docs
   if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" or word == "vault" then
@@ -417,10 +434,18 @@ function M.main(argv)
   end
   if p.cmd == "completion" then return delegate("phanes.completion", p.args) end
   if p.cmd == "init" then return delegate("phanes.init_cmd", p) end
+  if p.cmd == "show" then return require("phanes.docs").show(p) end
   if p.cmd == "help" then
     local topic = p.args[1]
     if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
-    if topic and not M.HELP[topic] then return usage_error("no help on '" .. topic .. "'") end
+    if topic == "host" then io.stdout:write(require("phanes.host").USAGE) return 0 end
+    if topic == "serve" then io.stdout:write(require("phanes.serve.main").HELP) return 0 end
+    if topic and not M.HELP[topic] then -- a module: its reference (as `phanes show`)
+      if not require("phanes.loader").find("modules/" .. topic .. ".lua") then
+        return usage_error("no help on '" .. topic .. "' (neither a command nor a module; see phanes list)")
+      end
+      return require("phanes.docs").show(p)
+    end
     io.stdout:write(M.HELP[topic or "main"])
     return 0
   end

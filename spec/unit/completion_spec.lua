@@ -111,6 +111,7 @@ hosts:
     assert.equal([[
 644 ./usr/share/bash-completion/completions/phanes
 644 ./usr/share/fish/vendor_completions.d/phanes.fish
+644 ./usr/share/man/man1/phanes.1
 644 ./usr/share/zsh/site-functions/_phanes
 755 ./usr/bin/phanes
 ]], files)
@@ -122,6 +123,7 @@ hosts:
     p:close()
     assert.equal("version\n" .. dest .. "/usr/bin/phanes\n", out)
     assert.match("^#compdef phanes\n", runcli.read(dest .. "/usr/share/zsh/site-functions/_phanes"))
+    assert.equal(runcli.read "doc/phanes.1", runcli.read(dest .. "/usr/share/man/man1/phanes.1"))
   end)
 
   it("loads in zsh, and answers in fish", function()
