@@ -391,6 +391,12 @@ function M.probed(rec, ctx, p)
   ctx.probe = p
   rec.remote = { arch = p.arch, os = p.os, uid = tonumber(p.uid), sudo = p.sudo }
   if p.sudo == "root" then ctx.mode = "root" end
+  -- an apply the prologue refuses (exit 98); anything else runs, with a word
+  local ok, warning = require("phanes.remote.binary").check_target(p, rec.command)
+  if ok and warning and not ctx.warned then
+    ctx.warned = true
+    err("warning: " .. warning)
+  end
 end
 
 -- Why the prologue stopped before root: exit 96 another arch, 95 no sudo.
