@@ -59,6 +59,7 @@ commands:
   facts                    what phanes knows about this machine
   host ...                 manage remote hosts (phanes host --help)
   vault ...                the encrypted secrets file (phanes vault --help)
+  deploy DIR [--host NAME] [--site NAME]  upload a site as an atomic release (phanes help deploy)
   lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
   help [COMMAND]           help on a command
@@ -332,6 +333,7 @@ local function delegate(modname, ...)
 end
 
 function M.main(argv)
+  if first_word(argv) == "deploy" then return delegate("phanes.deploy", argv) end
   if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" or word == "vault" then
@@ -352,6 +354,7 @@ function M.main(argv)
   if p.cmd == "help" then
     local topic = p.args[1]
     if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
+    if topic == "deploy" then io.stdout:write(require("phanes.deploy").HELP) return 0 end
     if topic and not M.HELP[topic] then return usage_error("no help on '" .. topic .. "'") end
     io.stdout:write(M.HELP[topic or "main"])
     return 0
