@@ -225,4 +225,71 @@ describe("phanes deploy", function()
     assert.matches("^<h1>v3</h1>\n", got)
     assert.is_nil(got:find(partial, 1, true), got)
   end)
+
+  it("deploys as a sudo user that needs a password (--password-env)", function()
+    local code, out = phanes(home, { "deploy", src, "--remote", "alice@" .. th.ip(1), "--key", key, "--site", "alice-site",
+      "--password-env", "PW" })
+    -- without the variable set: refused before connecting
+    assert.equal(2, code, out)
+    local cmd = command(home, { "deploy", src, "--remote", "alice@" .. th.ip(1), "--key", key, "--site", "alice-site",
+      "--password-env", "PW" }):gsub("HOME=", "PW=" .. q(th.password()) .. " HOME=", 1)
+    local p = assert(io.popen(cmd .. " </dev/null 2>&1"))
+    out = p:read "a"
+    local _, _, rc = p:close()
+    assert.equal(0, rc, out)
+    local _, got = host("cat /srv/phanes/sites/alice-site/current/index.html; stat -c %U /srv/phanes/sites/alice-site/current/index.html")
+    assert.equal("<h1>v3</h1>\nphanes-deploy", got)
+  end)
+
+  it("nginx serves current; a deploy switches what it serves without a reload, never a 404 or a mix", function()
+    write(home .. "/phanes.yaml", "timezone: UTC\nlocale: C.UTF-8\nnginx:\n  deploy_site: blog\n")
+    local code, out = phanes(home, { "--remote", "root@" .. th.ip(1), "--key", key, "--modules", "nginx",
+      "--config", home .. "/phanes.yaml" })
+    assert.equal(0, code, out)
+    local url = "http://" .. th.ip(1) .. "/"
+    local function get()
+      local p = assert(io.popen("curl -s --max-time 5 " .. q(url)))
+      local body = p:read "a"
+      p:close()
+      return body
+    end
+    -- the apply reloaded nginx: its new workers take a moment
+    local body
+    for _ = 1, 50 do
+      body = get()
+      if body == "<h1>v3</h1>\n" then break end
+      os.execute("sleep 0.2")
+    end
+    assert.equal("<h1>v3</h1>\n", body, out)
+    -- master and workers: a reload would replace the workers, a restart the master
+    local procs = "cat /run/nginx.pid; pgrep -P $(cat /run/nginx.pid) | sort"
+    local _, pid_before = host(procs)
+    -- a big page whose halves must always match, fetched in a loop during the deploy
+    local function page(v) return "<h1>" .. v .. "</h1>\n" .. string.rep(v .. "\n", 20000) end
+    write(src .. "/index.html", page "v4")
+    code, out = deploy()
+    assert.equal(0, code, out)
+    assert.equal(page "v4", get())
+    local log = home .. "/curl.log"
+    local loop = io.popen("for i in $(seq 300); do curl -s --max-time 5 -o /dev/null -w '%{http_code} %{size_download}\\n' "
+      .. q(url) .. "; done > " .. q(log) .. " 2>&1", "r")
+    write(src .. "/index.html", page "v5")
+    code, out = deploy()
+    assert.equal(0, code, out)
+    loop:close()
+    assert.equal(page "v5", get())
+    local f = assert(io.open(log))
+    local n, sizes = 0, { [tostring(#page "v4")] = true, [tostring(#page "v5")] = true }
+    for line in f:lines() do
+      n = n + 1
+      local status, size = line:match "^(%d+) (%d+)$"
+      assert.equal("200", status, line)
+      assert.is_true(sizes[size] ~= nil, line)
+    end
+    f:close()
+    assert.equal(300, n)
+    local _, pid_after = host(procs)
+    assert.matches("^%d+\n%d+", pid_after)
+    assert.equal(pid_before, pid_after)
+  end)
 end)
