@@ -112,13 +112,14 @@ end
 -- The manifest: one line per entry, sorted by path, tab separated.
 --   f <mode octal> <size> <sha256> <path> | d <path> | l <target> <path>
 function M.text(entries)
-  local lines = {}
-  for _, e in ipairs(entries) do
+  local lines, sorted = {}, {}
+  for i, e in ipairs(entries) do sorted[i] = e end
+  table.sort(sorted, function(a, b) return a.path < b.path end)
+  for _, e in ipairs(sorted) do
     if e.kind == "f" then lines[#lines + 1] = string.format("f\t%o\t%d\t%s\t%s", e.mode, e.size, e.sha, e.path)
     elseif e.kind == "d" then lines[#lines + 1] = "d\t" .. e.path
     else lines[#lines + 1] = "l\t" .. e.target .. "\t" .. e.path end
   end
-  table.sort(lines, function(a, b) return a:match "[^\t]*$" < b:match "[^\t]*$" end)
   return table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
 end
 
