@@ -239,6 +239,11 @@ describe("phanes deploy", function()
     assert.equal(0, rc, out)
     local _, got = host("cat /srv/phanes/sites/alice-site/current/index.html; stat -c %U /srv/phanes/sites/alice-site/current/index.html")
     assert.equal("<h1>v3</h1>\nphanes-deploy", got)
+    -- logged in as root, and through `--remote TARGET deploy`: the files are still phanes-deploy's
+    code, out = phanes(home, { "--remote", "root@" .. th.ip(1), "--key", key, "deploy", src, "--site", "rootsite" })
+    assert.equal(0, code, out)
+    _, got = host("cat /srv/phanes/sites/rootsite/current/index.html; stat -c %U /srv/phanes/sites/rootsite/current/index.html")
+    assert.equal("<h1>v3</h1>\nphanes-deploy", got)
   end)
 
   it("nginx serves current; a deploy switches what it serves without a reload, never a 404 or a mix", function()
