@@ -283,6 +283,7 @@ function M.main(argv)
   if reason then err(reason) end
   if p.json then io.stdout:write(require("phanes.json").encode(rec, { pretty = true }), "\n") end
   if not p.list then
+    rec.remote = (util.read_record(target.name) or {}).remote -- what the last run learnt of the host stays
     local ok, werr = require("phanes.remote.record").write(target.name, rec, { reason or ("deploy " .. rec.action .. " ok") })
     if not ok then err("cannot record the deploy on " .. target.name .. ": " .. tostring(werr)) end
   end

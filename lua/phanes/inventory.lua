@@ -80,8 +80,11 @@ function M.decode(text, name)
     if h.vars ~= nil and (type(h.vars) ~= "table" or h.vars[1] ~= nil) then
       return nil, string.format("%s: hosts.%s.vars: expected a map of config settings", name, tostring(hname))
     end
+    if h.description ~= nil and type(h.description) ~= "string" then
+      return nil, string.format("%s: hosts.%s.description: expected a string", name, tostring(hname))
+    end
     inv.hosts[tostring(hname)] = { address = h.address, user = h.user, port = tonumber(h.port),
-      key = h.key, groups = list_of(h.groups), vars = h.vars }
+      key = h.key, groups = list_of(h.groups), vars = h.vars, description = h.description }
   end
   -- groups: { web: { vars: {...} } }: config for every host of the group (phanes.layers)
   if doc.groups ~= nil and type(doc.groups) ~= "table" then return nil, name .. ": groups: expected a mapping" end
@@ -108,7 +111,8 @@ function M.encode(inv)
   for name, h in pairs(inv.hosts) do
     local groups = nil
     if h.groups and #h.groups > 0 then groups = h.groups end
-    hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = groups, vars = h.vars }
+    hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = groups, vars = h.vars,
+      description = h.description }
   end
   return "# phanes inventory: `phanes host add|remove|default` edit it; safe to copy to another machine.\n"
     .. yaml.encode({ default = inv.default, hosts = hosts, groups = inv.groups })
@@ -150,7 +154,9 @@ function M.add(inv, name, h, make_default)
   end
   if type(h.address) ~= "string" or h.address == "" then return nil, "host " .. name .. ": an address is required" end
   local vars = h.vars or (inv.hosts[name] and inv.hosts[name].vars) -- kept when a host is added again
-  inv.hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = list_of(h.groups), vars = vars }
+  local description = h.description or (inv.hosts[name] and inv.hosts[name].description)
+  inv.hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = list_of(h.groups), vars = vars,
+    description = description }
   if make_default or inv.default == nil then inv.default = name end
   return true
 end
