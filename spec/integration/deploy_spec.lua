@@ -298,6 +298,36 @@ describe("phanes deploy", function()
     assert.equal(pid_before, pid_after)
   end)
 
+  it("caddy serves current too, and a deploy does not restart or reload it", function()
+    write(home .. "/caddy.yaml", "timezone: UTC\nlocale: C.UTF-8\ncaddy:\n  site: \":8080\"\n  deploy_site: blog\n")
+    local code, out = phanes(home, { "--remote", "root@" .. th.ip(1), "--key", key, "--modules", "caddy",
+      "--config", home .. "/caddy.yaml" })
+    assert.equal(0, code, out)
+    local url = "http://" .. th.ip(1) .. ":8080/"
+    local function get()
+      local p = assert(io.popen("curl -s --max-time 5 " .. q(url)))
+      local body = p:read "a"
+      p:close()
+      return body
+    end
+    local _, want = host("cat " .. SITE .. "/current/index.html")
+    local body
+    for _ = 1, 50 do
+      body = get()
+      if body == want .. "\n" then break end
+      os.execute("sleep 0.2")
+    end
+    assert.equal(want .. "\n", body, out)
+    local _, pid_before = host("systemctl show -p MainPID caddy")
+    write(src .. "/index.html", "<h1>caddy</h1>\n")
+    code, out = deploy()
+    assert.equal(0, code, out)
+    assert.equal("<h1>caddy</h1>\n", get())
+    local _, pid_after = host("systemctl show -p MainPID caddy")
+    assert.matches("^MainPID=%d+$", pid_after)
+    assert.equal(pid_before, pid_after)
+  end)
+
   it("goes to the inventory's default host or --host NAME, keeps 5 of 7 releases by default, and records each deploy", function()
     local code, out = phanes(home, { "host", "add", "web", "deploy@" .. th.ip(1), "--key", key, "--default" })
     assert.equal(0, code, out)
