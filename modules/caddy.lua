@@ -13,6 +13,7 @@
 --   email: ""                     # ACME account email (for TLS)
 --   root: /usr/share/caddy        # served when reverse_proxy is empty
 --   reverse_proxy: ""             # e.g. localhost:3000
+--   deploy_site: ""               # a `phanes deploy` site: serves /srv/phanes/sites/<it>/current
 --
 -- Example:
 --   caddy:
@@ -36,6 +37,9 @@ return {
       description = "Site address (\":80\" or a domain)" },
     email = { type = "string", default = "", format = "email", description = "ACME account email" },
     root = { type = "string", default = "/usr/share/caddy", format = "path", description = "Directory served" },
+    deploy_site = { type = "string", default = "", pattern = "[%w][%w_%-]*",
+      hint = "a site name of `phanes deploy --site NAME`, like blog",
+      description = "Serve the releases of this deploy site (/srv/phanes/sites/NAME/current) instead of root" },
     reverse_proxy = { type = "string", default = "", pattern = "[%w.:/_%-%[%]]+",
       hint = "one upstream like localhost:3000, [::1]:3000 or http://10.0.0.5:8080",
       description = "Upstream; empty serves root" },
@@ -49,7 +53,8 @@ return {
     ctx.pkg.installed { "caddy" }
     local conf = ctx.file.template {
       path = "/etc/caddy/Caddyfile", src = "caddy/Caddyfile", mode = "0644",
-      vars = { site = cfg.site, email = cfg.email, has_email = cfg.email ~= "", root = cfg.root,
+      vars = { site = cfg.site, email = cfg.email, has_email = cfg.email ~= "",
+        root = cfg.deploy_site ~= "" and ("/srv/phanes/sites/" .. cfg.deploy_site .. "/current") or cfg.root,
         reverse_proxy = cfg.reverse_proxy, proxy = cfg.reverse_proxy ~= "" },
       validate = { "caddy", "validate", "--adapter", "caddyfile", "--config", "%s" },
     }

@@ -12,6 +12,7 @@
 --   index: [index.html, index.htm, index.nginx-debian.html]
 --   proxy_pass: ""                 # e.g. http://127.0.0.1:3000
 --   client_max_body_size: 16m
+--   deploy_site: ""               # a `phanes deploy` site: serves /srv/phanes/sites/<it>/current
 --
 -- Example:
 --   nginx:
@@ -38,6 +39,9 @@ return {
     index = { type = "list", items = { type = "string", pattern = "[%w_.%-]+", hint = "a file name like index.html" },
       default = { "index.html", "index.htm", "index.nginx-debian.html" }, description = "Index files" },
     proxy_pass = { type = "string", default = "", format = "url", description = "Upstream URL; empty serves root" },
+    deploy_site = { type = "string", default = "", pattern = "[%w][%w_%-]*",
+      hint = "a site name of `phanes deploy --site NAME`, like blog",
+      description = "Serve the releases of this deploy site (/srv/phanes/sites/NAME/current) instead of root" },
     client_max_body_size = { type = "string", default = "16m", pattern = "%d+[kKmMgG]?",
       hint = "a size like 16m, 512k or 1g (0: no limit)", description = "Largest request body" },
   },
@@ -46,10 +50,12 @@ return {
       ctx.fail("nginx.listen " .. cfg.listen .. " is not a port (1-65535)")
     end
     ctx.pkg.installed { "nginx" }
-    ctx.file.directory { path = cfg.root, mode = "0755" }
+    -- a deploy site's `current` is made by `phanes deploy`, switched without a reload
+    local root = cfg.deploy_site ~= "" and ("/srv/phanes/sites/" .. cfg.deploy_site .. "/current") or cfg.root
+    if cfg.deploy_site == "" then ctx.file.directory { path = cfg.root, mode = "0755" } end
     local site = ctx.file.template {
       path = "/etc/nginx/sites-available/default", src = "nginx/default", mode = "0644",
-      vars = { server_name = cfg.server_name, listen = cfg.listen, root = cfg.root,
+      vars = { server_name = cfg.server_name, listen = cfg.listen, root = root,
         index = cfg.index, proxy_pass = cfg.proxy_pass, proxy = cfg.proxy_pass ~= "",
         client_max_body_size = cfg.client_max_body_size },
       validate = { "/bin/sh", "-c", CHECK, "nginx-check", "%s" },

@@ -70,6 +70,7 @@ commands:
   host ...                 manage remote hosts (phanes host --help)
   vault ...                the encrypted secrets file (phanes vault --help)
   serve                    HTTP API and dashboard for remote runs (phanes serve --help)
+  deploy DIR [--host NAME] [--site NAME]  upload a site as an atomic release (phanes help deploy)
   lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
   version                  print the version
   completion bash|zsh|fish  a shell completion script
@@ -405,6 +406,7 @@ function M.main(argv)
     return require("phanes.completion").complete({ table.unpack(argv, 2) })
   end
   if argv[1] == "__docs" then return require("phanes.docs").generate(argv[2]) end -- make docs
+  if first_word(argv) == "deploy" then return delegate("phanes.deploy", argv) end
   if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" or word == "vault" then
@@ -438,6 +440,7 @@ function M.main(argv)
   if p.cmd == "help" then
     local topic = p.args[1]
     if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
+    if topic == "deploy" then io.stdout:write(require("phanes.deploy").HELP) return 0 end
     if topic == "host" then io.stdout:write(require("phanes.host").USAGE) return 0 end
     if topic == "serve" then io.stdout:write(require("phanes.serve.main").HELP) return 0 end
     if topic and not M.HELP[topic] then -- a module: its reference (as `phanes show`)

@@ -11,7 +11,7 @@ local util = require "phanes.remote.util"
 local M = {}
 
 M.USAGE = [[
-usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--default] [--update]
+usage: phanes host add NAME [user@]host[:port] [--key PATH] [--group G]... [--default] [--update] [--description TEXT]
        phanes host remove NAME
        phanes host list [--json]
        phanes host default NAME
@@ -33,7 +33,7 @@ local function flags(args, from)
     local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
     k = k or a
     if k == "--key" or k == "--group" or k == "--password-env" or k == "--timeout" or k == "--port"
-        or k == "--known-hosts" or k == "--binary" then
+        or k == "--known-hosts" or k == "--binary" or k == "--description" then
       if not v then i = i + 1; v = args[i] end
       if not v then return nil, k .. " needs a value" end
       if k == "--group" then o.groups[#o.groups + 1] = v
@@ -78,7 +78,8 @@ function M.add(o, pos)
   local groups, key = o.groups, o.key
   if old and #groups == 0 then groups = old.groups end -- --update keeps what is not given
   if old and not key then key = old.key end
-  local ok, aerr = inventory.add(inv, name, { address = t.host, user = t.user, port = t.port, key = key, groups = groups }, o.default)
+  local ok, aerr = inventory.add(inv, name, { address = t.host, user = t.user, port = t.port, key = key, groups = groups,
+    description = o.description or (old and old.description) }, o.default)
   if not ok then err(aerr) return 2 end
   local code = save(inv)
   if code == 0 then
@@ -121,7 +122,7 @@ local function row(inv, name)
   local last = util.read_record(name) or {}
   local addr = (h.user and h.user .. "@" or "") .. h.address .. (h.port and h.port ~= 22 and ":" .. h.port or "")
   return {
-    name = name, address = addr, groups = h.groups or {}, default = inv.default == name, -- groups: always a list
+    name = name, address = addr, groups = h.groups or {}, default = inv.default == name, description = h.description, -- groups: always a list
     last_seen = last.started_at, last_status = last.status, phanes_version = last.phanes_version,
     os = last.remote and last.remote.os,
   }
@@ -145,10 +146,10 @@ function M.list(o)
   local cells = {}
   for _, r in ipairs(rows) do
     cells[#cells + 1] = { (r.default and "* " or "  ") .. r.name, r.address, table.concat(r.groups, ","),
-      r.last_seen or "never", r.last_status or "-", r.phanes_version or "-", r.os or "-" }
+      r.last_seen or "never", r.last_status or "-", r.phanes_version or "-", r.os or "-", r.description or "" }
   end
   for _, line in ipairs(require("phanes.remote.fleet").format_table(
-      { "  host", "address", "groups", "last seen", "last status", "phanes", "os" }, cells)) do
+      { "  host", "address", "groups", "last seen", "last status", "phanes", "os", "description" }, cells)) do
     io.stdout:write(line, "\n")
   end
   return 0

@@ -23,6 +23,11 @@ local ENOENT, ENOTDIR = 2, 20
 
 local NAME = "^[%w][%w%._%-]*$"
 
+-- The file's format: 1 has `format: 1` (and host descriptions); a file
+-- without it (format 0) is rewritten once on load, the old text kept as
+-- <file>.migrated; a newer format is refused.
+M.FORMAT = 1
+
 function M.path()
   return os.getenv "PHANES_INVENTORY" or ((os.getenv "HOME" or "") .. "/.config/phanes/inventory.yaml")
 end
@@ -71,6 +76,14 @@ function M.decode(text, name)
   local inv = empty()
   if doc == nil then return inv end
   if type(doc) ~= "table" then return nil, name .. ": expected a mapping with `hosts:`" end
+  if doc.format ~= nil then
+    local f = math.tointeger(tonumber(doc.format))
+    if not f or f < 0 then return nil, name .. ": format: expected a whole number, got '" .. tostring(doc.format) .. "'" end
+    if f > M.FORMAT then
+      return nil, string.format("%s: format %d is newer than this phanes reads (%d): upgrade phanes", name, f, M.FORMAT)
+    end
+    inv.format = f
+  end
   if doc.hosts ~= nil and type(doc.hosts) ~= "table" then return nil, name .. ": hosts: expected a mapping" end
   for hname, h in pairs(doc.hosts or {}) do
     if type(h) == "string" then h = { address = h } end
@@ -80,8 +93,11 @@ function M.decode(text, name)
     if h.vars ~= nil and (type(h.vars) ~= "table" or h.vars[1] ~= nil) then
       return nil, string.format("%s: hosts.%s.vars: expected a map of config settings", name, tostring(hname))
     end
+    if h.description ~= nil and type(h.description) ~= "string" then
+      return nil, string.format("%s: hosts.%s.description: expected a string", name, tostring(hname))
+    end
     inv.hosts[tostring(hname)] = { address = h.address, user = h.user, port = tonumber(h.port),
-      key = h.key, groups = list_of(h.groups), vars = h.vars }
+      key = h.key, groups = list_of(h.groups), vars = h.vars, description = h.description }
   end
   -- groups: { web: { vars: {...} } }: config for every host of the group (phanes.layers)
   if doc.groups ~= nil and type(doc.groups) ~= "table" then return nil, name .. ": groups: expected a mapping" end
@@ -108,10 +124,11 @@ function M.encode(inv)
   for name, h in pairs(inv.hosts) do
     local groups = nil
     if h.groups and #h.groups > 0 then groups = h.groups end
-    hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = groups, vars = h.vars }
+    hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = groups, vars = h.vars,
+      description = h.description }
   end
   return "# phanes inventory: `phanes host add|remove|default` edit it; safe to copy to another machine.\n"
-    .. yaml.encode({ default = inv.default, hosts = hosts, groups = inv.groups })
+    .. yaml.encode({ format = M.FORMAT, default = inv.default, hosts = hosts, groups = inv.groups })
 end
 
 -- inventory.load([path]) -> inv (empty when the file is absent) | nil, err
@@ -125,6 +142,17 @@ function M.load(path)
   local inv, err = M.decode(text, path)
   if not inv then return nil, err end
   inv.path = path
+  if (inv.format or 0) < M.FORMAT and text:find "%S" then
+    -- once: the old text beside it, then the file in today's format
+    local ok, merr = F.write(path .. ".migrated", text, { mode = tonumber("0600", 8) })
+    if ok then ok, merr = M.save(inv, path) end
+    if ok then
+      io.stderr:write("phanes: ", path, ": rewritten in inventory format ", M.FORMAT, " (the old file is ", path, ".migrated)\n")
+    else
+      io.stderr:write("phanes: ", path, ": cannot migrate it to format ", M.FORMAT, ": ", tostring(merr), "\n")
+    end
+  end
+  inv.format = nil
   return inv
 end
 
@@ -150,7 +178,9 @@ function M.add(inv, name, h, make_default)
   end
   if type(h.address) ~= "string" or h.address == "" then return nil, "host " .. name .. ": an address is required" end
   local vars = h.vars or (inv.hosts[name] and inv.hosts[name].vars) -- kept when a host is added again
-  inv.hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = list_of(h.groups), vars = vars }
+  local description = h.description or (inv.hosts[name] and inv.hosts[name].description)
+  inv.hosts[name] = { address = h.address, user = h.user, port = h.port, key = h.key, groups = list_of(h.groups), vars = vars,
+    description = description }
   if make_default or inv.default == nil then inv.default = name end
   return true
 end

@@ -327,6 +327,7 @@ end
 function M.main(argv)
   local o, rest = M.parse_args(argv)
   if not o then err(rest) return 2 end
+  if M.command_word(rest) == "deploy" then return require("phanes.deploy").main(argv) end
   local inventory = require "phanes.inventory"
   local inv, ierr = inventory.load()
   if not inv then err(ierr) return 2 end

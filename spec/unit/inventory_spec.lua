@@ -239,4 +239,41 @@ describe("inventory save/load", function()
     assert.same({}, inv.hosts)
     assert.is_nil(inv.default)
   end)
+
+  it("migrates a format-0 file once (keeping the old one as .migrated) and refuses a newer format", function()
+    local F = require "phanes.file"
+    assert(F.mkdir(dir, { parents = true }))
+    local path = dir .. "/inventory.yaml"
+    local old = "# mine\ndefault: web1\nhosts:\n  web1: { address: 10.0.0.5, user: deploy, groups: [web], vars: { redis: { port: 6380 } } }\n"
+    assert(F.write(path, old))
+    local real_err, said = io.stderr, {}
+    io.stderr = { write = function(_, ...) for _, x in ipairs { ... } do said[#said + 1] = tostring(x) end end }
+    local ok, inv = pcall(inventory.load, path)
+    io.stderr = real_err
+    assert.is_true(ok, inv)
+    assert.equal("10.0.0.5", inv.hosts.web1.address)
+    assert.same({ redis = { port = 6380 } }, inv.hosts.web1.vars)
+    assert.matches("rewritten in inventory format 1", table.concat(said))
+    assert.equal(old, F.read(path .. ".migrated"))
+    local new = assert(F.read(path))
+    assert.matches("\nformat: 1\n", new)
+    local again = assert(inventory.decode(new, path))
+    assert.equal(1, again.format)
+    assert.same(inv.hosts, again.hosts)
+    assert.equal("web1", again.default)
+    -- the second load leaves both files alone
+    said = {}
+    io.stderr = { write = function(_, ...) for _, x in ipairs { ... } do said[#said + 1] = tostring(x) end end }
+    ok = pcall(inventory.load, path)
+    io.stderr = real_err
+    assert.is_true(ok)
+    assert.same({}, said)
+    assert.equal(new, F.read(path))
+    assert.equal(old, F.read(path .. ".migrated"))
+    -- newer, or not a number: refused with the path
+    local _, e = inventory.decode("format: 2\nhosts: {}\n", path)
+    assert.matches(path .. ": format 2 is newer than this phanes reads (1): upgrade phanes", e, 1, true)
+    _, e = inventory.decode("format: x\nhosts: {}\n", path)
+    assert.matches("format: expected a whole number", e, 1, true)
+  end)
 end)

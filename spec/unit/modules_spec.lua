@@ -405,6 +405,17 @@ describe("module plans", function()
     assert.truthy(conf.rendered:match "email a@example%.com")
   end)
 
+  it("nginx and caddy serve a deploy site's current release, without making it", function()
+    for _, m in ipairs { "nginx", "caddy" } do
+      local calls = plan.run(plan.module(m), config { [m] = { deploy_site = "blog" } }, { dry_run = true })
+      local conf = plan.find(calls, "file.template")[1]
+      assert.truthy(conf.rendered:find("root%s[%s*]*/srv/phanes/sites/blog/current"), conf.rendered)
+      for _, d in ipairs(plan.find(calls, "file.directory")) do
+        assert.is_nil(tostring(d.args.path):find("/srv/phanes", 1, true))
+      end
+    end
+  end)
+
   it("redis and postgres mark their secrets", function()
     local r = plan.module "redis"
     assert.truthy(r.config.password.secret and r.config.password.required)
@@ -582,6 +593,8 @@ describe("module values", function()
       { "caddy:\n  site: \":80 {\"\n", "caddy.site" },
       { "caddy:\n  reverse_proxy: \"localhost:3000 {\"\n", "caddy.reverse_proxy" },
       { "caddy:\n  email: \"a@b.c }\"\n", "caddy.email" },
+      { "nginx:\n  deploy_site: \"../etc\"\n", "nginx.deploy_site" },
+      { "caddy:\n  deploy_site: \"blog; x\"\n", "caddy.deploy_site" },
       { "security:\n  fail2ban_findtime: \"10m enabled=false\"\n", "security.fail2ban_findtime" },
       { "security:\n  fail2ban_ignoreip: [\"0.0.0.0/0 # x\"]\n", "security.fail2ban_ignoreip[1]" },
       { "security:\n  allowed_ports: [\"70000\"]\n", "security.allowed_ports[1]" },
