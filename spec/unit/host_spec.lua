@@ -69,7 +69,7 @@ describe("phanes host", function()
     assert.matches("%* pi%s+pi@10%.0%.0%.9%s.*Raspberry Pi in the hall\n", list)
     local _, j = run("list", "--json")
     assert.equal("Raspberry Pi in the hall", require("phanes.json").decode(j)[1].description)
-    assert.equal(0, (run("add", "pi", "pi@10.0.0.10")))
+    assert.equal(0, (run("add", "pi", "pi@10.0.0.10", "--update")))
     assert.equal("Raspberry Pi in the hall", assert(inventory.load(path)).hosts.pi.description)
     local bad = dir .. "/bad.yaml"
     require("phanes.file").write(bad, "hosts:\n  a: {address: x, description: [1]}\n")
