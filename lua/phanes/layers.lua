@@ -139,7 +139,9 @@ function M.sources(name, o)
   if not o.no_vault then
     local doc, err = vault_doc(o)
     if doc then
-      add(vars_layer(doc.hosts and doc.hosts[name], "vault hosts." .. name))
+      local block = doc.hosts and doc.hosts[name]
+      require("phanes.vault").add_secret(block) -- masked like !vault values
+      add(vars_layer(block, "vault hosts." .. name))
     elseif err then
       errs[#errs + 1] = err .. " (the vault's hosts." .. name .. " block is part of the host's config)"
     end
@@ -200,9 +202,18 @@ function M.for_host(name, o)
     settings = type(doc.data) == "table" and doc.data.vault or nil, env = o.env,
     vault_password_file = o.vault_password_file, no_prompt = o.no_prompt })
   if not list then return nil, table.concat(errs, "\n") end
-  if #list == 0 and o.text then return o.text end -- as it stands: its lines stay those of the file
+  if #list == 0 and o.text and not o.text:find("!vault", 1, true) then
+    return o.text -- as it stands: its lines stay those of the file
+  end
   local merged = type(doc.data) == "table" and copy(doc.data) or {}
   for _, l in ipairs(list) do merged = M.merge(merged, l.data) end
+  -- `!vault KEY` values are resolved here, on the controller, for this
+  -- host (the target has no vault): they travel in the run's root-only
+  -- payload, and the controller masks them (vault.resolved_values)
+  local errs = {}
+  require("phanes.vault").wire({ data = merged, name = o.config or "config.yaml" }, { config = o.config,
+    env = o.env, password_file = o.vault_password_file, host = name }, function(m) errs[#errs + 1] = m end)
+  if #errs > 0 then return nil, table.concat(errs, "\n") end
   return require("phanes.yaml").encode(merged)
 end
 

@@ -344,6 +344,8 @@ function M.main(argv)
   for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
   local ok, sys = pcall(require, "phanes.sys")
   local ov = M.overrides(sets, M.env_overrides(ok and sys.environ and sys.environ() or {}, o))
+  -- values resolved from the vault for this host (layers.remote_files): masked here too
+  for _, v in ipairs(require("phanes.vault").resolved_values()) do ov.secrets[#ov.secrets + 1] = v end
   -- PHANES_* settings go to the commands that read a config; --set values
   -- always (a command that takes none says so, as it would here)
   local okp, parsed = pcall(function() return require("phanes.cli").parse(rest) end)

@@ -464,6 +464,8 @@ local function add_secret(v)
   end
 end
 
+M.add_secret = add_secret -- phanes.layers: the values of a vault's host block
+
 -- Every { ["!vault"] = KEY } in data: { parent, key, path, ref }
 local function refs(t, prefix, out)
   for k, v in pairs(t) do
@@ -502,7 +504,7 @@ M.open_once = open_once -- phanes.layers: the host block, from the same single o
 -- else the vault (defaults, merged with hosts.<this host>). The `vault:`
 -- key is taken out of the layer. report(msg) collects a config error.
 -- o: env, config (path), password_file (else vault.password_file, which
--- `--vault-password-file` sets).
+-- `--vault-password-file` sets), host (whose block: else this machine's).
 function M.wire(layer, o, report)
   if not layer or type(layer.data) ~= "table" then return end
   local data = layer.data
@@ -514,7 +516,7 @@ function M.wire(layer, o, report)
   o = o or {}
   o.env = o.env or sys.environ()
   o.settings = settings
-  local host, failed = sys.hostname(), false
+  local host, failed = o.host or sys.hostname(), false
   local path = M.locate { config = o.config or layer.name, settings = settings, file = o.file }
   for _, r in ipairs(list) do
     local where = layer.name .. ": " .. r.path .. ": !vault " .. r.ref

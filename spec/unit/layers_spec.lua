@@ -210,6 +210,27 @@ describe("layers", function()
     assert.matches("there is no terminal to ask on; give --vault-password-file", err, 1, true)
   end)
 
+  it("for_host resolves `!vault KEY` on the controller, from the host's own block", function()
+    local o = build(dir, {}, {})
+    write(dir .. "/config.yaml", "redis:\n  password: !vault redis.password\n")
+    local doc = { defaults = { redis = { password = "def4ult-s3cret" } },
+      hosts = { web1 = { redis = { password = "web1-0nly-s3cret" } } } }
+    assert(vault.write_file(dir .. "/secrets.vault.yaml", vault.dump(doc), "pw-layers", "init", FAST))
+    local files = { { name = "config/config.yaml", data = "redis:\n  password: !vault redis.password\n", local_path = o.config } }
+    assert(layers.remote_files("web1", files, o.inventory, { "--vault-password-file", o.vault_password_file }))
+    local sent = require("phanes.yaml").decode(files[1].data)
+    assert.equal("web1-0nly-s3cret", sent.redis.password)
+    assert.is_nil(files[1].data:find("!vault", 1, true))
+    local text = assert(layers.for_host("web2", o))
+    assert.equal("def4ult-s3cret", require("phanes.yaml").decode(text).redis.password)
+    local masked = table.concat(vault.resolved_values(), "\n")
+    assert.matches("web1-0nly-s3cret", masked, 1, true)
+    write(dir .. "/config.yaml", "redis:\n  password: !vault redis.pasword\n")
+    local none, err = layers.for_host("web2", o) -- web1's block would replace the reference
+    assert.is_nil(none)
+    assert.matches("no key 'redis.pasword' in the vault", err, 1, true)
+  end)
+
   it("for_host gives the remote run config.yaml with the host's layers merged in", function()
     local o = build(dir, { config = true, group_web = true, inv_host = true }, { config = 1, group_web = 2, inv_host = 3 })
     local text = assert(layers.for_host("web1", o))
