@@ -6,13 +6,7 @@
 local th = require "spec.support.testhost"
 local json = require "phanes.json"
 
-local function absolute(path)
-  local p = assert(io.popen("readlink -f " .. path))
-  local out = p:read "l"
-  p:close()
-  return out
-end
-local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
+local BIN = th.bin()
 local q = th.quote
 
 local function write(path, text)

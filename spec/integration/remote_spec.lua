@@ -5,21 +5,9 @@
 -- hosts and at the controller's records, not only at phanes' own words.
 local th = require "spec.support.testhost"
 
-local function absolute(path)
-  local p = assert(io.popen("readlink -f " .. path))
-  local out = p:read "l"
-  p:close()
-  return out
-end
-local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
+local BIN = th.bin()
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read "a"
-  f:close()
-  return s
-end
+local read = th.read
 
 local function write(path, text)
   local f = assert(io.open(path, "wb"))

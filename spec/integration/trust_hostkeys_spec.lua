@@ -15,13 +15,7 @@ end
 
 local BIN = sh("readlink -f " .. q(os.getenv "PHANES_BIN" or "build/phanes")):gsub("%s+$", "")
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read "a"
-  f:close()
-  return s
-end
+local read = th.read
 
 local function write(path, text)
   local f = assert(io.open(path, "wb"))

@@ -6,22 +6,10 @@
 -- The host is looked at afterwards.
 local th = require "spec.support.testhost"
 
-local function absolute(path)
-  local p = assert(io.popen("readlink -f " .. path))
-  local out = p:read "l"
-  p:close()
-  return out
-end
-local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
+local BIN = th.bin()
 local q = th.quote
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read "a"
-  f:close()
-  return s
-end
+local read = th.read
 
 local function phanes(home, args)
   local words = {}

@@ -44,6 +44,24 @@ function M.run(cmd)
 end
 local run = M.run
 
+-- th.bin() -> absolute path of the phanes binary under test (PHANES_BIN,
+-- else build/phanes): specs cd into temporary homes before running it
+function M.bin()
+  local p = assert(io.popen("readlink -f " .. q(os.getenv "PHANES_BIN" or "build/phanes")))
+  local out = p:read "l"
+  p:close()
+  return out
+end
+
+-- th.read(path) -> the file's bytes | nil when it cannot be read
+function M.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read "a"
+  f:close()
+  return s
+end
+
 local function th(args) return q(M.script) .. " " .. args end
 
 -- true, or false and the reason test hosts cannot run here
