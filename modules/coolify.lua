@@ -34,7 +34,7 @@ return {
       description = "Environment variables for the install script" },
   },
   validate = function(cfg, v)
-    for _, k in ipairs(require("phanes.schema").sorted_keys(cfg.env or {})) do
+    for _, k in ipairs(require("phanes.config.schema").sorted_keys(cfg.env or {})) do
       if type(k) ~= "string" or not k:match "^[%a_][%w_]*$" then
         v.error("coolify.env", "'" .. tostring(k) .. "' is not an environment variable name")
       elseif type(cfg.env[k]) == "table" or tostring(cfg.env[k]):find "%z" then

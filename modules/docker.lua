@@ -6,7 +6,7 @@
 -- (and docker-cli on Debian 13) and docker-compose: on Debian 12 that is
 -- Compose 1.29, the `docker-compose` command only; on Debian 13 it is
 -- Compose v2, both `docker compose` and `docker-compose` (the names come from
--- lua/phanes/platform.lua). Compose v2 comes with `official` everywhere.
+-- lua/phanes/engine/platform.lua). Compose v2 comes with `official` everywhere.
 -- /etc/docker/daemon.json is encoded as JSON (log rotation, optional
 -- storage driver); docker is restarted only when it changed.
 --

@@ -2,7 +2,7 @@
 --
 -- `backend: auto` (default) installs Netdata where the release packages it
 -- (Debian 12, Ubuntu) and the Prometheus node exporter where it does not
--- (Debian 13 has no netdata): lua/phanes/platform.lua says which.
+-- (Debian 13 has no netdata): lua/phanes/engine/platform.lua says which.
 --
 -- netdata: /etc/netdata/netdata.conf comes from a template; netdata is
 -- restarted when it changed. Reach the dashboard through an SSH tunnel:

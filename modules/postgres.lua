@@ -2,7 +2,7 @@
 --
 -- `source: debian` (default) installs the distribution's PostgreSQL (15 on
 -- Debian 12, 17 on Debian 13, 14 on Ubuntu 22.04, 16 on Ubuntu 24.04: see
--- lua/phanes/platform.lua); `source: pgdg` adds
+-- lua/phanes/engine/platform.lua); `source: pgdg` adds
 -- the PostgreSQL project's apt repository, for any `version`.
 -- Settings go to conf.d/phanes.conf (restart when they change), client
 -- access to pg_hba.conf (reload). The role and the database are created

@@ -53,7 +53,7 @@
 --     allowed_ports: ["80/tcp", "443/tcp"]
 
 local pfile = require "phanes.file"
-local sshkey = require "phanes.sshkey"
+local sshkey = require "phanes.remote.sshkey"
 
 local function changed(r) return r and (r.changed or r.status == "would change") end
 

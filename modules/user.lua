@@ -67,7 +67,7 @@ return {
     if name == "root" then ctx.fail("username must not be root: phanes creates an admin user") end
     local keys = keys_of(ctx.config)
     for i, k in ipairs(keys) do
-      local ok, why = require("phanes.sshkey").parse(k)
+      local ok, why = require("phanes.remote.sshkey").parse(k)
       if not ok then
         ctx.fail(("ssh public key %d is not a public key: %s (\"ssh-ed25519 AAAA... comment\")"):format(i, why))
       end

@@ -6,7 +6,7 @@
 --   phanes --profile dev --config config.yaml        (same as apply dev)
 --   phanes --modules baseline,docker --config config.yaml
 --   phanes list | --list ; phanes status [--json] ; phanes check dev --config F
---   phanes host ...        -> phanes.host.main(args)
+--   phanes host ...        -> phanes.remote.host.main(args)
 --   phanes serve ...       -> phanes.serve.main.main(args)
 --   phanes --remote[=T] .. -> phanes.remote.main(argv)
 --
@@ -319,7 +319,7 @@ function M.parse(argv)
       name = name or a:sub(3)
       local o = OPTIONS[name]
       if not o then
-        local guess = require("phanes.resolve").suggest(name, (function()
+        local guess = require("phanes.engine.resolve").suggest(name, (function()
           local t = {} for k in pairs(OPTIONS) do t[#t + 1] = k end table.sort(t) return t end)())
         return nil, "unknown option --" .. name .. (guess and (" (did you mean --" .. guess .. "?)") or "")
       end
@@ -360,7 +360,7 @@ function M.parse(argv)
       local list = {}
       for k in pairs(COMMANDS) do list[#list + 1] = k end
       table.sort(list)
-      local guess = require("phanes.resolve").suggest(cmd, list)
+      local guess = require("phanes.engine.resolve").suggest(cmd, list)
       return nil, "unknown command '" .. cmd .. "'" .. (guess and (" (did you mean '" .. guess .. "'?)") or "")
     end
   elseif opts.profile or opts.modules then cmd = "apply"
@@ -402,17 +402,17 @@ local function delegate(modname, ...)
 end
 
 function M.main(argv)
-  if argv[1] == "__complete" then -- shell completion asks (phanes.completion)
-    return require("phanes.completion").complete({ table.unpack(argv, 2) })
+  if argv[1] == "__complete" then -- shell completion asks (phanes.cli.completion)
+    return require("phanes.cli.completion").complete({ table.unpack(argv, 2) })
   end
-  if argv[1] == "__docs" then return require("phanes.docs").generate(argv[2]) end -- make docs
+  if argv[1] == "__docs" then return require("phanes.cli.docs").generate(argv[2]) end -- make docs
   if first_word(argv) == "deploy" then return delegate("phanes.deploy", argv) end
   if has_remote(argv) then return delegate("phanes.remote", argv) end
   local word, at = first_word(argv)
   if word == "host" or word == "vault" then
     local args = {}
     for j = at + 1, #argv do args[#args + 1] = argv[j] end
-    return delegate(word == "host" and "phanes.host" or "phanes.vault_cmd", args)
+    return delegate(word == "host" and "phanes.remote.host" or "phanes.cli.vault", args)
   end
   if word == "serve" then
     local args = {}
@@ -430,29 +430,29 @@ function M.main(argv)
     return 0
   end
   if p.cmd == "version" then
-    if p.opts.verbose or p.opts.json then return require("phanes.commands").version(p) end
+    if p.opts.verbose or p.opts.json then return require("phanes.cli.commands").version(p) end
     io.stdout:write("phanes ", loader.version, "\n")
     return 0
   end
-  if p.cmd == "completion" then return delegate("phanes.completion", p.args) end
-  if p.cmd == "init" then return delegate("phanes.init_cmd", p) end
-  if p.cmd == "show" then return require("phanes.docs").show(p) end
+  if p.cmd == "completion" then return delegate("phanes.cli.completion", p.args) end
+  if p.cmd == "init" then return delegate("phanes.cli.init", p) end
+  if p.cmd == "show" then return require("phanes.cli.docs").show(p) end
   if p.cmd == "help" then
     local topic = p.args[1]
-    if topic == "vault" then return delegate("phanes.vault_cmd", { "--help" }) end
+    if topic == "vault" then return delegate("phanes.cli.vault", { "--help" }) end
     if topic == "deploy" then io.stdout:write(require("phanes.deploy").HELP) return 0 end
-    if topic == "host" then io.stdout:write(require("phanes.host").USAGE) return 0 end
+    if topic == "host" then io.stdout:write(require("phanes.remote.host").USAGE) return 0 end
     if topic == "serve" then io.stdout:write(require("phanes.serve.main").HELP) return 0 end
     if topic and not M.HELP[topic] then -- a module: its reference (as `phanes show`)
       if not require("phanes.loader").find("modules/" .. topic .. ".lua") then
         return usage_error("no help on '" .. topic .. "' (neither a command nor a module; see phanes list)")
       end
-      return require("phanes.docs").show(p)
+      return require("phanes.cli.docs").show(p)
     end
     io.stdout:write(M.HELP[topic or "main"])
     return 0
   end
-  return require("phanes.commands")[p.cmd](p)
+  return require("phanes.cli.commands")[p.cmd](p)
 end
 
 return M

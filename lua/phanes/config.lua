@@ -13,7 +13,7 @@
 --   PHANES_POSTGRES_PORT: expected an integer, got "abc"
 --   config.yaml: redis.password: required (set it in config.yaml or with --set redis.password=...)
 -- Secret values never appear in messages.
-local schema = require "phanes.schema"
+local schema = require "phanes.config.schema"
 
 local M = {}
 
@@ -25,7 +25,7 @@ M.CORE = {
     description = "Seconds before the apt package lists count as old and apt-get update runs." },
 }
 
-M.MASK = require("phanes.output").MASK
+M.MASK = require("phanes.engine.output").MASK
 
 local function as_list(mods)
   local out = {}
@@ -477,7 +477,7 @@ end
 --   target = { exists = function(path) } when this machine is the target
 --   (module checks that look at the target run only then).
 --   layers = { { kind = "file", name, data, marks }, ... } between the file
---   and the environment (a host's group and host vars: phanes.layers).
+--   and the environment (a host's group and host vars: phanes.config.layers).
 -- cfg: globals and one table per module in the run (cfg.redis), defaults applied.
 -- info: { origin = { ["postgres.version"] = "config.yaml:14:3" | "--set postgres.version"
 --   | "PHANES_..." | "profile defaults" | "default" }, warnings = { ... } }.
@@ -504,7 +504,7 @@ function M.load(opts)
   require("phanes.vault").wire(file, { env = opts.env, config = opts.path, password_file = opts.vault_password_file },
     function(msg) E.add(RANK.file, 0, 0, msg) end) -- `!vault KEY` values, the `vault:` key
   layers[#layers + 1] = file
-  for _, l in ipairs(opts.layers or {}) do -- a host's group vars, host vars, vault block (phanes.layers)
+  for _, l in ipairs(opts.layers or {}) do -- a host's group vars, host vars, vault block (phanes.config.layers)
     require("phanes.vault").wire(l, { env = opts.env, config = opts.path, password_file = opts.vault_password_file,
       file = l.vault_file },
       function(msg) E.add(RANK.file, 0, 0, msg) end)
@@ -603,7 +603,7 @@ end
 -- value replaced by "******" (output.mask_fields: masking lives there).
 -- Example: print(json.encode(config.mask(cfg, mods)))
 function M.mask(cfg, modules)
-  return require("phanes.output").mask_fields(cfg, { type = "map", fields = root_fields(modules) })
+  return require("phanes.engine.output").mask_fields(cfg, { type = "map", fields = root_fields(modules) })
 end
 
 ------------------------------------------------------------------------

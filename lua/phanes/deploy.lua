@@ -93,7 +93,7 @@ function M.parse(rest)
 end
 
 local function connect(o, p)
-  local inventory = require "phanes.inventory"
+  local inventory = require "phanes.remote.inventory"
   local inv, ierr = inventory.load()
   if not inv then return nil, 2, ierr end
   if p.host then
@@ -103,7 +103,7 @@ local function connect(o, p)
     end
     o.target = p.host
   end
-  local sshcfg, serr = require("phanes.sshconfig").load()
+  local sshcfg, serr = require("phanes.remote.sshconfig").load()
   if not sshcfg then return nil, 2, serr end
   local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
   if not targets then return nil, 2, terr end

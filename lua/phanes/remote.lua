@@ -228,7 +228,7 @@ end
 -- search path), as config.describe's rows; {} when they cannot be loaded.
 local function config_rows()
   local ok, rows = pcall(function()
-    return select(2, require("phanes.config").describe((require("phanes.resolve").all())))
+    return select(2, require("phanes.config").describe((require("phanes.engine.resolve").all())))
   end)
   return ok and type(rows) == "table" and rows or {}
 end
@@ -328,10 +328,10 @@ function M.main(argv)
   local o, rest = M.parse_args(argv)
   if not o then err(rest) return 2 end
   if M.command_word(rest) == "deploy" then return require("phanes.deploy").main(argv) end
-  local inventory = require "phanes.inventory"
+  local inventory = require "phanes.remote.inventory"
   local inv, ierr = inventory.load()
   if not inv then err(ierr) return 2 end
-  local sshcfg, serr = require("phanes.sshconfig").load()
+  local sshcfg, serr = require("phanes.remote.sshconfig").load()
   if not sshcfg then err(serr) return 2 end
   local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
   if not targets then err(terr) return 2 end
@@ -339,7 +339,7 @@ function M.main(argv)
   if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end
   local args, files, sets = rewrite_args(rest)
   if not args then err(files) return 2 end
-  local lok, lerr = require("phanes.layers").remote_files(targets[1].name, files, inv, rest) -- the host's own config
+  local lok, lerr = require("phanes.config.layers").remote_files(targets[1].name, files, inv, rest) -- the host's own config
   if not lok then err(lerr) return 2 end
   for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
   local ok, sys = pcall(require, "phanes.sys")

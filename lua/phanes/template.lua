@@ -86,7 +86,7 @@ local function check_str(name, v)
   return v
 end
 
-local is_list = require("phanes.schema").is_list
+local is_list = require("phanes.config.schema").is_list
 
 local filters = {}
 

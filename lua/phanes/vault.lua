@@ -197,7 +197,7 @@ function M.lookup(doc, key, host)
     v = v[p]
   end
   if v ~= nil then return v end
-  local guess = require("phanes.schema").suggest(key, paths(tree, nil, {}))
+  local guess = require("phanes.config.schema").suggest(key, paths(tree, nil, {}))
   return nil, guess and ("did you mean '" .. guess .. "'?") or nil
 end
 
@@ -464,7 +464,7 @@ local function add_secret(v)
   end
 end
 
-M.add_secret = add_secret -- phanes.layers: the values of a vault's host block
+M.add_secret = add_secret -- phanes.config.layers: the values of a vault's host block
 
 -- Every { ["!vault"] = KEY } in data: { parent, key, path, ref }
 local function refs(t, prefix, out)
@@ -497,7 +497,7 @@ local function open_once(path, o)
   opened[path] = { doc, err }
   return doc, err
 end
-M.open_once = open_once -- phanes.layers: the host block, from the same single opening
+M.open_once = open_once -- phanes.config.layers: the host block, from the same single opening
 
 -- vault.wire(layer, o, report): replaces every `!vault KEY` in the config
 -- file layer's data with its value, from PHANES_SECRET_<KEY> in o.env or

@@ -14,7 +14,7 @@ local th = require "spec.support.testhost"
 
 local SUITE = os.getenv("PHANES_TEST_SUITE") or "bookworm"
 local RELEASE = ({ bookworm = "Debian 12", trixie = "Debian 13" })[SUITE] or SUITE
--- what differs on the host between the releases (phanes' side: lua/phanes/platform.lua)
+-- what differs on the host between the releases (phanes' side: lua/phanes/engine/platform.lua)
 local EXPECT = ({
   bookworm = { compose = "docker%-compose version 1%.", monitor = "netdata", monitor_port = 19999,
     monitor_path = "/api/v1/info", monitor_answer = '"version"', monitor_conf = "/etc/netdata/netdata.conf",

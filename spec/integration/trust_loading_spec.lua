@@ -153,12 +153,12 @@ end }
 
   it("takes the engine from --path only, and refuses a --path others can write", function()
     -- a copy of the embedded output.lua, marked, on an explicit --path: used, and named
-    local text = require("phanes.embedded").get "lua/phanes/output.lua"
-    put("/root/eng/lua/phanes/output.lua", "io.stderr:write('engine from --path\\n')\n" .. text)
+    local text = require("phanes.embedded").get "lua/phanes/engine/output.lua"
+    put("/root/eng/lua/phanes/engine/output.lua", "io.stderr:write('engine from --path\\n')\n" .. text)
     local out, code, err = phanes("/root", "list --path /root/eng")
     assert.equal(0, code, out .. err)
     assert.matches("engine from %-%-path", err)
-    assert.matches("lua/phanes/output%.lua%s+/root/eng/lua/phanes/output%.lua", out)
+    assert.matches("lua/phanes/engine/output%.lua%s+/root/eng/lua/phanes/engine/output%.lua", out)
     out, code, err = phanes("/root", "list", "PHANES_PATH=/root/eng")
     assert.equal(0, code, out .. err)
     assert.matches("engine from %-%-path", err)

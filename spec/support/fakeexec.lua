@@ -147,7 +147,7 @@ end
 function M.world(o)
   o = o or {}
   local lfs = require "lfs"
-  local context = require "phanes.context"
+  local context = require "phanes.engine.context"
   local root = M.tmpdir()
   for _, d in ipairs{ "/etc", "/etc/sudoers.d", "/etc/apt", "/etc/apt/sources.list.d",
     "/etc/apt/keyrings", "/var", "/var/lib", "/var/lib/apt", "/var/lib/apt/lists",
@@ -185,7 +185,7 @@ function M.world(o)
   end)
   -- a unit file for every unit the canned systemctl output knows
   local function unit_file(name) M.write(root .. "/lib/systemd/system/" .. name, "") end
-  for n, u in pairs(require("phanes.facts").parse_systemctl_show(services)) do
+  for n, u in pairs(require("phanes.engine.facts").parse_systemctl_show(services)) do
     if u.load ~= "not-found" and n:find "%." then unit_file(n) end
   end
   local events = {}

@@ -95,7 +95,7 @@ function M.run(mod, config, opts)
     end
   end
   local ctx = {
-    config = config, facts = facts, platform = require("phanes.platform").of(facts.os), dry_run = opts.dry_run or false, module = mod.name,
+    config = config, facts = facts, platform = require("phanes.engine.platform").of(facts.os), dry_run = opts.dry_run or false, module = mod.name,
     log = function() end,
     warn = function(msg) warnings[#warnings + 1] = msg end,
     skip = function(reason) error({ [SKIP] = reason }, 0) end,

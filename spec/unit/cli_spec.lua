@@ -232,7 +232,7 @@ describe("cli", function()
     it("refuses to start while another run holds the lock (exit 75)", function()
       local script = dir .. "/hold.lua"
       runcli.write(script, string.format([[
-        local sf = assert(require("phanes.statefile").open(%q, { lock = %q }))
+        local sf = assert(require("phanes.engine.statefile").open(%q, { lock = %q }))
         io.stdout:write("locked\n") io.stdout:flush()
         io.stdin:read "l"
         sf:close()
@@ -415,7 +415,7 @@ describe("cli conventions", function()
   end)
 
   it("TERM=dumb turns colour off as NO_COLOR does", function()
-    local output = require "phanes.output"
+    local output = require "phanes.engine.output"
     assert.is_true(output.new({ tty = true, no_color = "", term = "xterm-256color" }).color)
     assert.is_false(output.new({ tty = true, no_color = "", term = "dumb" }).color)
     assert.is_true(output.new({ color = "always", tty = true, no_color = "", term = "dumb" }).color)

@@ -1,6 +1,6 @@
 -- completion.lua: the scripts load in a real bash, and the candidates they
 -- offer come from the CLI's tables, the search path and the inventory.
-local completion = require "phanes.completion"
+local completion = require "phanes.cli.completion"
 local cli = require "phanes.cli"
 local runcli = require "spec.support.runcli"
 

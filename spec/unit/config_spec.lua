@@ -1,7 +1,7 @@
 -- Config loading: schema checks, all errors with their source, did-you-mean,
 -- coercion, precedence, required keys, secrets, describe.
 local config = require "phanes.config"
-local schema = require "phanes.schema"
+local schema = require "phanes.config.schema"
 
 -- Modules as the module files declare them.
 local function modules()

@@ -1,5 +1,5 @@
 -- Facts: raw files and command output (spec/fixtures/facts) -> parsed facts.
-local facts = require "phanes.facts"
+local facts = require "phanes.engine.facts"
 local fakeexec = require "support.fakeexec"
 local fixture = function(name) return fakeexec.fixture("facts/" .. name) end
 

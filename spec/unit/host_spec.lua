@@ -1,7 +1,7 @@
 -- `phanes host add|remove|list|default` against an inventory file in a
 -- temporary directory.
-local host = require "phanes.host"
-local inventory = require "phanes.inventory"
+local host = require "phanes.remote.host"
+local inventory = require "phanes.remote.inventory"
 
 describe("phanes host", function()
   local dir, path, real_path, out, err

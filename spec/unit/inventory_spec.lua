@@ -1,7 +1,7 @@
 -- The inventory: target parsing, resolution (names, @groups, lists,
 -- ssh_config), and property checks on random add/remove sequences.
-local inventory = require "phanes.inventory"
-local sshconfig = require "phanes.sshconfig"
+local inventory = require "phanes.remote.inventory"
+local sshconfig = require "phanes.remote.sshconfig"
 
 
 local function inv_with(hosts, default)

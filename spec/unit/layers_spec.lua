@@ -1,8 +1,8 @@
 -- layers.lua: a host's config from defaults, config.yaml, group vars, host
 -- vars, the vault's host block, the environment and --set. Real files in a
 -- temp dir, a real (fast-parameter) vault; the CLI as a subprocess.
-local layers = require "phanes.layers"
-local inventory = require "phanes.inventory"
+local layers = require "phanes.config.layers"
+local inventory = require "phanes.remote.inventory"
 local vault = require "phanes.vault"
 local json = require "phanes.json"
 local runcli = require "spec.support.runcli"
@@ -181,7 +181,7 @@ describe("layers", function()
     assert(vault.write_file(dir .. "/secrets.vault.yaml", vault.dump(doc), "pw-layers", "init", FAST))
     local cfg, info = assert(layers.load("web1", o))
     assert.equal("10.9.9.9", cfg.redis.bind)
-    local d = require("phanes.config_cmd").describe("web1", cfg, info, o.known)
+    local d = require("phanes.cli.config").describe("web1", cfg, info, o.known)
     assert.equal("******", d.config.redis.password)
     assert.equal("******", d.config.redis.bind)
     assert.equal("vault hosts.web1", d.origin["redis.bind"])

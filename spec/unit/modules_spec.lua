@@ -510,7 +510,7 @@ end)
 describe("module values", function()
   local config = require "phanes.config"
   local json = require "phanes.json"
-  local sshkey = require "phanes.sshkey"
+  local sshkey = require "phanes.remote.sshkey"
   local ED = "AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g"
   local RUN = { "baseline", "user", "security", "swap", "updates", "docker", "monitoring", "nginx", "caddy",
     "redis", "postgres", "coolify", "devtools", "ollama" }

@@ -1,5 +1,5 @@
 -- output.lua: colour decisions, masking, tables.
-local output = require "phanes.output"
+local output = require "phanes.engine.output"
 
 -- A file-like sink collecting what is written.
 local function sink()

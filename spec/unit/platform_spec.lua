@@ -1,8 +1,8 @@
--- lua/phanes/platform.lua: one table of what differs between releases, and
+-- lua/phanes/engine/platform.lua: one table of what differs between releases, and
 -- the modules' plans that read it (Debian 12 and 13 side by side).
-local platform = require "phanes.platform"
+local platform = require "phanes.engine.platform"
 local plan = require "support.plan"
-local facts = require "phanes.facts"
+local facts = require "phanes.engine.facts"
 
 local BOOKWORM = { id = "debian", version_id = "12", codename = "bookworm", pretty_name = "Debian GNU/Linux 12 (bookworm)" }
 local TRIXIE = { id = "debian", version_id = "13", codename = "trixie", pretty_name = "Debian GNU/Linux 13 (trixie)" }

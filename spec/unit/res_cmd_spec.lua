@@ -1,6 +1,6 @@
 -- cmd.run: guards, dry run, failures.
 local fakeexec = require "support.fakeexec"
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 
 describe("cmd.run", function()
   local w

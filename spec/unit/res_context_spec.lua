@@ -1,7 +1,7 @@
 -- The run and ctx: events, masking, failures, interrupts, templates, and
 -- how few processes a no-op module costs.
 local fakeexec = require "support.fakeexec"
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local loader = require "phanes.loader"
 
 describe("context", function()

@@ -1,6 +1,6 @@
 -- file resources on paths under a temp dir (they need phanes.file).
 local fakeexec = require "support.fakeexec"
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local F = require "phanes.file"
 local loader = require "phanes.loader"
 

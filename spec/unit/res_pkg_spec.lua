@@ -1,6 +1,6 @@
 -- pkg resources against a fake exec: which commands run, and when.
 local fakeexec = require "support.fakeexec"
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 
 local DPKG = "dpkg-query -W --showformat=${Package}\\t${db:Status-Abbrev}\\t${Version}\\n"
 local INSTALL = "apt-get -q -y -o DPkg::Lock::Timeout=300 install -o Dpkg::Options::=--force-confdef "

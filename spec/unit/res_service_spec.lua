@@ -1,6 +1,6 @@
 -- service resources against a fake exec and canned `systemctl show` output.
 local fakeexec = require "support.fakeexec"
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 
 local SHOW = "systemctl show --no-pager -p Id,Names,LoadState,ActiveState,SubState,UnitFileState "
 

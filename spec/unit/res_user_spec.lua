@@ -1,7 +1,7 @@
 -- user, group, authorized_keys and sudoers, on a temp root with fixture
 -- passwd/group files and a fake exec.
 local fakeexec = require "support.fakeexec"
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local F = require "phanes.file"
 local lfs = require "lfs"
 

@@ -1,5 +1,5 @@
 -- resolve.lua: profiles to ordered modules, and the errors on the way.
-local resolve = require "phanes.resolve"
+local resolve = require "phanes.engine.resolve"
 local loader = require "phanes.loader"
 
 local GOOD, BAD = "spec/fixtures/runner", "spec/fixtures/runner/bad"

@@ -1,8 +1,8 @@
 -- runner.lua: in process, with fake signals and a fake exec; the modules
 -- only touch a temp dir.
-local runner = require "phanes.runner"
-local output = require "phanes.output"
-local statefile = require "phanes.statefile"
+local runner = require "phanes.engine.runner"
+local output = require "phanes.engine.output"
+local statefile = require "phanes.engine.statefile"
 local json = require "phanes.json"
 local runcli = require "spec.support.runcli"
 
@@ -62,7 +62,7 @@ describe("runner", function()
       json = opts.json, out = o, state = sf, sys = fake_sys, exec = fake_exec, profile = "test",
       exec_mod = { run = fake_exec, kill_all = function() killed = killed + 1 end },
       hash = function(m) return "hash-" .. m.name end, secrets = opts.secrets, previous = opts.previous,
-      context = require "phanes.context",
+      context = require "phanes.engine.context",
     }
     if sf then sf:close() end
     return code, report

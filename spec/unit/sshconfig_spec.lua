@@ -1,7 +1,7 @@
 -- ssh_config reading: Host patterns, first value wins, IdentityFile
 -- accumulates, Include, Match skipped; and a property check on generated
 -- configs against an independent model.
-local sshconfig = require "phanes.sshconfig"
+local sshconfig = require "phanes.remote.sshconfig"
 
 local HOME = "/home/u"
 

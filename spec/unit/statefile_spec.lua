@@ -1,5 +1,5 @@
 -- statefile.lua: shape, atomic writes, the lock, corrupt and newer files.
-local statefile = require "phanes.statefile"
+local statefile = require "phanes.engine.statefile"
 local json = require "phanes.json"
 local runcli = require "spec.support.runcli"
 
@@ -114,7 +114,7 @@ describe("statefile", function()
     os.execute("mkdir -p " .. dir .. "/sub")
     local script = dir .. "/hold.lua"
     runcli.write(script, string.format([[
-      local sf = assert(require("phanes.statefile").open(%q, { lock = %q }))
+      local sf = assert(require("phanes.engine.statefile").open(%q, { lock = %q }))
       io.stdout:write("locked\n") io.stdout:flush()
       os.execute "sleep 1.5"
       sf:close()

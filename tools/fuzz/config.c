@@ -3,7 +3,7 @@
 #include "harness.h"
 
 FUZZ_LUA_TARGET("config", "local config = require 'phanes.config'\n"
-	"local resolve = require 'phanes.resolve'\n"
+	"local resolve = require 'phanes.engine.resolve'\n"
 	"local mods = {}\n"
 	"for _, name in ipairs(resolve.known_modules()) do mods[#mods + 1] = assert(resolve.module(name)) end\n"
 	"local key = ('k'):rep(32)\n"

@@ -1,7 +1,7 @@
 /* fuzz target: ssh_config parsing and the lookup of a host in it. */
 #include "harness.h"
 
-FUZZ_LUA_TARGET("sshconfig", "local sshconfig = require 'phanes.sshconfig'\n"
+FUZZ_LUA_TARGET("sshconfig", "local sshconfig = require 'phanes.remote.sshconfig'\n"
 	"local opts = { name = 'fuzz_config', home = '/home/fuzz', read = function() return nil end }\n"
 	"return function(s)\n"
 	"  local blocks, err = sshconfig.parse(s, opts)\n"

@@ -210,7 +210,7 @@ local function prefixer(targets, stream)
   for _, t in ipairs(targets) do width = math.max(width, #t.name) end
   return function(job, line)
     local name = job.target.name
-    stream:write(name, string.rep(" ", width - #name), " | ", require("phanes.output").sanitize(line), "\n")
+    stream:write(name, string.rep(" ", width - #name), " | ", require("phanes.engine.output").sanitize(line), "\n")
     stream:flush()
   end
 end

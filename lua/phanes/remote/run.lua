@@ -212,7 +212,7 @@ local function output(files, log, mask, tag)
   local function show(stream, line)
     line = fix(line)
     log[#log + 1] = mask(line)
-    stream:write(require("phanes.output").sanitize(line), "\n")
+    stream:write(require("phanes.engine.output").sanitize(line), "\n")
     stream:flush()
   end
   st.out = util.liner(function(line)
@@ -522,7 +522,7 @@ end
 function M.run(t, o, args, files, ov)
   local record = require "phanes.remote.record"
   ov = ov or { shown = {}, env_names = {}, secrets = {} }
-  local mask = require("phanes.output").masker(ov.secrets)
+  local mask = require("phanes.engine.output").masker(ov.secrets)
   local t0 = util.now()
   local rec = { host = t.name, address = t.host, port = t.port or o.port or 22,
     user = t.user or o.user or os.getenv "USER" or "root", started_at = util.iso(), command = {} }

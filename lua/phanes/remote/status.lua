@@ -59,7 +59,7 @@ function M.read_state(s, path, o, name)
 end
 
 local function decode(text, where)
-  local ok, statefile = pcall(require, "phanes.statefile")
+  local ok, statefile = pcall(require, "phanes.engine.statefile")
   if ok and statefile.decode then return statefile.decode(text, where) end
   local v, e = require("phanes.json").decode(text)
   if type(v) ~= "table" then return nil, where .. ": corrupt state file: " .. tostring(e) end
@@ -95,7 +95,7 @@ local function sorted_modules(state)
 end
 
 -- what a target's state holds reaches the terminal only sanitized
-local clean = require("phanes.output").sanitize
+local clean = require("phanes.engine.output").sanitize
 local function print_lines(lines) for _, l in ipairs(lines) do io.stdout:write(clean(l), "\n") end end
 
 local function show_one(row, o)

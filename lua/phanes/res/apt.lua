@@ -13,7 +13,7 @@
 -- compared and written like any file. When the list changes the apt cache
 -- is marked stale, so the next pkg.installed / pkg.refresh runs apt-get
 -- update.
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local file = require "phanes.res.file"
 local F = require "phanes.file"
 

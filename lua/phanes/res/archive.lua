@@ -18,7 +18,7 @@
 -- whole archive, naming the entry; nothing is extracted. Symlinks in zip
 -- archives are refused. dest is created (0755) when missing; tar runs with
 -- --no-same-owner. A dry run lists and checks, and extracts nothing.
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local F = require "phanes.file"
 
 local M = {}

@@ -19,7 +19,7 @@
 -- format) each need a guard that checks what that step leaves (see
 -- modules/swap.lua). Without guards the command runs every time and reports
 -- changed. A non-zero exit fails with the stderr tail.
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 
 local M = {}
 local N = {}

@@ -17,7 +17,7 @@
 -- fetch.check: GET url (curl) until it answers 2xx, tries times a second
 -- apart (default 10); ok with the start of the answer, else a failure. A
 -- dry run does not ask (the service may not be installed yet): skipped.
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local file = require "phanes.res.file"
 local F = require "phanes.file"
 

@@ -26,7 +26,7 @@
 -- directory another user can write (a home, a service's conf.d, /tmp) is
 -- refused: the resource fails naming the path and the owner, in a dry run
 -- too, and nothing is written (phanes.file; doc/internals.md "Paths as root").
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local F = require "phanes.file"
 
 local M = {}

@@ -14,7 +14,7 @@
 -- runs as that user (runuser), never as root in a directory the user owns
 -- (a user's .git/config or hooks would run as root). A dry run shows the
 -- current and the wanted commit (a clone: the ref).
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local F = require "phanes.file"
 
 local M = {}

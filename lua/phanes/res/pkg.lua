@@ -16,8 +16,8 @@
 -- repository was added (ctx.apt.repo), or when apt does not know a package.
 -- apt waits up to 5 minutes for the dpkg lock (another apt, or
 -- unattended-upgrades) and the failure says so when it is still held.
-local context = require "phanes.context"
-local facts = require "phanes.facts"
+local context = require "phanes.engine.context"
+local facts = require "phanes.engine.facts"
 
 local M = {}
 local N = {}

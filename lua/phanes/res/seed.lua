@@ -10,7 +10,7 @@
 -- file.content (a dry run shows the new content as a diff); the parent
 -- directory must exist. src renders templates/<src> with vars instead of
 -- content.
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local file = require "phanes.res.file"
 
 local M = {}

@@ -10,7 +10,7 @@
 -- held stamp already; written last, an interrupted install is resumed by
 -- the next run. M.path(ctx, step) gives the path (archive.extracted's
 -- sentinel option takes it).
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local F = require "phanes.file"
 
 local M = {}

@@ -20,8 +20,8 @@
 -- systemctl in all. daemon_reload and a package install empty the cache
 -- (packages bring units). (One `systemctl show --all` of every unit cost
 -- 150-600 ms: more than a whole no-op run.)
-local context = require "phanes.context"
-local facts = require "phanes.facts"
+local context = require "phanes.engine.context"
+local facts = require "phanes.engine.facts"
 
 local M = {}
 local N = {}

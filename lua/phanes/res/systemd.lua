@@ -16,7 +16,7 @@
 -- it; without running (nil) the service is left to the module. Both return
 -- the result of the file (changed also when it would change). Either
 -- takes src (templates/<src>) and vars instead of content.
-local context = require "phanes.context"
+local context = require "phanes.engine.context"
 local file = require "phanes.res.file"
 local service = require "phanes.res.service"
 

@@ -17,8 +17,8 @@
 -- fails the resource (see res/file.lua). sudoers writes /etc/sudoers.d/<name> (0440),
 -- checked with `visudo -cf` on a temp copy before it is installed, so a
 -- broken rule never locks sudo.
-local context = require "phanes.context"
-local facts = require "phanes.facts"
+local context = require "phanes.engine.context"
+local facts = require "phanes.engine.facts"
 local file = require "phanes.res.file"
 local F = require "phanes.file"
 

@@ -126,7 +126,7 @@ local function child_env()
 end
 
 local function resolver()
-  local inventory = require "phanes.inventory"
+  local inventory = require "phanes.remote.inventory"
   return function(name)
     if name:sub(1, 1) == "@" or name:find(",", 1, true) then return nil, 400, "host: one host, not a group" end
     local inv, ierr = inventory.load()
@@ -141,7 +141,7 @@ local function resolver()
 end
 
 local function known_hosts(util)
-  local inventory, F = require "phanes.inventory", require "phanes.file"
+  local inventory, F = require "phanes.remote.inventory", require "phanes.file"
   return function()
     local inv = inventory.load() or { hosts = {} }
     local out, seen = {}, {}

@@ -1,7 +1,7 @@
 -- output.lua: everything phanes prints goes through here, so that colour,
 -- alignment and secret masking are decided in one place.
 --
---   local output = require "phanes.output"
+--   local output = require "phanes.engine.output"
 --   local out = output.new { color = "auto", secrets = { "hunter2" } }
 --   out:say("password is hunter2")        --> password is ******
 --   out:table({ "module", "status" }, { { "redis", "ok" } })

@@ -117,7 +117,7 @@ end
 -- layers.sources(name, o) -> { layer, ... } (between config.yaml and the
 -- environment) | nil, errors
 -- o: config = path of config.yaml (group_vars/ and host_vars/ sit beside
--- it), inventory = inv (phanes.inventory), settings = the config's `vault:`
+-- it), inventory = inv (phanes.remote.inventory), settings = the config's `vault:`
 -- value, env, vault_password_file, no_vault = true to leave the vault out,
 -- no_prompt = true to refuse (not ask) when no password source is given.
 function M.sources(name, o)

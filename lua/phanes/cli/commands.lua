@@ -3,9 +3,9 @@
 -- and returns the exit code. Kept apart from cli.lua so that `phanes
 -- version` and `--help` load none of this.
 local loader = require "phanes.loader"
-local output = require "phanes.output"
-local resolve = require "phanes.resolve"
-local statefile = require "phanes.statefile"
+local output = require "phanes.engine.output"
+local resolve = require "phanes.engine.resolve"
+local statefile = require "phanes.engine.statefile"
 local EXIT = require("phanes.cli").EXIT
 
 local M = {}
@@ -189,7 +189,7 @@ function M.apply(p)
     local disk = M.from_disk(mods)
     if #disk > 0 then out:say(out:paint("yellow", "  not from the binary: " .. table.concat(disk, ", "))) end
   end
-  local ok, code, report = xpcall(require("phanes.runner").run, debug.traceback, {
+  local ok, code, report = xpcall(require("phanes.engine.runner").run, debug.traceback, {
     mods = mods, config = cfg, secrets = secrets, dry_run = o["dry-run"], keep_going = o["keep-going"], diff = o.diff,
     verbose = o.verbose, json = o.json, out = out, state = sf, previous = previous, hash = config_hasher(cfg, path, sf ~= nil),
     profile = prof.name, version = loader.version,
@@ -208,7 +208,7 @@ end
 -- phanes check [PROFILE] --config F
 function M.check(p)
   local out = new_out(p)
-  local cc = require "phanes.config_cmd" -- check HOST|@GROUP: each host's merged config
+  local cc = require "phanes.cli.config" -- check HOST|@GROUP: each host's merged config
   if cc.is_target(p.args[1]) then return cc.check(p, out, plan) end
   local prof, mods = nil, {}
   if p.args[1] or p.opts.profile or p.opts.modules then
@@ -390,12 +390,12 @@ local function flatten(t, prefix, into)
 end
 
 -- phanes config show [HOST|@GROUP] [--origin] [--json]
-function M.config(p) return require("phanes.config_cmd").main(p) end
+function M.config(p) return require("phanes.cli.config").main(p) end
 
 -- phanes facts [--json]
 function M.facts(p)
   local out = new_out(p)
-  local facts = require("phanes.facts").gather(require("phanes.exec").run)
+  local facts = require("phanes.engine.facts").gather(require("phanes.exec").run)
   if p.opts.json then
     io.stdout:write(require("phanes.json").encode(facts, { pretty = true }), "\n")
     return EXIT.ok

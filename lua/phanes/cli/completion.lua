@@ -56,14 +56,14 @@ local function subcommands(usage, cmd)
 end
 
 local function inventory()
-  local ok, inv = pcall(function() return require("phanes.inventory").load() end)
+  local ok, inv = pcall(function() return require("phanes.remote.inventory").load() end)
   return ok and inv or nil
 end
 
 local function hosts(with_groups)
   local inv = inventory()
   if not inv then return {} end
-  local inventory_mod = require "phanes.inventory"
+  local inventory_mod = require "phanes.remote.inventory"
   local out = inventory_mod.names(inv)
   if with_groups then
     for _, g in ipairs(inventory_mod.groups(inv)) do out[#out + 1] = "@" .. g end
@@ -71,8 +71,8 @@ local function hosts(with_groups)
   return out
 end
 
-local function profiles() return require("phanes.resolve").known_profiles() end
-local function modules() return require("phanes.resolve").known_modules() end
+local function profiles() return require("phanes.engine.resolve").known_profiles() end
+local function modules() return require("phanes.engine.resolve").known_modules() end
 
 local function concat(...)
   local out = {}
@@ -108,12 +108,12 @@ local POSITIONAL = {
   lua = function() return { ":files" } end,
   config = function(n) return n == 1 and { "show" } or (n == 2 and hosts(true) or {}) end,
   host = function(n, _, pos)
-    if n == 1 then return subcommands(require("phanes.host").USAGE, "host") end
+    if n == 1 then return subcommands(require("phanes.remote.host").USAGE, "host") end
     if n == 2 and pos[1] ~= "add" and pos[1] ~= "list" then return hosts(false) end
     return {}
   end,
   vault = function(n)
-    return n == 1 and subcommands(require("phanes.vault_cmd").USAGE, "vault") or {}
+    return n == 1 and subcommands(require("phanes.cli.vault").USAGE, "vault") or {}
   end,
 }
 

@@ -1,7 +1,7 @@
 -- runner.lua: run an ordered list of modules, each under xpcall, report as
 -- it goes, record each module in the state file, and decide the exit code.
 --
---   local runner = require "phanes.runner"
+--   local runner = require "phanes.engine.runner"
 --   local code, report = runner.run {
 --     mods = mods, config = cfg, secrets = secrets, dry_run = false,
 --     keep_going = false, out = output.new{}, state = sf,   -- sf may be nil
@@ -12,7 +12,7 @@
 -- stops after the current resource; a second Ctrl-C kills running commands).
 -- Statuses per module: ok, changed, would change, failed, skipped,
 -- interrupted, not run.
-local output = require "phanes.output"
+local output = require "phanes.engine.output"
 local M = {}
 
 local SPIN = { "|", "/", "-", "\\" }
@@ -69,7 +69,7 @@ function M.lua_trace(c)
   if not text:find("\nstack traceback:", 1, true) and c.traceback then text = c.traceback end
   local kept = {}
   for line in (text .. "\n"):gmatch "([^\n]*)\n" do
-    if line:find("phanes/runner.lua:", 1, true) then break end
+    if line:find("phanes/engine/runner.lua:", 1, true) then break end
     kept[#kept + 1] = line
   end
   while #kept > 2 and (kept[#kept]:find("tail calls", 1, true)
@@ -287,7 +287,7 @@ function Run:report(results, code)
   end
   local report = {
     format = 1, command = "apply", profile = self.profile, dry_run = self.dry_run or false,
-    phanes_version = self.version, started_at = require("phanes.statefile").iso(self.started_at),
+    phanes_version = self.version, started_at = require("phanes.engine.statefile").iso(self.started_at),
     duration = self.sys.now() - self.start, exit_code = code,
     status = ({ [0] = "ok", [1] = "failed", [130] = "interrupted" })[code],
     modules = arr(mods), counts = counts, execs = self.run.stats and self.run.stats.execs,
@@ -298,7 +298,7 @@ end
 
 -- runner.run(opts) -> exit code, report (table, masked)
 -- opts: mods (ordered module tables), config, secrets, dry_run, keep_going, diff (diffs in a real run),
--- verbose, json (no human output), out (phanes.output), state (statefile
+-- verbose, json (no human output), out (phanes.engine.output), state (statefile
 -- handle or nil), previous (the state as statefile.read gives it, for a
 -- dry run: no lock, only its hints), hash(mod) -> config hash, profile (name for the report),
 -- exec (exec.run, or a fake), context, sys (for specs).
@@ -307,7 +307,7 @@ function M.run(opts)
     mods = opts.mods, config = opts.config, dry_run = opts.dry_run, keep_going = opts.keep_going, diff = opts.diff,
     verbose = opts.verbose or (opts.out and opts.out.verbose), json = opts.json, out = opts.out, state = opts.state,
     hash = opts.hash, profile = opts.profile, version = opts.version,
-    context = opts.context or require "phanes.context",
+    context = opts.context or require "phanes.engine.context",
     sys = opts.sys or require "phanes.sys",
     exec_mod = opts.exec_mod or require "phanes.exec",
   }, Run)

@@ -6,7 +6,7 @@
 --   phanes host test web1
 --   phanes host default db1
 --   phanes host remove web1
-local inventory = require "phanes.inventory"
+local inventory = require "phanes.remote.inventory"
 local util = require "phanes.remote.util"
 local M = {}
 
@@ -159,7 +159,7 @@ end
 function M.test(o, pos)
   local inv = load()
   if not inv then return 2 end
-  local sshcfg, serr = require("phanes.sshconfig").load()
+  local sshcfg, serr = require("phanes.remote.sshconfig").load()
   if not sshcfg then err(serr) return 2 end
   local port = o.port and math.tointeger(tonumber(o.port))
   if o.port and not (port and port >= 1 and port <= 65535) then

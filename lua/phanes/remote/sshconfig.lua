@@ -6,7 +6,7 @@
 -- ProxyJump and ProxyCommand are not supported: lookup reports where they
 -- are set (also inside a Match block) so the caller refuses the host.
 --
---   local sshconfig = require "phanes.sshconfig"
+--   local sshconfig = require "phanes.remote.sshconfig"
 --   local cfg = sshconfig.load()                 -- ~/.ssh/config, or an empty one
 --   local o = sshconfig.lookup(cfg, "web1")
 --   -- o = { hostname = "10.0.0.5", user = "deploy", port = 2222,

@@ -204,7 +204,7 @@ local function hhmm(s)
 end
 
 local function ssh_public_key(s)
-  local ok, why = require("phanes.sshkey").parse(s)
+  local ok, why = require("phanes.remote.sshkey").parse(s)
   return ok ~= nil, why
 end
 

@@ -9,7 +9,7 @@
 --     web1: { address: 10.0.0.5, user: deploy, port: 22, key: ~/.ssh/web, groups: [web],
 --             vars: { redis: { port: 6380 } } }
 --   groups:
---     web: { vars: { redis: { maxmemory: 1gb } } }   (vars: see phanes.layers)
+--     web: { vars: { redis: { maxmemory: 1gb } } }   (vars: see phanes.config.layers)
 --
 --   local inv = assert(inventory.load())
 --   inventory.add(inv, "web1", { address = "10.0.0.5", user = "deploy", groups = { "web" } })
@@ -99,7 +99,7 @@ function M.decode(text, name)
     inv.hosts[tostring(hname)] = { address = h.address, user = h.user, port = tonumber(h.port),
       key = h.key, groups = list_of(h.groups), vars = h.vars, description = h.description }
   end
-  -- groups: { web: { vars: {...} } }: config for every host of the group (phanes.layers)
+  -- groups: { web: { vars: {...} } }: config for every host of the group (phanes.config.layers)
   if doc.groups ~= nil and type(doc.groups) ~= "table" then return nil, name .. ": groups: expected a mapping" end
   for g, gv in pairs(doc.groups or {}) do
     if type(gv) ~= "table" or (gv.vars ~= nil and (type(gv.vars) ~= "table" or gv.vars[1] ~= nil)) then
@@ -237,7 +237,7 @@ end
 -- --port > the target's :port > the inventory's > ssh_config's Port > 22.
 local function target(name, t, entry, sshcfg, over)
   local parsed = entry and (M.parse_target(entry.address) or { host = entry.address }) or { host = t.host }
-  local sc = sshcfg and require("phanes.sshconfig").lookup(sshcfg, parsed.host) or {}
+  local sc = sshcfg and require("phanes.remote.sshconfig").lookup(sshcfg, parsed.host) or {}
   if sc.proxy then
     return nil, string.format("%s: %s: %s %s%s: phanes connects directly and does not support %s; "
       .. "give this host an address phanes can reach, or set `%s none` for it before that line",
@@ -297,7 +297,7 @@ function M.resolve(inv, spec, sshcfg, over)
       if entry then
         push(target(t.host, t, entry, sshcfg, over))
       else
-        local alias = sshcfg and require("phanes.sshconfig").lookup(sshcfg, t.host).hostname
+        local alias = sshcfg and require("phanes.remote.sshconfig").lookup(sshcfg, t.host).hostname
         if not t.user and not alias and not looks_like_address(t.host) then return nil, M.unknown(inv, t.host) end
         push(target(item, t, nil, sshcfg, over))
       end

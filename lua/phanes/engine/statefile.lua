@@ -1,7 +1,7 @@
 -- statefile.lua: what phanes installed on this machine, in
 -- /var/lib/phanes/state.json (design page, "State").
 --
---   local statefile = require "phanes.statefile"
+--   local statefile = require "phanes.engine.statefile"
 --   local sf, err, code = statefile.open("/var/lib/phanes/state.json", { wait = 5 })
 --   if not sf then ... end             -- code: "locked", "corrupt", "format", "io"
 --   sf:record("redis", { status = "installed", version = "1", config_hash = "ab12..." })

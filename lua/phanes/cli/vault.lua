@@ -71,7 +71,7 @@ local function parse(args)
       o[VALUE_OPTS[k]] = v
     elseif FLAGS[a] then o[FLAGS[a]] = true
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      local guess = require("phanes.schema").suggest(k, (function()
+      local guess = require("phanes.config.schema").suggest(k, (function()
         local t = {} for n in pairs(VALUE_OPTS) do t[#t + 1] = n end
         for n in pairs(FLAGS) do t[#t + 1] = n end return t end)())
       return nil, "unknown option " .. a .. (guess and (" (did you mean " .. guess .. "?)") or "")
@@ -323,7 +323,7 @@ function M.main(args)
   if not fn then
     local names = {}
     for n in pairs(cmds) do names[#names + 1] = n end
-    local guess = require("phanes.schema").suggest(sub, names)
+    local guess = require("phanes.config.schema").suggest(sub, names)
     err("unknown command '" .. sub .. "'" .. (guess and (" (did you mean '" .. guess .. "'?)") or ""))
     return EXIT.usage
   end

@@ -1,8 +1,8 @@
 -- config_cmd.lua: `phanes config show [HOST|@GROUP] [--origin] [--json]`
 -- and `phanes check HOST|@GROUP [PROFILE]`: a host's merged config (see
--- phanes.layers for the layers and their order), secrets masked.
-local layers = require "phanes.layers"
-local output = require "phanes.output"
+-- phanes.config.layers for the layers and their order), secrets masked.
+local layers = require "phanes.config.layers"
+local output = require "phanes.engine.output"
 local EXIT = require("phanes.cli").EXIT
 
 local M = {}
@@ -16,7 +16,7 @@ end
 -- M.hosts(spec) -> names | nil, err. "@web": every inventory host of the
 -- group (sorted); "web1": that host (the inventory need not know it).
 function M.hosts(spec)
-  local inventory = require "phanes.inventory"
+  local inventory = require "phanes.remote.inventory"
   local inv, err = inventory.load()
   if not inv then return nil, err end
   if spec == nil then return {}, inv end
@@ -45,7 +45,7 @@ end
 function M.is_target(word)
   if type(word) ~= "string" then return false end
   if word:sub(1, 1) == "@" then return true end
-  local inv = require("phanes.inventory").load()
+  local inv = require("phanes.remote.inventory").load()
   return inv ~= nil and inv.hosts[word] ~= nil
 end
 
@@ -151,7 +151,7 @@ function M.main(p)
   local names, inv = M.hosts(p.args[2])
   if not names then out:error(inv) return EXIT.usage end
   if #names == 0 then names = { false } end
-  local all, lerrs = require("phanes.resolve").all()
+  local all, lerrs = require("phanes.engine.resolve").all()
   if not p.opts.json then for _, e in ipairs(lerrs) do out:warn(e) end end
   local docs, bad = {}, false
   for _, name in ipairs(names) do
@@ -187,7 +187,7 @@ function M.check(p, out, plan)
     prof, mods = plan(p, out)
     if not prof then return EXIT.usage end
   end
-  local all, lerrs = require("phanes.resolve").all()
+  local all, lerrs = require("phanes.engine.resolve").all()
   for _, e in ipairs(lerrs) do out:warn(e) end
   local failed = {}
   for _, name in ipairs(names) do

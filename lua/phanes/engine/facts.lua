@@ -4,7 +4,7 @@
 -- process is started for them. Each fact is read the first time it is
 -- asked for, then cached in the table:
 --
---   local facts = require "phanes.facts"
+--   local facts = require "phanes.engine.facts"
 --   local f = facts.new()            -- lazy: nothing is read yet
 --   if f.os.id == "debian" and f.init == "systemd" then ... end
 --   local all = facts.gather()       -- every fact, e.g. for `phanes facts`
@@ -17,7 +17,7 @@
 --
 -- The parse_* functions turn raw text into values; the specs feed them
 -- fixtures (spec/fixtures/facts/). Package and service facts live in the
--- run (phanes.context), since resources update them as they act.
+-- run (phanes.engine.context), since resources update them as they act.
 local M = {}
 
 -- Where the facts are read from; specs point these into a temp dir.

@@ -2,7 +2,7 @@
 -- table. Modules never test the release themselves: they read its entry as
 -- ctx.platform, chosen from the facts (os.id, os.version_id, os.codename).
 --
---   local p = require("phanes.platform").of(facts.os)
+--   local p = require("phanes.engine.platform").of(facts.os)
 --   p.name                 "Debian 13"
 --   p.known                false for a release not in the table (its
 --                          family's newest entry is used, without

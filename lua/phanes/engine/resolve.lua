@@ -2,7 +2,7 @@
 -- module file, a list of module names) to the ordered list of module tables
 -- to run.
 --
---   local resolve = require "phanes.resolve"
+--   local resolve = require "phanes.engine.resolve"
 --   local prof, err = resolve.profile("dev")          -- or "ops/web.lua"
 --   local mods, err = resolve.plan(prof.modules)       -- requires first
 --

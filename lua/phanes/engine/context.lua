@@ -1,7 +1,7 @@
 -- context.lua: a run (what all modules of one `phanes apply` share) and the
 -- ctx each module's apply gets.
 --
---   local context = require "phanes.context"
+--   local context = require "phanes.engine.context"
 --   local run = context.new_run{
 --     exec = exec.run,          -- transport, same contract as phanes.exec.run
 --     dry_run = false,
@@ -22,7 +22,7 @@
 -- Resources raise context.failure{...} (tell it apart with is_failure),
 -- context.INTERRUPTED when a signal came in before a resource started, and
 -- ctx.skip(reason) raises context.skipped(reason) (tell with is_skip).
-local facts = require "phanes.facts"
+local facts = require "phanes.engine.facts"
 
 local M = {}
 
@@ -138,7 +138,7 @@ function M.new_run(opts)
   local run = setmetatable({
     dry_run = opts.dry_run and true or false,
     config = opts.config or {},
-    scrub = require("phanes.output").masker(opts.secrets), -- see Run:mask
+    scrub = require("phanes.engine.output").masker(opts.secrets), -- see Run:mask
     on_event = opts.on_event or function() end,
     on_log = opts.on_log or default_log,
     interrupted = opts.interrupted or default_interrupted,
@@ -276,7 +276,7 @@ function Run:module(mod, cfg)
     config = run.config,
     cfg = cfg or {},
     facts = run.facts,
-    platform = require("phanes.platform").lazy(run.facts),  -- per-release names and defaults
+    platform = require("phanes.engine.platform").lazy(run.facts),  -- per-release names and defaults
     dry_run = run.dry_run,
     module = mod and mod.name or "?",
     paths = run.paths,
