@@ -185,30 +185,46 @@ static int try_password(struct ssh *ss, struct auth *a, const char *password)
 	return 0;
 }
 
+/* Keys (agent, then files), when the server takes publickey. */
+static int try_publickey(struct ssh *ss, struct auth *a, const char *passphrase)
+{
+	int ok = 0;
+	const char *sock = getenv("SSH_AUTH_SOCK");
+	if (ssh_opt_bool(a->L, a->opts, "agent", 1) && sock && *sock)
+		ok = try_agent(ss, a);
+	if (!ok)
+		ok = try_keys(ss, a, passphrase);
+	return ok;
+}
+
 int ssh_authenticate(lua_State *L, struct ssh *ss, int opts)
 {
 	struct auth a = {.L = L, .opts = opts, .tried_s = ""};
+	const char *password = ssh_opt_string(L, opts, "password", NULL);
+	const char *passphrase = ssh_opt_string(L, opts, "passphrase", NULL);
+	/* Without a password to fall back on, the keys go first, unasked: asking
+	 * for the methods (a "none" request) costs a round trip that a key
+	 * login does not need. The methods are asked for when no key worked. */
+	int ok = 0;
+	if (password == NULL) {
+		ok = try_publickey(ss, &a, passphrase);
+		if (ok)
+			return 0;
+	}
 	char *list = libssh2_userauth_list(ss->s, ss->user, (unsigned)strlen(ss->user));
 	if (list == NULL) {
 		if (libssh2_userauth_authenticated(ss->s)) {
 			snprintf(ss->auth, sizeof ss->auth, "none");
 			return 0;
 		}
-		return ssh_fail(L, ss, "asking for authentication methods", "protocol");
+		if (a.tried_s[0] == '\0') /* keys were tried: their failure is the news */
+			return ssh_fail(L, ss, "asking for authentication methods", "protocol");
 	}
 	char methods[256];
-	snprintf(methods, sizeof methods, "%s", list);
+	snprintf(methods, sizeof methods, "%s", list ? list : "(not told: the server stopped answering)");
 	a.methods = methods;
-	const char *password = ssh_opt_string(L, opts, "password", NULL);
-	const char *passphrase = ssh_opt_string(L, opts, "passphrase", NULL);
-	int ok = 0;
-	if (strstr(methods, "publickey")) {
-		const char *sock = getenv("SSH_AUTH_SOCK");
-		if (ssh_opt_bool(L, opts, "agent", 1) && sock && *sock)
-			ok = try_agent(ss, &a);
-		if (!ok)
-			ok = try_keys(ss, &a, passphrase);
-	}
+	if (password != NULL && strstr(methods, "publickey"))
+		ok = try_publickey(ss, &a, passphrase);
 	if (!ok && password)
 		ok = try_password(ss, &a, password);
 	if (ok)

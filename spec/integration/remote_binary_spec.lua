@@ -55,7 +55,7 @@ describe("remote binary per architecture", function()
   local function clean()
     th.exec(1, "rm -f /usr/local/bin/uname /usr/local/bin/getconf /usr/local/bin/dnf;"
       .. " for f in apt-get dpkg; do [ ! -e /usr/bin/$f.off ] || mv /usr/bin/$f.off /usr/bin/$f; done;"
-      .. " rm -rf /root/.cache/phanes")
+      .. " rm -rf /root/.cache/phanes /var/lib/phanes/bin")
   end
   before_each(clean)
   after_each(clean)

@@ -153,7 +153,9 @@ touch /root/poll.done
     local dir = cwd:match "^root 700 (/var/lib/phanes/run%.%w+)\n"
     assert.is_truthy(dir, cwd)
     assert.matches("%-rw%-%-%-%-%-%-%- 1 root root%s+%d+ [^\n]+ overrides%.json", cwd)
-    assert.matches("%-rwx%-%-%-%-%-%- 1 root root%s+%d+ [^\n]+ phanes\n", cwd)
+    -- the binary it ran is root's own checked copy, where only root can write
+    local _, kept = th.exec(1, "stat -c '%U %a' /var/lib/phanes/bin /var/lib/phanes/bin/phanes-" .. sha)
+    assert.equal("root 700\nroot 700\n", kept)
     assert.equal("", leftovers())
 
     -- nothing on the host holds them outside that file: the state, the
@@ -218,7 +220,16 @@ touch /root/poll.done
     local plant = "printf '#!/bin/sh\\necho planted > /tmp/phanes-marker\\n' > " .. cached .. " && chmod 700 " .. cached
     ok, out = th.ssh(1, plant, "deploy")
     assert.is_true(ok, out)
+    -- root runs its own checked copy, kept where only root can write
     local code
+    code, out = phanes(vault_args { "--set", "vault.pause=0" }, ENV)
+    assert.equal(0, code, out)
+    local _, kept = th.exec(1, "ls /tmp/phanes-marker 2>&1; sha256sum < /var/lib/phanes/bin/phanes-" .. sha)
+    assert.matches("No such file", kept)
+    assert.matches(sha, kept, 1, true)
+    -- without root's copy, root checks the login user's and refuses it
+    ok, out = th.exec(1, "rm -rf /var/lib/phanes/bin")
+    assert.is_true(ok, out)
     code, out = phanes(vault_args { "--set", "vault.pause=0" }, ENV)
     assert.equal(0, code, out)
     assert.matches("does not match its sha256 (changed since it was uploaded?): root refused it; uploading it again", out, 1, true)
@@ -229,6 +240,8 @@ touch /root/poll.done
     assert.is_true(rec.upload.binary)
     -- a symlink instead (to a program deploy may run): root does not follow it
     ok, out = th.ssh(1, "rm -f " .. cached .. " && ln -s /usr/bin/id " .. cached, "deploy")
+    assert.is_true(ok, out)
+    ok, out = th.exec(1, "rm -rf /var/lib/phanes/bin")
     assert.is_true(ok, out)
     code, out = phanes(vault_args { "--set", "vault.pause=0" }, ENV)
     assert.equal(0, code, out)

@@ -50,7 +50,7 @@ describe("remote run on the wire", function()
     it("as " .. user .. ": first contact and a cached no-op are 1 exec channel each, no SFTP", function()
       local target = user .. "@" .. th.ip(1)
       local home_dir = user == "root" and "/root" or "/home/" .. user
-      local ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes")
+      local ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes /var/lib/phanes/bin")
       assert.is_true(ok, out)
       local args = { "--remote", target, "--key", key, "--modules", "baseline", "--config", home .. "/config.yaml" }
       local code
@@ -79,9 +79,20 @@ describe("remote run on the wire", function()
       assert.equal(user == "root" and "root" or "nopasswd", rec.remote.sudo)
       local _, state = th.exec(1, "cat /var/lib/phanes/state.json")
       assert.equal("installed", require("phanes.json").decode(state).modules.baseline.status)
-      -- the binary gone behind our back: the prologue says so, and the run
-      -- starts again with it (2 exchanges), silently
-      ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes")
+      -- root keeps its own checked copy (/var/lib/phanes/bin): the login
+      -- user's cache emptied behind our back costs nothing
+      ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes && stat -c '%a %U' /var/lib/phanes/bin"
+        .. " && ls /var/lib/phanes/bin")
+      assert.is_true(ok, out)
+      assert.equal("700 root\nphanes-" .. sha .. "\n", out)
+      code, out = phanes(home, args)
+      assert.equal(0, code, out)
+      rec = assert(record(home, target))
+      assert.is_false(rec.upload.binary)
+      assert.same({ channels = 1, execs = 1, sftp = 0 }, rec.ssh)
+      -- both gone: the prologue says so, and the run starts again with the
+      -- binary (2 exchanges), silently
+      ok, out = th.exec(1, "rm -rf " .. home_dir .. "/.cache/phanes /var/lib/phanes/bin")
       assert.is_true(ok, out)
       code, out = phanes(home, args)
       assert.equal(0, code, out)
@@ -101,7 +112,7 @@ describe("remote run on the wire", function()
     local f = assert(io.open(gz, "wb"))
     f:write("\31\139 not really gzip")
     f:close()
-    local ok, out = th.exec(1, "rm -rf /root/.cache/phanes")
+    local ok, out = th.exec(1, "rm -rf /root/.cache/phanes /var/lib/phanes/bin")
     assert.is_true(ok, out)
     local target = "root@" .. th.ip(1)
     local code

@@ -51,11 +51,15 @@ function M.parse_probe(text)
 end
 
 -- The shell script root runs (through sudo, or as the login shell of
--- root): it makes a private run directory, copies the login user's cached
--- binary into it, checks the copy's sha256 and runs that copy, unpacks the
--- run's files (config, the user's own files, the overrides) from stdin
--- into it, runs phanes there, hands the report back on stdout between two
--- marker lines, and removes the directory however it ends.
+-- root): it makes a private run directory, unpacks the run's files
+-- (config, the user's own files, the overrides) from stdin into it, runs
+-- phanes there, hands the report back on stdout between two marker lines,
+-- and removes the directory however it ends.
+-- The binary root runs is root's own copy, $V/bin/phanes-SHA, in a
+-- directory only root can write: made once from the login user's cached
+-- binary, which root copies, checks against the sha256 and then keeps. A
+-- no-op run thereby reads no 6 MB and hashes nothing; what the login user
+-- does to its own cache afterwards does not matter to root.
 --   r = { sha =, size = bytes, bin = cached path, payload = bool, words = "args as shell words", nonce = }
 -- Before phanes starts, failures say PHANES-ERR (on stderr) or exit 93 (no
 -- cached binary) / 94 (it does not match the sha256): upload and retry.
@@ -67,24 +71,33 @@ function M.root_script(r)
     r.bin and ("B=" .. q(r.bin)) or 'B="$1"',
     "V=" .. q(M.ROOT_DIR),
     '[ -d "$V" ] || mkdir -p -m 755 "$V" 2>/dev/null',
-    'case $(stat -c %u:%A "$V" 2>/dev/null) in 0:d????-??-?*) ;; *) echo "PHANES-ERR $V must be a directory owned by'
+    -- one stat for both: the work directory, then root's binaries
+    'X=$(stat -c %u:%A "$V" "$V/bin" 2>/dev/null)',
+    'case $X in 0:d????-??-?*) ;; *) echo "PHANES-ERR $V must be a directory owned by'
       .. ' root that only root can write, not: $(stat -c \'%U %A\' "$V" 2>&1)" >&2; exit 91;; esac',
+    -- anything else where root keeps its binaries is not root's: gone
+    'case $X in *"\n0:drwx------") ;; *) rm -rf "$V/bin"; mkdir -m 700 "$V/bin" || exit 91;; esac',
+    'W="$V/bin/phanes-' .. r.sha .. '"',
     -- run directories a killed run left: gone after a day (find only when there are any)
     'set -- "$V"/run.*; [ -e "$1" ] && find "$V" -maxdepth 1 -type d -name "run.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null',
     'D=$(mktemp -d "$V/run.XXXXXX") || { echo "PHANES-ERR cannot make a run directory in $V" >&2; exit 91; }',
     "trap 'cd /; rm -rf \"$D\"' EXIT",
     "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM",
+    'if [ ! -f "$W" ] || [ -L "$W" ]; then',
     -- at most the binary's size (whatever B has become), in 1 MB reads
-    '[ -f "$B" ] && [ ! -L "$B" ] && dd if="$B" of="$D/phanes" bs=1M count=' .. math.tointeger(r.size)
+    '  [ -f "$B" ] && [ ! -L "$B" ] && dd if="$B" of="$D/phanes" bs=1M count=' .. math.tointeger(r.size)
       .. ' iflag=count_bytes status=none 2>/dev/null || exit 93',
     -- openssl's sha256 uses the CPU's SHA instructions: half the time of sha256sum's
-    'if command -v openssl >/dev/null; then H=$(openssl dgst -sha256 -r <"$D/phanes"); else H=$(sha256sum <"$D/phanes"); fi',
-    '[ "${H%% *}" = ' .. r.sha .. " ] || exit 94",
-    'chmod 700 "$D/phanes"',
+    '  if command -v openssl >/dev/null; then H=$(openssl dgst -sha256 -r <"$D/phanes"); else H=$(sha256sum <"$D/phanes"); fi',
+    '  [ "${H%% *}" = ' .. r.sha .. " ] || exit 94",
+    '  chmod 700 "$D/phanes" && mv -f "$D/phanes" "$W" || { echo "PHANES-ERR cannot keep the phanes binary in $V/bin (disk full?)" >&2; exit 91; }',
+    -- the three newest versions stay
+    [[  ls -t "$V"/bin/phanes-* | tail -n +4 | xargs -r rm -f]],
+    "fi",
     r.payload and 'tar -x -o -C "$D" -f - || { echo "PHANES-ERR cannot unpack the run\'s files in $D" >&2; exit 92; }' or ":",
     'cd "$D" || exit 91',
     -- the pid is the process a Ctrl-C signals (phanes itself, after exec)
-    [[sh -c 'echo "PHANES-PID $$ $1"; shift; exec "$@"' sh "$D" "$D/phanes" ]] .. r.words .. " </dev/null",
+    [[sh -c 'echo "PHANES-PID $$ $1"; shift; exec "$@"' sh "$D" "$W" ]] .. r.words .. " </dev/null",
     "c=$?",
     '[ -f report.json ] && printf "\\n%s\\n" "PHANES-REPORT ' .. r.nonce .. '" && cat report.json && printf "\\n%s\\n" "PHANES-REPORT-END ' .. r.nonce .. '"',
     "exit $c",
