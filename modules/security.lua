@@ -36,11 +36,13 @@
 --   audit_tools: true                # debsums, apt-show-versions, apt-listchanges
 --   pam_modules: true                # libpam-tmpdir, libpam-pwquality (via pam-auth-update)
 --   idle_logout:                     # TMOUT=900 for shells; unset: on at strict
---   ssh_max_sessions: 10             # sshd MaxSessions; a remote phanes run needs more than 2
---   malware_scanner:                 # chkrootkit; unset: on at strict
+--   ssh_max_sessions: 2              # sshd MaxSessions; a remote phanes run holds 2 at most
+--   malware_scanner: true            # chkrootkit, run by hand or from cron
+--   ssh_tcp_forwarding:              # sshd AllowTcpForwarding; unset: on, off at strict
 --   process_accounting:              # acct; unset: on at strict
 --   auditd:                          # auditd + rules; unset: on at strict (not started in containers)
 --   aide:                            # AIDE database once; unset: on at strict
+--   usbguard:                        # USB devices allowed: those plugged in at install; unset: on at strict
 --
 -- Hardening (security.level): every file it writes says why in a comment.
 -- login.defs is checked (every line KEY VALUE) before it is installed, and
@@ -265,6 +267,7 @@ local function core_dumps_off(ctx)
   ctx.file.directory { path = "/etc/systemd/coredump.conf.d", mode = "0755" }
   ctx.file.template { path = "/etc/systemd/coredump.conf.d/90-phanes.conf",
     src = "security/coredump.conf", mode = "0644" }
+  ctx.file.template { path = "/etc/profile.d/phanes-core.sh", src = "security/core.sh", mode = "0644" }
 end
 
 local function login_defs(ctx, cfg)
@@ -324,6 +327,37 @@ local function auditd(ctx)
   ctx.service.running { "auditd", enabled = true, restart = changed(rules) }
 end
 
+-- USBGuard: Debian's package starts its daemon at once, with an empty
+-- policy that blocks every USB device plugged in (a console keyboard too).
+-- So it goes in masked for this boot (/run), gets a policy allowing what is
+-- plugged in now, and only then starts. A run stopped half-way finds the
+-- mask still there and does the rest.
+local USBGUARD_MASK = "/run/systemd/system/usbguard.service"
+local USBGUARD_RULES = "/etc/usbguard/rules.conf"
+
+local function usbguard(ctx)
+  local fresh = not pfile.stat "/usr/sbin/usbguard-daemon"
+  if fresh then ctx.file.symlink { path = USBGUARD_MASK, target = "/dev/null" } end
+  ctx.pkg.installed { "usbguard" }
+  if fresh or pfile.readlink(USBGUARD_MASK) == "/dev/null" then
+    local st = pfile.stat(USBGUARD_RULES)
+    if not st or st.size == 0 then
+      -- no USB bus at all (a VM, a container): nothing to allow
+      ctx.cmd.run { shell = "T=" .. USBGUARD_RULES .. ".phanes; umask 077; { usbguard generate-policy > \"$T\" ||"
+        .. " [ ! -e /sys/bus/usb/devices ]; } && mv -f \"$T\" " .. USBGUARD_RULES,
+        desc = "allow the USB devices plugged in now (usbguard generate-policy)" }
+    end
+    ctx.file.absent { path = USBGUARD_MASK }
+    ctx.service.daemon_reload()
+  end
+  if ctx.facts.container then
+    ctx.service.stopped { "usbguard", enabled = false }
+    return ctx.log("usbguard: installed with a policy, not running: a " .. tostring(ctx.facts.container)
+      .. " container has no USB devices of its own")
+  end
+  ctx.service.running { "usbguard", enabled = true }
+end
+
 local function aide(ctx)
   ctx.pkg.installed { "aide", "aide-common" }
   -- The first database takes minutes (every file hashed): once; a run stopped
@@ -353,13 +387,19 @@ local function os_hardening(ctx, cfg)
   if on(cfg.idle_logout) then
     ctx.file.template { path = "/etc/profile.d/phanes-idle-logout.sh", src = "security/idle-logout.sh", mode = "0644" }
   end
-  if on(cfg.malware_scanner) then ctx.pkg.installed { "chkrootkit" } end
+  if cfg.malware_scanner then ctx.pkg.installed { "chkrootkit" } end
   if on(cfg.process_accounting) then
     ctx.pkg.installed { "acct" }
     ctx.service.running { "acct", enabled = true }
   end
   if on(cfg.auditd) then auditd(ctx) end
   if on(cfg.aide) then aide(ctx) end
+  if on(cfg.usbguard) then usbguard(ctx) end
+end
+
+local function tcp_forwarding(cfg)
+  if cfg.ssh_tcp_forwarding == nil then return cfg.level ~= "strict" end
+  return cfg.ssh_tcp_forwarding
 end
 
 local function sshd(ctx, cfg)
@@ -380,6 +420,7 @@ local function sshd(ctx, cfg)
       macs = CRYPTO[cfg.ssh_crypto].macs,
       banner = cfg.banner,
       max_sessions = cfg.ssh_max_sessions,
+      tcp_forwarding = tcp_forwarding(cfg) and "yes" or "no",
     },
     validate = { "/usr/sbin/sshd", "-t", "-f", "%s" },
   }
@@ -439,7 +480,7 @@ return {
     ssh_crypto = { type = "enum", values = { "modern", "compatible" }, default = "modern",
       description = "sshd algorithms: modern (no NIST curves, no SHA-1; ssh-audit: 0 failures) or compatible (adds NIST curves, the ECDSA host key, group14, umac-128)" },
     level = { type = "enum", values = { "baseline", "strict" }, default = "baseline",
-      description = "OS hardening: baseline (safe everywhere) or strict (adds process accounting, auditd, AIDE)" },
+      description = "OS hardening: baseline (safe everywhere) or strict (adds idle logout, process accounting, auditd, AIDE, USBGuard, no sshd port forwarding)" },
     core_dumps = { type = "boolean", default = true, description = "Turn core dumps off (limits.d, systemd-coredump, fs.suid_dumpable)" },
     login_defs = { type = "boolean", default = true,
       description = "login.defs: umask 027, home mode 0750, SHA-512 rounds, password ages for new accounts" },
@@ -456,12 +497,16 @@ return {
     pam_modules = { type = "boolean", default = true,
       description = "PAM: libpam-tmpdir (private TMPDIR) and libpam-pwquality (strong passwords for passwd)" },
     idle_logout = { type = "boolean", description = "Log idle interactive shells out after 15 minutes (TMOUT); default: on at level strict" },
-    ssh_max_sessions = { type = "integer", default = 10, min = 3, max = 100,
-      description = "sshd MaxSessions: sessions per connection (a remote phanes run holds more than 2 at once)" },
-    malware_scanner = { type = "boolean", description = "Install chkrootkit (run it by hand or from cron); default: on at level strict" },
+    ssh_max_sessions = { type = "integer", default = 2, min = 2, max = 100,
+      description = "sshd MaxSessions: sessions open at once on one connection (Lynis SSH-7408 wants 2; a remote phanes run holds 2 at most: the run and a Ctrl-C; raise it for OpenSSH ControlMaster users who multiplex more)" },
+    malware_scanner = { type = "boolean", default = true, description = "Install chkrootkit (a rootkit scanner, run by hand or from cron)" },
+    ssh_tcp_forwarding = { type = "boolean",
+      description = "sshd AllowTcpForwarding (ssh -L/-R tunnels, e.g. to the monitoring dashboards); default: on, off at level strict" },
     process_accounting = { type = "boolean", description = "Process accounting (acct); default: on at level strict" },
     auditd = { type = "boolean", description = "auditd with a small rule set; default: on at level strict" },
     aide = { type = "boolean", description = "AIDE file integrity database, initialised once; default: on at level strict" },
+    usbguard = { type = "boolean",
+      description = "USBGuard: only the USB devices plugged in when it is installed are allowed, later ones are blocked; default: on at level strict" },
   },
   apply = function(ctx, cfg)
     -- Everything that could lock the admin out is checked before anything is touched.

@@ -113,7 +113,7 @@ function M.run(mod, config, opts)
   for group, names in pairs {
     pkg = { "installed", "absent", "refresh" }, apt = { "repo" },
     file = { "content", "template", "line", "directory", "absent", "symlink" },
-    service = { "running", "stopped" }, user = { "present", "authorized_keys", "sudoers" },
+    service = { "running", "stopped", "daemon_reload" }, user = { "present", "authorized_keys", "sudoers" },
     group = { "present" }, cmd = { "run" }, fetch = { "file", "check" }, archive = { "extracted" },
     systemd = { "unit", "dropin" }, sentinel = { "mark" },
   } do

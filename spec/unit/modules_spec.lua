@@ -334,6 +334,27 @@ describe("module plans", function()
     assert.truthy(plan.find(calls, "service.running", function(a) return a[1] == "auditd" end)[1])
   end)
 
+  it("security strict: USBGuard goes in masked, gets a policy of what is plugged in, then starts", function()
+    local base = plan.run(plan.module "security", config())
+    assert.same({}, plan.find(base, "pkg.installed", function(a) return a[1] == "usbguard" end))
+    local calls = plan.run(plan.module "security", config { security = { level = "strict", aide = false } })
+    local order = {}
+    for _, c in ipairs(calls) do
+      local a = c.args or {}
+      if (c.kind == "file.symlink" or c.kind == "file.absent") and a.path == "/run/systemd/system/usbguard.service" then
+        order[#order + 1] = c.kind
+      elseif c.kind == "pkg.installed" and a[1] == "usbguard" then order[#order + 1] = "install"
+      elseif c.kind == "cmd.run" and (a.shell or ""):find("usbguard generate-policy", 1, true) then order[#order + 1] = "policy"
+      elseif c.kind == "service.running" and a[1] == "usbguard" then order[#order + 1] = "running" end
+    end
+    assert.same({ "file.symlink", "install", "policy", "file.absent", "running" }, order)
+    -- in a container: installed with its policy, stopped and disabled
+    calls = plan.run(plan.module "security", config { security = { level = "strict", aide = false } },
+      { facts = { container = "docker" } })
+    assert.same({}, plan.find(calls, "service.running", function(a) return a[1] == "usbguard" end))
+    assert.truthy(plan.find(calls, "service.stopped", function(a) return a[1] == "usbguard" end)[1])
+  end)
+
   it("security applies sysctl only where /proc/sys is writable", function()
     local calls = plan.run(plan.module "security", config(), { facts = { proc_sys_writable = false } })
     assert.truthy(plan.find(calls, "file.template", function(a) return a.path == "/etc/sysctl.d/90-phanes-hardening.conf" end)[1])
