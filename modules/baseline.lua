@@ -80,18 +80,17 @@ return {
 
     -- With tzdata in place, a zone that does not exist stops the run before
     -- any change; without it (installed below) it is checked after.
-    local pfile = require "phanes.file"
     local zone = ZONEINFO .. tz
     local function zone_missing()
       ctx.fail("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)")
     end
-    if pfile.exists(ZONEINFO .. "UTC") and not pfile.exists(zone) then zone_missing() end
+    if ctx.file.exists(ZONEINFO .. "UTC") and not ctx.file.exists(zone) then zone_missing() end
 
     ctx.pkg.refresh { max_age = ctx.config.apt_cache_max_age }
     ctx.pkg.installed(list_concat(ESSENTIAL, cfg.packages))
 
     -- Timezone: the two files timedatectl would write, without needing dbus.
-    if not ctx.dry_run and not pfile.exists(zone) then zone_missing() end
+    if not ctx.dry_run and not ctx.file.exists(zone) then zone_missing() end
     ctx.file.symlink { path = "/etc/localtime", target = zone }
     ctx.file.content { path = "/etc/timezone", content = tz .. "\n", mode = "0644" }
 

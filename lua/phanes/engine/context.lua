@@ -85,7 +85,8 @@ M.default_paths = {
 }
 
 -- The resource families bound into ctx (lua/phanes/res/<name>.lua).
-M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git" }
+M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git",
+  "ufw" }
 
 local function now()
   local ok, sys = pcall(require, "phanes.sys")

@@ -10,6 +10,8 @@
 --   ctx.file.directory { path = "/srv/app", mode = "0755", owner = "deploy" }
 --   ctx.file.absent { path = "/etc/nginx/sites-enabled/default" }  -- recursive = true for a dir
 --   ctx.file.symlink { path = "/usr/local/bin/app", target = "/opt/app/bin/app" }  -- force = true
+--   ctx.file.read "/etc/ufw/ufw.conf"      -- reader: text | nil, err (no event)
+--   ctx.file.exists "/usr/bin/docker"      -- reader: true | false
 --
 -- Modes are octal strings ("0644"); owner/group are names or numeric ids.
 -- Unset mode/owner/group keep what the file has (a new file gets 0644, or
@@ -244,6 +246,11 @@ local N = {}
 M.namespaces = { file = N }
 
 local function target(o) return type(o) == "table" and tostring(o.path) or "?" end
+
+-- Readers: what a module knows of the host's files comes through ctx, so a
+-- plan against a fake host (spec/support/plan.lua) answers them itself.
+function N.read(_, path) return F.read(path) end
+function N.exists(_, path) return F.exists(path) end
 
 function N.content(ctx, o)
   return ctx.run:resource(ctx, "file.content", target(o), function()

@@ -6,6 +6,9 @@
 --   ctx.user.authorized_keys { user = "deploy", keys = { "ssh-ed25519 AAAA... me@laptop" },
 --     exclusive = false }
 --   ctx.user.sudoers { name = "deploy", content = "deploy ALL=(ALL) NOPASSWD:ALL\n" }
+--   ctx.user.get "deploy"   -- reader: { name, uid, gid, gecos, home, shell } | nil
+--   ctx.user.list()         -- reader: every account of /etc/passwd, by uid
+--   ctx.group.get "docker"  -- reader: { name, gid, members = { [user] = true } } | nil
 --
 -- Users and groups are read from /etc/passwd and /etc/group (no process)
 -- and read again after a change. user.present creates a missing user with
@@ -38,6 +41,30 @@ function M.accounts(run)
       groups = facts.parse_group(read(run.paths.group)) }
   end
   return c.accounts
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = type(v) == "table" and copy(v) or v end
+  return c
+end
+
+-- Readers (no event): copies, so a module cannot change the cache.
+function U.get(ctx, name)
+  local u = M.accounts(ctx.run).users[name]
+  return u and copy(u)
+end
+
+function U.list(ctx)
+  local list = {}
+  for _, u in pairs(M.accounts(ctx.run).users) do list[#list + 1] = copy(u) end
+  table.sort(list, function(a, b) return a.uid < b.uid or (a.uid == b.uid and a.name < b.name) end)
+  return list
+end
+
+function G.get(ctx, name)
+  local g = M.accounts(ctx.run).groups[name]
+  return g and copy(g)
 end
 
 local function valid_name(name)
