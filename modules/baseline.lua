@@ -31,8 +31,6 @@ local function locale_gen_line(locale)
   return locale .. " " .. charset
 end
 
-local function changed(r) return r and (r.changed or r.status == "would change") end
-
 local function list_concat(a, b)
   local out, seen = {}, {}
   for _, l in ipairs { a, b } do
@@ -100,7 +98,7 @@ return {
       local line = ctx.file.line { path = "/etc/locale.gen", line = gen,
         match = "^#?%s*" .. gen:gsub("%p", "%%%0") .. "%s*$" }
       -- resuming: a killed run may have written the line but not generated
-      if changed(line) or ctx.resuming then
+      if line.changed or ctx.resuming then
         ctx.cmd.run { argv = { "locale-gen" }, desc = "generate locale " .. locale }
       end
     end

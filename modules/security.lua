@@ -54,8 +54,6 @@
 
 local sshkey = require "phanes.remote.sshkey"
 
-local function changed(r) return r and (r.changed or r.status == "would change") end
-
 local parse_port = require("phanes.res.ufw").parse_port
 
 -- The keys the admin user will have: on the host, or (dry run, or the user
@@ -237,7 +235,7 @@ local function sysctl(ctx)
   local r = ctx.file.template { path = path, src = "security/sysctl.conf", mode = "0644" }
   if not ctx.facts.proc_sys_writable then
     ctx.log("sysctl: " .. path .. " installed, applying it skipped: /proc/sys is read-only (a container; the host's kernel decides)")
-  elseif changed(r) then
+  elseif r.changed then
     ctx.cmd.run { argv = { "sysctl", "-e", "-q", "-p", path }, desc = "apply " .. path }
   end
 end
@@ -255,7 +253,7 @@ local function auditd(ctx)
     return ctx.log("auditd: installed with its rules, not started: the kernel's audit system is the host's, not this " ..
       tostring(ctx.facts.container) .. " container's")
   end
-  ctx.service.running { "auditd", enabled = true, restart = changed(rules) }
+  ctx.service.running { "auditd", enabled = true, restart = rules.changed }
 end
 
 local function aide(ctx)

@@ -111,7 +111,8 @@ function M.run(mod, config, opts)
   for k, v in pairs(opts.facts or {}) do facts[k] = v end
   local function result()
     local changed = opts.changed ~= false
-    return { changed = changed and not opts.dry_run,
+    -- as run:resource: changed is true for "would change" too
+    return { changed = changed,
       status = changed and (opts.dry_run and "would change" or "changed") or "ok" }
   end
   local function recorder(kind)

@@ -42,12 +42,7 @@ local function shown(spec)
   return table.concat(spec, " ")
 end
 
-local function exists(path)
-  local ok, F = pcall(require, "phanes.file")
-  if ok and F.exists then return F.exists(path) end
-  local lfs = require "lfs"
-  return lfs.symlinkattributes(path, "mode") ~= nil
-end
+local function exists(path) return require("phanes.file").exists(path) end
 
 -- guard(run, spec, o, target, what) -> true when the guard command exits 0
 local function guard(run, spec, o, target, what)

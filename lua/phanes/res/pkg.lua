@@ -93,13 +93,8 @@ function M.is_installed(run, name)
 end
 
 local function mtime(path)
-  local ok, F = pcall(require, "phanes.file")
-  if ok and F.stat then
-    local st = F.stat(path, true)
-    return st and st.mtime or nil
-  end
-  local lfs = require "lfs"
-  return lfs.attributes(path, "modification")
+  local st = require("phanes.file").stat(path, true)
+  return st and st.mtime or nil
 end
 
 local function has_lists(dir)
