@@ -76,4 +76,22 @@ function N.run(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["cmd.run"] = { "A command, for what no other resource does; guards decide whether it runs", {
+    { "argv", "list", false, "the program and its arguments (argv or shell is required)" },
+    { "shell", "string", false, "a shell command line, instead of argv" },
+    { "desc", "string", false, "what the report shows instead of the command" },
+    { "creates", "string", false, "a path that, when it exists, means it ran already" },
+    { "unless", "list or string", false, "a command that, when it succeeds, means nothing to do" },
+    { "only_if", "list or string", false, "a command that, when it fails, means nothing to do" },
+    { "stdin", "string", false, "fed to the command (never shown)" },
+    { "env", "map", false, "environment variables" },
+    { "cwd", "string", false, "working directory" },
+    { "timeout", "integer", false, "seconds before the command is killed" },
+  } },
+}
+
 return M

@@ -325,4 +325,43 @@ function N.symlink(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+local PATH = { "path", "string", true, "absolute path" }
+local MODE = { "mode", "string", false, "octal mode like \"0644\" (unset: kept; a new file 0644, 0600 when secret)" }
+local OWNER = { "owner", "string", false, "user name or id (unset: kept)" }
+local GROUP = { "group", "string", false, "group name or id (unset: kept)" }
+local VALIDATE = { "validate", "list", false, "a command run on the new content first (%s = its temp path); non-zero keeps the old file" }
+local SECRET = { "secret", "boolean", false, "never show the content or its diff" }
+local BACKUP = { "backup", "boolean", false, "keep the old file as <path>.<UTC time>.bak" }
+M.api = {
+  ["file.content"] = { "A file with this content, mode and owner, written atomically when anything differs", {
+    PATH, { "content", "string", true, "the whole content" }, MODE, OWNER, GROUP, VALIDATE, SECRET, BACKUP,
+  } },
+  ["file.template"] = { "file.content with the content rendered from templates/<src>", {
+    PATH, { "src", "string", true, "the template under templates/" },
+    { "vars", "map", false, "the template's variables" }, MODE, OWNER, GROUP, VALIDATE, SECRET, BACKUP,
+  } },
+  ["file.line"] = { "A line present in a file (replacing the lines that match), or absent", {
+    PATH, { "line", "string", false, "the line (required unless absent)" },
+    { "match", "string", false, "Lua pattern of the lines it replaces" },
+    { "absent", "boolean", false, "remove the lines that match instead" }, MODE, OWNER, GROUP,
+  } },
+  ["file.directory"] = { "A directory with this mode and owner", { PATH, MODE, OWNER, GROUP } },
+  ["file.absent"] = { "Nothing at path", {
+    PATH, { "recursive", "boolean", false, "also remove a directory and its contents" },
+  } },
+  ["file.symlink"] = { "A symbolic link to target", {
+    PATH, { "target", "string", true, "what the link points to" },
+    { "force", "boolean", false, "replace a regular file at path" },
+  } },
+  ["file.read"] = { "The content of a file on the host: text, or nil and the error", {
+    { "path", "string", true, "(positional) the file" },
+  }, reader = true },
+  ["file.exists"] = { "Whether something exists at path on the host", {
+    { "path", "string", true, "(positional) the path" },
+  }, reader = true },
+}
+
 return M

@@ -153,4 +153,19 @@ function N.enabled(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["ufw.allow"] = { "UFW allow rules, added in order; with exclusive, this comment's rules no longer listed are deleted", {
+    { "...", "string", true, "(positional) ports: \"22/tcp\", \"53\", \"6000:6010/udp\"" },
+    { "comment", "string", false, "the rules' comment (default \"phanes\")" },
+    { "exclusive", "boolean", false, "delete the simple allow rules with this comment not listed" },
+  } },
+  ["ufw.enabled"] = { "UFW's default policies set, then the firewall on (call it after ufw.allow)", {
+    { "incoming", "string", false, "deny (default), allow or reject" },
+    { "outgoing", "string", false, "allow (default), deny or reject" },
+  } },
+}
+
 return M

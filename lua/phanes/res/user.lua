@@ -271,4 +271,41 @@ function U.sudoers(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["user.present"] = { "A user (created with useradd; shell, home and missing groups fixed, never a group removed)", {
+    { "name", "string", true, "the user name" },
+    { "shell", "string", false, "login shell (default /bin/bash for a new user)" },
+    { "groups", "list", false, "supplementary groups (must exist)" },
+    { "home", "string", false, "home directory" },
+    { "system", "boolean", false, "a system account" },
+    { "create_home", "boolean", false, "make the home (default true)" },
+    { "uid", "integer", false, "user id of a new user" },
+    { "group", "string", false, "primary group of a new user" },
+  } },
+  ["user.authorized_keys"] = { "SSH keys in ~/.ssh/authorized_keys (0600, owned by the user)", {
+    { "user", "string", true, "whose keys" },
+    { "keys", "list or string", true, "public key lines" },
+    { "exclusive", "boolean", false, "remove the keys not listed" },
+  } },
+  ["user.sudoers"] = { "/etc/sudoers.d/<name> (0440), checked by visudo -cf before it is installed", {
+    { "name", "string", true, "the file's name" },
+    { "content", "string", true, "the rules" },
+  } },
+  ["group.present"] = { "A group (created with groupadd)", {
+    { "name", "string", true, "the group name" },
+    { "system", "boolean", false, "a system group" },
+    { "gid", "integer", false, "group id of a new group (an existing one with another fails)" },
+  } },
+  ["user.get"] = { "An account of /etc/passwd: { name, uid, gid, gecos, home, shell } or nil", {
+    { "name", "string", true, "(positional) the user name" },
+  }, reader = true },
+  ["user.list"] = { "Every account of /etc/passwd, by uid", {}, reader = true },
+  ["group.get"] = { "A group of /etc/group: { name, gid, members = { [user] = true } } or nil", {
+    { "name", "string", true, "(positional) the group name" },
+  }, reader = true },
+}
+
 return M
