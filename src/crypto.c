@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include "phanes.h"
+#include "codec.h"
 
 #define KEY_LEN 32
 #define RANDOM_MAX 4096
@@ -169,8 +170,9 @@ static int b64_value(char c)
 	return p ? (int)(p - digits) : -1;
 }
 
-/* The number of digits of s (without its "=" padding), or -1 with *why. */
-static long b64_check(const char *s, size_t n, const char **why)
+/* The number of digits of s (without its "=" padding), or -1 with *why
+ * (and *at, the offset of a bad character, or -1). */
+static long b64_check(const char *s, size_t n, const char **why, long *at)
 {
 	size_t body = n;
 	while (body > 0 && n - body < 2 && s[body - 1] == '=')
@@ -181,7 +183,8 @@ static long b64_check(const char *s, size_t n, const char **why)
 	}
 	for (size_t i = 0; i < body; i++) {
 		if (b64_value(s[i]) < 0) {
-			*why = "base64: invalid character";
+			*why = "base64: invalid character at offset %d";
+			*at = (long)i;
 			return -1;
 		}
 	}
@@ -193,16 +196,18 @@ static long b64_check(const char *s, size_t n, const char **why)
 	return (long)body;
 }
 
-static int l_base64_decode(lua_State *L)
+/* Also json.base64_decode (codec.h): the one base64 decoder of phanes. */
+int phanes_base64_decode(lua_State *L)
 {
 	size_t n;
 	const char *s = luaL_checklstring(L, 1, &n);
 	const char *why = NULL;
+	long at = -1;
 	luaL_argcheck(L, n <= B64_MAX, 1, "too long");
-	long body = b64_check(s, n, &why);
+	long body = b64_check(s, n, &why, &at);
 	if (body < 0) {
 		luaL_pushfail(L);
-		lua_pushstring(L, why);
+		lua_pushfstring(L, why, (int)at);
 		return 2;
 	}
 	size_t full = (size_t)body / 4 * 4, rest = (size_t)body - full;
@@ -328,7 +333,7 @@ int luaopen_phanes_crypto(lua_State *L)
 		{"pbkdf2_sha256", l_pbkdf2_sha256},
 		{"scram_sha256", l_scram_sha256},
 		{"base64_encode", l_base64_encode},
-		{"base64_decode", l_base64_decode},
+		{"base64_decode", phanes_base64_decode},
 		{"key", l_key},
 		{NULL, NULL},
 	};
