@@ -116,6 +116,20 @@ describe("modules", function()
     end)
   end
 
+  it("read the host only through ctx: no phanes.file, phanes.sys, io or os.execute", function()
+    for _, n in ipairs(names) do
+      local text = assert(loader.find("modules/" .. n .. ".lua"))
+      for _, bad in ipairs { "phanes%.file", "phanes%.sys", "lfs", "io%.open", "io%.popen", "io%.lines",
+        "os%.execute", "os%.remove", "os%.rename" } do
+        for line in text:gmatch "[^\n]+" do
+          if not line:match "^%s*%-%-" then
+            assert(not line:match(bad), "modules/" .. n .. ".lua reads the host without ctx: " .. line)
+          end
+        end
+      end
+    end
+  end)
+
   it("declare shared globals identically", function()
     local seen = {}
     local function same(a, b)
