@@ -2,7 +2,9 @@
 --
 -- Nothing touches the machine: every resource call is recorded, templates
 -- are rendered with the real engine, facts are those of a fresh Debian 12
--- host unless given. Used by the static module specs.
+-- host unless given, and the host's readers (ctx.file.read/exists,
+-- ctx.user.get/list, ctx.group.get) answer from opts.files and opts.users:
+-- a fake host, no primitive patched. Used by the static module specs.
 --
 --   local plan = require "support.plan"
 --   local mod = plan.module "redis"
