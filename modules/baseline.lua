@@ -31,8 +31,6 @@ local function locale_gen_line(locale)
   return locale .. " " .. charset
 end
 
-local function changed(r) return r and (r.changed or r.status == "would change") end
-
 local function list_concat(a, b)
   local out, seen = {}, {}
   for _, l in ipairs { a, b } do
@@ -80,18 +78,17 @@ return {
 
     -- With tzdata in place, a zone that does not exist stops the run before
     -- any change; without it (installed below) it is checked after.
-    local pfile = require "phanes.file"
     local zone = ZONEINFO .. tz
     local function zone_missing()
       ctx.fail("timezone '" .. tz .. "': " .. zone .. " does not exist (see timedatectl list-timezones)")
     end
-    if pfile.exists(ZONEINFO .. "UTC") and not pfile.exists(zone) then zone_missing() end
+    if ctx.file.exists(ZONEINFO .. "UTC") and not ctx.file.exists(zone) then zone_missing() end
 
     ctx.pkg.refresh { max_age = ctx.config.apt_cache_max_age }
     ctx.pkg.installed(list_concat(ESSENTIAL, cfg.packages))
 
     -- Timezone: the two files timedatectl would write, without needing dbus.
-    if not ctx.dry_run and not pfile.exists(zone) then zone_missing() end
+    if not ctx.dry_run and not ctx.file.exists(zone) then zone_missing() end
     ctx.file.symlink { path = "/etc/localtime", target = zone }
     ctx.file.content { path = "/etc/timezone", content = tz .. "\n", mode = "0644" }
 
@@ -101,7 +98,7 @@ return {
       local line = ctx.file.line { path = "/etc/locale.gen", line = gen,
         match = "^#?%s*" .. gen:gsub("%p", "%%%0") .. "%s*$" }
       -- resuming: a killed run may have written the line but not generated
-      if changed(line) or ctx.resuming then
+      if line.changed or ctx.resuming then
         ctx.cmd.run { argv = { "locale-gen" }, desc = "generate locale " .. locale }
       end
     end

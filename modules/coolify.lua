@@ -46,15 +46,14 @@ return {
     if not cfg.install_url:match "^https?://" and not cfg.install_url:match "^file://" then
       ctx.fail("coolify.install_url '" .. cfg.install_url .. "' is not an http(s) URL")
     end
-    local pfile = require "phanes.file"
     -- The install script writes the marker early on: a run killed after
     -- that would count as installed. INSTALLING exists from before the
     -- script runs until it succeeded, so such a run resumes.
     local INSTALLING = "/var/lib/phanes/coolify.installing"
-    if pfile.exists(cfg.installed_marker) and not pfile.exists(INSTALLING) then
+    if ctx.file.exists(cfg.installed_marker) and not ctx.file.exists(INSTALLING) then
       return ctx.skip("already installed (" .. cfg.installed_marker .. " exists)")
     end
-    if not ctx.dry_run and not pfile.exists "/usr/bin/docker" then
+    if not ctx.dry_run and not ctx.file.exists "/usr/bin/docker" then
       ctx.fail("coolify needs docker first: add the docker module before coolify (docker not found)")
     end
     ctx.file.directory { path = "/var/lib/phanes", mode = "0700" }

@@ -88,9 +88,7 @@ return {
 
     -- The packages create the docker group; /etc/group is read here, after
     -- the install, so the membership check sees it.
-    local members = {}
-    local line = ("\n" .. (require("phanes.file").read "/etc/group" or "")):match "\ndocker:[^:]*:%d+:([^\n]*)"
-    for m in (line or ""):gmatch "[^,%s]+" do members[m] = true end
+    local members = (ctx.group.get "docker" or {}).members or {}
     local users = { ctx.config.username }
     for _, u in ipairs(cfg.users) do users[#users + 1] = u end
     for _, u in ipairs(users) do

@@ -49,20 +49,13 @@ local function answers(ctx, what, cfg, port, path)
   end
 end
 
-local function changed(...)
-  for _, r in ipairs { ... } do
-    if r and (r.changed or r.status == "changed") then return true end
-  end
-  return false
-end
-
 local function netdata(ctx, cfg)
   local pkg = ctx.pkg.installed { "netdata" }
   local conf = ctx.file.template { path = "/etc/netdata/netdata.conf", src = "monitoring/netdata.conf",
     mode = "0644", vars = { bind = cfg.bind, port = cfg.port, update_every = cfg.update_every,
       history_seconds = cfg.history_hours * 3600 } }
   local svc = ctx.service.running { "netdata", enabled = true, restart = conf.changed }
-  if changed(pkg, conf, svc) then answers(ctx, "netdata", cfg, cfg.port, "/api/v1/info") end
+  if pkg.changed or conf.changed or svc.changed then answers(ctx, "netdata", cfg, cfg.port, "/api/v1/info") end
 end
 
 local function node_exporter(ctx, cfg)
@@ -76,7 +69,7 @@ local function node_exporter(ctx, cfg)
     mode = "0644", vars = { listen = hostport(cfg.bind, cfg.node_exporter_port) } }
   local pkg = ctx.pkg.installed { ne.package }
   local svc = ctx.service.running { ne.service, enabled = true, restart = conf.changed }
-  if changed(pkg, conf, svc) then answers(ctx, ne.service, cfg, cfg.node_exporter_port, "/metrics") end
+  if pkg.changed or conf.changed or svc.changed then answers(ctx, ne.service, cfg, cfg.node_exporter_port, "/metrics") end
 end
 
 return {

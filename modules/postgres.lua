@@ -30,60 +30,18 @@
 --     password: "change me"
 --     allowed_networks: ["10.0.0.0/8"]
 
-local pfile = require "phanes.file"
-
--- SCRAM-SHA-256 (RFC 5802/7677) on top of the digest primitives. -----------
--- sha256(s) -> 32 raw bytes (the primitive gives hex; tonumber wraps past 2^63)
-local function sha256(s)
-  local h = pfile.sha256(s)
-  return string.pack(">i8i8i8i8", tonumber(h:sub(1, 16), 16), tonumber(h:sub(17, 32), 16),
-    tonumber(h:sub(33, 48), 16), tonumber(h:sub(49, 64), 16))
-end
-local hmac, pbkdf2 = pfile.hmac_sha256, pfile.pbkdf2_sha256
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function b64encode(s)
-  return ((s:gsub(".", function(c)
-    local bits, b = "", c:byte()
-    for i = 8, 1, -1 do bits = bits .. ((b >> (i - 1)) & 1) end
-    return bits
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local n = tonumber(x, 2)
-    return B64:sub(n + 1, n + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
-local function b64decode(s)
-  local bits = s:gsub("[^%w+/]", ""):gsub(".", function(c)
-    local n, out = B64:find(c, 1, true) - 1, ""
-    for i = 6, 1, -1 do out = out .. ((n >> (i - 1)) & 1) end
-    return out
-  end)
-  bits = bits:sub(1, #bits - #bits % 8)
-  return (bits:gsub("%d%d%d%d%d%d%d%d", function(x) return string.char(tonumber(x, 2)) end))
-end
+local crypto = require "phanes.crypto"
 
 -- scram_verifier(password, salt, iterations) -> "SCRAM-SHA-256$4096:salt$StoredKey:ServerKey"
-local function scram_verifier(password, salt, iterations)
-  local salted = pbkdf2(password, salt, iterations)
-  local stored = sha256(hmac(salted, "Client Key"))
-  local server = hmac(salted, "Server Key")
-  return ("SCRAM-SHA-256$%d:%s$%s:%s"):format(iterations, b64encode(salt), b64encode(stored), b64encode(server))
-end
+local scram_verifier = crypto.scram_sha256
 
 -- Does `password` match the stored rolpassword? (md5 or plain: treated as no)
 local function scram_matches(stored, password)
   local iter, salt = (stored or ""):match "^SCRAM%-SHA%-256%$(%d+):([^$]+)%$"
-  if not iter then return false end
-  return scram_verifier(password, b64decode(salt), tonumber(iter)) == stored
+  salt = salt and crypto.base64_decode(salt)
+  if not salt or #salt > 64 or tonumber(iter) < 1 or tonumber(iter) > 10000000 then return false end
+  return scram_verifier(password, salt, tonumber(iter)) == stored
 end
-
-local function random_bytes(n)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local s = f:read(n)
-  f:close()
-  return s
-end
--------------------------------------------------------------------------------
 
 local function psql(ctx, sql, desc)
   local res, err = ctx.exec { argv = { "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t",
@@ -104,7 +62,7 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
   local out = ""
   if not ctx.dry_run then
     out = psql(ctx, query, "postgres: reading roles")
-  elseif pfile.exists "/usr/bin/psql" then
+  elseif ctx.file.exists "/usr/bin/psql" then
     -- a dry run on a stopped server cannot tell: say so rather than guess
     local ok, res = pcall(psql, ctx, query, "postgres: reading roles")
     if not ok then
@@ -122,7 +80,7 @@ SELECT 'db|' || datname FROM pg_database WHERE datname = '%s';
       "-v", "ON_ERROR_STOP=1", "-d", "postgres" }, stdin = sql, desc = desc, cwd = "/", env = { LC_ALL = "C" } }
   end
   if not have_role or not scram_matches(stored, cfg.password) then
-    local verifier = scram_verifier(cfg.password, random_bytes(16), 4096)
+    local verifier = scram_verifier(cfg.password, crypto.random(16), 4096)
     if have_role then
       change("set the password of role " .. cfg.role,
         ("ALTER ROLE \"%s\" WITH LOGIN PASSWORD '%s';\n"):format(cfg.role, verifier))

@@ -54,56 +54,18 @@
 --     ssh_port: 2222
 --     allowed_ports: ["80/tcp", "443/tcp"]
 
-local pfile = require "phanes.file"
 local sshkey = require "phanes.remote.sshkey"
 
-local function changed(r) return r and (r.changed or r.status == "would change") end
-
--- "80", "80/tcp", "60000:61000/udp" -> port, proto (proto nil = both)
-local function parse_port(spec)
-  spec = tostring(spec)
-  local port, proto = spec:match "^(%d+[:%d]*)/(%a+)$"
-  if not port then port = spec:match "^(%d+[:%d]*)$" end
-  if not port then return nil end
-  if proto and proto ~= "tcp" and proto ~= "udp" then return nil end
-  for n in port:gmatch "%d+" do
-    if tonumber(n) < 1 or tonumber(n) > 65535 then return nil end
-  end
-  return port, proto
-end
-
--- The rules in ufw's user.rules: { ["22/tcp"] = {comment = "phanes"}, ["53"] = {...} }
--- A tuple line reads: ### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=7068616e6573
-local function ufw_rules(text)
-  local rules = {}
-  for line in (text or ""):gmatch "[^\n]+" do
-    local action, proto, dport, dst, sport, src, dir, rest =
-      line:match "^### tuple ### (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)(.*)$"
-    if action then
-      local key = proto == "any" and dport or (dport .. "/" .. proto)
-      local hex = rest:match "comment=(%x+)"
-      local comment = hex and hex:gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
-      local simple = action == "allow" and dir == "in" and sport == "any"
-        and (dst == "0.0.0.0/0" or dst == "::/0") and (src == "0.0.0.0/0" or src == "::/0")
-      rules[key] = { comment = comment, simple = simple }
-    end
-  end
-  return rules
-end
-
-local function config_value(text, key)
-  return (text or ""):match("\n%s*" .. key .. "%s*=%s*\"?([^\"\n]*)") or
-    (text or ""):match("^%s*" .. key .. "%s*=%s*\"?([^\"\n]*)")
-end
+local parse_port = require("phanes.res.ufw").parse_port
 
 -- The keys the admin user will have: on the host, or (dry run, or the user
 -- module runs first in this run) from the config. Only a key that parses
 -- (known type, base64 that decodes, the type inside matching) counts.
 local function admin_has_key(ctx)
   local name = ctx.config.username
-  local pw = require("phanes.sys").getpwnam(name)
+  local pw = ctx.user.get(name)
   local home = pw and pw.home or ("/home/" .. name)
-  local text = pfile.read(home .. "/.ssh/authorized_keys") or ""
+  local text = ctx.file.read(home .. "/.ssh/authorized_keys") or ""
   for line in text:gmatch "[^\n]+" do
     if sshkey.find_in_line(line) then
       return true, home .. "/.ssh/authorized_keys"
@@ -118,43 +80,15 @@ local function admin_has_key(ctx)
   return false, home .. "/.ssh/authorized_keys"
 end
 
+-- The SSH port is allowed first, before the firewall is switched on; rules
+-- phanes added earlier that the config no longer has are deleted.
 local function firewall(ctx, cfg)
   ctx.pkg.installed { "ufw" }
-  local wanted, order = {}, {}
-  local function want(spec)
-    local port, proto = parse_port(spec)
-    local key = proto and (port .. "/" .. proto) or port
-    if not wanted[key] then wanted[key] = true; order[#order + 1] = key end
-  end
-  want(cfg.ssh_port .. "/tcp")
-  for _, p in ipairs(cfg.allowed_ports) do want(p) end
-
-  local have = ufw_rules(pfile.read "/etc/ufw/user.rules")
-  -- 1. allow what is wanted (the SSH port first), before anything else
-  for _, key in ipairs(order) do
-    if not have[key] then
-      ctx.cmd.run { argv = { "ufw", "allow", key, "comment", "phanes" }, desc = "ufw allow " .. key }
-    end
-  end
-  -- 2. default deny incoming, allow outgoing
-  local defaults = pfile.read "/etc/default/ufw"
-  if config_value(defaults, "DEFAULT_INPUT_POLICY") ~= "DROP" then
-    ctx.cmd.run { argv = { "ufw", "default", "deny", "incoming" }, desc = "ufw default deny incoming" }
-  end
-  if config_value(defaults, "DEFAULT_OUTPUT_POLICY") ~= "ACCEPT" then
-    ctx.cmd.run { argv = { "ufw", "default", "allow", "outgoing" }, desc = "ufw default allow outgoing" }
-  end
-  -- 3. enable (the SSH port is already allowed)
-  if config_value(pfile.read "/etc/ufw/ufw.conf", "ENABLED") ~= "yes" then
-    ctx.cmd.run { argv = { "ufw", "--force", "enable" }, desc = "enable ufw" }
-  end
+  local ports = { cfg.ssh_port .. "/tcp", comment = "phanes", exclusive = true }
+  for _, p in ipairs(cfg.allowed_ports) do ports[#ports + 1] = p end
+  ctx.ufw.allow(ports)
+  ctx.ufw.enabled { incoming = "deny", outgoing = "allow" }
   ctx.service.running { "ufw", enabled = true }
-  -- 4. drop the rules phanes added earlier that the config no longer has
-  for key, rule in pairs(have) do
-    if rule.comment == "phanes" and rule.simple and not wanted[key] then
-      ctx.cmd.run { argv = { "ufw", "delete", "allow", key }, desc = "ufw delete allow " .. key }
-    end
-  end
 end
 
 -- sshd algorithms per security.ssh_crypto (see README "SSH crypto"). Both
@@ -238,13 +172,11 @@ local function login_defs_text(text, settings)
 end
 
 -- Human accounts: uid 1000-59999 with a home under /home.
-local function human_homes()
+local function human_homes(ctx)
   local homes = {}
-  for line in (pfile.read "/etc/passwd" or ""):gmatch "[^\n]+" do
-    local name, uid, home = line:match "^([^:]*):[^:]*:(%d+):%d+:[^:]*:([^:]*):"
-    uid = tonumber(uid)
-    if uid and uid >= 1000 and uid < 60000 and home:match "^/home/[^/]+$" then
-      homes[#homes + 1] = { name = name, home = home }
+  for _, u in ipairs(ctx.user.list()) do
+    if u.uid >= 1000 and u.uid < 60000 and u.home:match "^/home/[^/]+$" then
+      homes[#homes + 1] = { name = u.name, home = u.home }
     end
   end
   return homes
@@ -253,8 +185,8 @@ end
 -- true when the account's shadow entry makes its password expire: a key-only
 -- admin with an aged password would be asked for a new one at the next login
 -- (pam_unix), which a key login cannot give.
-local function password_ages(name)
-  for line in (pfile.read "/etc/shadow" or ""):gmatch "[^\n]+" do
+local function password_ages(ctx, name)
+  for line in (ctx.file.read "/etc/shadow" or ""):gmatch "[^\n]+" do
     local user, maxd = line:match "^([^:]*):[^:]*:[^:]*:[^:]*:([^:]*):"
     if user == name then return maxd ~= "" and maxd ~= "-1" and maxd ~= "99999" end
   end
@@ -271,7 +203,7 @@ local function core_dumps_off(ctx)
 end
 
 local function login_defs(ctx, cfg)
-  local text = pfile.read "/etc/login.defs"
+  local text = ctx.file.read "/etc/login.defs"
   if not text then return ctx.log("no /etc/login.defs: login.defs settings skipped") end
   local settings = {
     { "UMASK", "027", "files and homes of new users are not readable by others (Lynis AUTH-9328)" },
@@ -289,7 +221,7 @@ local function login_defs(ctx, cfg)
     validate = { "awk", "NF && $1 !~ /^#/ && (NF != 2 || $1 !~ /^[A-Z_0-9]+$/) { print FILENAME \":\" FNR \": \" $0; bad = 1 } END { exit bad }", "%s" } }
   -- The admin logs in with a key: an expiring password would lock that login.
   local admin = ctx.config.username
-  if password_ages(admin) then
+  if password_ages(ctx, admin) then
     ctx.cmd.run { argv = { "chage", "-M", "-1", admin }, desc = "no password expiry for the key-only admin " .. admin }
   end
 end
@@ -306,14 +238,14 @@ local function sysctl(ctx)
   local r = ctx.file.template { path = path, src = "security/sysctl.conf", mode = "0644" }
   if not ctx.facts.proc_sys_writable then
     ctx.log("sysctl: " .. path .. " installed, applying it skipped: /proc/sys is read-only (a container; the host's kernel decides)")
-  elseif changed(r) then
+  elseif r.changed then
     ctx.cmd.run { argv = { "sysctl", "-e", "-q", "-p", path }, desc = "apply " .. path }
   end
 end
 
 local function home_permissions(ctx)
-  for _, h in ipairs(human_homes()) do
-    if pfile.exists(h.home) then ctx.file.directory { path = h.home, mode = "0750" } end
+  for _, h in ipairs(human_homes(ctx)) do
+    if ctx.file.exists(h.home) then ctx.file.directory { path = h.home, mode = "0750" } end
   end
 end
 
@@ -324,7 +256,7 @@ local function auditd(ctx)
     return ctx.log("auditd: installed with its rules, not started: the kernel's audit system is the host's, not this " ..
       tostring(ctx.facts.container) .. " container's")
   end
-  ctx.service.running { "auditd", enabled = true, restart = changed(rules) }
+  ctx.service.running { "auditd", enabled = true, restart = rules.changed }
 end
 
 -- USBGuard: Debian's package starts its daemon at once, with an empty
@@ -425,7 +357,7 @@ local function sshd(ctx, cfg)
     validate = { "/usr/sbin/sshd", "-t", "-f", "%s" },
   }
   -- group exchange stays: its primes are at least 3072 bits
-  local moduli = pfile.read "/etc/ssh/moduli"
+  local moduli = ctx.file.read "/etc/ssh/moduli"
   local strong, kept = strong_moduli(moduli or "")
   local mod = { changed = false }
   if moduli and kept > 0 then
@@ -530,7 +462,7 @@ return {
     -- owns the listening port, and reloading ssh.service fails to bind
     -- (seen on Debian 13): a port change would lock the admin out.
     local socket = ctx.platform.ssh_socket_wants
-    if socket and pfile.exists(socket) then
+    if socket and ctx.file.exists(socket) then
       ctx.fail("refusing to manage sshd: ssh.socket (socket activation) is enabled, so sshd_config's Port " ..
         "would not apply and ssh.service cannot be reloaded. Switch to the service first: " ..
         "systemctl disable --now ssh.socket && systemctl enable --now ssh.service")

@@ -21,8 +21,6 @@
 --     size: 4G
 --     swappiness: 10
 
-local function changed(r) return r and (r.changed or r.status == "would change") end
-
 -- "2G" -> 2048, "512M" -> 512, "auto" -> by memory; nil when unreadable
 local function size_mb(size, memory_mb)
   if size == "auto" then
@@ -99,7 +97,7 @@ return {
 
     local sysctl = ctx.file.content { path = "/etc/sysctl.d/60-phanes-swap.conf", mode = "0644",
       content = "# Managed by phanes (module swap)\nvm.swappiness = " .. cfg.swappiness .. "\n" }
-    if changed(sysctl) or ctx.resuming then -- resuming: a killed run may not have applied it
+    if sysctl.changed or ctx.resuming then -- resuming: a killed run may not have applied it
       if ctx.facts.proc_sys_writable then
         ctx.cmd.run { argv = { "sysctl", "-q", "-p", "/etc/sysctl.d/60-phanes-swap.conf" },
           desc = "apply vm.swappiness" }

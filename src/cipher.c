@@ -1,13 +1,13 @@
 /* cipher.c: the phanes.cipher primitives, for the secrets vault. Nothing
  * here is hand-written cryptography: scrypt and AES-256-GCM come from
  * OpenSSL 3's EVP (libcrypto is linked statically), random bytes from
- * RAND_bytes, base64 from EVP_EncodeBlock.
+ * RAND_bytes (base64: crypto.base64_encode/decode, src/crypto.c).
  *
  *   local k <close> = cipher.kdf(password, salt, { n = 32768, r = 8, p = 1 })
  *   k:check()                        --> 16 bytes that tell a wrong password
  *   local ct, tag = cipher.seal(k, nonce, aad, plaintext)
  *   local pt, err = cipher.open(k, nonce, aad, ct, tag)   -- nil, "authentication failed"
- *   cipher.random(12) ; cipher.b64encode(s) ; cipher.b64decode(s)
+ *   cipher.random(12)
  *
  * The derived key lives only in a userdata (never a Lua string) and is
  * wiped with OPENSSL_cleanse by k:close(), __close or __gc. */
@@ -241,51 +241,6 @@ static int l_random(lua_State *L)
 	return 1;
 }
 
-/* cipher.b64encode(s) -> base64 on one line */
-static int l_b64encode(lua_State *L)
-{
-	size_t len;
-	const char *s = luaL_checklstring(L, 1, &len);
-	luaL_argcheck(L, len <= MAX_LEN / 2, 1, "too long");
-	unsigned char *out = new_buf(L, 4 * ((len + 2) / 3));
-	int n = EVP_EncodeBlock(out, (const unsigned char *)s, (int)len);
-	if (n < 0)
-		return luaL_error(L, "cipher.b64encode: OpenSSL failed");
-	lua_pushlstring(L, (const char *)out, (size_t)n);
-	return 1;
-}
-
-/* cipher.b64decode(s) -> bytes | nil, "not base64": strict, no whitespace */
-static int l_b64decode(lua_State *L)
-{
-	size_t len;
-	const char *s = luaL_checklstring(L, 1, &len);
-	luaL_argcheck(L, len <= MAX_LEN, 1, "too long");
-	size_t pad = 0, bad = len % 4 != 0;
-	for (size_t i = 0; i < len && !bad; i++) {
-		char c = s[i];
-		if (c == '=' && i >= len - 2)
-			pad++;
-		else if (pad || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-				  (c >= '0' && c <= '9') || c == '+' || c == '/'))
-			bad = 1;
-	}
-	if (bad) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "not base64");
-		return 2;
-	}
-	unsigned char *out = new_buf(L, 3 * (len / 4));
-	int n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
-	if (n < 0 || (size_t)n < pad) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "not base64");
-		return 2;
-	}
-	lua_pushlstring(L, (const char *)out, (size_t)n - pad);
-	return 1;
-}
-
 int luaopen_phanes_cipher(lua_State *L)
 {
 	static const luaL_Reg key_methods[] = {
@@ -299,8 +254,6 @@ int luaopen_phanes_cipher(lua_State *L)
 		{"seal", l_seal},
 		{"open", l_open},
 		{"random", l_random},
-		{"b64encode", l_b64encode},
-		{"b64decode", l_b64decode},
 		{"wipe", phanes_cipher_wipe},
 		{"append", phanes_cipher_append},
 		{"run_tty", phanes_cipher_run_tty},

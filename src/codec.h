@@ -83,7 +83,8 @@ enum yscalar yaml_resolve(const char *s, size_t n, struct yvalue *v);
 /* json.null: a light userdata pointing here (yaml.encode writes it as null). */
 extern char codec_null;
 
-/* json.base64_decode(s) -> bytes | nil, why (strict RFC 4648). */
+/* json.base64_decode(s) -> bytes | nil, why (strict RFC 4648): the same
+ * function as crypto.base64_decode, by EVP in crypto.c. */
 int phanes_base64_decode(lua_State *L);
 
 /* yaml.encode, in yaml_emit.c */

@@ -436,8 +436,6 @@ int luaopen_phanes_file(lua_State *L)
 		{"mkdtemp", phanes_file_mkdtemp},
 		{"sha256", phanes_sha256},
 		{"sha256_file", phanes_sha256_file},
-		{"hmac_sha256", phanes_hmac_sha256},
-		{"pbkdf2_sha256", phanes_pbkdf2_sha256},
 		{"diff", phanes_diff},
 		{NULL, NULL},
 	};

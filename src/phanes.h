@@ -31,8 +31,6 @@ int phanes_signals_seen(void);
 /* sha256.c: file.sha256 and file.sha256_file, registered by file.c. */
 int phanes_sha256(lua_State *L);
 int phanes_sha256_file(lua_State *L);
-int phanes_hmac_sha256(lua_State *L);
-int phanes_pbkdf2_sha256(lua_State *L);
 
 /* diff.c: file.diff, registered by file.c (init creates its metatable). */
 int phanes_diff(lua_State *L);

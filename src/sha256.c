@@ -1,11 +1,9 @@
 /* sha256.c: file.sha256(data) and file.sha256_file(path), hex digests by
  * OpenSSL's EVP (libcrypto is linked statically). */
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include "phanes.h"
 
 static void push_hex(lua_State *L, const unsigned char *md, unsigned n)
@@ -28,39 +26,6 @@ int phanes_sha256(lua_State *L)
 	if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL))
 		return luaL_error(L, "file.sha256: OpenSSL digest failed");
 	push_hex(L, md, n);
-	return 1;
-}
-
-/* file.hmac_sha256(key, data) -> 32 raw bytes (SCRAM verifiers). */
-int phanes_hmac_sha256(lua_State *L)
-{
-	size_t klen, dlen;
-	const char *key = luaL_checklstring(L, 1, &klen);
-	const char *data = luaL_checklstring(L, 2, &dlen);
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned n = 0;
-	if (klen > (size_t)INT_MAX ||
-	    !HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)data, dlen, md, &n))
-		return luaL_error(L, "file.hmac_sha256: OpenSSL HMAC failed");
-	lua_pushlstring(L, (const char *)md, n);
-	return 1;
-}
-
-/* file.pbkdf2_sha256(password, salt, iterations) -> 32 raw bytes: the
- * SaltedPassword of SCRAM-SHA-256 (RFC 5802), as PostgreSQL computes it. */
-int phanes_pbkdf2_sha256(lua_State *L)
-{
-	size_t plen, slen;
-	const char *pw = luaL_checklstring(L, 1, &plen);
-	const char *salt = luaL_checklstring(L, 2, &slen);
-	lua_Integer iter = luaL_checkinteger(L, 3);
-	unsigned char out[32];
-	luaL_argcheck(L, iter >= 1 && iter <= 10000000, 3, "iterations must be 1..10000000");
-	luaL_argcheck(L, plen <= (size_t)INT_MAX && slen <= (size_t)INT_MAX, 1, "too long");
-	if (!PKCS5_PBKDF2_HMAC(pw, (int)plen, (const unsigned char *)salt, (int)slen, (int)iter,
-	                       EVP_sha256(), (int)sizeof out, out))
-		return luaL_error(L, "file.pbkdf2_sha256: OpenSSL PBKDF2 failed");
-	lua_pushlstring(L, (const char *)out, sizeof out);
 	return 1;
 }
 

@@ -15,6 +15,7 @@
 --   vault.write("secrets.vault.yaml", "defaults: {}\n", password, "write")
 --   vault.lookup(doc, "postgres.password", "web1") --> value | nil, did-you-mean
 local cipher = require "phanes.cipher"
+local crypto = require "phanes.crypto"
 local file = require "phanes.file"
 local sys = require "phanes.sys"
 local M = {}
@@ -49,7 +50,7 @@ function M.seal(plaintext, password, params)
   local check = key:check()
   local head = header_line(params, SALT + NONCE + CHECK + #plaintext + TAG)
   local ct, tag = cipher.seal(key, nonce, head .. "\n" .. salt .. nonce .. check, plaintext)
-  return head .. "\n" .. wrap(cipher.b64encode(salt .. nonce .. check .. ct .. tag), 76) .. "\n"
+  return head .. "\n" .. wrap(crypto.base64_encode(salt .. nonce .. check .. ct .. tag), 76) .. "\n"
 end
 
 local function parse_params(s)
@@ -102,7 +103,7 @@ local function split(text, name)
   end
   body = table.concat(lines)
   if #body % 4 ~= 0 then return nil, name .. ": truncated (the base64 body is cut short)", "truncated" end
-  local raw = cipher.b64decode(body)
+  local raw = crypto.base64_decode(body)
   if not raw then return nil, name .. ": damaged: the body is not base64", "tampered" end
   if #raw < len or #raw < SALT + NONCE + CHECK + TAG then
     return nil, string.format("%s: truncated (the body has %d of its %d bytes)", name, #raw, len), "truncated"

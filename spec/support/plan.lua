@@ -2,7 +2,9 @@
 --
 -- Nothing touches the machine: every resource call is recorded, templates
 -- are rendered with the real engine, facts are those of a fresh Debian 12
--- host unless given. Used by the static module specs.
+-- host unless given, and the host's readers (ctx.file.read/exists,
+-- ctx.user.get/list, ctx.group.get) answer from opts.files and opts.users:
+-- a fake host, no primitive patched. Used by the static module specs.
 --
 --   local plan = require "support.plan"
 --   local mod = plan.module "redis"
@@ -72,6 +74,34 @@ M.users = { deploy = { name = "deploy", uid = 1000, gid = 1000, home = "/home/de
 
 local SKIP = {}
 
+-- The readers of a fake host (res/file.lua, res/user.lua): files, a table
+-- path -> text; users (default M.users) unless files has /etc/passwd;
+-- groups from files["/etc/group"].
+function M.host(ctx, files, users)
+  local facts = require "phanes.engine.facts"
+  if files["/etc/passwd"] then users = facts.parse_passwd(files["/etc/passwd"]) end
+  users = users or M.users
+  local groups = facts.parse_group(files["/etc/group"])
+  local function copy(t)
+    local c = {}
+    for k, v in pairs(t) do c[k] = type(v) == "table" and copy(v) or v end
+    return c
+  end
+  ctx.file.read = function(path)
+    if files[path] then return files[path] end
+    return nil, path .. ": No such file or directory", 2
+  end
+  ctx.file.exists = function(path) return files[path] ~= nil end
+  ctx.user.get = function(name) return users[name] and copy(users[name]) end
+  ctx.user.list = function()
+    local list = {}
+    for _, u in pairs(users) do list[#list + 1] = copy(u) end
+    table.sort(list, function(a, b) return a.uid < b.uid or (a.uid == b.uid and a.name < b.name) end)
+    return list
+  end
+  ctx.group.get = function(name) return groups[name] and copy(groups[name]) end
+end
+
 -- plan.run(mod, config, opts) -> calls, skipped_reason, warnings
 -- opts.dry_run, opts.facts (merged over debian12), opts.changed (resources
 -- report changed = true), opts.exec (function(argv_or_opts) -> res)
@@ -83,7 +113,8 @@ function M.run(mod, config, opts)
   for k, v in pairs(opts.facts or {}) do facts[k] = v end
   local function result()
     local changed = opts.changed ~= false
-    return { changed = changed and not opts.dry_run,
+    -- as run:resource: changed is true for "would change" too
+    return { changed = changed,
       status = changed and (opts.dry_run and "would change" or "changed") or "ok" }
   end
   local function recorder(kind)
@@ -115,28 +146,16 @@ function M.run(mod, config, opts)
     file = { "content", "template", "line", "directory", "absent", "symlink" },
     service = { "running", "stopped", "daemon_reload" }, user = { "present", "authorized_keys", "sudoers" },
     group = { "present" }, cmd = { "run" }, fetch = { "file", "check" }, archive = { "extracted" },
-    systemd = { "unit", "dropin" }, sentinel = { "mark" },
+    systemd = { "unit", "dropin" }, sentinel = { "mark" }, ufw = { "allow", "enabled" },
   } do
     ctx[group] = {}
     for _, n in ipairs(names) do ctx[group][n] = recorder(group .. "." .. n) end
   end
   ctx.sentinel.done = function() return false end
   ctx.sentinel.path = function(step) return "/var/lib/phanes/sentinels/" .. mod.name .. "." .. step end
+  M.host(ctx, opts.files or M.host_files(), opts.users)
   local section = M.with_defaults(mod.config, config[mod.name])
-  -- The host's files as the module would read them: opts.files, nothing else.
-  local pfile, sys = require "phanes.file", require "phanes.sys"
-  local files = opts.files or M.host_files()
-  local saved = { read = pfile.read, exists = pfile.exists, getpwnam = sys.getpwnam }
-  pfile.read = function(path)
-    if files[path] then return files[path] end
-    return nil, path .. ": No such file or directory", 2
-  end
-  pfile.exists = function(path) return files[path] ~= nil end
-  sys.getpwnam = function(name)
-    return (opts.users or M.users)[name]
-  end
   local ok, err = pcall(mod.apply, ctx, section)
-  pfile.read, pfile.exists, sys.getpwnam = saved.read, saved.exists, saved.getpwnam
   if not ok then
     if type(err) == "table" and err[SKIP] then return calls, err[SKIP], warnings end
     error(err, 0)

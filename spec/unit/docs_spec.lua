@@ -29,8 +29,9 @@ describe("make docs", function()
     assert.match("./modules/redis.md\n", generated)
     assert.match("./phanes.1\n", generated)
     assert.match("./profiles.md\n", generated)
+    assert.match("./module%-api.md\n", generated)
     local committed = {}
-    for rel in sh("cd doc && find modules -type f && ls profiles.md phanes.1"):gmatch "[^\n]+" do
+    for rel in sh("cd doc && find modules -type f && ls profiles.md phanes.1 module-api.md"):gmatch "[^\n]+" do
       committed[#committed + 1] = "./" .. rel
     end
     table.sort(committed)
@@ -41,6 +42,48 @@ describe("make docs", function()
       assert(runcli.read(dir .. "/" .. rel) == runcli.read("doc/" .. rel),
         "doc/" .. rel .. " is stale: run `make docs` and commit the result")
     end
+  end)
+
+  it("the module API page declares every ctx resource and reader, and nothing else", function()
+    local docs = require "phanes.cli.docs"
+    local list = docs.api()
+    local keys = {}
+    for _, e in ipairs(list) do
+      keys[e.key] = e
+      assert.is_string(e.description, e.key)
+      for _, a in ipairs(e.args) do
+        assert(type(a[1]) == "string" and type(a[2]) == "string" and type(a[3]) == "boolean"
+          and type(a[4]) == "string", e.key .. ": an argument is { name, type, required, description }")
+      end
+    end
+    -- what a module's ctx really has
+    local context = require "phanes.engine.context"
+    local ctx = context.new_run({ exec = function() return { code = 0, stdout = "", stderr = "" } end })
+      :module({ name = "m" }, {})
+    for _, family in ipairs(context.families) do
+      for ns, fns in pairs(require("phanes.res." .. family).namespaces) do
+        for name in pairs(fns) do
+          assert.is_function(ctx[ns][name])
+          assert.truthy(keys[ns .. "." .. name], ns .. "." .. name)
+        end
+      end
+    end
+    assert.truthy(keys["ufw.allow"] and keys["file.read"].reader and not keys["file.content"].reader)
+    local md = docs.api_markdown(list)
+    assert.matches("\n### ctx%.file%.content\n", md)
+    assert.matches("| `path` | string | yes | absolute path |", md, 1, true)
+    -- a bound function without a declaration stops make docs, naming the file
+    local file = require "phanes.res.file"
+    file.namespaces.file.undeclared = function() end
+    local ok, err = pcall(docs.api)
+    file.namespaces.file.undeclared = nil
+    assert.is_false(ok)
+    assert.matches("lua/phanes/res/file.lua: ctx.file.undeclared has no declaration", err, 1, true)
+    file.api["file.gone"] = file.api["file.read"]
+    ok, err = pcall(docs.api)
+    file.api["file.gone"] = nil
+    assert.is_false(ok)
+    assert.matches("M.api declares ctx.file.gone, which is not bound", err, 1, true)
   end)
 
   it("the man page renders without warnings and lists every command and option", function()

@@ -116,6 +116,20 @@ describe("modules", function()
     end)
   end
 
+  it("read the host only through ctx: no phanes.file, phanes.sys, io or os.execute", function()
+    for _, n in ipairs(names) do
+      local text = assert(loader.find("modules/" .. n .. ".lua"))
+      for _, bad in ipairs { "phanes%.file", "phanes%.sys", "lfs", "io%.open", "io%.popen", "io%.lines",
+        "os%.execute", "os%.remove", "os%.rename" } do
+        for line in text:gmatch "[^\n]+" do
+          if not line:match "^%s*%-%-" then
+            assert(not line:match(bad), "modules/" .. n .. ".lua reads the host without ctx: " .. line)
+          end
+        end
+      end
+    end
+  end)
+
   it("declare shared globals identically", function()
     local seen = {}
     local function same(a, b)
@@ -233,9 +247,8 @@ describe("module plans", function()
 
   it("security allows the SSH port in UFW before enabling it, then installs a checked sshd_config", function()
     local calls = plan.run(plan.module "security", config { security = { ssh_port = 2222 } })
-    local allow = index_of(calls, function(c) return c.kind == "cmd.run" and c.args.argv[2] == "allow"
-      and c.args.argv[3] == "2222/tcp" end)
-    local enable = index_of(calls, function(c) return c.kind == "cmd.run" and c.args.argv[3] == "enable" end)
+    local allow = index_of(calls, function(c) return c.kind == "ufw.allow" and c.args[1] == "2222/tcp" end)
+    local enable = index_of(calls, function(c) return c.kind == "ufw.enabled" end)
     local sshd = index_of(calls, function(c) return c.kind == "file.template" and c.args.path == "/etc/ssh/sshd_config" end)
     assert.truthy(allow and enable and sshd)
     assert.truthy(allow < enable and enable < sshd)
@@ -251,18 +264,15 @@ describe("module plans", function()
     assert.truthy(jail.rendered:match "%[sshd%]\nenabled = true\nport    = 2222")
   end)
 
-  it("security changes nothing on UFW when its rules and policy are in place", function()
-    local files = plan.host_files()
-    files["/etc/ufw/user.rules"] = "### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in comment=7068616e6573\n" ..
-      "### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in comment=7068616e6573\n" ..
-      "### tuple ### allow tcp 9999 0.0.0.0/0 any 0.0.0.0/0 in\n"
-    files["/etc/default/ufw"] = 'IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
-    files["/etc/ufw/ufw.conf"] = "ENABLED=yes\nLOGLEVEL=low\n"
-    local calls = plan.run(plan.module "security", config(), { files = files })
-    local cmds = plan.find(calls, "cmd.run", function(a) return a.argv and a.argv[1] == "ufw" end)
-    -- only the stale phanes rule goes; the hand-made 9999 stays
-    assert.equal(1, #cmds)
-    assert.same({ "ufw", "delete", "allow", "8080/tcp" }, cmds[1].args.argv)
+  it("security hands UFW the SSH port first, then allowed_ports, as phanes' own rules", function()
+    local calls = plan.run(plan.module "security", config { security = { allowed_ports = { "80/tcp", "53" } } })
+    local allow = plan.find(calls, "ufw.allow")
+    assert.equal(1, #allow)
+    assert.same({ "22/tcp", "80/tcp", "53", comment = "phanes", exclusive = true }, allow[1].args)
+    assert.same({ incoming = "deny", outgoing = "allow" }, plan.find(calls, "ufw.enabled")[1].args)
+    assert.same({}, plan.find(calls, "cmd.run", function(a) return a.argv and a.argv[1] == "ufw" end))
+    calls = plan.run(plan.module "security", config { security = { ufw = false } })
+    assert.same({}, plan.find(calls, "ufw.allow"))
   end)
 
   it("security sshd crypto: modern drops the NIST curves, ECDSA and SHA-1; compatible adds the curves back", function()
@@ -449,11 +459,11 @@ describe("module plans", function()
   end)
 
   it("the digest primitives postgres uses give the published test vectors", function()
-    local f = require "phanes.file"
+    local f = require "phanes.crypto"
     local function hex(b) return (b:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
     -- RFC 4231 test case 2, RFC 7914 section 11 (PBKDF2-HMAC-SHA256, c = 1)
     assert.equal("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
-      hex(f.hmac_sha256("Jefe", "what do ya want for nothing?")))
+      hex(f.hmac_sha256("Jefe", "what do ya want for nothing?", true)))
     assert.equal("120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b",
       hex(f.pbkdf2_sha256("password", "salt", 1)))
     assert.equal("c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a",

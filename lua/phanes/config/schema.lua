@@ -50,7 +50,8 @@ function M.distance(a, b)
 end
 
 -- M.suggest(word, candidates) -> the closest candidate within distance 2
--- (1 for words of up to 3 letters), or nil. Ties go to the first in order.
+-- (1 for words of up to 3 letters), or nil. Ties go to the first in sorted order. The one "did you mean" of
+-- phanes (config keys, modules, profiles, commands, options, vault keys).
 function M.suggest(word, candidates)
   local best, best_d
   local limit = #word <= 3 and 1 or 2

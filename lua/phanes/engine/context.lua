@@ -85,13 +85,10 @@ M.default_paths = {
 }
 
 -- The resource families bound into ctx (lua/phanes/res/<name>.lua).
-M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git" }
+M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git",
+  "ufw" }
 
-local function now()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and type(sys) == "table" and sys.now then return sys.now() end
-  return os.clock()
-end
+local function now() return require("phanes.sys").now() end
 
 -- tail(text, n) -> the last n (default 10) non-empty lines of text
 function M.tail(text, n)
@@ -113,11 +110,7 @@ local function default_exec(opts)
   return exec.run(opts)
 end
 
-local function default_interrupted()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and type(sys) == "table" and sys.interrupted then return sys.interrupted() end
-  return 0
-end
+local function default_interrupted() return require("phanes.sys").interrupted() end
 
 local function default_log(level, module, msg)
   io.stderr:write(module or "phanes", level == "warn" and ": warning: " or ": ", msg, "\n")

@@ -40,13 +40,7 @@ M.default_paths = {
 
 local function read(path) return (require("phanes.file").read(path)) end
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() return true end
-  -- a directory cannot always be opened for reading: ask lfs
-  local ok, lfs = pcall(require, "lfs")
-  return ok and lfs.attributes(path, "mode") ~= nil or false
-end
+local function exists(path) return require("phanes.file").exists(path) end
 
 local function trim(s)
   return (s:gsub("^%s+", ""):gsub("%s+$", ""))
@@ -156,12 +150,8 @@ local function proc_sys_writable(paths)
 end
 
 local function uname_machine()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and type(sys) == "table" and sys.uname then
-    local u = sys.uname()
-    if u and u.machine then return u.machine end
-  end
-  return nil
+  local u = require("phanes.sys").uname()
+  return u and u.machine or nil
 end
 
 -- The dpkg-query call that lists every package in one process; see

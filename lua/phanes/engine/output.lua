@@ -171,8 +171,7 @@ function M.new(opts)
   opts = opts or {}
   local tty = opts.tty
   if tty == nil then
-    local ok, sys = pcall(require, "phanes.sys")
-    tty = ok and type(sys.isatty) == "function" and sys.isatty(1) or false
+    tty = require("phanes.sys").isatty(1) or false
   end
   local color = opts.color
   if type(color) ~= "boolean" then

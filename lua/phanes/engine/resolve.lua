@@ -14,30 +14,9 @@ local M = {}
 local SCHEMA_TYPES = { string = true, integer = true, number = true, boolean = true,
   list = true, map = true, enum = true }
 
--- Levenshtein distance, for "did you mean".
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
--- resolve.suggest(name, candidates) -> closest candidate or nil
-function M.suggest(name, candidates)
-  local best, bestd
-  for _, c in ipairs(candidates) do
-    local d = distance(name, c)
-    if (not bestd or d < bestd) and d <= math.max(2, #name // 3) then best, bestd = c, d end
-  end
-  return best
-end
+-- resolve.suggest(name, candidates) -> closest candidate or nil (the one
+-- "did you mean" of phanes: config.schema.suggest)
+M.suggest = require("phanes.config.schema").suggest
 
 local function basename(rel)
   return rel:match "([^/]+)%.lua$"

@@ -50,8 +50,7 @@ function M.lock_path(opts)
   if p and p ~= "" then return p end
   local euid = opts.euid
   if euid == nil then
-    local ok, sys = pcall(require, "phanes.sys")
-    euid = ok and sys.geteuid and sys.geteuid() or 0
+    euid = require("phanes.sys").geteuid()
   end
   if euid == 0 then return "/run/phanes.lock" end
   local rt = env "XDG_RUNTIME_DIR"

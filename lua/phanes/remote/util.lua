@@ -21,9 +21,7 @@ function M.isatty(fd)
   return ok and sys.isatty and sys.isatty(fd) or false
 end
 
-function M.iso(t)
-  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t or os.time()))
-end
+M.iso = require("phanes.engine.statefile").iso
 
 local function octal(n, width)
   return string.format("%0" .. (width - 1) .. "o", n) .. "\0"

@@ -79,4 +79,17 @@ function N.repo(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["apt.repo"] = { "A third-party apt repository: its list file and signing key (the apt cache is marked stale when the list changes)", {
+    { "name", "string", true, "the list file /etc/apt/sources.list.d/<name>.list" },
+    { "line", "string or list", true, "the deb line(s) of the list file" },
+    { "key_url", "string", false, "where the signing key is fetched from when the key file is missing" },
+    { "key", "string", false, "the armored key text, instead of key_url" },
+    { "key_path", "string", false, "the key file (default /etc/apt/keyrings/<name>.asc, .gpg for a .gpg URL)" },
+  } },
+}
+
 return M

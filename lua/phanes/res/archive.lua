@@ -199,4 +199,18 @@ function N.extracted(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["archive.extracted"] = { "An archive (tar or zip) extracted into a directory; every entry is checked first and one that would land outside refuses the whole archive", {
+    { "src", "string", true, "the archive on the target" },
+    { "dest", "string", true, "the directory to extract into (created 0755)" },
+    { "creates", "string", false, "a path that, when it exists, means it is extracted already" },
+    { "sentinel", "string", false, "a file holding stamp once extracted (written last)" },
+    { "stamp", "string", false, "what the sentinel holds (a version, a checksum; default src)" },
+    { "strip", "integer", false, "leading path components removed from each entry" },
+  } },
+}
+
 return M

@@ -42,12 +42,7 @@ local function shown(spec)
   return table.concat(spec, " ")
 end
 
-local function exists(path)
-  local ok, F = pcall(require, "phanes.file")
-  if ok and F.exists then return F.exists(path) end
-  local lfs = require "lfs"
-  return lfs.symlinkattributes(path, "mode") ~= nil
-end
+local function exists(path) return require("phanes.file").exists(path) end
 
 -- guard(run, spec, o, target, what) -> true when the guard command exits 0
 local function guard(run, spec, o, target, what)
@@ -80,5 +75,23 @@ function N.run(ctx, o)
     return { status = "changed", message = message, stdout = res.stdout }
   end)
 end
+
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["cmd.run"] = { "A command, for what no other resource does; guards decide whether it runs", {
+    { "argv", "list", false, "the program and its arguments (argv or shell is required)" },
+    { "shell", "string", false, "a shell command line, instead of argv" },
+    { "desc", "string", false, "what the report shows instead of the command" },
+    { "creates", "string", false, "a path that, when it exists, means it ran already" },
+    { "unless", "list or string", false, "a command that, when it succeeds, means nothing to do" },
+    { "only_if", "list or string", false, "a command that, when it fails, means nothing to do" },
+    { "stdin", "string", false, "fed to the command (never shown)" },
+    { "env", "map", false, "environment variables" },
+    { "cwd", "string", false, "working directory" },
+    { "timeout", "integer", false, "seconds before the command is killed" },
+  } },
+}
 
 return M

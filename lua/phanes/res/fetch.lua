@@ -149,4 +149,22 @@ function N.check(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["fetch.file"] = { "A download checked by sha256 before it is moved into place (resumed, never re-fetched when dest has the checksum)", {
+    { "url", "string", true, "http(s):// or file:// URL" },
+    { "dest", "string", true, "where the file goes (its directory is created 0755)" },
+    { "sha256", "string", true, "64 hex digits the download must have" },
+    { "mode", "string", false, "octal mode like \"0644\"" },
+    { "owner", "string", false, "user name or id" },
+    { "group", "string", false, "group name or id" },
+  } },
+  ["fetch.check"] = { "A URL answers 2xx (a health check after an install; skipped in a dry run)", {
+    { "url", "string", true, "the URL to GET" },
+    { "tries", "integer", false, "attempts a second apart (default 10)" },
+  } },
+}
+
 return M

@@ -10,6 +10,8 @@
 --   ctx.file.directory { path = "/srv/app", mode = "0755", owner = "deploy" }
 --   ctx.file.absent { path = "/etc/nginx/sites-enabled/default" }  -- recursive = true for a dir
 --   ctx.file.symlink { path = "/usr/local/bin/app", target = "/opt/app/bin/app" }  -- force = true
+--   ctx.file.read "/etc/ufw/ufw.conf"      -- reader: text | nil, err (no event)
+--   ctx.file.exists "/usr/bin/docker"      -- reader: true | false
 --
 -- Modes are octal strings ("0644"); owner/group are names or numeric ids.
 -- Unset mode/owner/group keep what the file has (a new file gets 0644, or
@@ -245,6 +247,11 @@ M.namespaces = { file = N }
 
 local function target(o) return type(o) == "table" and tostring(o.path) or "?" end
 
+-- Readers: what a module knows of the host's files comes through ctx, so a
+-- plan against a fake host (spec/support/plan.lua) answers them itself.
+function N.read(_, path) return F.read(path) end
+function N.exists(_, path) return F.exists(path) end
+
 function N.content(ctx, o)
   return ctx.run:resource(ctx, "file.content", target(o), function()
     return M.ensure_content(ctx, o, "file.content")
@@ -317,5 +324,44 @@ function N.symlink(ctx, o)
     return { status = "changed", message = message }
   end)
 end
+
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+local PATH = { "path", "string", true, "absolute path" }
+local MODE = { "mode", "string", false, "octal mode like \"0644\" (unset: kept; a new file 0644, 0600 when secret)" }
+local OWNER = { "owner", "string", false, "user name or id (unset: kept)" }
+local GROUP = { "group", "string", false, "group name or id (unset: kept)" }
+local VALIDATE = { "validate", "list", false, "a command run on the new content first (%s = its temp path); non-zero keeps the old file" }
+local SECRET = { "secret", "boolean", false, "never show the content or its diff" }
+local BACKUP = { "backup", "boolean", false, "keep the old file as <path>.<UTC time>.bak" }
+M.api = {
+  ["file.content"] = { "A file with this content, mode and owner, written atomically when anything differs", {
+    PATH, { "content", "string", true, "the whole content" }, MODE, OWNER, GROUP, VALIDATE, SECRET, BACKUP,
+  } },
+  ["file.template"] = { "file.content with the content rendered from templates/<src>", {
+    PATH, { "src", "string", true, "the template under templates/" },
+    { "vars", "map", false, "the template's variables" }, MODE, OWNER, GROUP, VALIDATE, SECRET, BACKUP,
+  } },
+  ["file.line"] = { "A line present in a file (replacing the lines that match), or absent", {
+    PATH, { "line", "string", false, "the line (required unless absent)" },
+    { "match", "string", false, "Lua pattern of the lines it replaces" },
+    { "absent", "boolean", false, "remove the lines that match instead" }, MODE, OWNER, GROUP,
+  } },
+  ["file.directory"] = { "A directory with this mode and owner", { PATH, MODE, OWNER, GROUP } },
+  ["file.absent"] = { "Nothing at path", {
+    PATH, { "recursive", "boolean", false, "also remove a directory and its contents" },
+  } },
+  ["file.symlink"] = { "A symbolic link to target", {
+    PATH, { "target", "string", true, "what the link points to" },
+    { "force", "boolean", false, "replace a regular file at path" },
+  } },
+  ["file.read"] = { "The content of a file on the host: text, or nil and the error", {
+    { "path", "string", true, "(positional) the file" },
+  }, reader = true },
+  ["file.exists"] = { "Whether something exists at path on the host", {
+    { "path", "string", true, "(positional) the path" },
+  }, reader = true },
+}
 
 return M

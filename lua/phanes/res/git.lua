@@ -120,4 +120,18 @@ function N.checkout(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["git.checkout"] = { "A git checkout pinned at a ref (cloned when missing; never discards local changes)", {
+    { "repo", "string", true, "the repository URL" },
+    { "ref", "string", true, "a tag, branch or commit" },
+    { "dest", "string", true, "the checkout directory" },
+    { "owner", "string", false, "git runs as this user (runuser)" },
+    { "depth", "integer", false, "shallow clone depth" },
+    { "update", "boolean", false, "a branch follows origin (one fetch per run)" },
+  } },
+}
+
 return M

@@ -93,13 +93,8 @@ function M.is_installed(run, name)
 end
 
 local function mtime(path)
-  local ok, F = pcall(require, "phanes.file")
-  if ok and F.stat then
-    local st = F.stat(path, true)
-    return st and st.mtime or nil
-  end
-  local lfs = require "lfs"
-  return lfs.attributes(path, "modification")
+  local st = require("phanes.file").stat(path, true)
+  return st and st.mtime or nil
 end
 
 local function has_lists(dir)
@@ -258,5 +253,22 @@ function N.refresh(ctx, o)
     return { status = "changed", message = message }
   end)
 end
+
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["pkg.installed"] = { "Debian packages installed (one apt-get install for the missing ones; apt-get update first when the cache is old)", {
+    { "...", "string", true, "(positional) package names" },
+    { "recommends", "boolean", false, "install recommended packages too" },
+  } },
+  ["pkg.absent"] = { "Debian packages not installed", {
+    { "...", "string", true, "(positional) package names" },
+    { "purge", "boolean", false, "purge their config files too" },
+  } },
+  ["pkg.refresh"] = { "The apt cache no older than max_age (apt-get update)", {
+    { "max_age", "integer", false, "seconds (default: config apt_cache_max_age)" },
+  } },
+}
 
 return M

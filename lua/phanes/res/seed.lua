@@ -36,4 +36,19 @@ function N.seed(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["file.seed"] = { "A file created once and then left to the operator (an existing path is never touched)", {
+    { "path", "string", true, "absolute path" },
+    { "content", "string", false, "the content (or src)" },
+    { "src", "string", false, "a template under templates/, instead of content" },
+    { "vars", "map", false, "the template's variables" },
+    { "mode", "string", false, "octal mode like \"0640\"" },
+    { "owner", "string", false, "user name or id" },
+    { "group", "string", false, "group name or id" },
+  } },
+}
+
 return M

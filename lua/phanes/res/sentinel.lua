@@ -59,4 +59,15 @@ function N.mark(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+local STEP = { "step", "string", true, "(positional or step =) the step's name" }
+local STAMP = { "stamp", "string", false, "a version or checksum (default \"done\")" }
+M.api = {
+  ["sentinel.done"] = { "Whether the module's step finished with this stamp (no event)", { STEP, STAMP }, reader = true },
+  ["sentinel.mark"] = { "Marks the module's step finished with stamp (call it last)", { STEP, STAMP } },
+  ["sentinel.path"] = { "The sentinel file of a step: /var/lib/phanes/sentinels/<module>.<step>", { STEP }, reader = true },
+}
+
 return M

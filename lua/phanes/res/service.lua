@@ -246,4 +246,21 @@ function N.daemon_reload(ctx, o)
   end)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+local NAME = { "name", "string", true, "(positional or name =) the systemd unit (.service may be left out)" }
+local OPTIONAL = { "optional", "boolean", false, "skipped, not failed, where systemd is not init" }
+M.api = {
+  ["service.running"] = { "A systemd service started and enabled; restarted or reloaded only when asked and it was running", {
+    NAME, { "enabled", "boolean", false, "enabled at boot (default true; false disables it)" },
+    { "restart", "boolean", false, "restart it (e.g. restart = conf.changed)" },
+    { "reload", "boolean", false, "reload it" }, OPTIONAL,
+  } },
+  ["service.stopped"] = { "A systemd service stopped and disabled (a missing unit counts as stopped)", {
+    NAME, { "enabled", "boolean", false, "keep it enabled" }, OPTIONAL,
+  } },
+  ["service.daemon_reload"] = { "systemctl daemon-reload (after writing a unit file)", {} },
+}
+
 return M

@@ -76,4 +76,23 @@ function N.dropin(ctx, o)
   return write(ctx, kind, dir(ctx) .. "/" .. service.unit_name(o.unit) .. ".d/" .. conf, o)
 end
 
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+local CONTENT = { "content", "string", false, "the file's content (or src)" }
+local SRC = { "src", "string", false, "a template under templates/, instead of content" }
+local VARS = { "vars", "map", false, "the template's variables" }
+M.api = {
+  ["systemd.unit"] = { "A unit file under /etc/systemd/system (daemon-reload when it changed), optionally kept running", {
+    { "name", "string", true, "the unit (\".service\" added to a bare name)" }, CONTENT, SRC, VARS,
+    { "running", "boolean", false, "true: running (restarted when the unit changed), false: stopped, nil: left alone" },
+    { "enabled", "boolean", false, "with running: enabled at boot (default true)" },
+    { "restart", "boolean", false, "with running: restart anyway" },
+  } },
+  ["systemd.dropin"] = { "A drop-in /etc/systemd/system/<unit>.d/<name>.conf (daemon-reload when it changed)", {
+    { "unit", "string", true, "the unit it changes" }, { "name", "string", true, "the drop-in's name" },
+    CONTENT, SRC, VARS,
+  } },
+}
+
 return M

@@ -6,6 +6,9 @@
 --   ctx.user.authorized_keys { user = "deploy", keys = { "ssh-ed25519 AAAA... me@laptop" },
 --     exclusive = false }
 --   ctx.user.sudoers { name = "deploy", content = "deploy ALL=(ALL) NOPASSWD:ALL\n" }
+--   ctx.user.get "deploy"   -- reader: { name, uid, gid, gecos, home, shell } | nil
+--   ctx.user.list()         -- reader: every account of /etc/passwd, by uid
+--   ctx.group.get "docker"  -- reader: { name, gid, members = { [user] = true } } | nil
 --
 -- Users and groups are read from /etc/passwd and /etc/group (no process)
 -- and read again after a change. user.present creates a missing user with
@@ -38,6 +41,30 @@ function M.accounts(run)
       groups = facts.parse_group(read(run.paths.group)) }
   end
   return c.accounts
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = type(v) == "table" and copy(v) or v end
+  return c
+end
+
+-- Readers (no event): copies, so a module cannot change the cache.
+function U.get(ctx, name)
+  local u = M.accounts(ctx.run).users[name]
+  return u and copy(u)
+end
+
+function U.list(ctx)
+  local list = {}
+  for _, u in pairs(M.accounts(ctx.run).users) do list[#list + 1] = copy(u) end
+  table.sort(list, function(a, b) return a.uid < b.uid or (a.uid == b.uid and a.name < b.name) end)
+  return list
+end
+
+function G.get(ctx, name)
+  local g = M.accounts(ctx.run).groups[name]
+  return g and copy(g)
 end
 
 local function valid_name(name)
@@ -243,5 +270,42 @@ function U.sudoers(ctx, o)
       validate = o.validate or { "visudo", "-cf", "%s" } }, kind)
   end)
 end
+
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }; a
+-- reader (no event, changes nothing) has reader = true.
+M.api = {
+  ["user.present"] = { "A user (created with useradd; shell, home and missing groups fixed, never a group removed)", {
+    { "name", "string", true, "the user name" },
+    { "shell", "string", false, "login shell (default /bin/bash for a new user)" },
+    { "groups", "list", false, "supplementary groups (must exist)" },
+    { "home", "string", false, "home directory" },
+    { "system", "boolean", false, "a system account" },
+    { "create_home", "boolean", false, "make the home (default true)" },
+    { "uid", "integer", false, "user id of a new user" },
+    { "group", "string", false, "primary group of a new user" },
+  } },
+  ["user.authorized_keys"] = { "SSH keys in ~/.ssh/authorized_keys (0600, owned by the user)", {
+    { "user", "string", true, "whose keys" },
+    { "keys", "list or string", true, "public key lines" },
+    { "exclusive", "boolean", false, "remove the keys not listed" },
+  } },
+  ["user.sudoers"] = { "/etc/sudoers.d/<name> (0440), checked by visudo -cf before it is installed", {
+    { "name", "string", true, "the file's name" },
+    { "content", "string", true, "the rules" },
+  } },
+  ["group.present"] = { "A group (created with groupadd)", {
+    { "name", "string", true, "the group name" },
+    { "system", "boolean", false, "a system group" },
+    { "gid", "integer", false, "group id of a new group (an existing one with another fails)" },
+  } },
+  ["user.get"] = { "An account of /etc/passwd: { name, uid, gid, gecos, home, shell } or nil", {
+    { "name", "string", true, "(positional) the user name" },
+  }, reader = true },
+  ["user.list"] = { "Every account of /etc/passwd, by uid", {}, reader = true },
+  ["group.get"] = { "A group of /etc/group: { name, gid, members = { [user] = true } } or nil", {
+    { "name", "string", true, "(positional) the group name" },
+  }, reader = true },
+}
 
 return M

@@ -17,7 +17,7 @@ M.KEEP_LOGS = 20            -- finished runs whose log stays in memory
 M.KEEP_RUNS = 200           -- runs listed by /api/runs
 M.MAX_LOG = 4 * 1024 * 1024 -- bytes of log kept per run
 
-local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t or os.time())) end
+local iso = require("phanes.engine.statefile").iso
 
 local function hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
 
