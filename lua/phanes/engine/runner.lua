@@ -8,16 +8,20 @@
 --     hash = function(mod) return config.hash(cfg[mod.name], mod.config) end,
 --   }
 --
+-- The runner subscribes to the run's event stream (context.lua): progress
+-- from start/command/output/tick events, one line per result event. An
+-- error reaches it as the errors.lua object the context made, is shown by
+-- output.format_error and kept in the report (error = { message, kind, ... }).
+--
 -- Exit codes: 0 all ok, 1 a module failed, 130 interrupted (Ctrl-C: the run
 -- stops after the current resource; a second Ctrl-C kills running commands).
 -- Statuses per module: ok, changed, would change, failed, skipped,
 -- interrupted, not run.
 local output = require "phanes.engine.output"
+local errors = require "phanes.engine.errors"
 local M = {}
 
 local SPIN = { "|", "/", "-", "\\" }
-
-local errors = require "phanes.engine.errors"
 
 local function indent(text, pad)
   return (text:gsub("[^\n]+", pad .. "%0"))
