@@ -25,17 +25,9 @@ Error.__index = Error
 
 local FAILURES = { resource = true, refusal = true, config = true }
 
+-- tostring(e): output.format_error(e), the plain form.
 function Error.__tostring(e)
-  if e.kind == "interrupted" then return "interrupted" end
-  if e.kind == "skip" then return "skipped: " .. tostring(e.reason) end
-  if e.kind == "lua" or e.kind == "internal" then
-    return e.message .. (e.traceback and ("\n" .. e.traceback) or "")
-  end
-  local s = e.resource or ""
-  if e.target and e.target ~= "" then s = s .. " " .. e.target end
-  s = (s ~= "" and (s .. ": ") or "") .. (e.message or "failed")
-  if e.detail and e.detail ~= "" then s = s .. "\n" .. e.detail end
-  return s
+  return require("phanes.engine.output").format_error(e)
 end
 
 -- errors.new{ kind, message, ... } -> error object (raise with error(e, 0))

@@ -301,8 +301,23 @@ function M.tail(text, n)
   return table.concat(lines, "\n")
 end
 
+local function plain_error(e)
+  if e.kind == "interrupted" then return "interrupted" end
+  if e.kind == "skip" then return "skipped: " .. tostring(e.reason) end
+  if e.kind == "lua" or e.kind == "internal" then
+    return tostring(e.message) .. (e.traceback and ("\n" .. e.traceback) or "")
+  end
+  local s = e.resource or ""
+  if e.target and e.target ~= "" then s = s .. " " .. e.target end
+  s = (s ~= "" and (s .. ": ") or "") .. tostring(e.message or "failed")
+  if e.detail and e.detail ~= "" then s = s .. "\n" .. e.detail end
+  return s
+end
+
 -- output.format_error(e[, module]) -> text: the one formatting of an error
--- object (phanes.engine.errors) for people. With module:
+-- object (phanes.engine.errors). Without module, the plain form tostring(e)
+-- gives ("cmd.run make: make failed (exit 2)\n<its stderr>"); with module,
+-- what people read:
 --   module 'web' failed: cmd.run make: make failed (exit 2)     (resource, refusal)
 --       <last 10 lines of its stderr>
 --   module 'web' failed: file.content: missing required argument 'path' (modules/web.lua:12)
@@ -310,8 +325,9 @@ end
 --   stack traceback: (the user's frames only)
 --   module 'web' failed with an internal error (a bug in phanes, please report it): ...
 function M.format_error(e, module)
-  local head = module and string.format("module '%s' failed", module) or "failed"
-  if type(e) ~= "table" then return head .. ": " .. tostring(e) end
+  if type(e) ~= "table" then return (module and ("module '" .. module .. "' failed: ") or "") .. tostring(e) end
+  if not module then return plain_error(e) end
+  local head = string.format("module '%s' failed", module)
   if e.kind == "lua" or e.kind == "internal" then
     local msg = head .. (e.kind == "lua" and " with a Lua error: "
       or " with an internal error (a bug in phanes, please report it): ") .. tostring(e.message)
