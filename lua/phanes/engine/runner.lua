@@ -293,7 +293,7 @@ function M.run(opts)
   -- on the second Ctrl-C (a command with no output never gives us a turn).
   if self.sys.trap_signals then self.sys.trap_signals(2) end
   local exec = opts.exec or self.exec_mod.run
-  self.still_after = opts.still_running or tonumber(os.getenv "PHANES_STILL_RUNNING") or 10
+  self.still_after = math.max(0.1, opts.still_running or tonumber(os.getenv "PHANES_STILL_RUNNING") or 10)
   self.width = tonumber(os.getenv "COLUMNS") or 100
   -- ticks from the real exec only (a transport may not know the option)
   local tick = opts.tick or (exec == self.exec_mod.run and not self.json
