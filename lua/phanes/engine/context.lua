@@ -238,7 +238,7 @@ function Run:resource(ctx, kind, target, body)
     r.message = self:mask(r.message)
     r.detail = self:mask(r.detail)
     r.traceback = self:mask(r.traceback)
-    ev.message = r.message:match "^[^\n]*"
+    ev.message = tostring(r.message):match "^[^\n]*"
     ev.detail = r.detail
     self:emit(ev)
     error(r, 0)
