@@ -375,6 +375,7 @@ static void check_exited(struct run *r)
 struct clock {
 	double start, deadline, kill_at; /* 0: not set */
 	int timed_out;
+	double tick, next_tick; /* opts.tick: the stream's "tick" calls */
 };
 
 /* Timeout handling: SIGTERM at the deadline, SIGKILL KILL_GRACE later.
@@ -396,6 +397,11 @@ static int tick(struct run *r, struct clock *c)
 	else if (c->deadline && !c->timed_out)
 		until = c->deadline;
 	int ms = until ? (int)((until - t) * 1000) + 1 : -1;
+	if (c->tick > 0) {
+		int tms = c->next_tick > t ? (int)((c->next_tick - t) * 1000) + 1 : 0;
+		if (ms < 0 || tms < ms)
+			ms = tms;
+	}
 	/* No pidfd (kernel < 5.3, valgrind): notice the exit by polling
 	 * waitpid, often once the pipes are closed, since then it is near. */
 	int near = r->out < 0 && r->err < 0 ? 2 : 50;
@@ -451,6 +457,10 @@ static int loop(lua_State *L, struct run *r, int stream, struct clock *c)
 			rc = drain(L, &r->out, &r->bout, "stdout", stream, CHUNK);
 		if (rc == 0 && ierr >= 0 && pf[ierr].revents)
 			rc = drain(L, &r->err, &r->berr, "stderr", stream, CHUNK);
+		if (rc == 0 && stream && c->tick > 0 && now() >= c->next_tick) {
+			c->next_tick = now() + c->tick;
+			rc = call_stream(L, stream, "tick", "", 0) != LUA_OK;
+		}
 		if (rc)
 			return rc < 0 ? (errno = ENOMEM, -1) : 1;
 		check_exited(r);
@@ -522,7 +532,8 @@ static int l_run(lua_State *L)
 {
 	struct spawn sp;
 	phanes_exec_opts(L, &sp);
-	struct clock c = {now(), 0, 0, 0};
+	struct clock c = {now(), 0, 0, 0, sp.tick, 0};
+	c.next_tick = c.start + sp.tick;
 	if (sp.timeout > 0)
 		c.deadline = c.start + sp.timeout;
 	struct run *r = new_run(L); /* ..., run */

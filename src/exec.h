@@ -15,6 +15,7 @@ struct spawn {
 	int has_stdin, merge;
 	double timeout; /* 0: none */
 	int stream;     /* stack index of the callback, 0 when none */
+	double tick;    /* > 0: stream("tick", "") at least this often (seconds) */
 };
 
 /* Checks opts (stack index 1), raising on misuse; what sp points to is

@@ -7,7 +7,7 @@
 extern char **environ;
 
 static const char *const known_opts[] = {
-	"argv", "shell", "env", "clear_env", "cwd", "stdin", "timeout", "stream", "merge", NULL,
+	"argv", "shell", "env", "clear_env", "cwd", "stdin", "timeout", "stream", "merge", "tick", NULL,
 };
 
 static void check_known(lua_State *L, int t)
@@ -165,6 +165,11 @@ void phanes_exec_opts(lua_State *L, struct spawn *sp)
 			luaL_error(L, "exec.run: opts.timeout must be a positive number of seconds");
 		sp->timeout = lua_tonumber(L, -1);
 	}
+	lua_pop(L, 1);
+	ty = lua_getfield(L, 1, "tick");
+	if (ty != LUA_TNIL && (ty != LUA_TNUMBER || lua_tonumber(L, -1) <= 0))
+		luaL_error(L, "exec.run: opts.tick must be a positive number of seconds");
+	sp->tick = ty == LUA_TNIL ? 0 : lua_tonumber(L, -1);
 	lua_pop(L, 1);
 	ty = lua_getfield(L, 1, "stream");
 	if (ty != LUA_TNIL && ty != LUA_TFUNCTION)

@@ -199,7 +199,7 @@ function M.world(o)
     config = o.config or {},
     secrets = o.secrets,
     facts = o.facts or { init = "systemd", container = false },
-    on_event = function(ev) events[#events + 1] = ev end,
+    on_event = function(ev) if ev.type == "result" then events[#events + 1] = ev end end,
     on_log = function() end,
     interrupted = o.interrupted,
     hints = o.hints,

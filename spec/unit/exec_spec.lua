@@ -150,6 +150,32 @@ describe("phanes.exec", function()
     assert.equal("b\n", r.stderr)
   end)
 
+  it("gives a silent command's stream a \"tick\" turn every opts.tick seconds", function()
+    local ticks, other = 0, 0
+    local res = assert(exec.run { argv = { "sleep", "0.35" }, tick = 0.1, stream = function(kind, chunk)
+      if kind == "tick" then
+        assert.equal("", chunk)
+        ticks = ticks + 1
+      else
+        other = other + 1
+      end
+    end })
+    assert.equal(0, res.code)
+    assert.is_true(ticks >= 2 and ticks <= 4, "ticks: " .. ticks)
+    assert.equal(0, other)
+    -- without tick, no tick calls; a tick that raises ends the run like any callback
+    ticks = 0
+    assert(exec.run { argv = { "sleep", "0.15" }, stream = function(kind) if kind == "tick" then ticks = ticks + 1 end end })
+    assert.equal(0, ticks)
+    local ok, e = pcall(exec.run, { argv = { "sleep", "5" }, tick = 0.05, stream = function(kind)
+      if kind == "tick" then error("stop here", 0) end
+    end })
+    assert.is_false(ok)
+    assert.equal("stop here", e)
+    assert.has_error(function() exec.run { argv = { "true" }, tick = -1 } end,
+      "exec.run: opts.tick must be a positive number of seconds")
+  end)
+
   it("reaps the child and closes its pipes when the stream callback raises", function()
     local before = open_fds()
     local pid

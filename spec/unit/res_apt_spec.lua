@@ -28,9 +28,10 @@ describe("apt.repo", function()
   fit("is ok when nothing changed, and then the cache is not marked stale", function()
     w = fakeexec.world()
     w.ctx.apt.repo { name = "docker", line = LINE, key = KEY }
-    w.run.cache.apt_stale = false
+    assert.is_true(w.run:was_invalidated "apt_lists")
+    w.run.invalidated = {}
     assert.equal("ok", w.ctx.apt.repo({ name = "docker", line = LINE, key = KEY }).status)
-    assert.is_false(w.run.cache.apt_stale)
+    assert.is_false(w.run:was_invalidated "apt_lists")
   end)
 
   fit("fetches key_url with curl only when the key file is missing", function()

@@ -54,12 +54,13 @@ describe("runner", function()
 
   local function go(mods, opts)
     opts = opts or {}
-    local o = output.new { color = "never", out = out, err = err, tty = false,
+    local o = output.new { color = "never", out = out, err = err, tty = opts.tty or false,
       secrets = opts.secrets, verbose = opts.verbose }
     local sf = opts.sf or opts.state and assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     local code, report = runner.run {
       mods = mods, config = opts.config or {}, dry_run = opts.dry_run, keep_going = opts.keep_going,
-      json = opts.json, out = o, state = sf, sys = fake_sys, exec = fake_exec, profile = "test",
+      json = opts.json, out = o, state = sf, sys = fake_sys, exec = opts.exec or fake_exec, profile = "test",
+      tick = opts.tick, still_running = opts.still_running,
       exec_mod = { run = fake_exec, kill_all = function() killed = killed + 1 end },
       hash = function(m) return "hash-" .. m.name end, secrets = opts.secrets, previous = opts.previous,
       context = require "phanes.engine.context",
@@ -85,7 +86,7 @@ describe("runner", function()
     assert.match("%[1/2%] a\n", text)
     assert.match("%[2/2%] same\n", text)
     assert.match("changed file%.content " .. dir:gsub("%p", "%%%0") .. "/a", text)
-    assert.not_match("file%.content .*/same", text)   -- ok lines only with -v
+    assert.match("\n      ok file%.content .*/same\n", text) -- piped: every resource says its line as it ends
     assert.match("a%s+changed%s+1%s+%d", text)
     local s = state()
     assert.equal("installed", s.modules.a.status)
@@ -263,5 +264,92 @@ describe("runner", function()
     assert.equal("cmd.run", report.modules[2].error.resource)
     assert.match("E: it broke", report.modules[2].error.detail)
     assert.same({ changed = 1, failed = 1 }, report.counts)
+  end)
+
+  describe("progress", function()
+    it("on a terminal: the live line names module, resource, command and time from the first moment", function()
+      local seen
+      local m = mod("m", function(ctx)
+        ctx.file.content { path = dir .. "/quiet", content = "q" }
+        ctx.cmd.run { argv = { "slow-thing", "--now" }, desc = "the slow one" }
+      end)
+      local real = fake_exec
+      fake_exec = function(opts)
+        seen = seen or out:text() -- what the terminal shows while the command runs
+        return real(opts)
+      end
+      local code = go({ m }, { tty = true })
+      fake_exec = real
+      assert.equal(0, code)
+      assert.match("\r\27%[K      [|/\\-] m cmd%.run the slow one  %$ slow%-thing %-%-now  0%.0s$", seen)
+      -- ok and changed lines: changed ones stay as lines, ok ones only pass in the live line
+      assert.not_match("\n      ok ", out:text())
+    end)
+
+    it("off a terminal: a step running over still_running says so, and its line when it ends", function()
+      local exec = require("phanes.exec").run
+      local code = go({ runs("m", { "sleep", "0.7" }) }, { exec = exec, tick = 0.05, still_running = 0.3 })
+      assert.equal(0, code)
+      local text = out:text()
+      assert.match("\n      still running: m cmd%.run [^\n]*%$ sleep 0%.7 %(0%.%ds%)\n", text)
+      local n = select(2, text:gsub("still running", ""))
+      assert.equal(2, n) -- at 0.3 s and 0.6 s
+      assert.match("still running[^\n]*\n[^\n]*\n      changed cmd%.run", text)
+    end)
+  end)
+
+  describe("errors", function()
+    it("a typo in a resource name suggests the right one, at the user's line", function()
+      local m = dofile "spec/fixtures/runner/modules/typo.lua"
+      local code, report = go({ m })
+      assert.equal(1, code)
+      local e = report.modules[1].error
+      assert.equal("config", e.kind)
+      assert.equal("spec/fixtures/runner/modules/typo.lua:4", e.where)
+      assert.match("module 'typo' failed: ctx%.pkg%.instaled: no such resource %(did you mean ctx%.pkg%.installed%?%)",
+        err:text())
+      assert.match("%(spec/fixtures/runner/modules/typo%.lua:4%)", err:text())
+    end)
+
+    it("a missing required argument is named, not 'failed file.content nil'", function()
+      local m = mod("noarg", function(ctx) ctx.file.content { content = "x" } end)
+      local code, report = go({ m })
+      assert.equal(1, code)
+      assert.match("module 'noarg' failed: file%.content: missing required argument 'path' %(spec/unit/runner_spec%.lua:%d+%)",
+        err:text())
+      assert.not_match("nil", err:text() .. out:text())
+      assert.equal("failed", report.modules[1].resources[1].status)
+      assert.equal("file.content", report.modules[1].error.resource)
+      -- not a table at all
+      code = go({ mod("str", function(ctx) ctx.user.present "bob" end) })
+      assert.equal(1, code)
+      assert.match("user%.present: expects a table of arguments { name = %.%.%. }", err:text())
+    end)
+
+    it("a bug in phanes' own code is an internal error, with the user's line that led there", function()
+      -- a resource body compiled as if it were one of phanes' own files
+      local body = assert(load("return function() local t = nil; return t.x end", "@lua/phanes/res/fake.lua"))()
+      local m = mod("bug", function(ctx) ctx.run:resource(ctx, "fake.thing", "t", body) end)
+      local code, report = go({ m })
+      assert.equal(1, code)
+      local e = report.modules[1].error
+      assert.equal("internal", e.kind)
+      assert.match("^module 'bug' failed with an internal error %(a bug in phanes, please report it%): lua/phanes/", e.message)
+      assert.match("called from spec/unit/runner_spec%.lua:%d+", e.message)
+    end)
+
+    it("classifies each error once: the same object from the resource to the report", function()
+      local errors = require "phanes.engine.errors"
+      local caught
+      local m = mod("m", function(ctx)
+        local ok, e = pcall(ctx.cmd.run, { argv = { "fail" } })
+        caught = e
+        error(e, 0)
+      end)
+      local _, report = go({ m })
+      assert.is_true(errors.is(caught, "resource"))
+      assert.equal("cmd.run", caught.resource)
+      assert.equal(output.format_error(caught, "m"), report.modules[1].error.message)
+    end)
   end)
 end)

@@ -74,7 +74,7 @@ local function load_config(p, out, mods, defaults, defaults_name)
     end
     local paths = {}
     for _, d in ipairs(p.opts.path or {}) do paths[#paths + 1] = " --path " .. d end
-    out.err:write("fix the config" .. (p.opts.config and (" in " .. p.opts.config) or "")
+    out.err:write("fix " .. output.blame(errs, p.opts.config, defaults_name)
       .. ", then try: phanes check" .. (p.args[1] and (" " .. p.args[1]) or "")
       .. table.concat(paths) .. (p.opts.config and (" --config " .. p.opts.config) or "") .. "\n")
     return nil

@@ -7,7 +7,7 @@
 --     dry_run = false,
 --     config = cfg,             -- whole validated config
 --     secrets = { "s3cret-pw" }, -- scrubbed (******) from messages and diffs (output.masker)
---     on_event = function(ev) end, -- one call per resource result
+--     on_event = function(ev) end, -- the run's event stream (below)
 --     on_log = function(level, module, msg) end, -- ctx.log / ctx.warn
 --     interrupted = sys.interrupted,
 --   }
@@ -15,51 +15,47 @@
 --   mod.apply(ctx, cfg[mod.name])
 --   print(run.stats.execs)      -- processes spawned so far
 --
--- ev = { module, resource = "file.template", target = "/etc/redis/redis.conf",
---        status = "ok"|"changed"|"would change"|"skipped"|"failed",
---        message = "mode 0644 -> 0640", diff = "...", duration = seconds }
+-- The event stream (on_event), in the order things happen:
+--   { type = "start", module, resource = "file.template", target }
+--   { type = "command", module, resource, target, argv = {...} | shell = "..." }
+--   { type = "output", module, resource, kind = "stdout"|"stderr", chunk }
+--   { type = "tick" }  -- while a command runs, every `tick` seconds (new_run{tick=})
+--   { type = "result", module, resource, target, status = "ok"|"changed"|
+--     "would change"|"skipped"|"failed", message = "mode 0644 -> 0640",
+--     diff = "...", detail (failed), duration = seconds }
 --
--- Resources raise context.failure{...} (tell it apart with is_failure),
--- context.INTERRUPTED when a signal came in before a resource started, and
--- ctx.skip(reason) raises context.skipped(reason) (tell with is_skip).
+-- Errors are phanes.engine.errors objects: resources raise
+-- context.failure{...} (is_failure), context.INTERRUPTED when a signal came
+-- in before a resource started, ctx.skip(reason) raises
+-- context.skipped(reason) (is_skip), ctx.fail a refusal; a Lua error is
+-- classified (the user's or phanes' own) by errors.catch where it is caught.
 local facts = require "phanes.engine.facts"
+local errors = require "phanes.engine.errors"
 
 local M = {}
 
--- Raised (as is) before a resource when the run was interrupted.
-M.INTERRUPTED = setmetatable({}, { __tostring = function() return "interrupted" end,
-  __name = "phanes.interrupted" })
-
-local Failure = { __name = "phanes.failure" }
-Failure.__index = Failure
-function Failure.__tostring(f)
-  local s = f.resource or ""
-  if f.target and f.target ~= "" then s = s .. " " .. f.target end
-  s = (s ~= "" and (s .. ": ") or "") .. (f.message or "failed")
-  if f.detail and f.detail ~= "" then s = s .. "\n" .. f.detail end
-  return s
-end
+-- Every error is a phanes.engine.errors object, classified where it is
+-- raised; these are the names the resources use.
+M.INTERRUPTED = errors.new { kind = "interrupted" } -- raised before a resource after a signal
 
 -- context.failure{ resource =, target =, message =, detail = } -> failure
 -- (raise it with error(f, 0)); detail is the command's stderr tail.
 function M.failure(t)
-  return setmetatable({ resource = t.resource, target = t.target,
-    message = t.message or "failed", detail = t.detail }, Failure)
+  return errors.new { kind = t.kind or "resource", resource = t.resource, target = t.target,
+    message = t.message or "failed", detail = t.detail, where = t.where }
 end
 
-function M.is_failure(e) return getmetatable(e) == Failure end
+M.is_failure = errors.is_failure
 
 -- context.fail(resource, target, message[, detail]): raise that failure.
 function M.fail(resource, target, message, detail)
   error(M.failure{ resource = resource, target = target, message = message, detail = detail }, 0)
 end
 
-local Skip = { __name = "phanes.skip", __tostring = function(s) return "skipped: " .. s.reason end }
-
 -- context.skipped(reason) -> the value ctx.skip raises; is_skip(e) -> reason|nil
-function M.skipped(reason) return setmetatable({ reason = reason }, Skip) end
+function M.skipped(reason) return errors.new { kind = "skip", reason = reason } end
 function M.is_skip(e)
-  if getmetatable(e) == Skip then return e.reason end
+  if errors.is(e, "skip") then return e.reason end
   return nil
 end
 
@@ -91,18 +87,11 @@ M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive
 local function now() return require("phanes.sys").now() end
 
 -- tail(text, n) -> the last n (default 10) non-empty lines of text
-function M.tail(text, n)
-  n = n or 10
-  local lines = {}
-  for line in (text or ""):gmatch "[^\n]+" do
-    lines[#lines + 1] = line
-    if #lines > n then table.remove(lines, 1) end
-  end
-  return table.concat(lines, "\n")
-end
+M.tail = require("phanes.engine.output").tail
 
 local Run = {}
 Run.__index = Run
+local unknown_resource, check_args -- below
 
 local function default_exec(opts)
   local exec = require "phanes.exec"
@@ -137,17 +126,31 @@ function M.new_run(opts)
     interrupted = opts.interrupted or default_interrupted,
     paths = merge(M.default_paths, opts.paths),
     stats = { execs = 0, resources = 0, changed = 0, failed = 0 },
-    cache = {}, -- pkg, services, accounts: see the res/ files
+    cache = {}, -- pkg, services, accounts, apt_lists: see the res/ files and run:invalidate
+    invalidated = {}, -- name -> true once run:invalidate(name) was called
     -- what the last run asked, to read in one go: { units = {...} } (the
     -- runner takes it from the state file)
     hints = opts.hints or {},
     units_asked = {}, -- module name -> { unit = true }
   }, Run)
   local transport = opts.exec or default_exec
-  -- every process goes through here, so stats.execs is the true count
+  local tick = opts.tick
+  -- The one exec wrapper: every process goes through here, so stats.execs
+  -- is the true count and the event stream sees each command and its output.
   run.exec = function(o)
     run.stats.execs = run.stats.execs + 1
-    return transport(o)
+    local cur = run.current or {}
+    run.on_event { type = "command", module = cur.module, resource = cur.resource, target = cur.target,
+      argv = o.argv, shell = o.shell }
+    local w, inner = {}, o.stream
+    for k, v in pairs(o) do w[k] = v end
+    w.tick = tick
+    w.stream = function(kind, chunk)
+      if kind == "tick" then return run.on_event { type = "tick" } end
+      run.on_event { type = "output", module = cur.module, resource = cur.resource, kind = kind, chunk = chunk }
+      if inner then return inner(kind, chunk) end
+    end
+    return transport(w)
   end
   run.facts = opts.facts or facts.new(run.paths)
   return run
@@ -175,45 +178,61 @@ function Run:mask(text)
   return self.scrub(text)
 end
 
+-- run:invalidate(name, ...): a change made these cached readings stale
+-- ("pkg", "services", "accounts", "apt_lists"); each is read again when next
+-- asked. A resource declares what its change invalidates; it never clears
+-- another's cache itself. run:was_invalidated(name) -> bool (since the run began).
+function Run:invalidate(...)
+  for i = 1, select("#", ...) do
+    local name = select(i, ...)
+    self.cache[name] = nil
+    self.invalidated[name] = true
+  end
+end
+
+function Run:was_invalidated(name) return self.invalidated[name] == true end
+
+-- run:emit(ev): a resource's result event (type "result"), masked.
 function Run:emit(ev)
+  ev.type = "result"
   ev.message = self:mask(ev.message)
   ev.diff = self:mask(ev.diff)
   ev.target = self:mask(ev.target)
   self.on_event(ev)
 end
 
-local function lua_error_handler(e)
-  if M.is_failure(e) or M.is_skip(e) or e == M.INTERRUPTED then return e end
-  return debug.traceback(tostring(e), 2)
-end
-
 -- run:resource(ctx, kind, target, body) -> result
--- The frame of every resource: interrupt check, timing, one event, and the
--- result { changed, status, message, diff }. body() returns
--- { status = "ok"|"changed"|"would change"|"skipped", message =, diff =, target = }.
--- "changed" is true for "would change" too, so `restart = conf.changed`
--- plans the restart in a dry run.
+-- The frame of every resource: interrupt check, timing, a start and a
+-- result event, and the result { changed, status, message, diff }. body()
+-- returns { status = "ok"|"changed"|"would change"|"skipped", message =,
+-- diff =, target = }. "changed" is true for "would change" too, so
+-- `restart = conf.changed` plans the restart in a dry run. An error is
+-- classified (errors.catch) here, reported as a failed result and raised
+-- on as the same object.
 function Run:resource(ctx, kind, target, body)
   if (self.interrupted() or 0) > 0 then error(M.INTERRUPTED, 0) end
   local t0 = now()
   self.stats.resources = self.stats.resources + 1
-  local ok, r = xpcall(body, lua_error_handler)
+  local outer = self.current -- a resource may use another inside
+  self.current = { module = ctx.module, resource = kind, target = target }
+  self.on_event { type = "start", module = ctx.module, resource = kind, target = target }
+  local ok, r = xpcall(body, errors.catch)
+  self.current = outer
   local ev = { module = ctx.module, resource = kind, target = target, duration = now() - t0 }
   if not ok then
-    if r == M.INTERRUPTED or M.is_skip(r) then error(r, 0) end
+    if r.kind == "interrupted" or r.kind == "skip" then error(r, 0) end
     self.stats.failed = self.stats.failed + 1
     ev.status = "failed"
-    if M.is_failure(r) then
+    if errors.is_failure(r) then
       r.resource = r.resource or kind
-      r.target = self:mask(r.target or target)
-      r.message = self:mask(r.message)
-      r.detail = self:mask(r.detail)
-      ev.message = r.message
-      ev.detail = r.detail
-    else
-      r = self:mask(r)
-      ev.message = tostring(r):match "^[^\n]*"
+      r.target = r.target or target
     end
+    r.target = self:mask(r.target)
+    r.message = self:mask(r.message)
+    r.detail = self:mask(r.detail)
+    r.traceback = self:mask(r.traceback)
+    ev.message = tostring(r.message):match "^[^\n]*"
+    ev.detail = r.detail
     self:emit(ev)
     error(r, 0)
   end
@@ -252,13 +271,51 @@ local function render_template(src, vars)
   local rel = "templates/" .. src
   local text, origin = loader.find(rel)
   if not text then
-    error(M.failure{ resource = "template", target = rel, message = origin
+    error(M.failure{ kind = "config", resource = "template", target = rel, where = errors.where(2), message = origin
       or ("not found on the search path (" .. table.concat(loader.dirs, ", ") .. ", embedded)") }, 0)
   end
   local name = origin == "embedded" and rel or origin
   local out, err = require("phanes.template").render(text, vars or {}, name)
-  if not out then error(M.failure{ resource = "template", target = name, message = err }, 0) end
+  if not out then error(M.failure{ kind = "config", resource = "template", target = name, message = err }, 0) end
   return out
+end
+
+-- ctx.pkg.instaled: a config error naming the user's line and the closest
+-- resource of that family (the family's other names are found later, as
+-- the namespace fills: the lookup happens only on a miss).
+function unknown_resource(ns, fns)
+  return function(bound, name)
+    local names = {}
+    for k in pairs(bound) do names[#names + 1] = k end
+    for k in pairs(fns) do if not bound[k] then names[#names + 1] = k end end
+    table.sort(names)
+    local guess = require("phanes.engine.resolve").suggest(tostring(name), names)
+    error(errors.new { kind = "config", where = errors.where(2), message = string.format(
+      "ctx.%s.%s: no such resource%s; ctx.%s has %s", ns, tostring(name),
+      guess and string.format(" (did you mean ctx.%s.%s?)", ns, guess) or "", ns, table.concat(names, ", ")) }, 0)
+  end
+end
+
+-- A resource's declared required arguments (res.required["file.content"]
+-- = { "path", ... }): a missing one is a config error naming the argument
+-- and the user's line, reported as the resource's failure.
+function check_args(run, ctx, kind, o, need)
+  local missing
+  if type(o) ~= "table" then
+    missing = "expects a table of arguments { " .. table.concat(need, " = ..., ") .. " = ... }"
+  else
+    for _, arg in ipairs(need) do
+      if o[arg] == nil then
+        missing = "missing required argument '" .. arg .. "'"
+        break
+      end
+    end
+  end
+  if not missing then return end
+  local where = errors.where(3)
+  run:resource(ctx, kind, "", function()
+    error(errors.new { kind = "config", resource = kind, message = missing, where = where }, 0)
+  end)
 end
 
 -- run:module(mod, cfg) -> ctx for one module (doc/internals.md "ctx").
@@ -281,15 +338,20 @@ function Run:module(mod, cfg)
   -- ctx.fail(message[, detail]): the module refuses to go on (a check of
   -- its own failed); reported like a resource failure, without a traceback.
   function ctx.fail(message, detail)
-    error(M.failure{ message = run:mask(tostring(message)), detail = detail and run:mask(tostring(detail)) }, 0)
+    error(M.failure{ kind = "refusal", message = run:mask(tostring(message)),
+      detail = detail and run:mask(tostring(detail)), where = errors.where(2) }, 0)
   end
   ctx.template = render_template
   for _, family in ipairs(M.families) do
     local res = require("phanes.res." .. family)
     for ns, fns in pairs(res.namespaces) do
-      local bound = ctx[ns] or {}
+      local bound = ctx[ns] or setmetatable({}, { __index = unknown_resource(ns, fns) })
       for name, fn in pairs(fns) do
-        bound[name] = function(o) return fn(ctx, o) end
+        local kind, need = ns .. "." .. name, res.required and res.required[ns .. "." .. name]
+        bound[name] = need and function(o)
+          check_args(run, ctx, kind, o, need)
+          return fn(ctx, o)
+        end or function(o) return fn(ctx, o) end
       end
       ctx[ns] = bound
     end

@@ -288,6 +288,77 @@ function M.duration(s)
   return string.format("%dm%02ds", math.floor(s / 60), math.floor(s % 60))
 end
 
+-- output.tail(text[, n]) -> the last n (default 10) non-empty lines of
+-- text ("" when none): what error messages quote of a command's output.
+function M.tail(text, n)
+  n = n or 10
+  local lines = {}
+  for line in (type(text) == "string" and text or ""):gmatch "[^\n]+" do
+    lines[#lines + 1] = line
+    if #lines > n then table.remove(lines, 1) end
+  end
+  return table.concat(lines, "\n")
+end
+
+local function plain_error(e)
+  if e.kind == "interrupted" then return "interrupted" end
+  if e.kind == "skip" then return "skipped: " .. tostring(e.reason) end
+  if e.kind == "lua" or e.kind == "internal" then
+    return tostring(e.message) .. (e.traceback and ("\n" .. e.traceback) or "")
+  end
+  local s = e.resource or ""
+  if e.target and e.target ~= "" then s = s .. " " .. e.target end
+  s = (s ~= "" and (s .. ": ") or "") .. tostring(e.message or "failed")
+  if e.detail and e.detail ~= "" then s = s .. "\n" .. e.detail end
+  return s
+end
+
+-- output.format_error(e[, module]) -> text: the one formatting of an error
+-- object (phanes.engine.errors). Without module, the plain form tostring(e)
+-- gives ("cmd.run make: make failed (exit 2)\n<its stderr>"); with module,
+-- what people read:
+--   module 'web' failed: cmd.run make: make failed (exit 2)     (resource, refusal)
+--       <last 10 lines of its stderr>
+--   module 'web' failed: file.content: missing required argument 'path' (modules/web.lua:12)
+--   module 'web' failed with a Lua error: modules/web.lua:7: attempt to ...
+--   stack traceback: (the user's frames only)
+--   module 'web' failed with an internal error (a bug in phanes, please report it): ...
+function M.format_error(e, module)
+  if type(e) ~= "table" then return (module and ("module '" .. module .. "' failed: ") or "") .. tostring(e) end
+  if not module then return plain_error(e) end
+  local head = string.format("module '%s' failed", module)
+  if e.kind == "lua" or e.kind == "internal" then
+    local msg = head .. (e.kind == "lua" and " with a Lua error: "
+      or " with an internal error (a bug in phanes, please report it): ") .. tostring(e.message)
+    if e.kind == "internal" and e.where then msg = msg .. "\n    called from " .. e.where end
+    return msg .. (e.traceback and ("\n" .. e.traceback) or "")
+  end
+  if e.kind == "skip" then return "skipped: " .. tostring(e.reason) end
+  if e.kind == "interrupted" then return "interrupted" end
+  local what = table.concat({ e.resource or "", e.target or "" }, " "):gsub("^%s+", ""):gsub("%s+$", "")
+  local msg = string.format("%s: %s%s", head, what ~= "" and what .. ": " or "", tostring(e.message or "failed"))
+  if e.kind == "config" and e.where then msg = msg .. " (" .. e.where .. ")" end
+  local t = M.tail(e.detail)
+  if t ~= "" then msg = msg .. "\n" .. t:gsub("[^\n]+", "    %0") end
+  return msg
+end
+
+-- output.blame(errors, config_path, defaults_name) -> what a list of config
+-- errors asks to fix: "the defaults in profiles/web.lua" when they all name
+-- the profile, "the config in config.yaml" when none does, or both.
+function M.blame(errs, config_path, defaults_name)
+  local config = "the config" .. (config_path and (" in " .. config_path) or "")
+  if not defaults_name or defaults_name == "--modules" then return config end
+  local inprofile, other = false, false
+  for _, e in ipairs(type(errs) == "table" and errs or { errs }) do
+    local text = type(e) == "table" and tostring(e.message or e) or tostring(e)
+    if text:sub(1, #defaults_name + 1) == defaults_name .. ":" then inprofile = true else other = true end
+  end
+  local defaults = "the defaults in " .. defaults_name
+  if inprofile and other then return defaults .. " and " .. config end
+  return inprofile and defaults or config
+end
+
 -- out:progress(text) shows a transient line on a terminal (rewritten in
 -- place with \r); out:progress_done(text) ends it with a newline. Off a
 -- terminal only the final text is printed.

@@ -44,15 +44,20 @@ local function unknown(kind, name, known)
 end
 M.unknown = unknown
 
--- Run a chunk under xpcall: a Lua error becomes "file:line: msg" plus a
--- traceback, never a crash.
+-- Run a chunk under xpcall: a Lua error becomes "file:line: msg" plus the
+-- traceback of the user's own frames (none of phanes'), never a crash.
 local function run_chunk(chunk, origin)
   local ok, res = xpcall(chunk, function(e)
-    return debug.traceback(tostring(e), 2)
+    local frames = require("phanes.engine.errors").user_frames(debug.traceback("", 2))
+    return tostring(e) .. (frames and ("\n" .. frames) or "")
   end)
   if not ok then return nil, "error while loading " .. origin .. ":\n" .. res end
   return res
 end
+
+-- The profile file each list of module names came from (plan names it
+-- when one of them is unknown).
+local listed_in = setmetatable({}, { __mode = "k" })
 
 -- resolve.validate_module(mod, origin, expect_name) -> true | nil, err
 -- A module is a table with name (string), apply (function), optional
@@ -204,6 +209,7 @@ function M.profile(spec)
   p.name = p.name or basename(where) or spec
   p.config = p.config or {}
   p.origin = origin
+  listed_in[p.modules] = where
   return p
 end
 
@@ -250,7 +256,10 @@ end
 -- those, in plan order, and warns about requirements left out.
 function M.plan(names, only)
   local order, err = M.order(names, M.module)
-  if not order then return nil, err end
+  if not order then
+    if listed_in[names] and err:match "^unknown module" then err = listed_in[names] .. ": " .. err end
+    return nil, err
+  end
   local warnings = {}
   if only then
     local want, inplan = {}, {}

@@ -8,76 +8,20 @@
 --     hash = function(mod) return config.hash(cfg[mod.name], mod.config) end,
 --   }
 --
+-- The runner subscribes to the run's event stream (context.lua): progress
+-- from start/command/output/tick events, one line per result event. An
+-- error reaches it as the errors.lua object the context made, is shown by
+-- output.format_error and kept in the report (error = { message, kind, ... }).
+--
 -- Exit codes: 0 all ok, 1 a module failed, 130 interrupted (Ctrl-C: the run
 -- stops after the current resource; a second Ctrl-C kills running commands).
 -- Statuses per module: ok, changed, would change, failed, skipped,
 -- interrupted, not run.
 local output = require "phanes.engine.output"
+local errors = require "phanes.engine.errors"
 local M = {}
 
 local SPIN = { "|", "/", "-", "\\" }
-
--- Split an error raised inside a module's apply into what the runner needs.
-local function classify(context, e)
-  if e == context.INTERRUPTED then return { kind = "interrupted" } end
-  if context.is_skip and context.is_skip(e) then
-    return { kind = "skipped", reason = tostring(e.reason or "skipped") }
-  end
-  if context.is_failure and context.is_failure(e) then
-    return { kind = "failure", resource = e.resource, target = e.target,
-      message = tostring(e.message or "failed"), detail = e.detail }
-  end
-  return { kind = "lua", message = tostring(e) }
-end
-
--- The traceback handler: keeps phanes' own error objects intact, turns a
--- Lua error into message + traceback (file:line of the user's module).
-local function handler(context)
-  return function(e)
-    local c = classify(context, e)
-    if c.kind == "lua" then c.traceback = debug.traceback(c.message, 2) end
-    return c
-  end
-end
-
--- Last lines of a command's output, for error messages.
-local function tail(text, n)
-  if type(text) ~= "string" or text == "" then return nil end
-  local lines = {}
-  for line in text:gmatch "[^\n]+" do lines[#lines + 1] = line end
-  local from = math.max(1, #lines - (n or 10) + 1)
-  return table.concat(lines, "\n", from)
-end
-
-local function describe_error(name, c)
-  if c.kind == "failure" then
-    local what = table.concat({ c.resource or "", c.target or "" }, " "):gsub("^%s+", ""):gsub("%s+$", "")
-    local msg = string.format("module '%s' failed: %s%s", name, what ~= "" and what .. ": " or "", c.message)
-    local t = tail(c.detail)
-    if t then msg = msg .. "\n" .. t:gsub("[^\n]+", "    %0") end
-    return msg
-  end
-  -- A Lua error: the message starts with file:line; the traceback follows
-  -- (the context's own when it made one), cut where the runner's frames begin.
-  return string.format("module '%s' failed with a Lua error: %s", name, M.lua_trace(c))
-end
-
--- runner.lua_trace(c) -> "file:line: message\nstack traceback:\n..." without
--- the runner's own frames.
-function M.lua_trace(c)
-  local text = c.message
-  if not text:find("\nstack traceback:", 1, true) and c.traceback then text = c.traceback end
-  local kept = {}
-  for line in (text .. "\n"):gmatch "([^\n]*)\n" do
-    if line:find("phanes/engine/runner.lua:", 1, true) then break end
-    kept[#kept + 1] = line
-  end
-  while #kept > 2 and (kept[#kept]:find("tail calls", 1, true)
-      or kept[#kept]:find("in function 'xpcall'", 1, true)) do
-    kept[#kept] = nil
-  end
-  return table.concat(kept, "\n")
-end
 
 local function indent(text, pad)
   return (text:gsub("[^\n]+", pad .. "%0"))
@@ -95,41 +39,72 @@ function Run:interrupted()
   return n
 end
 
--- Redraw the live line (terminal only): spinner, module, elapsed.
-function Run:tick(what)
+-- The live line (terminal only): spinner, module, resource, the command
+-- running and how long the step has taken, drawn from the step's first
+-- moment and redrawn on each tick or output (at most every 0.1 s).
+function Run:tick(force)
   if self.json or not self.out.tty or not self.current then return end
   local now = self.sys.now()
-  if self.last_tick and now - self.last_tick < 0.1 then return end
+  if not force and self.last_tick and now - self.last_tick < 0.1 then return end
   self.last_tick = now
-  local cur = self.current
-  local elapsed = now - cur.start
-  if elapsed < 0.5 then return end
+  local cur, step = self.current, self.current.step
   self.spin = (self.spin or 0) % #SPIN + 1
-  self.out:progress(string.format("      %s %s %s%s", SPIN[self.spin], cur.name,
-    output.duration(elapsed), what and ("  " .. what) or ""))
+  local line = string.format("      %s %s", SPIN[self.spin], cur.name)
+  if step then
+    line = line .. " " .. step.resource .. (step.target and step.target ~= "" and (" " .. step.target) or "")
+    if step.command then line = line .. "  $ " .. step.command end
+  end
+  local took = output.duration(now - (step and step.start or cur.start))
+  local room = self.width - output.width(took) - 2
+  if output.width(line) > room then line = line:sub(1, math.max(room - 3, 10)) .. "..." end
+  self.out:progress(line .. "  " .. took)
 end
 
--- The exec function handed to the context: polls for Ctrl-C while a
--- command runs (a second one kills it) and keeps the spinner turning.
-function Run:wrap_exec(exec)
-  return function(opts)
-    local inner = opts.stream
-    local wrapped = {}
-    for k, v in pairs(opts) do wrapped[k] = v end
-    wrapped.stream = function(kind, chunk)
-      self:interrupted()
-      self:tick()
-      if inner then return inner(kind, chunk) end
-    end
-    return exec(wrapped)
+-- Off a terminal: a step running over `still_running` seconds says so
+-- (again every `still_running` seconds), so a log shows what it waits on.
+function Run:still_running()
+  local cur = self.current
+  local step = cur and cur.step
+  if self.json or self.out.tty or self.out.quiet or not step then return end
+  local now = self.sys.now()
+  if now - (step.said or step.start) < self.still_after then return end
+  step.said = now
+  self.out:say(string.format("      still running: %s %s%s%s (%s)", cur.name, step.resource,
+    step.target and step.target ~= "" and (" " .. step.target) or "",
+    step.command and ("  $ " .. step.command) or "", output.duration(now - step.start)))
+end
+
+local function command_line(ev)
+  local text = ev.shell or table.concat(ev.argv or {}, " ")
+  text = text:gsub("%s+", " ")
+  return text
+end
+
+-- The runner's subscription to the run's event stream (context.lua).
+function Run:on_event(ev)
+  local t = ev.type
+  if t == "result" then return self:on_result(ev) end
+  local cur = self.current
+  if not cur then return end
+  if t == "start" then
+    cur.step = { resource = ev.resource, target = ev.target, start = self.sys.now() }
+    self:tick()
+  elseif t == "command" then
+    if cur.step then cur.step.command = command_line(ev) end
+    self:tick(true)
+  else -- output, tick: a turn while a command runs
+    self:interrupted()
+    self:tick()
+    self:still_running()
   end
 end
 
 local CHANGED = { changed = true, ["would change"] = true }
 
-function Run:on_event(ev)
+function Run:on_result(ev)
   local cur = self.current
   if not cur then return end
+  cur.step = nil
   cur.resources[#cur.resources + 1] = ev
   if CHANGED[ev.status] then cur.changed = cur.changed + 1 end
   -- A module's first change is noted in the state at once: a run killed
@@ -144,7 +119,8 @@ function Run:on_event(ev)
   local out = self.out
   -- A skipped resource says why (no systemd, a container): shown always.
   if out.quiet and not (CHANGED[ev.status] or ev.status == "failed") then return end
-  if self.verbose or CHANGED[ev.status] or ev.status == "failed" or ev.status == "skipped" then
+  -- off a terminal every resource says its line when it ends (no spinner there)
+  if self.verbose or not out.tty or CHANGED[ev.status] or ev.status == "failed" or ev.status == "skipped" then
     out:clear_progress()
     local line = string.format("      %s %s %s", out:status(ev.status), ev.resource or "",
       ev.target or "")
@@ -157,7 +133,7 @@ function Run:on_event(ev)
       out:say(indent(tostring(ev.diff):gsub("\n$", ""), "        "))
     end
   else
-    self:tick(ev.resource)
+    self:tick()
   end
 end
 
@@ -177,7 +153,7 @@ end
 
 -- Run one module: returns its result record.
 function Run:module(i, mod)
-  local out, context = self.out, self.context
+  local out = self.out
   local rec = { name = mod.name, status = "ok", changed = 0, resources = {}, log = {},
     start = self.sys.now(), origin = mod.origin }
   self.current = rec
@@ -190,22 +166,23 @@ function Run:module(i, mod)
     local ctx = self.run:module(mod, section)
     ctx.resuming = self.state and self.state.pending and self.state:pending(mod.name) or nil
     return mod.apply(ctx, section or {})
-  end, handler(context))
+  end, errors.catch)
   rec.duration = self.sys.now() - rec.start
   self.current = nil
   out:clear_progress()
   if ok then
     if rec.changed > 0 then rec.status = self.dry_run and "would change" or "changed" end
-  elseif c.kind == "skipped" then
-    rec.status, rec.reason = "skipped", c.reason
+  elseif c.kind == "skip" then
+    rec.status, rec.reason = "skipped", tostring(c.reason or "skipped")
     if not (self.json or out.quiet) then out:say("      ", out:status "skipped", ": ", c.reason) end
   elseif c.kind == "interrupted" or self:interrupted() > 0 then
     -- a failure after Ctrl-C is the interrupt's doing (a killed command)
     rec.status = "interrupted"
   else
     rec.status = "failed"
-    rec.error = { message = describe_error(mod.name, c), resource = c.resource,
-      target = c.target, detail = c.detail, traceback = c.kind == "lua" and M.lua_trace(c) or nil }
+    rec.error = { message = output.format_error(c, mod.name), kind = c.kind, resource = c.resource,
+      target = c.target, detail = c.detail, where = c.where,
+      traceback = c.traceback and (c.message .. "\n" .. c.traceback) or nil }
     if not self.json then out:error(rec.error.message) end
   end
   return rec
@@ -316,8 +293,13 @@ function M.run(opts)
   -- on the second Ctrl-C (a command with no output never gives us a turn).
   if self.sys.trap_signals then self.sys.trap_signals(2) end
   local exec = opts.exec or self.exec_mod.run
+  self.still_after = math.max(0.1, opts.still_running or tonumber(os.getenv "PHANES_STILL_RUNNING") or 10)
+  self.width = tonumber(os.getenv "COLUMNS") or 100
+  -- ticks from the real exec only (a transport may not know the option)
+  local tick = opts.tick or (exec == self.exec_mod.run and not self.json
+    and (self.out.tty and 0.1 or math.min(1, self.still_after / 2))) or nil
   self.run = self.context.new_run {
-    exec = self:wrap_exec(exec), dry_run = opts.dry_run or false, config = opts.config,
+    exec = exec, tick = tick, dry_run = opts.dry_run or false, config = opts.config,
     secrets = opts.secrets or {}, on_event = function(ev) self:on_event(ev) end,
     interrupted = function() return self:interrupted() end,
     on_log = function(level, module, msg) self:on_log(level, module, msg) end,

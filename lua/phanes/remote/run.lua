@@ -15,6 +15,15 @@ local M = {}
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
+-- A single-host run says each step it waited on and how long it took, on
+-- stderr ("web1: connecting to 10.0.0.5:22: 0.3s"); a fleet's children
+-- (PHANES_NO_PROMPT) do not, their summary says it.
+local function phase(t, what, seconds)
+  if os.getenv "PHANES_NO_PROMPT" == "1" then return end
+  io.stderr:write(t.name, ": ", what, ": ", require("phanes.engine.output").duration(seconds), "\n")
+  io.stderr:flush()
+end
+
 -- Where root works on the target: each run in its own directory made by
 -- mktemp -d (0700) under this root-owned one, removed when the run ends.
 M.ROOT_DIR = "/var/lib/phanes"
@@ -367,11 +376,16 @@ local function execute(s, t, rec, ctx)
   local ok, res, e, kind = pcall(s.exec, s, prologue, {
     stdin = stdin ~= "" and stdin or nil, capture = false, tick = tick,
     stream = function(k, chunk)
-      (k == "stdout" and st.out or st.err).feed(chunk)
+      local before, sink = st.started, k == "stdout" and st.out or st.err
+      sink.feed(chunk)
+      if st.started and not before and gz then
+        phase(t, string.format("uploading phanes (%.1f MB)", #gz / 1e6), st.started - t0)
+      end
       if st.probe and not ctx.probe then M.probed(rec, ctx, st.probe) end
     end,
   })
   st.flush()
+  if st.started then phase(t, "running", util.now() - st.started) end
   if gz and st.started then rec.upload.seconds = st.started - t0 end
   -- root ran this binary: it is in this login user's cache now
   if st.pid then rec.binary_sha256 = ctx.sha end
@@ -554,6 +568,7 @@ function M.run(t, o, args, files, ov)
     return code
   end
   local s, msg, kind = require("phanes.remote").connect(t, o)
+  if s then phase(t, "connecting to " .. t.host .. ":" .. rec.port, util.now() - t0) end
   if not s then
     if kind == "interrupted" then return finish(130, "interrupted", "interrupted while connecting") end
     return finish(3, kind == "auth" and "auth" or kind == "hostkey_changed" and "hostkey changed" or "unreachable", msg)

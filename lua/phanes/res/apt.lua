@@ -20,6 +20,7 @@ local F = require "phanes.file"
 local M = {}
 local N = {}
 M.namespaces = { apt = N }
+M.required = { ["apt.repo"] = { "name", "line" } } -- checked by the context
 
 local KIND = "apt.repo"
 
@@ -74,7 +75,7 @@ function N.repo(ctx, o)
       mode = "0644" }, KIND)
     results[#results + 1] = list
     local out = file.combine(table.unpack(results))
-    if out.status ~= "ok" then ctx.run.cache.apt_stale = true end
+    if out.status ~= "ok" then ctx.run:invalidate("apt_lists") end
     return out
   end)
 end

@@ -24,6 +24,7 @@ local F = require "phanes.file"
 local M = {}
 local N = {}
 M.namespaces = { archive = N }
+M.required = { ["archive.extracted"] = { "src", "dest" } } -- checked by the context
 
 local KIND = "archive.extracted"
 local fail = context.fail

@@ -24,6 +24,7 @@ local F = require "phanes.file"
 local M = {}
 local N = {}
 M.namespaces = { fetch = N }
+M.required = { ["fetch.file"] = { "url", "dest", "sha256" } } -- checked by the context
 
 local fail = context.fail
 

@@ -244,6 +244,11 @@ end
 
 local N = {}
 M.namespaces = { file = N }
+-- Arguments a call must give (checked by the context before the resource
+-- runs: a missing one is named, with the caller's line).
+M.required = { ["file.content"] = { "path", "content" }, ["file.template"] = { "path", "src" },
+  ["file.line"] = { "path" }, ["file.directory"] = { "path" }, ["file.absent"] = { "path" },
+  ["file.symlink"] = { "path", "target" } }
 
 local function target(o) return type(o) == "table" and tostring(o.path) or "?" end
 

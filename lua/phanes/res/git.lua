@@ -20,6 +20,7 @@ local F = require "phanes.file"
 local M = {}
 local N = {}
 M.namespaces = { git = N }
+M.required = { ["git.checkout"] = { "repo", "ref", "dest" } } -- checked by the context
 
 local KIND = "git.checkout"
 local fail = context.fail

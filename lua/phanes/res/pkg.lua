@@ -86,7 +86,7 @@ function M.is_installed(run, name)
   local db = M.db(run)
   if db[name] and db[name].installed then return true end
   if run.cache.pkg_partial then
-    run.cache.pkg = nil
+    run:invalidate("pkg")
     db = M.db(run)
   end
   return db[name] and db[name].installed or false
@@ -125,8 +125,8 @@ end
 -- need_update(run, age_limit) -> bool: sources changed, or the cache is
 -- older than age_limit and was not updated in this run.
 function M.need_update(run, age_limit)
-  if run.cache.apt_stale then return true end
-  if run.cache.apt_updated then return false end
+  if run.cache.apt_lists then return false end -- updated since the last invalidation
+  if run:was_invalidated("apt_lists") then return true end -- a repository changed
   return M.cache_age(run) > age_limit
 end
 
@@ -153,8 +153,7 @@ end
 function M.update(run, kind, target)
   local res, msg, detail = apt(run, kind, target, { "update" }, "apt-get update")
   if not res then fail(kind, target, msg, detail) end
-  run.cache.apt_stale = false
-  run.cache.apt_updated = true
+  run.cache.apt_lists = "updated"
 end
 
 local function install_args(o, missing)
@@ -172,7 +171,7 @@ local function install(run, o, missing, target)
   local kind = "pkg.installed"
   if M.need_update(run, max_age(run)) then M.update(run, kind, target) end
   local res, msg, detail = apt(run, kind, target, install_args(o, missing), "apt-get install")
-  if not res and unknown_package(detail) and not run.cache.apt_updated then
+  if not res and unknown_package(detail) and not run.cache.apt_lists then
     M.update(run, kind, target)
     res, msg, detail = apt(run, kind, target, install_args(o, missing), "apt-get install")
   end
@@ -182,8 +181,7 @@ local function install(run, o, missing, target)
     db[n] = { installed = true, status = "ii ", version = db[n] and db[n].version or "" }
   end
   run.cache.pkg_partial = true -- dependencies came too
-  run.cache.services = nil     -- packages bring units
-  run.cache.accounts = nil     -- and users and groups (docker, redis, postgres)
+  run:invalidate("services", "accounts") -- packages bring units, users and groups (docker, redis, postgres)
 end
 
 function N.installed(ctx, o)
@@ -220,9 +218,7 @@ function N.absent(ctx, o)
     for _, n in ipairs(present) do args[#args + 1] = n end
     local res, msg, detail = apt(run, "pkg.absent", target, args, "apt-get " .. args[1])
     if not res then fail("pkg.absent", target, msg, detail) end
-    run.cache.pkg = nil -- autoremoval and purge states: read again when asked
-    run.cache.services = nil
-    run.cache.accounts = nil
+    run:invalidate("pkg", "services", "accounts") -- autoremoval and purge states too
     return { status = "changed", message = message }
   end)
 end
@@ -240,14 +236,14 @@ function N.refresh(ctx, o)
   local run = ctx.run
   o = o or {}
   return run:resource(ctx, "pkg.refresh", "apt cache", function()
-    if run.cache.apt_updated and not run.cache.apt_stale then
+    if run.cache.apt_lists then
       return { status = "ok", message = "updated in this run" }
     end
     local age = M.cache_age(run)
     if not M.need_update(run, max_age(run, o)) then
       return { status = "ok", message = age_text(age) }
     end
-    local message = "apt-get update (" .. (run.cache.apt_stale and "sources changed" or age_text(age)) .. ")"
+    local message = "apt-get update (" .. (run:was_invalidated("apt_lists") and "sources changed" or age_text(age)) .. ")"
     if ctx.dry_run then return { status = "would change", message = message } end
     M.update(run, "pkg.refresh", "apt cache")
     return { status = "changed", message = message }

@@ -16,6 +16,7 @@ local file = require "phanes.res.file"
 local M = {}
 local N = {}
 M.namespaces = { file = N }
+M.required = { ["file.seed"] = { "path" } } -- checked by the context
 
 local KIND = "file.seed"
 

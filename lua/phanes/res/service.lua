@@ -241,7 +241,7 @@ function N.daemon_reload(ctx, o)
     if skip then return skip end
     if ctx.dry_run then return { status = "would change", message = "daemon-reload" } end
     ctx.run:check({ argv = { "systemctl", "--no-pager", "daemon-reload" } }, kind, "systemd", "systemctl daemon-reload")
-    ctx.run.cache.services = nil
+    ctx.run:invalidate("services")
     return { status = "changed", message = "daemon-reload" }
   end)
 end

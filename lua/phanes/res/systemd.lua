@@ -23,6 +23,7 @@ local service = require "phanes.res.service"
 local M = {}
 local N = {}
 M.namespaces = { systemd = N }
+M.required = { ["systemd.unit"] = { "name" }, ["systemd.dropin"] = { "unit", "name" } } -- checked by the context
 
 local fail = context.fail
 

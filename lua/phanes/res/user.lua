@@ -28,6 +28,8 @@ local F = require "phanes.file"
 local M = {}
 local U, G = {}, {}
 M.namespaces = { user = U, group = G }
+M.required = { ["user.present"] = { "name" }, ["user.authorized_keys"] = { "user", "keys" },
+  ["user.sudoers"] = { "name", "content" }, ["group.present"] = { "name" } } -- checked by the context
 
 local fail = context.fail
 
@@ -117,7 +119,7 @@ function U.present(ctx, o)
       local msg = "created" .. (o.groups and #o.groups > 0 and (" in " .. table.concat(o.groups, ", ")) or "")
       if ctx.dry_run then return { status = "would change", message = msg } end
       create_user(run, o, acc)
-      run.cache.accounts = nil
+      run:invalidate("accounts")
       return { status = "changed", message = msg }
     end
     local argv, changes = { "usermod" }, {}
@@ -148,7 +150,7 @@ function U.present(ctx, o)
     if ctx.dry_run then return { status = "would change", message = msg } end
     argv[#argv + 1], argv[#argv + 2] = "--", o.name
     run:check({ argv = argv }, kind, o.name, "usermod")
-    run.cache.accounts = nil
+    run:invalidate("accounts")
     return { status = "changed", message = msg }
   end)
 end
@@ -172,7 +174,7 @@ function G.present(ctx, o)
     if o.gid then argv[#argv + 1], argv[#argv + 2] = "--gid", tostring(o.gid) end
     argv[#argv + 1], argv[#argv + 2] = "--", o.name
     run:check({ argv = argv }, kind, o.name, "groupadd")
-    run.cache.accounts = nil
+    run:invalidate("accounts")
     return { status = "changed", message = "created" }
   end)
 end
