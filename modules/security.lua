@@ -268,12 +268,11 @@ local USBGUARD_MASK = "/run/systemd/system/usbguard.service"
 local USBGUARD_RULES = "/etc/usbguard/rules.conf"
 
 local function usbguard(ctx)
-  local fresh = not pfile.stat "/usr/sbin/usbguard-daemon"
+  local fresh = not ctx.file.exists "/usr/sbin/usbguard-daemon"
   if fresh then ctx.file.symlink { path = USBGUARD_MASK, target = "/dev/null" } end
   ctx.pkg.installed { "usbguard" }
-  if fresh or pfile.readlink(USBGUARD_MASK) == "/dev/null" then
-    local st = pfile.stat(USBGUARD_RULES)
-    if not st or st.size == 0 then
+  if fresh or ctx.file.exists(USBGUARD_MASK) then
+    if (ctx.file.read(USBGUARD_RULES) or "") == "" then
       -- no USB bus at all (a VM, a container): nothing to allow
       ctx.cmd.run { shell = "T=" .. USBGUARD_RULES .. ".phanes; umask 077; { usbguard generate-policy > \"$T\" ||"
         .. " [ ! -e /sys/bus/usb/devices ]; } && mv -f \"$T\" " .. USBGUARD_RULES,
