@@ -380,7 +380,7 @@ local function execute(s, t, rec, ctx)
     if res.code == 95 or res.code == 96 or res.code == 98 then reason = M.refusal(t, rec, ctx, res.code) end
     return code, status, reason
   end
-  if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. res.signal .. ")" end
+  if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. (res.signal_name or res.signal) .. ")" end
   local status = ({ [0] = "ok", [1] = "failed", [2] = "error", [130] = "interrupted" })[res.code] or "failed"
   return res.code, status
 end
