@@ -524,7 +524,8 @@ function M.run(t, o, args, files, ov)
   ov = ov or { shown = {}, env_names = {}, secrets = {} }
   local mask = require("phanes.engine.output").masker(ov.secrets)
   local t0 = util.now()
-  local rec = { host = t.name, address = t.host, port = t.port or o.port or 22,
+  local via = require("phanes.remote.connector").name(t)
+  local rec = { host = t.name, address = t.host, port = via == "ssh" and (t.port or o.port or 22) or nil,
     user = t.user or o.user or os.getenv "USER" or "root", started_at = util.iso(), command = {} }
   for _, a in ipairs(args) do rec.command[#rec.command + 1] = type(a) == "table" and a.run_file or a end
   for _, a in ipairs(ov.shown) do rec.command[#rec.command + 1] = a end
@@ -540,7 +541,7 @@ function M.run(t, o, args, files, ov)
     if not ok then err("cannot record the run of " .. t.name .. ": " .. tostring(werr)) end
     return code
   end
-  local s, msg, kind = require("phanes.remote").connect(t, o)
+  local s, msg, kind = require("phanes.remote.connector").open(t, o)
   if not s then
     if kind == "interrupted" then return finish(130, "interrupted", "interrupted while connecting") end
     return finish(3, kind == "auth" and "auth" or kind == "hostkey_changed" and "hostkey changed" or "unreachable", msg)
@@ -605,10 +606,10 @@ function M.run(t, o, args, files, ov)
   if status == "nostore" then status = "error" end
   if rec.remote then rec.remote.sudo = ctx.mode end
   if status == "ok" and (rec.changed or 0) > 0 then status = "changed" end
-  rec.ssh = s:stats()
+  if via == "ssh" then rec.ssh = s:stats() else rec.connector = via end
   -- the security module may have changed the host keys sshd offers: record
   -- the new ones, read over this verified connection (one more exec, only then)
-  if status == "changed" and M.changed_module(rec, "security") then
+  if via == "ssh" and status == "changed" and M.changed_module(rec, "security") then
     require("phanes.remote.hostkeys").update(s, t, o, err)
   end
   s:close()
