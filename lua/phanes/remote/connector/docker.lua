@@ -3,7 +3,7 @@
 --   exec: docker exec [-i] [-u USER] NAME sh -c CMD   (argv: NAME ARGV...)
 --   put:  docker cp - NAME:DIR    (a one-file tar stream on its stdin)
 --   get:  docker cp NAME:PATH -   (a tar stream on its stdout)
--- PHANES_DOCKER names another docker CLI (podman, say). No tick: a trapped
+-- No tick: a trapped
 -- Ctrl-C stops the docker client through phanes.exec.
 local util = require "phanes.remote.util"
 local M = {}
@@ -11,7 +11,7 @@ local M = {}
 local S = {}
 S.__index = S
 
-local function cli() return os.getenv "PHANES_DOCKER" or "docker" end
+local function cli() return "docker" end
 
 local function fail(self, what, res, e)
   if not res then return nil, "docker:" .. self.name .. ": " .. what .. ": " .. tostring(e), "missing" end
@@ -98,7 +98,7 @@ function M.open(t, o)
   local res, e = self.run { argv = { cli(), "inspect", "-f", "{{.State.Running}} {{.Config.User}}", self.name } }
   if not res then
     return nil, "docker:" .. self.name .. ": cannot run " .. cli() .. ": " .. tostring(e)
-      .. "\n  install docker (Debian: docker.io), or name another CLI with PHANES_DOCKER", "missing"
+      .. "\n  install docker (Debian: docker.io) on this machine", "missing"
   end
   if res.code ~= 0 then
     return nil, "docker:" .. self.name .. ": no such container (" .. (res.stderr:match "[^\n]+" or ("exit " .. tostring(res.code)))
