@@ -89,6 +89,18 @@ describe("the local connector", function()
     assert.same({ "stdout:a\n" }, seen)
   end)
 
+  it("calls tick as output arrives; a tick that raises stops the command", function()
+    local ticks = 0
+    local r = assert(s:exec("echo a; echo b >&2", { tick = function() ticks = ticks + 1 end }))
+    assert.same({ "a\n", "b\n" }, { r.stdout, r.stderr })
+    assert.is_true(ticks >= 2)
+    local t0 = require("phanes.sys").now()
+    assert.has_error(function()
+      s:exec("echo go; sleep 5", { tick = function() error("interrupted", 0) end })
+    end, "interrupted")
+    assert.truthy(require("phanes.sys").now() - t0 < 4)
+  end)
+
   it("puts and gets files, data or a local file, with their mode", function()
     assert.is_true(s:put(dir .. "/a", "alpha\n", tonumber("0640", 8)))
     assert.equal("alpha\n", s:get(dir .. "/a"))

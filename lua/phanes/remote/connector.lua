@@ -34,6 +34,18 @@ function M.open(t, o)
   return require("phanes.remote.connector." .. name).open(t, o or {})
 end
 
+-- connector.stream_tick(opts) -> a stream callback that also calls
+-- opts.tick after each chunk: connectors over phanes.exec (which has no
+-- idle callback) check for Ctrl-C whenever output arrives.
+function M.stream_tick(opts)
+  local stream, tick = opts.stream, opts.tick
+  if not tick then return stream end
+  return function(kind, chunk)
+    if stream then stream(kind, chunk) end
+    tick()
+  end
+end
+
 -- connector.shell_words({ "ls", "-l", "a b" }) -> "ls -l 'a b'"
 function M.shell_words(argv)
   local q = require("phanes.remote.util").shquote

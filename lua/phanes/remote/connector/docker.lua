@@ -3,8 +3,8 @@
 --   exec: docker exec [-i] [-u USER] NAME sh -c CMD   (argv: NAME ARGV...)
 --   put:  docker cp - NAME:DIR    (a one-file tar stream on its stdin)
 --   get:  docker cp NAME:PATH -   (a tar stream on its stdout)
--- No tick: a trapped
--- Ctrl-C stops the docker client through phanes.exec.
+-- opts.tick is called as output arrives (phanes.exec has no idle
+-- callback): that is when a Ctrl-C is seen.
 local util = require "phanes.remote.util"
 local M = {}
 
@@ -32,7 +32,8 @@ function S:exec(cmd, opts)
     for _, a in ipairs { "sh", "-c", cmd } do argv[#argv + 1] = a end
   end
   self.execs = self.execs + 1
-  local res, e = self.run { argv = argv, stdin = opts.stdin, stream = opts.stream, timeout = opts.timeout }
+  local res, e = self.run { argv = argv, stdin = opts.stdin, timeout = opts.timeout,
+    stream = require("phanes.remote.connector").stream_tick(opts) }
   if not res then return nil, "docker:" .. self.name .. ": " .. tostring(e), "missing" end
   -- 125-127 with nothing from the command: docker itself failed (no such container, daemon down)
   if (res.code == 125 or res.code == 126 or res.code == 127) and res.stderr:match "^Error" then

@@ -1,7 +1,7 @@
 -- remote/connector/local.lua: the local connector: this machine, as the
 -- user phanes runs as. exec is phanes.exec (a shell string runs under
--- /bin/sh -c), put/get are phanes.file. No tick: a trapped Ctrl-C reaches
--- the child through phanes.exec's own process-group handling.
+-- /bin/sh -c), put/get are phanes.file. opts.tick is called as output
+-- arrives (phanes.exec has no idle callback): that is when a Ctrl-C is seen.
 local M = {}
 
 local S = {}
@@ -9,7 +9,8 @@ S.__index = S
 
 -- the exec options phanes.exec takes from the connector's set
 local function exec_opts(cmd, opts)
-  local x = { stdin = opts.stdin, stream = opts.stream, timeout = opts.timeout, env = opts.env }
+  local x = { stdin = opts.stdin, stream = require("phanes.remote.connector").stream_tick(opts), timeout = opts.timeout,
+    env = opts.env }
   if type(cmd) == "table" then x.argv = cmd else x.shell = cmd end
   return x
 end
