@@ -58,7 +58,7 @@ local function ssh_opts(t, o, interactive)
   }
 end
 
-local function explain(t, o, opts, msg, kind)
+local function explain(t, o, msg, kind)
   local hint = HINTS[kind]
   if hint and not kind:match "^hostkey" then msg = msg .. "\n  " .. hint end
   if kind == "hostkey_unknown" and o.strict then
@@ -111,7 +111,7 @@ function M.open(t, o)
     opts.password = require("phanes.sys").getpass(string.format("%s@%s's password: ", opts.user, t.host))
     if opts.password and opts.password ~= "" then s, msg, kind = ssh.connect(opts) end
   end
-  if not s then return nil, explain(t, o, opts, msg, kind), kind end
+  if not s then return nil, explain(t, o, msg, kind), kind end
   local i = s:info()
   if i.hostkey_added then
     err(string.format("recorded the host key of %s:%d (%s %s) in %s", t.host, opts.port,
