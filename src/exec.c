@@ -478,22 +478,15 @@ static int loop(lua_State *L, struct run *r, int stream, struct clock *c)
 
 static void push_result(lua_State *L, struct run *r, struct clock *c)
 {
-	lua_createtable(L, 0, 6);
-	if (WIFEXITED(r->status)) {
-		lua_pushinteger(L, WEXITSTATUS(r->status));
-		lua_setfield(L, -2, "code");
-	} else if (WIFSIGNALED(r->status)) {
-		lua_pushinteger(L, WTERMSIG(r->status));
-		lua_setfield(L, -2, "signal");
-	}
-	lua_pushlstring(L, r->bout.p ? r->bout.p : "", r->bout.len);
-	lua_setfield(L, -2, "stdout");
-	lua_pushlstring(L, r->berr.p ? r->berr.p : "", r->berr.len);
-	lua_setfield(L, -2, "stderr");
-	lua_pushboolean(L, c->timed_out);
-	lua_setfield(L, -2, "timed_out");
-	lua_pushnumber(L, now() - c->start);
-	lua_setfield(L, -2, "duration");
+	struct phanes_result res = {
+		.code = WIFEXITED(r->status) ? WEXITSTATUS(r->status) : 0,
+		.signal = WIFSIGNALED(r->status) ? WTERMSIG(r->status) : 0,
+		.out = r->bout.p, .out_len = r->bout.len,
+		.err = r->berr.p, .err_len = r->berr.len,
+		.timed_out = c->timed_out,
+		.duration = now() - c->start,
+	};
+	phanes_push_result(L, &res);
 }
 
 /* Writing to a child that closed its stdin raises SIGPIPE, which would kill

@@ -21,6 +21,23 @@ const struct phanes_file *phanes_file_find(const char *name);
 int phanes_fail(lua_State *L, const char *what, int err);
 int phanes_failf(lua_State *L, const char *fmt, ...);
 
+/* result.c: the exec result contract, one builder for local children and
+ * ssh channels: { code | signal (+ signal_name), stdout, stderr,
+ * timed_out, duration }. signal > 0, or signal_name, marks a killed
+ * command; else code is its exit status. */
+struct phanes_result {
+	int code;
+	int signal;              /* 0: none (or only a name, below) */
+	const char *signal_name; /* NULL: from signal; else not 0-terminated */
+	size_t signal_name_len;
+	const char *out, *err;   /* NULL: empty */
+	size_t out_len, err_len;
+	int timed_out;
+	double duration;
+};
+void phanes_push_result(lua_State *L, const struct phanes_result *r);
+int phanes_signal_number(const char *name, size_t len);
+
 /* Primitive families, one file each. */
 /* exec.c: send sig to every running child process group (async-signal-safe). */
 int phanes_kill_children(int sig);

@@ -103,6 +103,7 @@ struct run {
 	struct buf out, err;
 	int cb_error;         /* a callback raised: its error is on the stack */
 	double deadline;      /* 0: none */
+	double started;
 };
 
 static int callback(struct run *r, int slot, const char *kind, const char *d, size_t n)
@@ -210,22 +211,19 @@ static void chan_free(struct ssh *ss, LIBSSH2_CHANNEL *ch)
 
 static void push_result(lua_State *L, struct run *r)
 {
-	lua_createtable(L, 0, 4);
 	char *sig = NULL;
 	size_t siglen = 0;
 	libssh2_channel_get_exit_signal(r->ch, &sig, &siglen, NULL, NULL, NULL, NULL);
-	if (sig) {
-		lua_pushlstring(L, sig, siglen);
-		lua_setfield(L, -2, "signal");
+	struct phanes_result res = {
+		.code = sig ? 0 : libssh2_channel_get_exit_status(r->ch),
+		.signal_name = sig, .signal_name_len = siglen,
+		.out = r->out.p, .out_len = r->out.n,
+		.err = r->err.p, .err_len = r->err.n,
+		.duration = ssh_now() - r->started,
+	};
+	phanes_push_result(L, &res);
+	if (sig)
 		libssh2_free(r->ss->s, sig);
-	} else {
-		lua_pushinteger(L, libssh2_channel_get_exit_status(r->ch));
-		lua_setfield(L, -2, "code");
-	}
-	lua_pushlstring(L, r->out.p ? r->out.p : "", r->out.n);
-	lua_setfield(L, -2, "stdout");
-	lua_pushlstring(L, r->err.p ? r->err.p : "", r->err.n);
-	lua_setfield(L, -2, "stderr");
 }
 
 static void run_opts(lua_State *L, struct run *r)
@@ -258,7 +256,7 @@ static int l_exec(lua_State *L)
 	struct ssh *ss = ssh_check(L, 1);
 	size_t cmdlen;
 	const char *cmd = luaL_checklstring(L, 2, &cmdlen);
-	struct run r = {.L = L, .ss = ss};
+	struct run r = {.L = L, .ss = ss, .started = ssh_now()};
 	run_opts(L, &r);
 	int rc = 0;
 	r.ch = chan_open(ss, &rc);

@@ -109,7 +109,7 @@ local function connect(o, p)
   if not targets then return nil, 2, terr end
   if #targets ~= 1 then return nil, 2, "deploy goes to one host at a time (" .. tostring(o.target) .. " names " .. #targets .. ")" end
   local t = targets[1]
-  local s, msg = require("phanes.remote").connect(t, o)
+  local s, msg = require("phanes.remote.connector").open(t, o)
   if not s then return nil, 3, msg end
   return s, t
 end

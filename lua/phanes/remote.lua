@@ -26,7 +26,6 @@
 -- PHANES_INVENTORY (another inventory file), XDG_STATE_HOME (where the
 -- per-host records go). Every other PHANES_* variable is a setting of the
 -- run and travels with it (see remote.env_overrides).
-local util = require "phanes.remote.util"
 local M = {}
 
 local VALUE = { ["--port"] = "port", ["--user"] = "user", ["--key"] = "key", ["--password-env"] = "password_env",
@@ -80,86 +79,6 @@ function M.parse_args(argv)
     if not o.password then return nil, "--password-env " .. o.password_env .. ": that variable is not set" end
   end
   return o, rest
-end
-
-local HINTS = {
-  resolve = "check the name, or add the host: `phanes host add NAME ADDRESS`",
-  refused = "is sshd running there and listening on that port? (--port N)",
-  unreachable = "check the address and the network route to it",
-  timeout = "no answer: check the address and any firewall in between, or raise --timeout",
-  auth = "give a key with --key PATH (or ssh-add it), or a password with --password-env VAR",
-  protocol = "is that port an SSH server?",
-}
-
-local function expand(path)
-  if path and path:sub(1, 2) == "~/" then return (os.getenv "HOME" or "") .. path:sub(2) end
-  return path
-end
-
--- StrictHostKeyChecking ask, on a terminal: OpenSSH's question; a yes
--- connects again recording only the key that was shown.
-local function ask_hostkey(ssh, opts, info, msg, kind)
-  local tty = io.open("/dev/tty", "r")
-  if not tty then return nil, msg, kind end
-  io.stderr:write(string.format("The authenticity of host '%s' can't be established.\n%s key fingerprint is %s.\n"
-    .. "Are you sure you want to continue connecting (yes/no)? ", info.name, info.type, info.fingerprint))
-  local answer = tty:read "l"
-  tty:close()
-  if answer ~= "yes" then return nil, msg .. "\n  (not accepted at the StrictHostKeyChecking ask question)", kind end
-  opts.accept_fingerprint = info.fingerprint
-  return ssh.connect(opts)
-end
-
--- remote.connect(target, opts) -> session | nil, message, kind
--- Prompts for a password on a terminal when keys fail and the server takes
--- passwords (not in fleet children).
-function M.connect(t, o)
-  local ssh = require "phanes.ssh"
-  local interactive = util.isatty(0) and not os.getenv "PHANES_NO_PROMPT"
-  local key = expand(o.key or t.key)
-  if key then
-    local f, ferr = io.open(key, "rb")
-    if not f then return nil, "--key " .. key .. ": cannot read it (" .. tostring(ferr) .. ")", "auth" end
-    f:close()
-  end
-  local identities = key and { key } or nil
-  if not identities and t.identities then
-    identities = {}
-    for _, f in ipairs(t.identities) do identities[#identities + 1] = expand(f) end
-  end
-  local opts = {
-    host = t.host, port = math.tointeger(o.port or t.port or 22), user = t.user or o.user or os.getenv "USER" or "root",
-    timeout = o.timeout or 10, known_hosts = o.known_hosts and expand(o.known_hosts) or t.known_hosts,
-    global_known_hosts = t.global_known_hosts, strict = o.strict and "yes" or t.strict or "accept-new",
-    hostkey_alias = t.hostkey_alias, hash_known_hosts = t.hash_known_hosts,
-    identities = identities, password = o.password, passphrase = os.getenv "PHANES_KEY_PASSPHRASE",
-    prompt = interactive and function(q) return require("phanes.sys").getpass(q) end or nil,
-  }
-  local s, msg, kind, info = ssh.connect(opts)
-  if not s and kind == "hostkey_unknown" and opts.strict == "ask" and interactive and info then
-    s, msg, kind, info = ask_hostkey(ssh, opts, info, msg, kind)
-  end
-  if not s and kind == "auth" and interactive and not opts.password and info and info.methods:find "password" then
-    opts.password = require("phanes.sys").getpass(string.format("%s@%s's password: ", opts.user, t.host))
-    if opts.password and opts.password ~= "" then s, msg, kind = ssh.connect(opts) end
-  end
-  if not s then
-    local hint = HINTS[kind]
-    if hint and not kind:match "^hostkey" then msg = msg .. "\n  " .. hint end
-    if kind == "hostkey_unknown" and o.strict then
-      msg = msg .. "\n  (--strict-host-keys; without it a new key is recorded)"
-    elseif kind == "hostkey_unknown" and t.strict_where then
-      msg = msg .. "\n  (StrictHostKeyChecking " .. t.strict .. " at " .. t.strict_where .. ")"
-    end
-    return nil, msg, kind
-  end
-  local info_ = s:info()
-  if info_.hostkey_added then
-    err(string.format("recorded the host key of %s:%d (%s %s) in %s", t.host, opts.port,
-      info_.hostkey_type, info_.hostkey_fingerprint, info_.hostkey_added))
-  end
-  o.password = o.password or opts.password
-  return s
 end
 
 -- What the remote phanes gets: --config and a profile given as a local

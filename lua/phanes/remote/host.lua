@@ -174,7 +174,7 @@ function M.test(o, pos)
   local code = 0
   for _, t in ipairs(targets) do
     local t0 = util.now()
-    local s, msg = require("phanes.remote").connect(t, ro)
+    local s, msg = require("phanes.remote.connector").open(t, ro)
     if not s then
       err(t.name .. ": " .. msg)
       code = 3
@@ -188,8 +188,10 @@ function M.test(o, pos)
         code = 3
       else
         local p = require("phanes.remote.run").parse_probe(res.stdout)
-        io.stdout:write(string.format("%s: ok in %.2fs: %s@%s:%d (%s), %s, %s, sudo: %s, phanes %s\n", t.name,
-          util.now() - t0, info.user, info.host, info.port, info.auth, p.os or "unknown OS", p.arch or "?",
+        local where = info.connector == "ssh" and string.format("%s@%s:%d (%s)", info.user, info.host, info.port, info.auth)
+          or string.format("%s@%s:%s", info.user, info.connector, info.host)
+        io.stdout:write(string.format("%s: ok in %.2fs: %s, %s, %s, sudo: %s, phanes %s\n", t.name,
+          util.now() - t0, where, p.os or "unknown OS", p.arch or "?",
           p.sudo or "?", p.cached == sha and "cached" or "not cached (uploaded on the first run)"))
         local binary = require "phanes.remote.binary"
         local ok, why = binary.check_target(p, { "apply" })

@@ -232,10 +232,31 @@ local function looks_like_address(host)
   return host == "localhost" or host:find "[%.:]" ~= nil
 end
 
+-- A target of another connector than ssh (remote/connector.lua):
+-- "docker:NAME" (a running container here), "local:" (this machine).
+-- -> target | nil (an ssh target) | nil, err
+local function other_connector(name, address, entry)
+  local user, rest = address:match "^([^@:]+)@(.*)$"
+  rest = rest or address
+  local container = rest:match "^docker:(.*)$"
+  if container then
+    if not container:match "^[%w][%w_.%-]*$" then
+      return nil, "bad target '" .. address .. "': expected docker:CONTAINER (a container's name or id)"
+    end
+    return { name = name, connector = "docker", host = container, user = user or (entry and entry.user),
+      groups = entry and entry.groups }
+  end
+  if rest == "local:" then
+    return { name = name, connector = "local", host = "localhost", groups = entry and entry.groups }
+  end
+end
+
 -- One target from an inventory entry, a parsed [user@]host[:port], and
 -- ssh_config (lowest precedence for what the others leave unset). The port:
 -- --port > the target's :port > the inventory's > ssh_config's Port > 22.
 local function target(name, t, entry, sshcfg, over)
+  local other, oerr = other_connector(name, entry and entry.address or "", entry)
+  if other or oerr then return other, oerr end
   local parsed = entry and (M.parse_target(entry.address) or { host = entry.address }) or { host = t.host }
   local sc = sshcfg and require("phanes.remote.sshconfig").lookup(sshcfg, parsed.host) or {}
   if sc.proxy then
@@ -290,6 +311,8 @@ function M.resolve(inv, spec, sshcfg, over)
         return nil, string.format("no host in group @%s; groups: %s", g,
           #groups > 0 and table.concat(groups, ", ") or "(none: add one with `phanes host add NAME ADDRESS --group G`)")
       end
+    elseif item:match "^[^@:]*@?docker:" or item == "local:" then
+      push(other_connector(item, item))
     else
       local t, err = M.parse_target(item)
       if not t then return nil, err end

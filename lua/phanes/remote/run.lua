@@ -407,7 +407,7 @@ local function execute(s, t, rec, ctx)
     if res.code == 95 or res.code == 96 or res.code == 98 then reason = M.refusal(t, rec, ctx, res.code) end
     return code, status, reason
   end
-  if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. res.signal .. ")" end
+  if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. (res.signal_name or res.signal) .. ")" end
   local status = ({ [0] = "ok", [1] = "failed", [2] = "error", [130] = "interrupted" })[res.code] or "failed"
   return res.code, status
 end
@@ -551,7 +551,8 @@ function M.run(t, o, args, files, ov)
   ov = ov or { shown = {}, env_names = {}, secrets = {} }
   local mask = require("phanes.engine.output").masker(ov.secrets)
   local t0 = util.now()
-  local rec = { host = t.name, address = t.host, port = t.port or o.port or 22,
+  local via = require("phanes.remote.connector").name(t)
+  local rec = { host = t.name, address = t.host, port = via == "ssh" and (t.port or o.port or 22) or nil,
     user = t.user or o.user or os.getenv "USER" or "root", started_at = util.iso(), command = {} }
   for _, a in ipairs(args) do rec.command[#rec.command + 1] = type(a) == "table" and a.run_file or a end
   for _, a in ipairs(ov.shown) do rec.command[#rec.command + 1] = a end
@@ -567,7 +568,7 @@ function M.run(t, o, args, files, ov)
     if not ok then err("cannot record the run of " .. t.name .. ": " .. tostring(werr)) end
     return code
   end
-  local s, msg, kind = require("phanes.remote").connect(t, o)
+  local s, msg, kind = require("phanes.remote.connector").open(t, o)
   if s then phase(t, "connecting to " .. t.host .. ":" .. rec.port, util.now() - t0) end
   if not s then
     if kind == "interrupted" then return finish(130, "interrupted", "interrupted while connecting") end
@@ -633,10 +634,10 @@ function M.run(t, o, args, files, ov)
   if status == "nostore" then status = "error" end
   if rec.remote then rec.remote.sudo = ctx.mode end
   if status == "ok" and (rec.changed or 0) > 0 then status = "changed" end
-  rec.ssh = s:stats()
+  if via == "ssh" then rec.ssh = s:stats() else rec.connector = via end
   -- the security module may have changed the host keys sshd offers: record
   -- the new ones, read over this verified connection (one more exec, only then)
-  if status == "changed" and M.changed_module(rec, "security") then
+  if via == "ssh" and status == "changed" and M.changed_module(rec, "security") then
     require("phanes.remote.hostkeys").update(s, t, o, err)
   end
   s:close()

@@ -69,7 +69,7 @@ end
 
 local function fetch(t, ro, o)
   local row = { host = t.name, address = t.host }
-  local s, msg = require("phanes.remote").connect(t, ro)
+  local s, msg = require("phanes.remote.connector").open(t, ro)
   if not s then
     row.reachable, row.error = false, msg
     return row
