@@ -19,7 +19,7 @@
 -- phanes for targets of its architecture; see remote/binary.lua).
 --
 -- Exit codes: the remote run's; 3 for connection, authentication and sudo
--- failures; with several hosts, 1 when any failed; 130 when interrupted.
+-- failures; 130 when interrupted; a fleet's: the worst host's (fleet.exit_code).
 --
 -- Environment: PHANES_KEY_PASSPHRASE (a key's passphrase, else asked on the
 -- terminal), PHANES_NO_PROMPT=1 (never ask; set for fleet children),

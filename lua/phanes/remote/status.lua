@@ -4,9 +4,9 @@
 -- reachable, modules installed, failed, last apply) for several, read in
 -- parallel (one child process per host, --parallel at a time, as apply's
 -- fleet). --json: one host's { host, address, reachable, error, state };
--- several hosts' { hosts = { NAME = state | { error, exit_code } },
--- exit_code } (fleet.document). Exit: one host 3 when unreachable, 1 when
--- its state could not be read; several hosts 1 when any of them failed.
+-- a fleet's { hosts = { NAME = state | { error, exit_code } },
+-- exit_code } (fleet.document), also for a group of one host. Exit: 3 when
+-- a host is unreachable, else 1 when a state could not be read.
 local util = require "phanes.remote.util"
 local M = {}
 
