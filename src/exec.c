@@ -628,7 +628,6 @@ static int l_spawn(lua_State *L)
 		run_release(&p->r);
 		return phanes_fail(L, "exec.spawn: setting up the child's pipes", e);
 	}
-	lua_pushvalue(L, -1);
 	return 1;
 }
 
@@ -850,6 +849,18 @@ static int l_write_result(lua_State *L)
 	return 1;
 }
 
+/* A spawned phanes (PHANES_RESULT_FD=3) keeps its result pipe for
+ * exec.write_result, but the programs it runs do not inherit it. */
+static void keep_result_fd(void)
+{
+	const char *v = getenv("PHANES_RESULT_FD");
+	if (v == NULL || strcmp(v, "3") != 0)
+		return;
+	int fl = fcntl(RESULT_FD, F_GETFD);
+	if (fl >= 0 && fcntl(RESULT_FD, F_SETFD, fl | FD_CLOEXEC) < 0)
+		return; /* best effort: a child that inherits it only holds it open */
+}
+
 static void open_proc_mt(lua_State *L)
 {
 	static const luaL_Reg methods[] = {
@@ -894,6 +905,7 @@ int luaopen_phanes_exec(lua_State *L)
 	}
 	lua_pop(L, 1);
 	open_proc_mt(L);
+	keep_result_fd();
 	luaL_newlib(L, funcs);
 	return 1;
 }

@@ -465,13 +465,15 @@ describe("phanes.exec", function()
       local script = d .. "/child.lua"
       local f = assert(io.open(script, "w"))
       f:write 'local ok, err = require("phanes.exec").write_result(("r"):rep(200000)) print(ok, err)\n'
+      -- what it runs does not get the pipe
+      f:write 'print(require("phanes.exec").run({ shell = "echo x >&3 2>/dev/null || echo none" }).stdout)\n'
       f:close()
-      local p = assert(exec.spawn { argv = { sys.exe(), "lua", script }, result = true })
+      local p = assert(exec.spawn { argv = { sys.exe(), "lua", script }, result = true, env = { PHANES_RESULT_FD = "3" } })
       local q = assert(exec.spawn { argv = { sys.exe(), "lua", script } })
       local got = collect({ p, q }, 20)
       os.execute("rm -rf " .. d)
       assert.equal(string.rep("r", 200000), got[1].result)
-      assert.equal("true\tnil\n", got[1].stdout)
+      assert.equal("true\tnil\nnone\n\n", got[1].stdout)
       assert.matches("^nil\texec.write_result: fd 3", got[2].stdout)
     end)
 
