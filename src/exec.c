@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -109,6 +110,7 @@ struct run {
 	pid_t pid;       /* > 0 until reaped */
 	int slot;        /* in child_groups, -1 when none */
 	int in, out, err, pidfd; /* -1 when closed */
+	int res;         /* exec.spawn's result pipe (the child's fd 3), -1 when none */
 	const char *stdin_p;
 	size_t stdin_len, stdin_off;
 	struct buf bout, berr;
@@ -146,6 +148,7 @@ static void run_release(struct run *r)
 	close_fd(&r->out);
 	close_fd(&r->err);
 	close_fd(&r->pidfd);
+	close_fd(&r->res);
 	if (r->pid > 0) {
 		kill(-r->pid, SIGKILL);
 		kill(r->pid, SIGKILL);
@@ -167,7 +170,7 @@ static struct run *new_run(lua_State *L)
 	struct run *r = lua_newuserdatauv(L, sizeof *r, 0);
 	memset(r, 0, sizeof *r);
 	r->slot = -1;
-	r->in = r->out = r->err = r->pidfd = -1;
+	r->in = r->out = r->err = r->pidfd = r->res = -1;
 	luaL_setmetatable(L, RUN_MT);
 	return r;
 }
@@ -203,6 +206,19 @@ static void child_report(int fd, int stage, int err)
 	_exit(127);
 }
 
+/* exec.spawn's result pipe becomes the child's fd 3, without close-on-exec;
+ * the report pipe moves out of its way first. */
+static int child_result_fd(int res_w, int *report)
+{
+	if (res_w < 0)
+		return 0;
+	if (*report == RESULT_FD && (*report = fcntl(*report, F_DUPFD_CLOEXEC, RESULT_FD + 1)) < 0)
+		return -1;
+	if (res_w == RESULT_FD)
+		return fcntl(res_w, F_SETFD, 0);
+	return dup2(res_w, RESULT_FD) < 0 ? -1 : 0;
+}
+
 static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int report, pid_t parent)
 {
 	/* Dies with phanes; if phanes died before this line, the signal will
@@ -221,7 +237,8 @@ static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int re
 	setpgid(0, 0);
 	if (in_r < 0)
 		in_r = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (in_r < 0 || dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+	if (in_r < 0 || dup2(in_r, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0 ||
+	    child_result_fd(sp->res_w, &report) < 0)
 		child_report(report, 0, errno);
 	if (sp->cwd && chdir(sp->cwd) < 0)
 		child_report(report, 1, errno);
@@ -232,12 +249,13 @@ static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int re
 }
 
 /* Fork and exec; on failure pushes nil, err, errno and returns 3. */
-static int start(lua_State *L, const struct spawn *sp, struct run *r)
+static int start(lua_State *L, struct spawn *sp, struct run *r)
 {
-	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1}, res[2] = {-1, -1};
 	int ok = (!sp->has_stdin || pipe_hi(in) == 0) && pipe_hi(out) == 0 &&
-		 (sp->merge || pipe_hi(err) == 0) && pipe_hi(rep) == 0;
+		 (sp->merge || pipe_hi(err) == 0) && (!sp->result || pipe_hi(res) == 0) && pipe_hi(rep) == 0;
 	pid_t parent = getpid();
+	sp->res_w = res[1];
 	pid_t pid = ok ? fork() : -1;
 	int e = errno;
 	if (pid == 0)
@@ -246,7 +264,9 @@ static int start(lua_State *L, const struct spawn *sp, struct run *r)
 	close_fd(&out[1]);
 	close_fd(&err[1]);
 	close_fd(&rep[1]);
-	r->in = in[1], r->out = out[0], r->err = err[0];
+	close_fd(&res[1]);
+	sp->res_w = -1;
+	r->in = in[1], r->out = out[0], r->err = err[0], r->res = res[0];
 	if (pid < 0) {
 		close_fd(&rep[0]);
 		run_release(r);
@@ -563,6 +583,307 @@ static int l_run(lua_State *L)
 	return 1;
 }
 
+/* ---- exec.spawn / exec.wait: several children at once, one poll ----
+ *
+ * A proc is a running child of exec.spawn: its stdout, stderr (unless
+ * merged) and, with opts.result, a pipe on its fd 3, all read by
+ * exec.wait, which polls every proc it is given at once and hands back what
+ * happened as events. The child is started as exec.run starts one (own
+ * process group, dies with phanes, known to the lock's watchdog). __gc and
+ * __close kill a child still running and reap it. */
+
+#define PROC_MT "phanes.exec.proc"
+
+struct proc {
+	struct run r;  /* pid > 0 until reaped; out, err, res, pidfd */
+	int reported;  /* its exit event was handed out */
+};
+
+static int proc_gc(lua_State *L)
+{
+	struct proc *p = luaL_checkudata(L, 1, PROC_MT);
+	run_release(&p->r);
+	return 0;
+}
+
+/* exec.spawn(opts) -> proc | nil, err, errno. opts: as exec.run's (argv or
+ * shell, env, clear_env, cwd, merge) without stdin (the child reads
+ * /dev/null), timeout and stream, plus result = true: a pipe on the child's
+ * fd 3, read as "result" events. */
+static int l_spawn(lua_State *L)
+{
+	struct spawn sp;
+	phanes_spawn_opts(L, &sp);
+	struct proc *p = lua_newuserdatauv(L, sizeof *p, 0);
+	memset(p, 0, sizeof *p);
+	p->r.slot = -1;
+	p->r.in = p->r.out = p->r.err = p->r.pidfd = p->r.res = -1;
+	luaL_setmetatable(L, PROC_MT);
+	int nret = start(L, &sp, &p->r);
+	if (nret)
+		return nret;
+#ifdef SYS_pidfd_open
+	p->r.pidfd = (int)syscall(SYS_pidfd_open, p->r.pid, 0);
+#endif
+	if (p->r.pidfd < 0)
+		p->r.pidfd = -1;
+	if (set_nonblock(p->r.out) < 0 || set_nonblock(p->r.err) < 0 || set_nonblock(p->r.res) < 0) {
+		int e = errno;
+		run_release(&p->r);
+		return phanes_fail(L, "exec.spawn: setting up the child's pipes", e);
+	}
+	return 1;
+}
+
+/* proc:pid() -> the child's pid (also its process group), nil once reaped */
+static int proc_pid(lua_State *L)
+{
+	struct proc *p = luaL_checkudata(L, 1, PROC_MT);
+	if (p->r.pid <= 0)
+		return 0;
+	lua_pushinteger(L, p->r.pid);
+	return 1;
+}
+
+/* proc:kill([sig]) -> true | false when it is no longer running. Signals
+ * the child's process group (default SIGTERM). */
+static int proc_kill(lua_State *L)
+{
+	struct proc *p = luaL_checkudata(L, 1, PROC_MT);
+	lua_Integer sig = luaL_optinteger(L, 2, SIGTERM);
+	luaL_argcheck(L, sig > 0 && sig < 65, 2, "not a signal number");
+	if (p->r.pid <= 0) {
+		lua_pushboolean(L, 0);
+		return 1;
+	}
+	if (kill(-p->r.pid, (int)sig) < 0 && kill(p->r.pid, (int)sig) < 0)
+		return phanes_fail(L, "exec: kill", errno);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* proc:close(): kills the child if it still runs, reaps it, closes its pipes. */
+static int proc_close(lua_State *L)
+{
+	struct proc *p = luaL_checkudata(L, 1, PROC_MT);
+	run_release(&p->r);
+	return 0;
+}
+
+/* The event table on top: { proc = procs[i], index = i, kind = kind }. */
+static void push_event(lua_State *L, int procs, lua_Integer i, const char *kind)
+{
+	lua_createtable(L, 0, 5);
+	lua_rawgeti(L, procs, i);
+	lua_setfield(L, -2, "proc");
+	lua_pushinteger(L, i);
+	lua_setfield(L, -2, "index");
+	lua_pushstring(L, kind);
+	lua_setfield(L, -2, "kind");
+}
+
+static void append(lua_State *L, int events)
+{
+	lua_rawseti(L, events, (lua_Integer)lua_rawlen(L, events) + 1);
+}
+
+/* Read what *fd has, up to limit bytes, one event per read; closes *fd at
+ * end of file or on an error other than EAGAIN. */
+static void read_events(lua_State *L, int procs, int events, lua_Integer i, int *fd, const char *kind, size_t limit)
+{
+	char buf[CHUNK];
+	size_t got = 0;
+	while (*fd >= 0 && got < limit) {
+		ssize_t n = read(*fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			close_fd(fd);
+			return;
+		}
+		got += (size_t)n;
+		push_event(L, procs, i, kind);
+		lua_pushlstring(L, buf, (size_t)n);
+		lua_setfield(L, -2, "data");
+		append(L, events);
+	}
+}
+
+/* The child is gone: what it wrote is in its pipes; hand that out, then
+ * its exit event. Processes it left behind may hold the pipes open: what
+ * they write later is not waited for. */
+static void exit_event(lua_State *L, int procs, int events, lua_Integer i, struct proc *p)
+{
+	read_events(L, procs, events, i, &p->r.out, "stdout", MAX_DRAIN);
+	read_events(L, procs, events, i, &p->r.err, "stderr", MAX_DRAIN);
+	read_events(L, procs, events, i, &p->r.res, "result", MAX_DRAIN);
+	close_fd(&p->r.out);
+	close_fd(&p->r.err);
+	close_fd(&p->r.res);
+	close_fd(&p->r.pidfd);
+	p->reported = 1;
+	push_event(L, procs, i, "exit");
+	if (WIFEXITED(p->r.status)) {
+		lua_pushinteger(L, WEXITSTATUS(p->r.status));
+		lua_setfield(L, -2, "code");
+	} else if (WIFSIGNALED(p->r.status)) {
+		lua_pushinteger(L, WTERMSIG(p->r.status));
+		lua_setfield(L, -2, "signal");
+	}
+	append(L, events);
+}
+
+/* The procs argument: a list of procs; -> how many. */
+static lua_Integer check_procs(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_Integer n = luaL_len(L, 1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, 1, i);
+		if (luaL_testudata(L, -1, PROC_MT) == NULL)
+			luaL_error(L, "exec.wait: procs[%d] is not a process of exec.spawn", (int)i);
+		lua_pop(L, 1);
+	}
+	return n;
+}
+
+static struct proc *proc_at(lua_State *L, lua_Integer i)
+{
+	lua_rawgeti(L, 1, i);
+	struct proc *p = lua_touserdata(L, -1); /* anchored by procs */
+	lua_pop(L, 1);
+	return p;
+}
+
+/* exec.wait(procs[, timeout]) -> events, running. Waits (at most timeout
+ * seconds; none: until something happens) for output or an exit among
+ * procs, and returns what happened, in order: { proc, index, kind =
+ * "stdout" | "stderr" | "result", data } and { proc, index, kind = "exit",
+ * code | signal }, after which the proc is reaped and done. running: how
+ * many of procs have not been reported as exited. A signal that interrupts
+ * the wait (Ctrl-C) returns what there is, maybe nothing. */
+static int l_wait(lua_State *L)
+{
+	lua_Integer n = check_procs(L);
+	double timeout = luaL_optnumber(L, 2, -1);
+	luaL_argcheck(L, lua_isnoneornil(L, 2) || timeout >= 0, 2, "must be a number of seconds >= 0");
+	lua_settop(L, 2);
+	struct pollfd *pf = lua_newuserdatauv(L, ((size_t)n * 4 + 1) * sizeof *pf, 0);
+	lua_newtable(L);
+	int events = lua_gettop(L);
+	nfds_t k = 0;
+	int need_tick = 0;
+	lua_Integer running = 0;
+	for (lua_Integer i = 1; i <= n; i++) {
+		struct proc *p = proc_at(L, i);
+		if (p->reported)
+			continue;
+		if (p->r.pid <= 0) { /* closed by its owner: nothing more will come */
+			exit_event(L, 1, events, i, p);
+			continue;
+		}
+		running++;
+		int fds[4] = {p->r.out, p->r.err, p->r.res, p->r.pidfd};
+		for (int j = 0; j < 4; j++)
+			if (fds[j] >= 0)
+				pf[k++] = (struct pollfd){fds[j], POLLIN, 0};
+		need_tick |= p->r.pidfd < 0;
+	}
+	if (running == 0 || lua_rawlen(L, events) > 0)
+		goto done;
+	int ms = timeout < 0 ? -1 : (int)(timeout * 1000);
+	if (need_tick && (ms < 0 || ms > 50))
+		ms = 50; /* no pidfd: an exit is noticed by polling waitpid */
+	if (poll(pf, k, ms) < 0) {
+		if (errno == EINTR)
+			goto done;
+		return phanes_fail(L, "exec.wait: poll", errno);
+	}
+	for (lua_Integer i = 1; i <= n; i++) {
+		struct proc *p = proc_at(L, i);
+		if (p->reported)
+			continue;
+		read_events(L, 1, events, i, &p->r.out, "stdout", CHUNK);
+		read_events(L, 1, events, i, &p->r.err, "stderr", CHUNK);
+		read_events(L, 1, events, i, &p->r.res, "result", CHUNK);
+		check_exited(&p->r);
+		if (p->r.pid <= 0) {
+			exit_event(L, 1, events, i, p);
+			running--;
+		}
+	}
+done:
+	lua_pushvalue(L, events);
+	lua_pushinteger(L, running);
+	return 2;
+}
+
+/* exec.write_result(text) -> true | nil, err, errno: the child's side of
+ * opts.result: writes text to fd 3, which must be a pipe (a spawned child's
+ * result pipe, not whatever else fd 3 may be). A parent that stopped
+ * reading costs an EPIPE, not a SIGPIPE. */
+static int l_write_result(lua_State *L)
+{
+	size_t len, off = 0;
+	const char *text = luaL_checklstring(L, 1, &len);
+	struct stat st;
+	if (fstat(RESULT_FD, &st) < 0)
+		return phanes_fail(L, "exec.write_result: fd 3", errno);
+	if (!S_ISFIFO(st.st_mode))
+		return phanes_fail(L, "exec.write_result: fd 3 is not a pipe", EBADF);
+	sigset_t old;
+	int was_pending = hold_sigpipe(&old, 1);
+	int e = 0;
+	while (off < len) {
+		ssize_t n = write(RESULT_FD, text + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			e = errno;
+			break;
+		}
+		off += (size_t)n;
+	}
+	release_sigpipe(&old, 1, was_pending);
+	if (e)
+		return phanes_fail(L, "exec.write_result: fd 3", e);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* A spawned phanes (PHANES_RESULT_FD=3) keeps its result pipe for
+ * exec.write_result, but the programs it runs do not inherit it. */
+static void keep_result_fd(void)
+{
+	const char *v = getenv("PHANES_RESULT_FD");
+	if (v == NULL || strcmp(v, "3") != 0)
+		return;
+	int fl = fcntl(RESULT_FD, F_GETFD);
+	if (fl >= 0 && fcntl(RESULT_FD, F_SETFD, fl | FD_CLOEXEC) < 0)
+		return; /* best effort: a child that inherits it only holds it open */
+}
+
+static void open_proc_mt(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{"pid", proc_pid},
+		{"kill", proc_kill},
+		{"close", proc_close},
+		{NULL, NULL},
+	};
+	if (luaL_newmetatable(L, PROC_MT)) {
+		lua_pushcfunction(L, proc_gc);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, proc_gc);
+		lua_setfield(L, -2, "__close");
+		luaL_newlib(L, methods);
+		lua_setfield(L, -2, "__index");
+	}
+	lua_pop(L, 1);
+}
+
 /* exec.kill_all() -> number of process groups sent SIGTERM */
 static int l_kill_all(lua_State *L)
 {
@@ -575,6 +896,9 @@ int luaopen_phanes_exec(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{"run", l_run},
 		{"kill_all", l_kill_all},
+		{"spawn", l_spawn},
+		{"wait", l_wait},
+		{"write_result", l_write_result},
 		{NULL, NULL},
 	};
 	if (luaL_newmetatable(L, RUN_MT)) {
@@ -584,6 +908,8 @@ int luaopen_phanes_exec(lua_State *L)
 		lua_setfield(L, -2, "__close");
 	}
 	lua_pop(L, 1);
+	open_proc_mt(L);
+	keep_result_fd();
 	luaL_newlib(L, funcs);
 	return 1;
 }

@@ -1,6 +1,7 @@
 /* exec_opts.c: exec.run's options: argv or shell, environment, cwd, stdin,
- * timeout, stream, merge. Everything is checked here, before exec.c
- * acquires a descriptor or a process. */
+ * timeout, stream, merge; exec.spawn's: the same but stdin, timeout and
+ * stream, plus result. Everything is checked here, before exec.c acquires
+ * a descriptor or a process. */
 #include <string.h>
 #include "exec.h"
 
@@ -9,18 +10,24 @@ extern char **environ;
 static const char *const known_opts[] = {
 	"argv", "shell", "env", "clear_env", "cwd", "stdin", "timeout", "stream", "merge", "tick", NULL,
 };
+static const char *const spawn_opts[] = {
+	"argv", "shell", "env", "clear_env", "cwd", "merge", "result", NULL,
+};
 
-static void check_known(lua_State *L, int t)
+/* Whose options these are, for the messages: "exec.run" or "exec.spawn". */
+static const char *who = "exec.run";
+
+static void check_known(lua_State *L, int t, const char *const *known)
 {
 	lua_pushnil(L);
 	while (lua_next(L, t)) {
 		lua_pop(L, 1);
 		const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 		int ok = 0;
-		for (int i = 0; k && known_opts[i]; i++)
-			ok |= strcmp(k, known_opts[i]) == 0;
+		for (int i = 0; k && known[i]; i++)
+			ok |= strcmp(k, known[i]) == 0;
 		if (!ok)
-			luaL_error(L, "exec.run: unknown option %s", k ? k : luaL_typename(L, -1));
+			luaL_error(L, "%s: unknown option %s", who, k ? k : luaL_typename(L, -1));
 	}
 }
 
@@ -33,7 +40,7 @@ static const char *opt_string(lua_State *L, int t, const char *field, size_t *le
 		return NULL;
 	}
 	if (ty != LUA_TSTRING)
-		luaL_error(L, "exec.run: opts.%s must be a string, got %s", field, lua_typename(L, ty));
+		luaL_error(L, "%s: opts.%s must be a string, got %s", who, field, lua_typename(L, ty));
 	const char *s = lua_tolstring(L, -1, len);
 	lua_pop(L, 1); /* still referenced by opts, which stays on the stack */
 	return s;
@@ -43,7 +50,7 @@ static int opt_bool(lua_State *L, int t, const char *field)
 {
 	int ty = lua_getfield(L, t, field);
 	if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
-		luaL_error(L, "exec.run: opts.%s must be a boolean, got %s", field, lua_typename(L, ty));
+		luaL_error(L, "%s: opts.%s must be a boolean, got %s", who, field, lua_typename(L, ty));
 	int b = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	return b;
@@ -62,7 +69,7 @@ static char **build_argv(lua_State *L, int t)
 	int ty = lua_getfield(L, t, "argv");
 	if (shell != NULL) {
 		if (ty != LUA_TNIL)
-			luaL_error(L, "exec.run: give opts.argv or opts.shell, not both");
+			luaL_error(L, "%s: give opts.argv or opts.shell, not both", who);
 		lua_pop(L, 1);
 		char **v = new_vector(L, 3);
 		v[0] = "/bin/sh";
@@ -72,15 +79,15 @@ static char **build_argv(lua_State *L, int t)
 		return v;
 	}
 	if (ty != LUA_TTABLE)
-		luaL_error(L, "exec.run: opts.argv must be a list of strings (or give opts.shell)");
+		luaL_error(L, "%s: opts.argv must be a list of strings (or give opts.shell)", who);
 	int a = lua_absindex(L, -1);
 	lua_Integer n = luaL_len(L, a);
 	if (n < 1)
-		luaL_error(L, "exec.run: opts.argv is empty");
+		luaL_error(L, "%s: opts.argv is empty", who);
 	char **v = new_vector(L, (size_t)n); /* argv, vector */
 	for (lua_Integer i = 1; i <= n; i++) {
 		if (lua_rawgeti(L, a, i) != LUA_TSTRING)
-			luaL_error(L, "exec.run: opts.argv[%d] must be a string, got %s", (int)i, luaL_typename(L, -1));
+			luaL_error(L, "%s: opts.argv[%d] must be a string, got %s", who, (int)i, luaL_typename(L, -1));
 		v[i - 1] = (char *)lua_tostring(L, -1); /* anchored by opts.argv */
 		lua_pop(L, 1);
 	}
@@ -100,7 +107,7 @@ static char **build_env(lua_State *L, int t)
 		return NULL; /* fast path: the child inherits environ */
 	}
 	if (ty != LUA_TNIL && ty != LUA_TTABLE)
-		luaL_error(L, "exec.run: opts.env must be a table, got %s", lua_typename(L, ty));
+		luaL_error(L, "%s: opts.env must be a table, got %s", who, lua_typename(L, ty));
 	if (ty == LUA_TNIL) {
 		lua_pop(L, 1);
 		lua_newtable(L);
@@ -112,14 +119,14 @@ static char **build_env(lua_State *L, int t)
 	lua_pushnil(L);
 	while (lua_next(L, e)) {
 		if (lua_type(L, -2) != LUA_TSTRING || strchr(lua_tostring(L, -2), '=') || !*lua_tostring(L, -2))
-			luaL_error(L, "exec.run: opts.env keys must be variable names");
+			luaL_error(L, "%s: opts.env keys must be variable names", who);
 		int vt = lua_type(L, -1);
 		if (vt == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
 			lua_pop(L, 1);
 			continue;
 		}
 		if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-			luaL_error(L, "exec.run: opts.env.%s must be a string, got %s", lua_tostring(L, -2), lua_typename(L, vt));
+			luaL_error(L, "%s: opts.env.%s must be a string, got %s", who, lua_tostring(L, -2), lua_typename(L, vt));
 		lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
 		lua_rawseti(L, s, ++n);
 		lua_pop(L, 1);
@@ -147,22 +154,37 @@ static char **build_env(lua_State *L, int t)
 	return v;
 }
 
-void phanes_exec_opts(lua_State *L, struct spawn *sp)
+/* What both take: argv or shell, env, clear_env, cwd, merge. */
+static void common_opts(lua_State *L, struct spawn *sp, const char *const *known)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	check_known(L, 1);
+	check_known(L, 1, known);
 	memset(sp, 0, sizeof *sp);
+	sp->res_w = -1;
 	sp->argv = build_argv(L, 1);
 	sp->envp = build_env(L, 1);
 	sp->cwd = opt_string(L, 1, "cwd", NULL);
+	sp->merge = opt_bool(L, 1, "merge");
+}
+
+void phanes_spawn_opts(lua_State *L, struct spawn *sp)
+{
+	who = "exec.spawn";
+	common_opts(L, sp, spawn_opts);
+	sp->result = opt_bool(L, 1, "result");
+}
+
+void phanes_exec_opts(lua_State *L, struct spawn *sp)
+{
+	who = "exec.run";
+	common_opts(L, sp, known_opts);
 	sp->stdin_p = opt_string(L, 1, "stdin", &sp->stdin_len);
 	sp->has_stdin = sp->stdin_p != NULL;
-	sp->merge = opt_bool(L, 1, "merge");
 	int ty = lua_getfield(L, 1, "timeout");
 	if (ty != LUA_TNIL) {
 		if (ty != LUA_TNUMBER || lua_tonumber(L, -1) <= 0)
-			luaL_error(L, "exec.run: opts.timeout must be a positive number of seconds");
+			luaL_error(L, "%s: opts.timeout must be a positive number of seconds", who);
 		sp->timeout = lua_tonumber(L, -1);
 	}
 	lua_pop(L, 1);
@@ -173,7 +195,7 @@ void phanes_exec_opts(lua_State *L, struct spawn *sp)
 	lua_pop(L, 1);
 	ty = lua_getfield(L, 1, "stream");
 	if (ty != LUA_TNIL && ty != LUA_TFUNCTION)
-		luaL_error(L, "exec.run: opts.stream must be a function, got %s", lua_typename(L, ty));
+		luaL_error(L, "%s: opts.stream must be a function, got %s", who, lua_typename(L, ty));
 	if (ty == LUA_TFUNCTION)
 		sp->stream = lua_gettop(L); /* kept on the stack: the callback may change opts */
 	else

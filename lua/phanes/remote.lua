@@ -19,7 +19,7 @@
 -- phanes for targets of its architecture; see remote/binary.lua).
 --
 -- Exit codes: the remote run's; 3 for connection, authentication and sudo
--- failures; with several hosts, 1 when any failed; 130 when interrupted.
+-- failures; 130 when interrupted; a fleet's: the worst host's (fleet.exit_code).
 --
 -- Environment: PHANES_KEY_PASSPHRASE (a key's passphrase, else asked on the
 -- terminal), PHANES_NO_PROMPT=1 (never ask; set for fleet children),
@@ -127,7 +127,7 @@ M.rewrite_args = rewrite_args
 -- PHANES_* variables that are the controller's own, never a setting of the
 -- remote run (the passphrase and the sudo password above all).
 local CONTROLLER_ENV = { PHANES_KEY_PASSPHRASE = true, PHANES_NO_PROMPT = true, PHANES_INVENTORY = true,
-  PHANES_REMOTE_COLOR = true, PHANES_PATH = true, PHANES_STATE = true }
+  PHANES_REMOTE_COLOR = true, PHANES_RESULT_FD = true, PHANES_PATH = true, PHANES_STATE = true }
 
 -- remote.env_overrides(env, opts) -> { PHANES_X = value }: the controller's
 -- PHANES_* settings that reach the remote run's config as they would reach
@@ -255,7 +255,7 @@ function M.main(argv)
   local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
   if not targets then err(terr) return 2 end
   if M.command_word(rest) == "status" then return require("phanes.remote.status").main(targets, o, rest) end
-  if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, argv) end
+  if require("phanes.remote.fleet").is_fleet(o.target, targets) then return require("phanes.remote.fleet").main(targets, o, argv) end
   local args, files, sets = rewrite_args(rest)
   if not args then err(files) return 2 end
   local lok, lerr = require("phanes.config.layers").remote_files(targets[1].name, files, inv, rest) -- the host's own config

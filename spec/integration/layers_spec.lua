@@ -13,11 +13,13 @@ local function write(path, text)
   f:close()
 end
 
-local function phanes(home, args)
+-- phanes(home, args[, errfile]) -> exit code, output (stderr too, unless
+-- errfile is given: then stderr goes there)
+local function phanes(home, args, errfile)
   local words = {}
   for i, a in ipairs(args) do words[i] = q(a) end
   local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-    .. table.concat(words, " ") .. " </dev/null 2>&1"))
+    .. table.concat(words, " ") .. " </dev/null 2>" .. (errfile and q(errfile) or "&1")))
   local out = p:read "a"
   local _, _, code = p:close()
   return code, out
@@ -67,6 +69,7 @@ describe("per-host configuration on a fleet", function()
       string.format("  th1: { address: %s, user: root, key: %s, groups: [web, eu], vars: { note: { port: 1001 } } }",
         th.ip(1), key),
       string.format("  th2: { address: %s, user: root, key: %s, groups: [web] }", th.ip(2), key),
+      string.format("  th9: { address: %s, user: root, key: %s }", th.ip(9), key), -- never up
       "" }, "\n"))
     local cfg = home .. "/conf/config.yaml"
     -- what each host will get, with where each value comes from
@@ -85,5 +88,46 @@ describe("per-host configuration on a fleet", function()
     assert.is_true(ok2, got2)
     assert.equal("greeting=from-eu port=1001\n", got1)
     assert.equal("greeting=from-web port=1002\n", got2)
+  end)
+
+  -- (the files of the test above)
+  it("shows each host's config layers, has one --json shape for any group, and exits with the worst host's code", function()
+    local cfg = home .. "/conf/config.yaml"
+    local base = { "--path", home .. "/mine", "--modules", "note", "--config", cfg }
+    local function run(target, extra, errfile)
+      local args = { "--remote", target }
+      for _, a in ipairs(base) do args[#args + 1] = a end
+      for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+      return phanes(home, args, errfile)
+    end
+    -- the summary: each host's layers beyond config.yaml, as its child sent them
+    local code, out = run("@web")
+    assert.equal(0, code, out)
+    assert.matches("\nhost%s+result%s+changed%s+failed%s+time%s+config\n", out)
+    assert.matches("\nth1%s+ok%s+0%s+0%s+%S+%s+group_vars/web%.yaml, group_vars/eu%.yaml, inventory th1%.vars\n", out)
+    assert.matches("\nth2%s+ok%s+0%s+0%s+%S+%s+group_vars/web%.yaml, host_vars/th2%.yaml\n", out)
+    -- --json for a group of one host: the same document as for several
+    local err = home .. "/stderr"
+    code, out = run("@eu", { "--json" }, err)
+    assert.equal(0, code, out .. tostring(th.read(err)))
+    local doc = assert(require("phanes.json").decode(out), out)
+    assert.equal(0, doc.exit_code)
+    assert.equal("ok", doc.hosts.th1.status)
+    assert.same({ "group_vars/web.yaml", "group_vars/eu.yaml", "inventory th1.vars" }, doc.hosts.th1.config_layers)
+    assert.is_nil(doc.hosts.th2)
+    -- the README's `status --remote @GROUP --json | jq .hosts`, one host too
+    code, out = phanes(home, { "status", "--remote", "@eu", "--json" }, err)
+    assert.equal(0, code, out .. tostring(th.read(err)))
+    doc = assert(require("phanes.json").decode(out), out)
+    assert.equal("installed", doc.hosts.th1.modules.note.status)
+    -- drift, with --detailed-exitcode: 4 from every host, so 4 for the fleet
+    code, out = run("@web", { "--dry-run", "--detailed-exitcode", "--set", "note.greeting=drift" })
+    assert.equal(4, code, out)
+    assert.matches("\nth1%s+changed%s", out)
+    -- a host that does not answer: 3 for the fleet, the others still run
+    code, out = run("th2,th9", { "--timeout", "2" })
+    assert.equal(3, code, out)
+    assert.matches("\nth2%s+ok%s", out)
+    assert.matches("\nth9%s+unreachable%s", out)
   end)
 end)

@@ -348,4 +348,176 @@ describe("phanes.exec", function()
     local per = (sys.now() - t0) / 100
     assert.truthy(per < 0.05, "exec.run of true took " .. per .. " s")
   end)
+  -- exec.spawn and exec.wait: several children at once, one poll.
+  describe("spawn and wait", function()
+    local sys = require "phanes.sys"
+
+    -- Wait until every proc has exited: per index, its streams joined and
+    -- its exit event.
+    local function collect(procs, timeout)
+      local got = {}
+      for i = 1, #procs do got[i] = { stdout = {}, stderr = {}, result = {} } end
+      local running = #procs
+      local t0 = sys.now()
+      while running > 0 do
+        assert(sys.now() - t0 < (timeout or 10), "the children did not end")
+        local events
+        events, running = assert(exec.wait(procs, 1))
+        for _, ev in ipairs(events) do
+          assert.equal(procs[ev.index], ev.proc)
+          if ev.kind == "exit" then got[ev.index].exit = ev
+          else table.insert(got[ev.index][ev.kind], ev.data) end
+        end
+      end
+      for _, g in ipairs(got) do
+        for _, k in ipairs { "stdout", "stderr", "result" } do g[k] = table.concat(g[k]) end
+      end
+      return got
+    end
+
+    it("runs children side by side and hands out their output and exits as events", function()
+      local before = open_fds()
+      local t0 = sys.now()
+      local procs = {}
+      for i = 1, 3 do
+        procs[i] = assert(exec.spawn { argv = { "sh", "-c", "echo out$0; sleep 0.6; echo err$0 >&2; exit $0", tostring(i) } })
+        assert.is_number(procs[i]:pid())
+      end
+      local got = collect(procs)
+      local took = sys.now() - t0
+      assert.truthy(took < 1.5, "took " .. took .. " s: not side by side")
+      for i = 1, 3 do
+        assert.equal("out" .. i .. "\n", got[i].stdout)
+        assert.equal("err" .. i .. "\n", got[i].stderr)
+        assert.equal(i, got[i].exit.code)
+        assert.is_nil(got[i].exit.signal)
+        assert.is_nil(procs[i]:pid()) -- reaped
+      end
+      -- done procs are skipped; nothing left to wait for returns at once
+      local events, running = exec.wait(procs)
+      assert.same({}, events)
+      assert.equal(0, running)
+      for _, p in ipairs(procs) do p:close() end
+      assert.equal(before, open_fds())
+      assert.equal("", children())
+    end)
+
+    it("gives the child a result pipe on fd 3 only when asked, and merges stderr when asked", function()
+      local p = assert(exec.spawn { shell = 'printf "{\\"ok\\": true}" >&3; echo text; echo warn >&2', result = true })
+      local q = assert(exec.spawn { shell = "echo x >&3 || echo no-fd3 >&2; echo y", merge = true })
+      local got = collect { p, q }
+      assert.equal('{"ok": true}', got[1].result)
+      assert.equal("text\n", got[1].stdout)
+      assert.equal("warn\n", got[1].stderr)
+      assert.matches("no%-fd3\ny\n$", got[2].stdout)
+      assert.equal("", got[2].stderr)
+      assert.equal("", got[2].result)
+    end)
+
+    it("carries large outputs of several children without loss", function()
+      local procs = {}
+      for i = 1, 3 do
+        procs[i] = assert(exec.spawn { shell = "head -c 3000000 /dev/zero; head -c 1000000 /dev/zero >&2; head -c 2000000 /dev/zero >&3", result = true })
+      end
+      for _, g in ipairs(collect(procs, 30)) do
+        assert.equal(3000000, #g.stdout)
+        assert.equal(1000000, #g.stderr)
+        assert.equal(2000000, #g.result)
+        assert.equal(0, g.exit.code)
+      end
+    end)
+
+    it("returns by the timeout with nothing, and reports a signal; kill signals the group", function()
+      local p = assert(exec.spawn { argv = { "sleep", "30" } })
+      local t0 = sys.now()
+      local events, running = exec.wait({ p }, 0.2)
+      local took = sys.now() - t0
+      assert.same({}, events)
+      assert.equal(1, running)
+      assert.truthy(took >= 0.15 and took < 1, "took " .. took)
+      assert.is_true(p:kill())
+      local got = collect { p }
+      assert.equal(15, got[1].exit.signal)
+      assert.is_nil(got[1].exit.code)
+      assert.is_false(p:kill()) -- reaped: nothing to signal
+    end)
+
+    it("close and garbage collection kill and reap a running child, with its grandchildren's group", function()
+      local before = open_fds()
+      local p = assert(exec.spawn { shell = "sleep 30 & sleep 30; wait", result = true })
+      local pid = p:pid()
+      p:close()
+      p:close() -- idempotent
+      assert.is_nil(p:pid())
+      assert.is_false(os.execute("kill -0 " .. pid .. " 2>/dev/null") == true)
+      do
+        local q <close> = assert(exec.spawn { argv = { "sleep", "30" } })
+        assert.is_number(q:pid())
+      end
+      local _ = assert(exec.spawn { argv = { "sleep", "30" } })
+      _ = nil
+      collectgarbage()
+      collectgarbage()
+      assert.equal(before, open_fds())
+      -- the group's grandchild (sleep &) got the SIGKILL too
+      local t0 = sys.now()
+      while children() ~= "" and sys.now() - t0 < 2 do sys.sleep(0.05) end
+      assert.equal("", children())
+    end)
+
+    it("a proc closed before its exit was seen is reported as exited", function()
+      local p = assert(exec.spawn { argv = { "sleep", "30" } })
+      p:close()
+      local events, running = exec.wait { p }
+      assert.equal(1, #events)
+      assert.equal("exit", events[1].kind)
+      assert.equal(9, events[1].signal)
+      assert.equal(0, running)
+    end)
+
+    it("returns nil, err, errno when the program cannot start, and leaks nothing", function()
+      local before = open_fds()
+      local p, err, errno = exec.spawn { argv = { "phanes-no-such-program" }, result = true }
+      assert.is_nil(p)
+      assert.equal("exec: phanes-no-such-program: No such file or directory", err)
+      assert.equal(2, errno)
+      collectgarbage()
+      assert.equal(before, open_fds())
+      assert.equal("", children())
+    end)
+
+    it("write_result writes to the result pipe of a spawned phanes, and refuses an fd 3 that is no pipe", function()
+      local d = tmpdir()
+      local script = d .. "/child.lua"
+      local f = assert(io.open(script, "w"))
+      f:write 'local ok, err = require("phanes.exec").write_result(("r"):rep(200000)) print(ok, err)\n'
+      -- what it runs does not get the pipe
+      f:write 'print(require("phanes.exec").run({ shell = "echo x >&3 2>/dev/null || echo none" }).stdout)\n'
+      f:close()
+      local p = assert(exec.spawn { argv = { sys.exe(), "lua", script }, result = true, env = { PHANES_RESULT_FD = "3" } })
+      local q = assert(exec.spawn { argv = { sys.exe(), "lua", script } })
+      local got = collect({ p, q }, 20)
+      os.execute("rm -rf " .. d)
+      assert.equal(string.rep("r", 200000), got[1].result)
+      assert.equal("true\tnil\nnone\n\n", got[1].stdout)
+      assert.matches("^nil\texec.write_result: fd 3", got[2].stdout)
+    end)
+
+    it("raises on misuse", function()
+      for _, opts in ipairs {
+        { argv = { "ls" }, stdin = "x" },
+        { argv = { "ls" }, timeout = 1 },
+        { argv = { "ls" }, stream = print },
+        { argv = { "ls" }, result = "yes" },
+        { argv = {} },
+      } do
+        assert.has_error(function() exec.spawn(opts) end)
+      end
+      assert.has_error(function() exec.spawn { argv = { "ls" }, stdin = "x" } end, "exec.spawn: unknown option stdin")
+      assert.has_error(function() exec.run { argv = { "ls" }, result = true } end, "exec.run: unknown option result")
+      assert.has_error(function() exec.wait { 1 } end, "exec.wait: procs[1] is not a process of exec.spawn")
+      assert.has_error(function() exec.wait({}, -1) end)
+      assert.has_error(function() exec.write_result() end)
+    end)
+  end)
 end)

@@ -6,7 +6,7 @@ local status = require "phanes.remote.status"
 local json = require "phanes.json"
 
 describe("fleet.document", function()
-  it("keeps each host's value, turns the others into error and exit code, exits 1 when any failed", function()
+  it("keeps each host's value, turns the others into error and exit code, exits 3 when one was unreachable", function()
     local report = { format = 1, command = "apply", exit_code = 0, status = "ok", modules = {} }
     local doc = fleet.document {
       { name = "web1", code = 0, value = report },
@@ -17,7 +17,7 @@ describe("fleet.document", function()
       web1 = report,
       web2 = { error = "web2:22: connect: timed out", exit_code = 3 },
       web3 = { error = "exit 1", exit_code = 1 },
-    }, exit_code = 1 }, doc)
+    }, exit_code = 3 }, doc)
     -- it is one JSON document that reads back the same
     assert.same(doc, json.decode(json.encode(doc, { pretty = true })))
   end)
@@ -27,6 +27,47 @@ describe("fleet.document", function()
     assert.same({ hosts = { a = { x = 1 } }, exit_code = 0 }, fleet.document { { name = "a", code = 0, value = { x = 1 } } })
     assert.equal(1, fleet.document({ { name = "a", code = 0, value = {} }, { name = "b", code = 1, value = failed } }).exit_code)
     assert.equal(failed, fleet.document({ { name = "b", code = 1, value = failed } }).hosts.b)
+  end)
+end)
+
+describe("the fleet's exit code and shape", function()
+  it("is the worst of the hosts': interrupted, unreachable, refused, failed, changes pending, ok", function()
+    assert.equal(0, fleet.exit_code {})
+    assert.equal(0, fleet.exit_code { 0, 0 })
+    assert.equal(4, fleet.exit_code { 0, 4, 0 })
+    assert.equal(1, fleet.exit_code { 4, 1, 0 })
+    assert.equal(1, fleet.exit_code { 0, 75 }) -- lock held there: that host failed
+    assert.equal(1, fleet.exit_code { 0, 70 })
+    assert.equal(2, fleet.exit_code { 1, 2 })
+    assert.equal(3, fleet.exit_code { 1, 2, 3, 4 })
+    assert.equal(130, fleet.exit_code { 3, 130, 0 })
+  end)
+
+  it("is a fleet for several hosts and for any group or list, one host or not", function()
+    local one, two = { { name = "web1" } }, { { name = "web1" }, { name = "web2" } }
+    assert.is_true(fleet.is_fleet("@web", one))
+    assert.is_true(fleet.is_fleet("web1,", one))
+    assert.is_true(fleet.is_fleet("web1,web2", two))
+    assert.is_true(fleet.is_fleet(nil, two))
+    assert.is_false(fleet.is_fleet("web1", one))
+    assert.is_false(fleet.is_fleet("deploy@web1", one))
+    assert.is_false(fleet.is_fleet(nil, one))
+  end)
+
+  it("a one-host document has the same shape as a many-host one, with each host's config layers", function()
+    local doc = fleet.document { { name = "web1", code = 0, value = { status = "ok" }, layers = { "host_vars/web1.yaml" } } }
+    assert.same({ hosts = { web1 = { status = "ok", config_layers = { "host_vars/web1.yaml" } } }, exit_code = 0 }, doc)
+    assert.equal("group_vars/web.yaml, vault hosts.web1",
+      fleet.layers { config = { layers = { "group_vars/web.yaml", "vault hosts.web1" } } })
+    assert.is_nil(fleet.layers { config = { layers = {} } })
+    assert.is_nil(fleet.layers(nil))
+  end)
+
+  it("builds each child's argv: forwarded options as words of their own, no shell", function()
+    local argv = fleet.child_argv("/bin/phanes", { name = "web1" },
+      { port = 2222, user = "a b", key = "/k'ey", strict = true, parallel = 5, timeout = 4 }, { "apply", "x;y", "--json" })
+    assert.same({ "/bin/phanes", "--remote", "web1", "--port=2222", "--user=a b", "--key=/k'ey", "--timeout=4",
+      "--strict-host-keys", "apply", "x;y", "--json" }, argv)
   end)
 end)
 
@@ -95,6 +136,7 @@ echo "phanes: working on $name ($*) prompt=$PHANES_NO_PROMPT" >&2
 sleep 1
 printf '{"host": "%s"}\n' "$name"
 case $name in down*) echo "phanes: $name:22: connect: timed out" >&2; exit 3;; esac
+[ "$PHANES_RESULT_FD" = 3 ] && printf '{"status": "ok", "host": "%s", "changed": 2}' "$name" >&3
 exit 0
 ]]
     f:close()
@@ -117,6 +159,10 @@ exit 0
       assert.same({ host = job.target.name }, json.decode(job.stdout))
     end
     assert.same({ 0, 3, 0 }, { jobs[1].code, jobs[2].code, jobs[3].code })
+    -- each child's result, from its own pipe
+    assert.same({ status = "ok", host = "a", changed = 2 }, jobs[1].result)
+    assert.is_nil(jobs[2].result)
+    assert.equal("c", jobs[3].result.host)
     assert.matches("phanes: down1:22: connect: timed out$", jobs[2].stderr)
     table.sort(lines)
     assert.same({
@@ -137,5 +183,35 @@ exit 0
     assert.equal("", jobs[1].stdout)
     assert.equal('a: {"host": "a"}', seen[2])
     assert.equal("down1: phanes: down1:22: connect: timed out", seen[#seen - 2])
+  end)
+
+  it("passes a Ctrl-C on to the running children and starts no queued one", function()
+    -- in a phanes of its own: the signal count stays there
+    local slow = dir .. "/slow-phanes"
+    local f = assert(io.open(slow, "wb"))
+    f:write [[
+#!/bin/sh
+name=$2
+trap 'echo "$name: got INT" >&2; exit 130' INT
+[ "$name" = k ] && kill -INT $PPID
+i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+exit 0
+]]
+    f:close()
+    assert(os.execute("chmod 700 " .. slow))
+    local script = [[
+local fleet = require "phanes.remote.fleet"
+require("phanes.sys").trap_signals()
+local jobs = fleet.run_all({ { name = "a" }, { name = "k" }, { name = "q" } }, { parallel = 2 }, { "x" },
+  { exe = arg[1], on_line = function(job, line) io.stderr:write(job.target.name, " ", line, "\n") end })
+print(jobs[1].code, jobs[2].code, jobs[3].code)
+]]
+    local t0 = sys.now()
+    local r = assert(require("phanes.exec").run { argv = { sys.exe(), "lua", "-", slow }, stdin = script, timeout = 20 })
+    assert.truthy(sys.now() - t0 < 5, "the children did not stop")
+    assert.equal("130\t130\t130\n", r.stdout, r.stderr)
+    assert.matches("a a: got INT", r.stderr)
+    assert.matches("k k: got INT", r.stderr)
+    assert.matches("q phanes: interrupted before it started", r.stderr)
   end)
 end)

@@ -41,7 +41,7 @@ end)
 
 describe("fleet table", function()
   it("aligns columns", function()
-    local lines = require("phanes.remote.fleet").format_table({ "host", "result" }, { { "web1", "ok" }, { "db-server", "failed" } })
+    local lines = require("phanes.engine.output").format_table({ "host", "result" }, { { "web1", "ok" }, { "db-server", "failed" } })
     assert.same({ "host       result", "web1       ok", "db-server  failed" }, lines)
   end)
 end)

@@ -193,7 +193,7 @@ end
 
 -- layers.for_host(name, o) -> YAML text: config.yaml with the host's group
 -- vars, host vars and vault block merged in (what a remote run of that
--- host gets as its config) | nil, err. o: config (path), inventory,
+-- host gets as its config), its layers | nil, err. o: config (path), inventory,
 -- vault_password_file, env. `!vault KEY` values stay references.
 function M.for_host(name, o)
   local doc, err = read_config(o)
@@ -203,7 +203,7 @@ function M.for_host(name, o)
     vault_password_file = o.vault_password_file, no_prompt = o.no_prompt })
   if not list then return nil, table.concat(errs, "\n") end
   if #list == 0 and o.text and not o.text:find("!vault", 1, true) then
-    return o.text -- as it stands: its lines stay those of the file
+    return o.text, list -- as it stands: its lines stay those of the file
   end
   local merged = type(doc.data) == "table" and copy(doc.data) or {}
   for _, l in ipairs(list) do merged = M.merge(merged, l.data) end
@@ -214,7 +214,19 @@ function M.for_host(name, o)
   require("phanes.vault").wire({ data = merged, name = o.config or "config.yaml" }, { config = o.config,
     env = o.env, password_file = o.vault_password_file, host = name }, function(m) errs[#errs + 1] = m end)
   if #errs > 0 then return nil, table.concat(errs, "\n") end
-  return require("phanes.yaml").encode(merged)
+  return require("phanes.yaml").encode(merged), list
+end
+
+-- The names of a host's layers, files named beside the config (what a
+-- fleet's summary shows): "group_vars/web.yaml", "vault hosts.web1", ...
+local function layer_names(list, config)
+  local dir, out = dirname(config), {}
+  for i, l in ipairs(list or {}) do
+    local n = l.name
+    if dir and n:sub(1, #dir + 1) == dir .. "/" then n = n:sub(#dir + 2) end
+    out[i] = n
+  end
+  return out
 end
 
 -- layers.remote_files(name, files, inv, args) -> true | nil, err: the run's
@@ -229,10 +241,10 @@ function M.remote_files(name, files, inv, args)
   end
   for _, f in ipairs(files) do
     if f.name:match "^config/" and f.local_path then
-      local text, err = M.for_host(name, { config = f.local_path, text = f.data, inventory = inv,
+      local text, list = M.for_host(name, { config = f.local_path, text = f.data, inventory = inv,
         env = require("phanes.sys").environ(), vault_password_file = pwfile, no_prompt = os.getenv "PHANES_NO_PROMPT" ~= nil })
-      if not text then return nil, name .. ": " .. err end
-      f.data = text
+      if not text then return nil, name .. ": " .. list end
+      f.data, f.layers = text, layer_names(list, f.local_path)
     end
   end
   return true

@@ -1,182 +1,217 @@
 -- remote/fleet.lua: several hosts at once. Each host is its own phanes
--- process (`phanes --remote NAME ...`, this binary re-invoked), at most
--- --parallel of them at a time; their output is read as it grows and
--- printed line by line, prefixed by the host's name. One failing host does
--- not stop the others. A summary table ends the run; exit 1 if any failed.
--- With --json, stdout carries one document for the whole fleet (see
--- fleet.document) and the children's messages go to stderr, prefixed.
+-- process (`phanes --remote NAME ...`, this binary re-invoked through
+-- exec.spawn: an argv, no shell), at most --parallel of them at a time, all
+-- waited on with one poll (exec.wait); their output is printed line by line
+-- as it comes, prefixed by the host's name. Each child hands its result back
+-- as JSON on its own pipe (fd 3, fleet.send_result): status, counts, reason,
+-- the layers of the host's config. One failing host does not stop the
+-- others. A summary table ends the run. With --json, stdout carries one
+-- document for the whole fleet (fleet.document), whatever the number of
+-- hosts, and the children's messages go to stderr, prefixed.
+--
+-- Exit (fleet.exit_code): the worst of the hosts': 130 interrupted, 3 a host
+-- unreachable (connection, authentication, sudo), 2 a host's config or the
+-- command refused, 1 a host failed, 4 (--detailed-exitcode) changes
+-- pending and none failed, 0 all ok.
 --
 --   phanes --remote @web --parallel 5 apply web --config web.yaml
 --   phanes --remote @web apply web --config web.yaml --json | jq .exit_code
 local util = require "phanes.remote.util"
+local output = require "phanes.engine.output"
 local M = {}
 
-local FORWARD = { "port", "user", "key", "password_env", "known_hosts", "timeout" }
+local FORWARD = { "port", "user", "key", "password_env", "known_hosts", "timeout", "binary" }
 
-local function child_command(exe, t, o, rest, job, color)
-  local q = util.shquote
-  local words = { q(exe), "--remote", q(t.name) }
+-- fleet.child_argv(exe, target, o, rest) -> the argv of one host's child
+function M.child_argv(exe, t, o, rest)
+  local argv = { exe, "--remote", t.name }
   for _, k in ipairs(FORWARD) do
-    if o[k] ~= nil then words[#words + 1] = "--" .. k:gsub("_", "-") .. "=" .. q(tostring(o[k])) end
+    if o[k] ~= nil then argv[#argv + 1] = "--" .. k:gsub("_", "-") .. "=" .. tostring(o[k]) end
   end
-  if o.strict then words[#words + 1] = "--strict-host-keys" end
-  for _, a in ipairs(rest) do words[#words + 1] = q(a) end
-  local env = "PHANES_NO_PROMPT=1" .. (color and " PHANES_REMOTE_COLOR=1" or "")
-  local redirect = ">" .. q(job.out) .. " 2>" .. (job.err and q(job.err) or "&1")
-  -- `trap :` (a handler, not an ignore) lets the shell outlive a Ctrl-C
-  -- and still write the exit code; phanes itself stops its remote run.
-  return string.format("trap : INT TERM; %s %s </dev/null %s; echo $? >%s",
-    env, table.concat(words, " "), redirect, q(job.rc))
+  if o.strict then argv[#argv + 1] = "--strict-host-keys" end
+  for _, a in ipairs(rest) do argv[#argv + 1] = a end
+  return argv
 end
 
-local function tmpdir()
-  return assert(require("phanes.file").mkdtemp())
+-- The child's side: its result (the run's record: status, counts, reason,
+-- masked as the record is) as JSON on fd 3, when a fleet started it so.
+--   fleet.send_result(rec, files)
+-- files: the run's files; the config's entry names the layers of the
+-- host's config (layers.remote_files).
+function M.send_result(rec, files)
+  if os.getenv "PHANES_RESULT_FD" ~= "3" then return end
+  local out = {}
+  for k, v in pairs(rec) do out[k] = v end
+  for _, f in ipairs(files or {}) do
+    if f.name:match "^config/" then out.config = { file = f.local_path, layers = f.layers } end
+  end
+  local ok, err = require("phanes.exec").write_result(require("phanes.json").encode(out))
+  if not ok then io.stderr:write("phanes: cannot hand the result to the fleet: ", tostring(err), "\n") end
 end
 
-local function read_all(path) return (require("phanes.file").read(path)) end
+local function new_job(i, t, opts)
+  local job = { index = i, target = t, stdout = {}, tail = {}, result = {} }
+  local emit = function(line) if opts.on_line then opts.on_line(job, line) end end
+  job.lines = util.liner(emit)
+  job.errlines = util.liner(function(line)
+    if #job.tail == 5 then table.remove(job.tail, 1) end
+    job.tail[#job.tail + 1] = line
+    emit(line)
+  end)
+  return job
+end
 
-local function start(job, exe, o, rest, dir, split, color)
-  job.out = dir .. "/" .. job.index .. ".out"
-  job.err = split and (dir .. "/" .. job.index .. ".err") or nil
-  job.rc = dir .. "/" .. job.index .. ".rc"
+local function start(job, exe, o, rest, opts)
   job.t0 = util.now()
-  job.proc = io.popen(child_command(exe, job.target, o, rest, job, color), "r")
+  local p, err = require("phanes.exec").spawn { argv = M.child_argv(exe, job.target, o, rest), merge = not opts.split,
+    result = true, env = { PHANES_NO_PROMPT = "1", PHANES_RESULT_FD = "3", PHANES_REMOTE_COLOR = opts.color and "1" or false } }
+  if not p then
+    job.code, job.time = 70, 0
+    job.lines.feed("phanes: " .. tostring(err) .. "\n")
+    return nil
+  end
+  job.proc = p
+  return p
 end
 
--- Hand over what the child wrote since last time (whole stdout kept when
--- split, else lines); true when it has finished.
-local function drain(job)
-  if not job.fo then job.fo = io.open(job.out, "rb") end
-  if job.fo then
-    local chunk = job.fo:read "a"
-    if chunk and chunk ~= "" then
-      if job.err then job.stdout[#job.stdout + 1] = chunk else job.lines.feed(chunk) end
-    end
-  end
-  if job.err then
-    if not job.fe then job.fe = io.open(job.err, "rb") end
-    if job.fe then
-      local chunk = job.fe:read "a"
-      if chunk and chunk ~= "" then job.errlines.feed(chunk) end
-    end
-  end
-end
-
-local function poll(job)
-  drain(job)
-  local rc = read_all(job.rc)
-  if not rc or rc == "" then return false end
-  job.code = tonumber(rc:match "%d+") or 1
+local function finish(job, ev)
+  job.code = ev.code or (128 + (ev.signal or 0))
   job.time = util.now() - job.t0
-  drain(job)
-  for _, h in ipairs { "fo", "fe" } do
-    if job[h] then job[h]:close() end
-  end
   job.lines.flush()
   job.errlines.flush()
-  job.stdout = table.concat(job.stdout)
+  local text = table.concat(job.result)
+  local v = text:match "%S" and require("phanes.json").decode(text)
+  job.result = type(v) == "table" and v or nil
   job.proc:close()
-  return true
+  job.proc = nil
+end
+
+local function on_event(job, ev, split)
+  if ev.kind == "exit" then finish(job, ev)
+  elseif ev.kind == "result" then job.result[#job.result + 1] = ev.data
+  elseif ev.kind == "stdout" and split then job.stdout[#job.stdout + 1] = ev.data
+  elseif ev.kind == "stdout" then job.lines.feed(ev.data)
+  else job.errlines.feed(ev.data) end
+end
+
+-- A Ctrl-C (trapped) goes on to every running child (each in its own
+-- process group), which stops its remote run after the current step; a
+-- second one disconnects them. No queued host starts after it.
+local function forward_interrupts(state, running, queue)
+  local sys = require "phanes.sys"
+  local n = sys.interrupted and sys.interrupted() or 0
+  if n <= state.seen then return end
+  state.seen = n
+  for _, job in ipairs(running) do job.proc:kill(2) end
+  while #queue > 0 do
+    local job = table.remove(queue, 1)
+    job.code, job.time = 130, 0
+    job.lines.feed "phanes: interrupted before it started\n"
+    job.lines.flush()
+  end
 end
 
 -- fleet.run_all(targets, o, rest, opts) -> jobs
 -- Runs `EXE --remote NAME <forwarded options> REST...` per target, at most
 -- o.parallel at a time. opts: exe (default this binary), split (the
 -- child's stdout is kept whole in job.stdout; its stderr goes to
--- on_err), on_line(job, line) (each line of the merged output, or of
+-- on_line), on_line(job, line) (each line of the merged output, or of
 -- stderr when split), color. Each job: target, code, time, stdout, stderr
--- (its last lines when split).
+-- (its last lines), result (what the child sent with send_result, or nil).
 --   local jobs = fleet.run_all(targets, o, { "status", "--json" }, { split = true })
 function M.run_all(targets, o, rest, opts)
-  local sys = require "phanes.sys"
-  local exe, dir = opts.exe or sys.exe(), tmpdir()
-  local jobs, queue, running, active = {}, {}, 0, {}
+  local exec, sys = require "phanes.exec", require "phanes.sys"
+  local exe = opts.exe or sys.exe()
+  local jobs, queue, running, state = {}, {}, {}, { seen = sys.interrupted and sys.interrupted() or 0 }
   for i, t in ipairs(targets) do
-    local job = { index = i, target = t, stdout = {}, tail = {} }
-    local emit = function(line) if opts.on_line then opts.on_line(job, line) end end
-    job.lines = util.liner(emit)
-    job.errlines = util.liner(function(line)
-      if #job.tail == 5 then table.remove(job.tail, 1) end
-      job.tail[#job.tail + 1] = line
-      emit(line)
-    end)
-    jobs[i], queue[#queue + 1] = job, job
+    jobs[i] = new_job(i, t, opts)
+    queue[i] = jobs[i]
   end
-  while #queue > 0 or running > 0 do
-    while #queue > 0 and running < o.parallel do
+  while #queue > 0 or #running > 0 do
+    while #queue > 0 and #running < o.parallel do
       local job = table.remove(queue, 1)
-      start(job, exe, o, rest, dir, opts.split, opts.color)
-      active[job], running = true, running + 1
+      if start(job, exe, o, rest, opts) then running[#running + 1] = job end
     end
-    for job in pairs(active) do
-      if poll(job) then active[job], running = nil, running - 1 end
+    local procs = {}
+    for i, job in ipairs(running) do procs[i] = job.proc end
+    local events, err = exec.wait(procs, 0.5)
+    if not events then error("fleet: " .. tostring(err), 0) end
+    for _, ev in ipairs(events) do on_event(running[ev.index], ev, opts.split) end
+    for i = #running, 1, -1 do
+      if not running[i].proc then table.remove(running, i) end
     end
-    if running > 0 then sys.sleep(0.03) end
+    forward_interrupts(state, running, queue)
   end
-  require("phanes.file").remove(dir, true)
-  for _, job in ipairs(jobs) do job.stderr = table.concat(job.tail, "\n") end
+  for _, job in ipairs(jobs) do
+    job.stdout = table.concat(job.stdout)
+    job.stderr = table.concat(job.tail, "\n")
+  end
   return jobs
 end
 
-local function duration(s)
-  if s < 10 then return string.format("%.1fs", s) end
-  if s < 60 then return string.format("%ds", math.floor(s + 0.5)) end
-  return string.format("%dm%02ds", math.floor(s / 60), math.floor(s % 60))
-end
-
-function M.format_table(headers, rows)
-  local widths = {}
-  for _, r in ipairs({ headers, table.unpack(rows) }) do
-    for i, c in ipairs(r) do widths[i] = math.max(widths[i] or 0, #tostring(c)) end
+-- fleet.exit_code(codes) -> the fleet's exit code: the worst of the
+-- hosts' (130, 3, 2, 1, 4, 0 in that order; any other failure counts as 1).
+local RANK = { [130] = 6, [3] = 5, [2] = 4, [1] = 3, [4] = 2, [0] = 1 }
+function M.exit_code(codes)
+  local worst = 0
+  for _, c in ipairs(codes) do
+    if not RANK[c] then c = 1 end
+    if RANK[c] > RANK[worst] then worst = c end
   end
-  local lines = {}
-  for _, r in ipairs({ headers, table.unpack(rows) }) do
-    local cells = {}
-    for i, c in ipairs(r) do cells[i] = tostring(c) .. string.rep(" ", widths[i] - #tostring(c)) end
-    lines[#lines + 1] = (table.concat(cells, "  "):gsub("%s+$", ""))
-  end
-  return lines
+  return worst
 end
 
--- The controller's record of this run of a host (nil when it is older).
-local function this_run(name, started)
-  local rec = util.read_record(name)
-  if rec and (rec.started_at or "") < started then rec = nil end
-  return rec
+-- fleet.layers(result) -> "group_vars/web.yaml, host_vars/web1.yaml" | nil:
+-- what the host's config has beyond config.yaml (sent by the child).
+function M.layers(result)
+  local names = result and result.config and result.config.layers
+  if type(names) ~= "table" or #names == 0 then return nil end
+  return table.concat(names, ", ")
 end
 
-local function summary(jobs, started)
-  local rows, failed = {}, false
-  for _, job in ipairs(jobs) do
-    local rec = this_run(job.target.name, started)
+local function summary(jobs)
+  local rows, codes, any_layers = {}, {}, false
+  for i, job in ipairs(jobs) do
+    local rec = job.result
     local result = rec and rec.status or ("error (exit " .. tostring(job.code) .. ")")
-    if job.code ~= 0 then failed = true end
-    rows[#rows + 1] = { job.target.name, result, rec and rec.changed or "-", rec and rec.failed or "-", duration(job.time or 0) }
+    codes[i] = job.code
+    any_layers = any_layers or M.layers(rec) ~= nil
+    rows[i] = { job.target.name, result, rec and rec.changed or "-", rec and rec.failed or "-",
+      output.duration(job.time or 0), M.layers(rec) or "config.yaml" }
+  end
+  local headers = { "host", "result", "changed", "failed", "time", "config" }
+  if not any_layers then
+    headers[6] = nil
+    for _, r in ipairs(rows) do r[6] = nil end
   end
   io.stdout:write("\n")
-  for _, line in ipairs(M.format_table({ "host", "result", "changed", "failed", "time" }, rows)) do
-    io.stdout:write(line, "\n")
+  for _, line in ipairs(output.format_table(headers, rows)) do
+    io.stdout:write(output.sanitize(line), "\n")
   end
-  return failed and 1 or 0
+  return M.exit_code(codes)
 end
 
--- fleet.document(entries) -> { hosts = { [name] = value }, exit_code = 0|1 }
--- entries: { { name =, code =, value = table | nil, error = text | nil } }.
--- A host with a value shows it as is; one without shows { error, exit_code }.
--- exit_code is 1 when any host's code is not 0, as for the fleet's run.
+-- fleet.document(entries) -> { hosts = { [name] = value }, exit_code }
+-- entries: { { name =, code =, value = table | nil, error = text | nil,
+-- layers = text | nil } }. A host with a value shows it as is (plus
+-- config_layers); one without shows { error, exit_code }. exit_code:
+-- fleet.exit_code of the hosts' codes. One host or many, the same shape.
 --   fleet.document { { name = "web1", code = 0, value = report },
 --                    { name = "web2", code = 3, error = "web2:22: connect: timed out" } }
 function M.document(entries)
-  local hosts, code = {}, 0
-  for _, e in ipairs(entries) do
+  local hosts, codes = {}, {}
+  for i, e in ipairs(entries) do
+    local v
     if type(e.value) == "table" then
-      hosts[e.name] = e.value
+      v = e.value
     else
-      hosts[e.name] = { error = e.error or ("exit " .. tostring(e.code)), exit_code = e.code }
+      v = { error = e.error or ("exit " .. tostring(e.code)), exit_code = e.code }
     end
-    if e.code ~= 0 then code = 1 end
+    if e.layers then v.config_layers = e.layers end
+    hosts[e.name] = v
+    codes[i] = e.code
   end
-  return { hosts = hosts, exit_code = code }
+  return { hosts = hosts, exit_code = M.exit_code(codes) }
 end
 
 -- The last "phanes: ..." line a child printed, as an error message.
@@ -205,12 +240,19 @@ function M.wants_json(rest)
   return false
 end
 
+-- fleet.is_fleet(spec, targets) -> true when the run is a fleet's: several
+-- hosts, or a group or a list named (one host of @web too), so that --json
+-- and the summary have one shape whatever the number of hosts.
+function M.is_fleet(spec, targets)
+  return #targets > 1 or (type(spec) == "string" and (spec:find("@", 1, true) == 1 or spec:find(",", 1, true) ~= nil))
+end
+
 local function prefixer(targets, stream)
   local width = 0
   for _, t in ipairs(targets) do width = math.max(width, #t.name) end
   return function(job, line)
     local name = job.target.name
-    stream:write(name, string.rep(" ", width - #name), " | ", require("phanes.engine.output").sanitize(line), "\n")
+    stream:write(name, string.rep(" ", width - #name), " | ", output.sanitize(line), "\n")
     stream:flush()
   end
 end
@@ -219,15 +261,15 @@ function M.main(targets, o, argv)
   local sys = require "phanes.sys"
   local _, rest = require("phanes.remote").parse_args(argv)
   if sys.trap_signals then sys.trap_signals() end
-  local started = util.iso()
   local json = M.wants_json(rest)
   local jobs = M.run_all(targets, o, rest, { split = json, color = not json and util.isatty(1),
     on_line = prefixer(targets, json and io.stderr or io.stdout) })
-  if not json then return summary(jobs, started) end
+  if not json then return summary(jobs) end
   local entries = {}
   for i, job in ipairs(jobs) do
-    local rec = this_run(job.target.name, started)
+    local rec = job.result
     entries[i] = M.apply_entry(job.target.name, job.code, job.stdout, rec and rec.reason or M.last_error(job.stderr))
+    entries[i].layers = rec and rec.config and rec.config.layers
   end
   local doc = M.document(entries)
   io.stdout:write(require("phanes.json").encode(doc, { pretty = true }), "\n")

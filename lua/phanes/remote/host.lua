@@ -148,7 +148,7 @@ function M.list(o)
     cells[#cells + 1] = { (r.default and "* " or "  ") .. r.name, r.address, table.concat(r.groups, ","),
       r.last_seen or "never", r.last_status or "-", r.phanes_version or "-", r.os or "-", r.description or "" }
   end
-  for _, line in ipairs(require("phanes.remote.fleet").format_table(
+  for _, line in ipairs(require("phanes.engine.output").format_table(
       { "  host", "address", "groups", "last seen", "last status", "phanes", "os", "description" }, cells)) do
     io.stdout:write(line, "\n")
   end

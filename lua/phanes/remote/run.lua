@@ -408,7 +408,7 @@ local function execute(s, t, rec, ctx)
     return code, status, reason
   end
   if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. (res.signal_name or res.signal) .. ")" end
-  local status = ({ [0] = "ok", [1] = "failed", [2] = "error", [130] = "interrupted" })[res.code] or "failed"
+  local status = ({ [0] = "ok", [1] = "failed", [2] = "error", [4] = "changed", [130] = "interrupted" })[res.code] or "failed"
   return res.code, status
 end
 
@@ -566,6 +566,7 @@ function M.run(t, o, args, files, ov)
     end
     local ok, werr = record.write(t.name, rec, log)
     if not ok then err("cannot record the run of " .. t.name .. ": " .. tostring(werr)) end
+    require("phanes.remote.fleet").send_result(rec, files) -- to a fleet that started this run
     return code
   end
   local s, msg, kind = require("phanes.remote.connector").open(t, o)

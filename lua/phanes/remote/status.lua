@@ -4,9 +4,9 @@
 -- reachable, modules installed, failed, last apply) for several, read in
 -- parallel (one child process per host, --parallel at a time, as apply's
 -- fleet). --json: one host's { host, address, reachable, error, state };
--- several hosts' { hosts = { NAME = state | { error, exit_code } },
--- exit_code } (fleet.document). Exit: one host 3 when unreachable, 1 when
--- its state could not be read; several hosts 1 when any of them failed.
+-- a fleet's { hosts = { NAME = state | { error, exit_code } },
+-- exit_code } (fleet.document), also for a group of one host. Exit: 3 when
+-- a host is unreachable, else 1 when a state could not be read.
 local util = require "phanes.remote.util"
 local M = {}
 
@@ -111,7 +111,7 @@ local function show_one(row, o)
     local m = st.modules[name]
     rows[#rows + 1] = { name, m.changing and "interrupted" or m.status or "?", m.installed_at or "", m.updated_at or "", m.version or "" }
   end
-  print_lines(require("phanes.remote.fleet").format_table({ "module", "status", "installed at", "updated at", "version" }, rows))
+  print_lines(require("phanes.engine.output").format_table({ "module", "status", "installed at", "updated at", "version" }, rows))
   for _, name in ipairs(sorted_modules(st)) do
     local m = st.modules[name]
     if m.status == "failed" and m.last_error then io.stdout:write(clean(name .. ": " .. tostring(m.last_error)), "\n") end
@@ -128,7 +128,7 @@ local function show_fleet(rows)
     out[#out + 1] = { r.host, r.reachable and "yes" or "no", r.state and installed or "-", r.state and failed or "-",
       r.state and r.state.updated_at or (r.state and r.state.missing and "never") or "-" }
   end
-  print_lines(require("phanes.remote.fleet").format_table({ "host", "reachable", "modules installed", "failed", "last apply" }, out))
+  print_lines(require("phanes.engine.output").format_table({ "host", "reachable", "modules installed", "failed", "last apply" }, out))
   for _, r in ipairs(rows) do
     if r.error then err(r.host .. ": " .. r.error) end
   end
@@ -175,7 +175,7 @@ function M.main(targets, ro, rest)
   local o, e = options(rest)
   if not o then err(e) return 2 end
   local json = require "phanes.json"
-  if #targets > 1 then
+  if require("phanes.remote.fleet").is_fleet(ro.target, targets) then
     local rows = fleet_rows(targets, ro, o)
     local entries = {}
     for i, r in ipairs(rows) do entries[i] = M.entry(r) end
