@@ -28,6 +28,7 @@
 --   torch_index_cuda: https://download.pytorch.org/whl/cu124
 --   torch_index_cpu: https://download.pytorch.org/whl/cpu
 --   torch_packages: [torch, torchvision, torchaudio]
+--   trusted_hosts: []              # index hosts pip may use over plain http (a LAN mirror)
 --   custom_nodes: []               # - { name: manager, repo: https://..., ref: v1 }
 --   listen: 127.0.0.1
 --   port: 8188
@@ -100,6 +101,8 @@ return {
       description = "torch's index on a host without one" },
     torch_packages = { type = "list", items = { type = "string", pattern = "[%w._%-]+[=<>!~%w._,]*" },
       default = { "torch", "torchvision", "torchaudio" }, description = "Installed from the torch index first" },
+    trusted_hosts = { type = "list", items = { type = "string", format = "host" }, default = {},
+      description = "Index hosts pip may reach over plain http (pip's --trusted-host), e.g. a LAN mirror" },
     custom_nodes = { type = "list", default = {}, description = "Custom nodes, each a git repository at a ref",
       items = { type = "map", fields = {
         name = { type = "string", required = true, pattern = "[%w_][%w._%-]*", description = "Directory under custom_nodes/" },
@@ -123,9 +126,11 @@ return {
     ctx.user.present { name = cfg.user, system = true, group = cfg.user, home = cfg.dir, shell = "/bin/false",
       create_home = false }
     local src = ctx.git.checkout { repo = cfg.repo, ref = cfg.ref, dest = cfg.dir, owner = cfg.user }
-    local pip = { path = venv, owner = cfg.user, index_url = cfg.pypi_index, extra_index_url = index }
-    local env = ctx.python.venv { path = venv, owner = cfg.user, index_url = cfg.pypi_index,
-      extra_index_url = index, packages = cfg.torch_packages, requirements = cfg.dir .. "/requirements.txt" }
+    local pip = { path = venv, owner = cfg.user, index_url = cfg.pypi_index, extra_index_url = index,
+      trusted_host = cfg.trusted_hosts }
+    local o = { packages = cfg.torch_packages, requirements = cfg.dir .. "/requirements.txt" }
+    for k, v in pairs(pip) do o[k] = v end
+    local env = ctx.python.venv(o)
     local extra = nodes(ctx, cfg, pip)
     local unit = ctx.systemd.unit { name = "comfyui.service", content = ctx.template("comfyui/comfyui.service",
       { user = cfg.user, dir = cfg.dir, venv = venv, listen = cfg.listen, port = cfg.port, args = args }) }

@@ -150,6 +150,7 @@ describe("comfyui and lmstudio on a test host", function()
       "  torch_index_cpu: " .. base .. "/torch-cpu",
       "  torch_index_cuda: " .. base .. "/torch-cuda",
       "  torch_packages: [torch]",
+      "  trusted_hosts: [" .. base:match "^http://([%d.]+):" .. "]",
       "  custom_nodes:",
       "    - { name: fixture-node, repo: " .. base .. "/node.git, ref: v1 }",
       "lmstudio:",

@@ -116,9 +116,10 @@ describe("python.venv", function()
     assert.equal("ok", w.ctx.python.venv(o).status)
     o.find_links = "/srv/wheels"
     o.no_index = true
+    o.trusted_host = { "10.0.0.5" }
     assert.equal("changed", w.ctx.python.venv(o).status)
     assert.same({ w.venv .. "/bin/python -m pip install --no-input --no-cache-dir --disable-pip-version-check "
-      .. "--no-index --find-links=/srv/wheels -r " .. w.req }, w.fake:lines())
+      .. "--no-index --find-links=/srv/wheels --trusted-host=10.0.0.5 -r " .. w.req }, w.fake:lines())
   end)
 
   it("keeps one hash per requirements file", function()

@@ -19,7 +19,9 @@
 -- before requirements (a torch from its own index first). pip runs as
 -- owner (runuser) when given, with --no-input --no-cache-dir, and the
 -- index options: index_url (--index-url), extra_index_url (a string or a
--- list, --extra-index-url), find_links (--find-links), no_index. A failed
+-- list, --extra-index-url), find_links (--find-links), no_index,
+-- trusted_host (a string or a list: hosts pip may reach over plain http,
+-- --trusted-host; pip refuses an http:// index elsewhere). A failed
 -- pip run stores no hash (the next run tries again) and fails with pip's
 -- last lines. A dry run says what would change (create, which packages,
 -- requirements new or changed) and runs nothing.
@@ -96,6 +98,7 @@ local function index_args(o)
   if o.index_url and o.index_url ~= "" then args[#args + 1] = "--index-url=" .. o.index_url end
   for _, u in ipairs(list_of(o.extra_index_url)) do args[#args + 1] = "--extra-index-url=" .. u end
   for _, u in ipairs(list_of(o.find_links)) do args[#args + 1] = "--find-links=" .. u end
+  for _, h in ipairs(list_of(o.trusted_host)) do args[#args + 1] = "--trusted-host=" .. h end
   return args
 end
 
