@@ -125,6 +125,7 @@ return {
     ctx.group.present { name = cfg.user, system = true }
     ctx.user.present { name = cfg.user, system = true, group = cfg.user, home = cfg.dir, shell = "/bin/false",
       create_home = false }
+    ctx.file.directory { path = cfg.dir, owner = cfg.user, group = cfg.user, mode = "0755" }
     local src = ctx.git.checkout { repo = cfg.repo, ref = cfg.ref, dest = cfg.dir, owner = cfg.user }
     local pip = { path = venv, owner = cfg.user, index_url = cfg.pypi_index, extra_index_url = index,
       trusted_host = cfg.trusted_hosts }

@@ -101,6 +101,10 @@ return {
   description = "Ollama LLM server from its release archive or install script (sha256-checked), as a systemd service",
   version = "1",
   requires = { "baseline" },
+  detect = function(cfg)
+    return { files = { cfg.prefix .. "/bin/ollama", "/etc/systemd/system/ollama.service" },
+      url = "http://" .. cfg.host:gsub("^0%.0%.0%.0:", "127.0.0.1:") .. "/api/version" }
+  end,
   config = {
     version = { type = "string", default = "0.5.7", pattern = "[%w.+~%-]+", hint = "a release like 0.5.7",
       description = "Release to install (fills {version} in archive_url)" },

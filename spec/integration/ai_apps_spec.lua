@@ -317,13 +317,14 @@ describe("comfyui and lmstudio on a test host", function()
 
   it("an unreachable mirror fails comfyui naming it; lmstudio still runs with -k", function()
     local gw = base:match "^http://([%d.]+):"
-    local out, code, err = phanes(BOTH .. " -k --set comfyui.dir=/opt/comfyui2 --set comfyui.repo=http://"
-      .. gw .. ":9/comfyui.git")
+    local out, code, err = phanes(BOTH .. " -k --set comfyui.ref=v0.0.2 --set comfyui.venv=/opt/comfyui/venv-x "
+      .. "--set comfyui.pypi_index=http://" .. gw .. ":9/simple --set comfyui.torch_index=http://" .. gw .. ":9/torch")
     assert.equal(1, code, out .. err)
-    assert.matches("git.checkout /opt/comfyui2: git clone failed", out .. err, 1, true)
-    assert.matches("http://" .. gw .. ":9/comfyui.git", out .. err, 1, true)
+    assert.matches("python.venv /opt/comfyui/venv-x: pip install torch failed (exit 1)", out .. err, 1, true)
+    assert.matches(gw .. ":9", out .. err, 1, true)
     assert.matches("\nlmstudio%s+ok%s", out)
-    assert.is_false(yes "test -e /opt/comfyui2/main.py")
+    assert.is_false(yes "test -e /opt/comfyui/venv-x/.phanes-requirements")
+    assert.matches("/opt/comfyui/venv/bin/python", sh "cat /etc/systemd/system/comfyui.service", 1, true)
     -- the installed one still answers
     assert.equal("fixture", json.decode(sh "curl -fsS http://127.0.0.1:8188/system_stats").system.comfyui_version)
   end)

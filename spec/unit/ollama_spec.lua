@@ -102,6 +102,9 @@ describe("ollama module", function()
     -- the unit and drop-in still phanes' own, restarted after the script ran
     assert.equal("ollama.service", plan.find(calls, "systemd.unit")[1].args.name)
     assert.is_true(plan.find(calls, "service.running")[1].args.restart)
+    local d = plan.module("ollama").detect { prefix = "/usr/local", host = "0.0.0.0:11434" }
+    assert.same({ "/usr/local/bin/ollama", "/etc/systemd/system/ollama.service" }, d.files)
+    assert.equal("http://127.0.0.1:11434/api/version", d.url)
     local ok, err = pcall(run, { method = "script" })
     assert.is_false(ok)
     assert.matches("ollama.script_sha256 is not set", tostring(err), 1, true)
