@@ -114,8 +114,20 @@ local function pip(ctx, o, what, args)
     "--disable-pip-version-check" }
   for _, a in ipairs(index_args(o)) do argv[#argv + 1] = a end
   for _, a in ipairs(args) do argv[#argv + 1] = a end
-  ctx.run:check({ argv = as_owner(o, argv), env = { LC_ALL = "C.UTF-8", PIP_NO_INPUT = "1" },
-    cwd = o.path, timeout = o.timeout or 7200 }, KIND, o.path, what)
+  local res, err = ctx.run.exec { argv = as_owner(o, argv), env = { LC_ALL = "C.UTF-8", PIP_NO_INPUT = "1" },
+    cwd = o.path, timeout = o.timeout or 7200 }
+  if res and res.code == 0 then return end
+  local from = {}
+  for _, a in ipairs(index_args(o)) do
+    local url = a:match "^%-%-[%w-]+=(.*)$"
+    if url and not a:match "^%-%-trusted" then from[#from + 1] = url end
+  end
+  local why = not res and tostring(err) or res.timed_out and "timed out"
+    or res.signal and ("killed by signal " .. res.signal) or ("exit " .. tostring(res.code))
+  fail(KIND, o.path, what .. " failed (" .. why .. ") with the index "
+    .. (#from > 0 and table.concat(from, ", ") or "pip's default (PyPI)")
+    .. ": is it reachable, and does it have the package?",
+    res and context.tail(res.stderr ~= "" and res.stderr or res.stdout, 6) or nil)
 end
 
 local function create(ctx, o)
