@@ -116,6 +116,11 @@ describe("comfyui and lmstudio on a test host", function()
         .. q(dir .. "/www/lmstudio/" .. v) .. " && tar -C " .. q(dir) .. " -czf " .. q(out) .. " LM-Studio-" .. v)
       sums[v] = F.sha256_file(out)
     end
+    -- 0.0.3: an entry climbing out of dir
+    local evil = dir .. "/www/lmstudio/0.0.3/LM-Studio-0.0.3-x64.tar.gz"
+    local_sh("mkdir -p " .. q(dir .. "/www/lmstudio/0.0.3") .. " && echo x > " .. q(dir .. "/evil") .. " && tar -C "
+      .. q(dir) .. " -czPf " .. q(evil) .. " --transform 's,^evil,LM-Studio-0.0.3/../../../etc/phanes-lms-evil,' evil")
+    sums["0.0.3"] = F.sha256_file(evil)
   end
 
   local function serve()
@@ -313,6 +318,18 @@ describe("comfyui and lmstudio on a test host", function()
     assert.is_false(yes "test -e /var/cache/phanes/lmstudio/LM-Studio-0.0.2-x64.tar.gz")
     assert.equal(before, sh "sha256sum /opt/lmstudio/bin/lms")
     assert.equal("0.0.1 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.archive")
+  end)
+
+  it("refuses an LM Studio archive with ../ entries: nothing written outside; comfyui still runs with -k", function()
+    local out, code, err = phanes(BOTH .. " -k --set comfyui.ref=v0.0.2 --set lmstudio.version=0.0.3 "
+      .. "--set lmstudio.sha256=" .. sums["0.0.3"])
+    assert.equal(1, code, out .. err)
+    assert.matches("refused /var/cache/phanes/lmstudio/LM%-Studio%-0%.0%.3%-x64%.tar%.gz: entry [^\n]*phanes%-lms%-evil "
+      .. "climbs out with %.%.", out .. err)
+    assert.matches("\ncomfyui%s+ok%s", out)
+    assert.is_false(yes "test -e /etc/phanes-lms-evil")
+    assert.equal("0.0.1 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.archive")
+    assert.equal("lms 0.0.1-fixture", trim(sh "lms version"))
   end)
 
   it("an unreachable mirror fails comfyui naming it; lmstudio still runs with -k", function()
