@@ -127,7 +127,7 @@ return {
       create_home = false }
     ctx.file.directory { path = cfg.dir, owner = cfg.user, group = cfg.user, mode = "0755" }
     local src = ctx.git.checkout { repo = cfg.repo, ref = cfg.ref, dest = cfg.dir, owner = cfg.user }
-    local pip = { path = venv, owner = cfg.user, index_url = cfg.pypi_index, extra_index_url = index,
+    local pip = { path = venv, owner = cfg.user, group = cfg.user, index_url = cfg.pypi_index, extra_index_url = index,
       trusted_host = cfg.trusted_hosts }
     local o = { packages = cfg.torch_packages, requirements = cfg.dir .. "/requirements.txt" }
     for k, v in pairs(pip) do o[k] = v end

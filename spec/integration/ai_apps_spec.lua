@@ -201,7 +201,7 @@ describe("comfyui and lmstudio on a test host", function()
     assert.equal(0, code, out .. err)
     -- the checkout, owned by comfyui, at v0.0.1
     assert.equal(sums.v1, trim(sh "runuser -u comfyui -- git -C /opt/comfyui rev-parse HEAD"))
-    assert.equal("comfyui comfyui", trim(sh "stat -c '%U %G' /opt/comfyui /opt/comfyui/main.py | sort -u"))
+    assert.equal("comfyui comfyui", trim(sh "stat -c '%U %G' /opt/comfyui /opt/comfyui/main.py /opt/comfyui/venv | sort -u"))
     assert.equal(sums.node, trim(sh "runuser -u comfyui -- git -C /opt/comfyui/custom_nodes/fixture-node rev-parse HEAD"))
     -- the venv holds the requirements, torch from the CPU index
     local py = "/opt/comfyui/venv/bin/python -c "
@@ -340,7 +340,10 @@ describe("comfyui and lmstudio on a test host", function()
     assert.matches("python.venv /opt/comfyui/venv-x: pip install torch failed (exit 1)", out .. err, 1, true)
     assert.matches("with the index http://" .. gw .. ":9/simple, http://" .. gw .. ":9/torch: is it reachable",
       out .. err, 1, true)
-    assert.matches("\nlmstudio%s+ok%s", out)
+    -- lmstudio ran: ok, or changed by the restart the failed run before owed it (a resumed module)
+    local st = out:match "\nlmstudio%s+(%a+)%s"
+    assert.is_true(st == "ok" or st == "changed", out)
+    assert.equal("active", trim(sh "systemctl is-active lmstudio"))
     assert.is_false(yes "test -e /opt/comfyui/venv-x/.phanes-requirements")
     assert.matches("/opt/comfyui/venv/bin/python", sh "cat /etc/systemd/system/comfyui.service", 1, true)
     -- the installed one still answers
