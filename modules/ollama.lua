@@ -1,5 +1,6 @@
--- ollama: the Ollama LLM server from its release archive, as a systemd
--- service of its own user, with models pulled on demand.
+-- ollama: the Ollama LLM server from its release archive (or the official
+-- install script), as a systemd service of its own user, with models pulled
+-- on demand.
 --
 -- The archive (archive_url, {version} and {arch} filled in) is downloaded
 -- once, checked against sha256 and extracted into prefix (bin/ollama,
@@ -10,13 +11,20 @@
 -- into the drop-in ollama.service.d/phanes.conf, and a change restarts the
 -- service. Health: GET http://<host>/api/version answers. models missing
 -- from `ollama list` are pulled (a no-op run pulls nothing). Any mirror or
--- a file:/// URL works the same as the default upstream. The sentinel
--- ollama.installed, written last, marks a finished install.
+-- a file:/// URL works the same as the default upstream. With method:
+-- script, the official install script (script_url, checked against
+-- script_sha256 like the archive) runs instead, once, with OLLAMA_VERSION
+-- set (sentinel ollama.script); the unit and drop-in above then replace the
+-- script's own. The sentinel ollama.installed, written last, marks a
+-- finished install.
 --
 -- Section `ollama:`
 --   version: "0.5.7"
+--   method: archive                # archive | script (the official install.sh)
+--   script_url: https://ollama.com/install.sh
+--   script_sha256: ""              # required with method: script
 --   archive_url: https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-{arch}.tgz
---   sha256: <64 hex digits of the archive>    # required: releases change
+--   sha256: <64 hex digits of the archive>    # required with method: archive
 --   arch: ""                       # amd64 | arm64; "" = from the host
 --   prefix: /usr/local
 --   host: 127.0.0.1:11434          # OLLAMA_HOST: where the API listens
@@ -63,6 +71,17 @@ local function pull_models(ctx, cfg, bin)
   end
 end
 
+-- the official install script, fetched checked and run once per stamp
+local function install_script(ctx, cfg, stamp)
+  if ctx.sentinel.done { "script", stamp = stamp } then return { changed = false } end
+  local script = "/var/cache/phanes/ollama/install-" .. cfg.script_sha256:lower():sub(1, 16) .. ".sh"
+  ctx.fetch.file { url = cfg.script_url, dest = script, sha256 = cfg.script_sha256, mode = "0644" }
+  local r = ctx.cmd.run { argv = { "sh", script }, env = { OLLAMA_VERSION = cfg.version }, timeout = 3600,
+    desc = "ollama install script " .. cfg.version }
+  ctx.sentinel.mark { "script", stamp = stamp }
+  return r
+end
+
 local function check_env(ctx, env)
   for k, v in pairs(env) do
     if type(k) ~= "string" or not k:match "^[%a_][%w_]*$" then
@@ -79,19 +98,30 @@ end
 
 return {
   name = "ollama",
-  description = "Ollama LLM server from its release archive (pinned, sha256-checked), as a systemd service",
+  description = "Ollama LLM server from its release archive or install script (sha256-checked), as a systemd service",
   version = "1",
   requires = { "baseline" },
+  detect = function(cfg)
+    return { files = { cfg.prefix .. "/bin/ollama", "/etc/systemd/system/ollama.service" },
+      url = "http://" .. cfg.host:gsub("^0%.0%.0%.0:", "127.0.0.1:") .. "/api/version" }
+  end,
   config = {
     version = { type = "string", default = "0.5.7", pattern = "[%w.+~%-]+", hint = "a release like 0.5.7",
       description = "Release to install (fills {version} in archive_url)" },
+    method = { type = "enum", values = { "archive", "script" }, default = "archive",
+      description = "archive: the release archive; script: the official install script" },
+    script_url = { type = "string", default = "https://ollama.com/install.sh", pattern = URL,
+      hint = "an http(s):// or file:/// URL", description = "The install script (method: script)" },
+    script_sha256 = { type = "string", default = "", pattern = string.rep("%x", 64),
+      hint = "the 64 hex digits of `sha256sum install.sh`",
+      description = "Checksum of the install script (required with method: script)" },
     archive_url = { type = "string",
       default = "https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-{arch}.tgz",
       pattern = URL, hint = "an http(s):// or file:/// URL, {version} and {arch} filled in",
       description = "Where the release archive comes from (a mirror or file:/// works too)" },
     sha256 = { type = "string", default = "", pattern = string.rep("%x", 64),
       hint = "the 64 hex digits of `sha256sum ollama-linux-amd64.tgz`",
-      description = "Checksum of the archive (required); a mismatch installs nothing" },
+      description = "Checksum of the archive (required with method: archive); a mismatch installs nothing" },
     arch = { type = "enum", values = { "", "amd64", "arm64" }, default = "",
       description = "Archive architecture; empty: from the host" },
     prefix = { type = "string", default = "/usr/local", format = "path", description = "Install prefix" },
@@ -107,7 +137,11 @@ return {
   },
   apply = function(ctx, cfg)
     check_env(ctx, cfg.env)
-    if cfg.sha256 == "" then
+    if cfg.method == "script" and cfg.script_sha256 == "" then
+      ctx.fail("ollama.script_sha256 is not set: give the sha256 of the install script (sha256sum install.sh), "
+        .. "e.g. --set ollama.script_sha256=...")
+    end
+    if cfg.method == "archive" and cfg.sha256 == "" then
       ctx.fail("ollama.sha256 is not set: give the sha256 of the release archive (sha256sum ollama-linux-amd64.tgz, "
         .. "or sha256sum.txt of the release), e.g. --set ollama.sha256=...")
     end
@@ -120,13 +154,16 @@ return {
     local url = cfg.archive_url:gsub("{version}", cfg.version):gsub("{arch}", arch)
     local bin = cfg.prefix .. "/bin/ollama"
     local stamp = cfg.version .. " " .. arch .. " " .. cfg.sha256:lower()
+    if cfg.method == "script" then stamp = cfg.version .. " " .. arch .. " script " .. cfg.script_sha256:lower() end
 
     ctx.pkg.installed { "curl", "ca-certificates" }
     ctx.group.present { name = "ollama", system = true }
     ctx.user.present { name = "ollama", system = true, group = "ollama", home = "/usr/share/ollama",
       shell = "/bin/false" }
     local archive = { changed = false }
-    if not ctx.sentinel.done { "archive", stamp = stamp } then
+    if cfg.method == "script" then
+      archive = install_script(ctx, cfg, stamp)
+    elseif not ctx.sentinel.done { "archive", stamp = stamp } then
       local cached = "/var/cache/phanes/ollama/ollama-linux-" .. arch .. "-" .. cfg.version .. ".tgz"
       ctx.fetch.file { url = url, dest = cached, sha256 = cfg.sha256, mode = "0644" }
       archive = ctx.archive.extracted { src = cached, dest = cfg.prefix,

@@ -143,10 +143,11 @@ function M.run(mod, config, opts)
   }
   for group, names in pairs {
     pkg = { "installed", "absent", "refresh" }, apt = { "repo" },
-    file = { "content", "template", "line", "directory", "absent", "symlink" },
+    file = { "content", "template", "line", "directory", "absent", "symlink", "seed" },
     service = { "running", "stopped", "daemon_reload" }, user = { "present", "authorized_keys", "sudoers" },
     group = { "present" }, cmd = { "run" }, fetch = { "file", "check" }, archive = { "extracted" },
     systemd = { "unit", "dropin" }, sentinel = { "mark" }, ufw = { "allow", "enabled" },
+    git = { "checkout" }, python = { "venv" },
   } do
     ctx[group] = {}
     for _, n in ipairs(names) do ctx[group][n] = recorder(group .. "." .. n) end

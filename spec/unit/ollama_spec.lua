@@ -84,4 +84,29 @@ describe("ollama module", function()
     assert.is_false(ok)
     assert.matches("quotes, backslashes", tostring(err), 1, true)
   end)
+
+  it("runs the checked install script once instead of the archive with method: script", function()
+    local SSHA = string.rep("cd", 32)
+    local calls = run { method = "script", sha256 = "", script_sha256 = SSHA, version = "0.9.1" }
+    assert.equal(0, #plan.find(calls, "archive.extracted"))
+    local f = plan.find(calls, "fetch.file")
+    assert.equal(1, #f)
+    assert.same({ url = "https://ollama.com/install.sh", dest = "/var/cache/phanes/ollama/install-cdcdcdcdcdcdcdcd.sh",
+      sha256 = SSHA, mode = "0644" }, f[1].args)
+    local sh = plan.find(calls, "cmd.run")[1].args
+    assert.same({ "sh", f[1].args.dest }, sh.argv)
+    assert.same({ OLLAMA_VERSION = "0.9.1" }, sh.env)
+    local marks = plan.find(calls, "sentinel.mark")
+    assert.same({ "script", stamp = "0.9.1 amd64 script " .. SSHA }, marks[1].args)
+    assert.same({ "installed", stamp = "0.9.1 amd64 script " .. SSHA }, marks[2].args)
+    -- the unit and drop-in still phanes' own, restarted after the script ran
+    assert.equal("ollama.service", plan.find(calls, "systemd.unit")[1].args.name)
+    assert.is_true(plan.find(calls, "service.running")[1].args.restart)
+    local d = plan.module("ollama").detect { prefix = "/usr/local", host = "0.0.0.0:11434" }
+    assert.same({ "/usr/local/bin/ollama", "/etc/systemd/system/ollama.service" }, d.files)
+    assert.equal("http://127.0.0.1:11434/api/version", d.url)
+    local ok, err = pcall(run, { method = "script" })
+    assert.is_false(ok)
+    assert.matches("ollama.script_sha256 is not set", tostring(err), 1, true)
+  end)
 end)

@@ -82,7 +82,7 @@ M.default_paths = {
 
 -- The resource families bound into ctx (lua/phanes/res/<name>.lua).
 M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git",
-  "ufw" }
+  "ufw", "python" }
 
 local function now() return require("phanes.sys").now() end
 

@@ -36,6 +36,7 @@ M.default_paths = {
   containerenv = "/run/.containerenv",
   pid1_environ = "/proc/1/environ",
   pid1_comm = "/proc/1/comm",
+  nvidia_smi = { "/usr/bin/nvidia-smi", "/usr/local/bin/nvidia-smi", "/bin/nvidia-smi" },
 }
 
 local function read(path) return (require("phanes.file").read(path)) end
@@ -291,9 +292,14 @@ local readers = {
   cpus = function(p) return M.parse_cpuinfo(read(p.cpuinfo)) end,
   swap = function(p) return M.parse_swaps(read(p.swaps)) end,
   proc_sys_writable = function(p) return proc_sys_writable(p) end,
+  -- an NVIDIA driver's nvidia-smi on the host (the torch index of comfyui)
+  nvidia = function(p)
+    for _, path in ipairs(p.nvidia_smi) do if exists(path) then return true end end
+    return false
+  end,
 }
 M.names = { "os", "arch", "kernel", "hostname", "container", "init",
-  "memory_mb", "cpus", "swap", "proc_sys_writable" }
+  "memory_mb", "cpus", "swap", "proc_sys_writable", "nvidia" }
 
 local function merged_paths(paths)
   local p = {}

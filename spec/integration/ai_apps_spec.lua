@@ -1,0 +1,352 @@
+-- The comfyui and lmstudio modules end to end on one disposable Debian test
+-- host, against local fixtures served over HTTP from the harness bridge
+-- address (python3 -m http.server, git's dumb HTTP protocol):
+--   - comfyui.git: a ComfyUI-shaped repository (spec/fixtures/ai/comfyui:
+--     main.py serving /system_stats with the stdlib, importing its
+--     requirement and torch) tagged v0.0.1 and v0.0.2, and a custom node
+--     (spec/fixtures/ai/comfyui_node) with a requirement of its own;
+--   - a simple index of tiny wheels built here (spec/fixtures/ai/
+--     comfyui_wheel.py) standing in for PyPI, and two torch indexes (a
+--     "cpu" and a "cuda" torch) standing in for download.pytorch.org;
+--   - an LM Studio-shaped archive with an `lms` CLI (spec/fixtures/ai/
+--     lmstudio) whose `lms server start` serves /v1/models.
+-- The host is then looked at: the checkout at the pinned commit, the venv
+-- holding the requirements, torch from the index the host calls for, the
+-- services enabled and answering on localhost only, the seeded settings
+-- surviving a hand edit, the sentinels. A re-run (and one without the state
+-- file) changes nothing and asks the fixture server nothing (no git, no
+-- pip); a dirty checkout, a wrong sha256 and an unreachable mirror fail
+-- their module while the other one still runs with -k.
+--
+--   PHANES_TEST_ID=c6 spec/run build/phanes integration spec/integration/ai_apps_spec.lua
+local th = require "spec.support.testhost"
+local runcli = require "spec.support.runcli"
+local json = require "phanes.json"
+local F = require "phanes.file"
+
+local function sh(cmd, allow_fail)
+  local ok, out, code = th.exec(1, cmd)
+  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
+  return out, code
+end
+
+local function trim(s) return (s:gsub("%s+$", "")) end
+local function yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
+
+local function phanes(args)
+  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
+  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
+  return body, tonumber(rc), sh "cat /root/err"
+end
+
+local BOTH = "apply /root/both.lua --only comfyui,lmstudio --config config.yaml"
+local COMFY = "apply comfyui --only comfyui --config config.yaml"
+
+local function report(args)
+  local out, code, err = phanes(BOTH .. " --json " .. (args or ""))
+  local r, jerr = json.decode(out)
+  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
+  return r, code, out .. err
+end
+
+local function local_sh(cmd)
+  local ok, out, code = th.run(cmd)
+  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
+  return out
+end
+
+local q = th.quote
+local ZERO = string.rep("0", 63) .. "1"
+local G = "git -c user.name=spec -c user.email=spec@example.com -c init.defaultBranch=main"
+
+local function module_of(r, name)
+  for _, m in ipairs(r.modules) do if m.name == name then return m end end
+  error("no module " .. name .. " in the report")
+end
+
+describe("comfyui and lmstudio on a test host", function()
+  local available, why = th.available()
+  if not available then
+    it("needs test hosts", function() pending(why) end)
+    return
+  end
+
+  local dir, serve_pid, base, sums = nil, nil, nil, {}
+
+  local function wheel(sub, name, version, line)
+    local_sh("python3 spec/fixtures/ai/comfyui_wheel.py " .. q(dir .. "/www/" .. sub) .. " " .. name .. " "
+      .. version .. " " .. q(line) .. " >/dev/null")
+  end
+
+  -- a repository from a fixture directory, tagged, served as www/NAME.git
+  local function repo(name, src, tag)
+    local work = q(dir .. "/" .. name)
+    local_sh("cp -r " .. q(src) .. " " .. work .. " && cd " .. work .. " && " .. G .. " init -q . && " .. G
+      .. " add -A && " .. G .. " commit -qm one && " .. G .. " tag " .. tag)
+    return work
+  end
+
+  local function publish(name, work)
+    local bare = q(dir .. "/www/" .. name .. ".git")
+    local_sh("rm -rf " .. bare .. " && git clone -q --bare " .. work .. " " .. bare .. " && git -C " .. bare
+      .. " update-server-info")
+  end
+
+  local function fixtures()
+    dir = require("lfs").currentdir() .. "/build/spec_tmp/ai_apps_fixture"
+    local_sh("rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir .. "/www"))
+    wheel("pypi/simple/comfy-fixture-dep", "comfy_fixture_dep", "1.0", 'VERSION = "1.0"')
+    wheel("pypi/simple/comfy-node-dep", "comfy_node_dep", "1.0", 'VERSION = "1.0"')
+    wheel("torch-cpu/torch", "torch", "2.0.0", 'VARIANT = "cpu"')
+    wheel("torch-cuda/torch", "torch", "2.0.0", 'VARIANT = "cuda"')
+    local comfy = repo("comfyui", "spec/fixtures/ai/comfyui", "v0.0.1")
+    sums.v1 = trim(local_sh("git -C " .. comfy .. " rev-parse HEAD"))
+    local_sh("cd " .. comfy .. " && echo 'a second release' > NEWS && " .. G .. " add NEWS && " .. G
+      .. " commit -qm two && " .. G .. " tag v0.0.2")
+    sums.v2 = trim(local_sh("git -C " .. comfy .. " rev-parse HEAD"))
+    publish("comfyui", comfy)
+    local node = repo("node", "spec/fixtures/ai/comfyui_node", "v1")
+    sums.node = trim(local_sh("git -C " .. node .. " rev-parse HEAD"))
+    publish("node", node)
+    -- LM Studio: one top directory (strip 1)
+    for _, v in ipairs { "0.0.1", "0.0.2" } do
+      local top = dir .. "/LM-Studio-" .. v
+      local out = dir .. "/www/lmstudio/" .. v .. "/LM-Studio-" .. v .. "-x64.tar.gz"
+      local_sh("rm -rf " .. q(top) .. " && cp -r spec/fixtures/ai/lmstudio " .. q(top) .. " && mkdir -p "
+        .. q(dir .. "/www/lmstudio/" .. v) .. " && tar -C " .. q(dir) .. " -czf " .. q(out) .. " LM-Studio-" .. v)
+      sums[v] = F.sha256_file(out)
+    end
+    -- 0.0.3: an entry climbing out of dir
+    local evil = dir .. "/www/lmstudio/0.0.3/LM-Studio-0.0.3-x64.tar.gz"
+    local_sh("mkdir -p " .. q(dir .. "/www/lmstudio/0.0.3") .. " && echo x > " .. q(dir .. "/evil") .. " && tar -C "
+      .. q(dir) .. " -czPf " .. q(evil) .. " --transform 's,^evil,LM-Studio-0.0.3/../../../etc/phanes-lms-evil,' evil")
+    sums["0.0.3"] = F.sha256_file(evil)
+  end
+
+  local function serve()
+    local gw = th.env().PROXY:match "^http://([%d.]+):"
+    for _ = 1, 5 do
+      local port = math.random(30000, 39999)
+      local pid = trim(local_sh("setsid /usr/bin/python3 -m http.server " .. port .. " --bind " .. gw
+        .. " --directory " .. q(dir .. "/www") .. " >" .. q(dir .. "/http.log") .. " 2>&1 </dev/null & echo $!"))
+      os.execute "sleep 1"
+      if th.run("kill -0 " .. pid) then
+        serve_pid, base = pid, "http://" .. gw .. ":" .. port
+        return
+      end
+    end
+    error("no fixture HTTP server could start:\n" .. local_sh("cat " .. q(dir .. "/http.log")))
+  end
+
+  -- the requests the fixture server answered so far
+  local function requests() return #(F.read(dir .. "/http.log") or ""):gsub("[^\n]", "") end
+
+  setup(function()
+    fixtures()
+    th.down(1)
+    th.up(1)
+    serve()
+    local cfg = dir .. "/config.yaml"
+    runcli.write(cfg, table.concat({
+      "comfyui:",
+      "  repo: " .. base .. "/comfyui.git",
+      "  ref: v0.0.1",
+      "  pypi_index: " .. base .. "/pypi/simple",
+      "  torch_index_cpu: " .. base .. "/torch-cpu",
+      "  torch_index_cuda: " .. base .. "/torch-cuda",
+      "  torch_packages: [torch]",
+      "  trusted_hosts: [" .. base:match "^http://([%d.]+):" .. "]",
+      "  custom_nodes:",
+      "    - { name: fixture-node, repo: " .. base .. "/node.git, ref: v1 }",
+      "lmstudio:",
+      '  version: "0.0.1"',
+      "  archive_url: " .. base .. "/lmstudio/{version}/LM-Studio-{version}-x64.tar.gz",
+      "  sha256: " .. sums["0.0.1"],
+      "  strip: 1",
+      "  server: true",
+      "  port: 1235",
+      "  settings: |",
+      '    {"contextLength": 4096}',
+      "",
+    }, "\n"))
+    local both = dir .. "/both.lua"
+    runcli.write(both, 'return { name = "both", description = "comfyui and lmstudio", '
+      .. 'modules = { "comfyui", "lmstudio" } }\n')
+    assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
+    assert(th.cp(1, cfg, "/root/config.yaml"))
+    assert(th.cp(1, both, "/root/both.lua"))
+  end)
+  teardown(function()
+    if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
+    th.down()
+    if dir then os.execute("rm -rf " .. q(dir)) end
+  end)
+
+  it("plans in a dry run and touches nothing", function()
+    local out, code, err = phanes(BOTH .. " --dry-run")
+    assert.equal(0, code, out .. err)
+    assert.matches("would change git.checkout /opt/comfyui", out, 1, true)
+    assert.matches("create venv; install torch; pip install -r /opt/comfyui/requirements.txt (not there yet)", out, 1, true)
+    assert.matches("+ExecStart=/opt/comfyui/venv/bin/python /opt/comfyui/main.py --listen 127.0.0.1 --port 8188 --cpu",
+      out, 1, true)
+    assert.matches("would change fetch.file /var/cache/phanes/lmstudio/LM-Studio-0.0.1-x64.tar.gz", out, 1, true)
+    assert.is_false(yes "test -e /opt/comfyui")
+    assert.is_false(yes "test -e /opt/lmstudio")
+    assert.is_false(yes "getent passwd comfyui >/dev/null")
+    assert.is_false(yes "test -e /etc/systemd/system/comfyui.service")
+  end)
+
+  it("installs both: checkout at the pinned commit, venv, services on localhost", function()
+    local out, code, err = phanes(BOTH)
+    assert.equal(0, code, out .. err)
+    -- the checkout, owned by comfyui, at v0.0.1
+    assert.equal(sums.v1, trim(sh "runuser -u comfyui -- git -C /opt/comfyui rev-parse HEAD"))
+    assert.equal("comfyui comfyui", trim(sh "stat -c '%U %G' /opt/comfyui /opt/comfyui/main.py /opt/comfyui/venv | sort -u"))
+    assert.equal(sums.node, trim(sh "runuser -u comfyui -- git -C /opt/comfyui/custom_nodes/fixture-node rev-parse HEAD"))
+    -- the venv holds the requirements, torch from the CPU index
+    local py = "/opt/comfyui/venv/bin/python -c "
+    assert.equal("1.0 1.0 cpu", trim(sh(py .. "'import comfy_fixture_dep as a, comfy_node_dep as b, torch; "
+      .. "print(a.VERSION, b.VERSION, torch.VARIANT)'")))
+    assert.matches("^%x+ /opt/comfyui/custom_nodes/fixture%-node/requirements.txt\n%x+ /opt/comfyui/requirements.txt\n$",
+      sh "cat /opt/comfyui/venv/.phanes-requirements")
+    -- the service: enabled, run by comfyui, on 127.0.0.1:8188 only
+    assert.equal("active", trim(sh "systemctl is-active comfyui"))
+    assert.equal("enabled", trim(sh "systemctl is-enabled comfyui"))
+    assert.equal("comfyui", trim(sh "ps -o user= -p $(systemctl show -p MainPID --value comfyui)"))
+    assert.equal("127.0.0.1:8188", trim(sh "ss -ltnH 'sport = :8188' | awk '{print $4}'"))
+    local stats = json.decode(sh "curl -fsS http://127.0.0.1:8188/system_stats")
+    assert.equal("cpu", stats.system.torch)
+    assert.is_true(stats.system.cpu)
+    assert.equal("/opt/comfyui/venv", stats.system.prefix)
+    assert.same({ "example_node.py.example", "fixture-node" }, stats.custom_nodes)
+    assert.equal("v0.0.1\n", sh "cat /var/lib/phanes/sentinels/comfyui.installed")
+    -- LM Studio: the archive (top directory stripped), lms on PATH
+    assert.equal("lms 0.0.1-fixture", trim(sh "lms version"))
+    assert.equal("/opt/lmstudio/bin/lms", trim(sh "readlink /usr/local/bin/lms"))
+    assert.equal("fixture\n", sh "cat /opt/lmstudio/README")
+    assert.equal('{"contextLength": 4096}\n', sh "cat /var/lib/lmstudio/.lmstudio/settings.json")
+    assert.equal("640 lmstudio", trim(sh "stat -c '%a %U' /var/lib/lmstudio/.lmstudio/settings.json"))
+    assert.equal("active", trim(sh "systemctl is-active lmstudio"))
+    assert.equal("enabled", trim(sh "systemctl is-enabled lmstudio"))
+    assert.equal("lmstudio", trim(sh "ps -o user= -p $(systemctl show -p MainPID --value lmstudio)"))
+    assert.equal("127.0.0.1:1235", trim(sh "ss -ltnH 'sport = :1235' | awk '{print $4}'"))
+    assert.matches('"lms": "0.0.1-fixture"', sh "curl -fsS http://127.0.0.1:1235/v1/models", 1, true)
+    assert.equal("0.0.1 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.installed")
+  end)
+
+  local function unchanged(label)
+    local pids = sh "systemctl show -p MainPID --value comfyui lmstudio"
+    local seen = requests()
+    local r, code, text = report()
+    assert.equal(0, code, text)
+    for _, m in ipairs(r.modules) do
+      for _, ev in ipairs(m.resources) do
+        assert.equal("ok", ev.status, m.name .. " " .. ev.resource .. " " .. tostring(ev.target))
+      end
+    end
+    assert.equal(seen, requests(), "the fixture server was asked something")
+    assert.equal(pids, sh "systemctl show -p MainPID --value comfyui lmstudio")
+    print(("\n  comfyui + lmstudio %s: %d processes, %.0f ms"):format(label, r.execs, r.duration * 1000))
+    return r
+  end
+
+  it("keeps a hand-edited settings file, and a re-run changes nothing: no git, no pip, no restart", function()
+    sh "echo '{\"contextLength\": 8192}' > /var/lib/lmstudio/.lmstudio/settings.json"
+    local mtime = sh "stat -c %Y /opt/comfyui/venv/.phanes-requirements /opt/lmstudio/bin/lms"
+    local r = unchanged "re-run"
+    local lm = module_of(r, "lmstudio")
+    local kept = false
+    for _, ev in ipairs(lm.resources) do
+      if ev.resource == "file.seed" then kept = ev.message == "kept (exists)" end
+    end
+    assert.is_true(kept)
+    assert.equal('{"contextLength": 8192}\n', sh "cat /var/lib/lmstudio/.lmstudio/settings.json")
+    assert.equal(mtime, sh "stat -c %Y /opt/comfyui/venv/.phanes-requirements /opt/lmstudio/bin/lms")
+  end)
+
+  it("without the state file: everything found in place, nothing reinstalled", function()
+    sh "rm -f /var/lib/phanes/state.json"
+    unchanged "without the state file"
+  end)
+
+  it("takes torch from the CUDA index when nvidia-smi is there", function()
+    sh "printf '#!/bin/sh\\necho fixture\\n' > /usr/local/bin/nvidia-smi && chmod 755 /usr/local/bin/nvidia-smi"
+    local out, code, err = phanes(COMFY .. " --set comfyui.venv=/opt/comfyui/venv-gpu")
+    sh "rm -f /usr/local/bin/nvidia-smi"
+    assert.equal(0, code, out .. err)
+    local stats = json.decode(sh "curl -fsS http://127.0.0.1:8188/system_stats")
+    assert.equal("cuda", stats.system.torch)
+    assert.is_false(stats.system.cpu)
+    assert.equal("/opt/comfyui/venv-gpu", stats.system.prefix)
+    assert.matches("--port 8188\n", sh "cat /etc/systemd/system/comfyui.service", 1, true)
+    -- back: the CPU venv is there already, no pip run
+    local seen = requests()
+    out, code, err = phanes(COMFY)
+    assert.equal(0, code, out .. err)
+    assert.equal(seen, requests())
+    assert.equal("cpu", json.decode(sh "curl -fsS http://127.0.0.1:8188/system_stats").system.torch)
+  end)
+
+  it("a dirty checkout fails comfyui listing the file; lmstudio still runs with -k", function()
+    sh "echo '# edited on the host' >> /opt/comfyui/main.py"
+    sh "rm -f /var/lib/phanes/sentinels/lmstudio.installed"
+    local out, code, err = phanes(BOTH .. " -k --set comfyui.ref=v0.0.2")
+    assert.equal(1, code, out .. err)
+    assert.matches("/opt/comfyui: has changes to tracked files, not discarded", out .. err, 1, true)
+    assert.matches(" M main.py", out .. err, 1, true)
+    assert.matches("# edited on the host\n$", sh "cat /opt/comfyui/main.py")
+    assert.equal(sums.v1, trim(sh "runuser -u comfyui -- git -C /opt/comfyui rev-parse HEAD"))
+    assert.equal("0.0.1 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.installed")
+    -- the edit undone by hand: the ref moves, the service restarts on the new checkout
+    sh "runuser -u comfyui -- git -C /opt/comfyui checkout -- main.py"
+    local pid = trim(sh "systemctl show -p MainPID --value comfyui")
+    out, code, err = phanes(COMFY .. " --set comfyui.ref=v0.0.2")
+    assert.equal(0, code, out .. err)
+    assert.equal(sums.v2, trim(sh "runuser -u comfyui -- git -C /opt/comfyui rev-parse HEAD"))
+    assert.is_not.equal(pid, trim(sh "systemctl show -p MainPID --value comfyui"))
+    assert.equal("v0.0.2\n", sh "cat /var/lib/phanes/sentinels/comfyui.installed")
+  end)
+
+  it("a wrong sha256 fails lmstudio and installs nothing; comfyui still runs with -k", function()
+    local before = sh "sha256sum /opt/lmstudio/bin/lms"
+    local out, code, err = phanes(BOTH .. " -k --set comfyui.ref=v0.0.2 --set lmstudio.version=0.0.2 "
+      .. "--set lmstudio.sha256=" .. ZERO)
+    assert.equal(1, code, out .. err)
+    assert.matches("sha256 mismatch for " .. base .. "/lmstudio/0.0.2/LM-Studio-0.0.2-x64.tar.gz: expected "
+      .. ZERO .. ", got " .. sums["0.0.2"], out .. err, 1, true)
+    assert.matches("\ncomfyui%s+ok%s", out)
+    assert.is_false(yes "test -e /var/cache/phanes/lmstudio/LM-Studio-0.0.2-x64.tar.gz")
+    assert.equal(before, sh "sha256sum /opt/lmstudio/bin/lms")
+    assert.equal("0.0.1 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.archive")
+  end)
+
+  it("refuses an LM Studio archive with ../ entries: nothing written outside; comfyui still runs with -k", function()
+    local out, code, err = phanes(BOTH .. " -k --set comfyui.ref=v0.0.2 --set lmstudio.version=0.0.3 "
+      .. "--set lmstudio.sha256=" .. sums["0.0.3"])
+    assert.equal(1, code, out .. err)
+    assert.matches("refused /var/cache/phanes/lmstudio/LM%-Studio%-0%.0%.3%-x64%.tar%.gz: entry [^\n]*phanes%-lms%-evil "
+      .. "climbs out with %.%.", out .. err)
+    assert.matches("\ncomfyui%s+ok%s", out)
+    assert.is_false(yes "test -e /etc/phanes-lms-evil")
+    assert.equal("0.0.1 " .. sums["0.0.1"] .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.archive")
+    assert.equal("lms 0.0.1-fixture", trim(sh "lms version"))
+  end)
+
+  it("an unreachable mirror fails comfyui naming it; lmstudio still runs with -k", function()
+    local gw = base:match "^http://([%d.]+):"
+    local out, code, err = phanes(BOTH .. " -k --set comfyui.ref=v0.0.2 --set comfyui.venv=/opt/comfyui/venv-x "
+      .. "--set comfyui.pypi_index=http://" .. gw .. ":9/simple --set comfyui.torch_index=http://" .. gw .. ":9/torch")
+    assert.equal(1, code, out .. err)
+    assert.matches("python.venv /opt/comfyui/venv-x: pip install torch failed (exit 1)", out .. err, 1, true)
+    assert.matches("with the index http://" .. gw .. ":9/simple, http://" .. gw .. ":9/torch: is it reachable",
+      out .. err, 1, true)
+    -- lmstudio ran: ok, or changed by the restart the failed run before owed it (a resumed module)
+    local st = out:match "\nlmstudio%s+(%a+)%s"
+    assert.is_true(st == "ok" or st == "changed", out)
+    assert.equal("active", trim(sh "systemctl is-active lmstudio"))
+    assert.is_false(yes "test -e /opt/comfyui/venv-x/.phanes-requirements")
+    assert.matches("/opt/comfyui/venv/bin/python", sh "cat /etc/systemd/system/comfyui.service", 1, true)
+    -- the installed one still answers
+    assert.equal("fixture", json.decode(sh "curl -fsS http://127.0.0.1:8188/system_stats").system.comfyui_version)
+  end)
+end)
