@@ -6,6 +6,7 @@
 --
 -- ctx: runs (serve/runs.lua), modules_doc, known (module name set),
 -- resolve_host(name) -> { name } | nil, status, message, hosts() -> names,
+-- secret(key, host) -> credentials | nil, status, message (the vault),
 -- read_record(name), status_path(name), asset(name) -> text, now(), version.
 local json = require "phanes.json"
 local validate = require "phanes.serve.validate"
@@ -75,11 +76,25 @@ function Api:install(req, info)
   local ctx = self.ctx
   local body, err = validate.install(info.body, ctx.known)
   if not body then return fail(req, 400, err) end
+  if body.ssh.probe and body.ssh.user and not body.host:find("@", 1, true) then
+    return fail(req, 400, "ssh.user: a probe takes the user in host (user@address)")
+  end
   local host, status, msg = ctx.resolve_host(body.host)
   if not host then return fail(req, status, msg) end
   if ctx.runs.draining then return fail(req, 503, "the server is stopping; no new runs") end
+  local busy = ctx.runs:busy(host.name)
+  if busy then
+    return fail(req, 409, string.format("host %s is busy with run %s", host.name, busy.id), { run_id = busy.id })
+  end
+  local cred
+  if body.secrets and not body.ssh.record_only then
+    if not ctx.secret then return fail(req, 500, "secrets: this server has no vault") end
+    local cstatus, cmsg
+    cred, cstatus, cmsg = ctx.secret(body.secrets.key, host.name)
+    if not cred then return fail(req, cstatus, cmsg) end
+  end
   local run, cur = ctx.runs:submit { host = host.name, target = body.host, modules = body.modules,
-    dry_run = body.dry_run, ssh = body.ssh }
+    dry_run = body.dry_run, ssh = body.ssh, cred = cred }
   if not run then
     return fail(req, 409, string.format("host %s is busy with run %s", host.name, cur.id), { run_id = cur.id })
   end
