@@ -606,4 +606,24 @@ describe("phanes serve app", function()
     assert.equal(404, s.call("GET", "/api/remote/status?host=web2").status)
     assert.equal(400, s.call("GET", "/api/remote/status?host=a%20b").status)
   end)
+
+  it("makes the hosts' list again after STATUS_TTL, or at once when a run starts or ends", function()
+    local s = new_app()
+    s.records.web1 = { status = "ok" }
+    assert.equal("ok", s.call("GET", "/api/remote/status"):doc().hosts[1].last_status)
+    s.records.web1 = { status = "failed" }
+    -- within the TTL, nothing of this server changed: the same document
+    assert.equal("ok", s.call("GET", "/api/remote/status"):doc().hosts[1].last_status)
+    local r = s.call("POST", "/api/remote/install", '{"host":"web1","modules":["baseline"],"wait":false}', s.auth)
+    local doc = s.call("GET", "/api/remote/status"):doc()
+    assert.equal("failed", doc.hosts[1].last_status)
+    assert.equal(r:doc().run_id, doc.hosts[1].running)
+    s.children[1]:exit(0)
+    s.runs:tick()
+    assert.is_nil(s.call("GET", "/api/remote/status"):doc().hosts[1].running)
+    local api = s.app.api
+    api.status_cache.at = api.status_cache.at - require("phanes.serve.api").STATUS_TTL
+    s.records.web1 = { status = "ok" }
+    assert.equal("ok", s.call("GET", "/api/remote/status"):doc().hosts[1].last_status)
+  end)
 end)

@@ -18,6 +18,10 @@ Api.__index = Api
 
 M.HEARTBEAT = 15 -- seconds between SSE comments, so a gone client is noticed
 M.TAIL_IDLE = 86400 -- a log tail may stay quiet this long (the server's timeout is for requests)
+-- The hosts' list is made again at most this often (seconds), and whenever
+-- a run of this server starts or ends: reading the inventory and every
+-- host's record for each request made a busy dashboard wait on the disk.
+M.STATUS_TTL = 1
 
 function M.new(ctx)
   return setmetatable({ ctx = ctx, tails = {} }, Api)
@@ -129,9 +133,14 @@ function Api:status(req, info)
     if not text then return fail(req, 404, "no record for host '" .. name .. "': no run recorded yet") end
     return req:respond(200, { ["Content-Type"] = "application/json" }, text)
   end
-  local hosts = {}
-  for _, h in ipairs(self.ctx.hosts()) do hosts[#hosts + 1] = host_entry(self, h.name, h.entry) end
-  return reply(req, 200, { hosts = json.array(hosts) })
+  local now, gen, c = self.ctx.now(), self.ctx.runs.generation or 0, self.status_cache
+  if not (c and c.gen == gen and now >= c.at and now - c.at < M.STATUS_TTL) then
+    local hosts = {}
+    for _, h in ipairs(self.ctx.hosts()) do hosts[#hosts + 1] = host_entry(self, h.name, h.entry) end
+    c = { gen = gen, at = now, body = json.encode({ hosts = json.array(hosts) }, { pretty = true }) .. "\n" }
+    self.status_cache = c
+  end
+  return req:respond(200, { ["Content-Type"] = "application/json" }, c.body)
 end
 
 function Api:runs(req)

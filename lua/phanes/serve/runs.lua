@@ -32,7 +32,9 @@ end
 -- true | nil, err (a record_only run: the host's record, no child);
 -- cleanup(run): after a run (its credentials' files).
 function M.new(o)
-  local self = setmetatable({ o = o, all = {}, order = {}, by_host = {}, queue = {}, running = 0 }, Runs)
+  -- generation: bumped whenever a run is submitted, starts or ends (what
+  -- the hosts' status shows changed)
+  local self = setmetatable({ o = o, all = {}, order = {}, by_host = {}, queue = {}, running = 0, generation = 0 }, Runs)
   self.parallel = o.parallel or 4
   return self
 end
@@ -88,6 +90,7 @@ function Runs:submit(spec)
     chunks = {}, size = 0, stdout = {}, waiters = {}, streams = {},
     status_path = self.o.status_path and self.o.status_path(spec.host), log_path = file_of(self, id, ".log") }
   self.all[id] = run
+  self.generation = self.generation + 1
   self.order[#self.order + 1] = run
   self.by_host[run.host] = id
   self.queue[#self.queue + 1] = run
@@ -104,6 +107,7 @@ end
 
 function Runs:launch(run)
   run.started_at = iso()
+  self.generation = self.generation + 1
   if run.record_only then
     local ok, rerr = (self.o.record or function() return nil, "no record writer" end)(run)
     return self:finish(run, ok and 0 or 1, nil, not ok and tostring(rerr) or nil)
@@ -194,6 +198,7 @@ function Runs:finish(run, code, sig, err)
   end
   if self.o.cleanup then self.o.cleanup(run) end
   run.cred = nil
+  self.generation = self.generation + 1
   run.exit_code, run.signal, run.finished_at = code, sig, iso()
   local ok, changed = code == 0, false
   if run.probe or run.record_only then
