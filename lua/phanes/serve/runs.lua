@@ -71,8 +71,10 @@ end
 function Runs:save(run)
   local path = file_of(self, run.id, ".json")
   if not path then return true end
+  -- without fsync: the server's loop must not wait for a busy disk (a
+  -- record lost in a crash is a run the next start does not list)
   return require("phanes.file").write(path, json.encode(self:public(run), { pretty = true }) .. "\n",
-    { mode = tonumber("0600", 8) })
+    { mode = tonumber("0600", 8), sync = false })
 end
 
 -- runs:submit(spec) -> run | nil, running_run
@@ -223,7 +225,7 @@ function Runs:finish(run, code, sig, err)
   if self.by_host[run.host] == run.id then self.by_host[run.host] = nil end
   self:save(run)
   if run.log_path then
-    require("phanes.file").write(run.log_path, table.concat(run.chunks), { mode = tonumber("0600", 8) })
+    require("phanes.file").write(run.log_path, table.concat(run.chunks), { mode = tonumber("0600", 8), sync = false })
   end
   for _, s in ipairs(run.streams) do s.close() end
   run.streams = {}
