@@ -293,6 +293,19 @@ describe("phanes serve token", function()
   end)
 end)
 
+describe("file.write without fsync (run records)", function()
+  it("writes the same bytes and mode, atomically, with sync = false", function()
+    local F = require "phanes.file"
+    local dir = tmpdir()
+    assert(F.write(dir .. "/r.json", "one\n", { mode = tonumber("0600", 8), sync = false }))
+    assert(F.write(dir .. "/r.json", "two\n", { sync = false }))
+    assert.equal("two\n", F.read(dir .. "/r.json"))
+    assert.equal(tonumber("0600", 8), F.stat(dir .. "/r.json").mode & 4095)
+    assert.same({ "r.json" }, F.list(dir))
+    F.remove(dir, true)
+  end)
+end)
+
 describe("phanes serve validation", function()
   local validate = require "phanes.serve.validate"
   local known = { baseline = true, docker = true }
