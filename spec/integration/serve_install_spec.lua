@@ -84,6 +84,8 @@ describe("phanes serve installs", function()
     assert.equal(0, code, out)
     out, code = sh("(" .. P("vault set ssh.th1.private_key" .. vopts) .. ") < " .. q(th.key()))
     assert.equal(0, code, out)
+    out, code = sh(sh_in(th.password(), "vault set ssh.alice" .. vopts))
+    assert.equal(0, code, out)
     local cmd = "(" .. P("serve --listen 127.0.0.1:0 --parallel 2 --config " .. q(home .. "/config.yaml")
       .. " --vault-password-file " .. q(home .. "/vault.pw")) .. " >" .. q(home .. "/serve.log")
       .. " 2>&1 </dev/null; echo $? >" .. q(home .. "/exit") .. ") >/dev/null 2>&1 & echo $!"
@@ -161,6 +163,21 @@ describe("phanes serve installs", function()
     assert.equal(200, code, raw)
     assert.equal("changed", doc.status, raw)
     assert.equal("Asia/Tokyo\n", host_file "/etc/timezone")
+  end)
+
+  it("a password from the vault logs in and answers sudo (alice: password login, password sudo)", function()
+    local target = "alice@" .. th.ip(1)
+    local code, doc, raw = post('{"host":"' .. target .. '","modules":["baseline"],"dry_run":true,"ssh":{"connect_timeout":5}}')
+    assert.equal(200, code, raw)
+    assert.equal("failed", doc.status, raw)
+    assert.equal(3, doc.exit_code)
+    code, doc, raw = post('{"host":"' .. target .. '","modules":["baseline"],"dry_run":true,'
+      .. '"secrets":{"provider":"vault","key":"ssh.alice"}}')
+    assert.equal(200, code, raw)
+    assert.equal(0, doc.exit_code, raw .. "\n" .. (read(doc.log_path or "") or ""))
+    assert.is_truthy(doc.status == "noop" or doc.status == "planned", raw)
+    local log = read(doc.log_path) or ""
+    for _, text in ipairs { raw, log, serve_log() } do assert.is_nil(text:find(th.password(), 1, true)) end
   end)
 
   it("refuses a missing vault key (400 naming it) and a controller variable in ssh.env", function()
