@@ -317,8 +317,11 @@ local function serve(o, srv, ctx)
   local on_fd = watcher(srv, ctx)
   sys.trap_signals()
   local stopping = false
+  -- the access log: one write per loop step, not one per request
+  io.stderr:setvbuf "full"
   while true do
     local ready = srv:step(0.5)
+    io.stderr:flush()
     for _, fd in ipairs(ready) do on_fd(fd) end
     ctx.runs:tick()
     local now = sys.now()
@@ -335,6 +338,7 @@ local function serve(o, srv, ctx)
   app.api.last_beat = nil
   app.api:heartbeat(math.huge)
   err("stopped")
+  io.stderr:flush()
   return 0
 end
 
