@@ -111,10 +111,13 @@ int phanes_file_attrs(lua_State *L, int t, const char *path, struct attrs *a)
 	a->uid = (uid_t)-1;
 	a->gid = (gid_t)-1;
 	a->parents = 0;
+	a->nosync = 0;
 	if (lua_isnoneornil(L, t))
 		return 0;
 	luaL_checktype(L, t, LUA_TTABLE);
 	a->mode = opt_mode(L, t);
+	a->nosync = lua_getfield(L, t, "sync") == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+	lua_pop(L, 1);
 	lua_getfield(L, t, "parents");
 	a->parents = lua_toboolean(L, -1);
 	lua_getfield(L, t, "owner");
@@ -216,7 +219,7 @@ static int write_atomic(const struct sp_at *at, const char *data, size_t len, co
 		return -1;
 	int ok = write_all(fd, data, len) == 0 &&
 		 ((uid == (uid_t)-1 && gid == (gid_t)-1) || fchown(fd, uid, gid) == 0) &&
-		 fchmod(fd, mode) == 0 && fsync(fd) == 0; /* chmod after chown: chown clears setuid */
+		 fchmod(fd, mode) == 0 && (a->nosync || fsync(fd) == 0); /* chmod after chown: chown clears setuid */
 	int e = errno;
 	if (close(fd) < 0 && ok)
 		ok = 0, e = errno;
@@ -227,10 +230,12 @@ static int write_atomic(const struct sp_at *at, const char *data, size_t len, co
 		errno = e;
 		return -1;
 	}
-	return fsync_dir(at->dirfd);
+	return a->nosync ? 0 : fsync_dir(at->dirfd);
 }
 
-/* file.write(path, data[, {mode, owner, group}]) -> true | nil, err, errno
+/* file.write(path, data[, {mode, owner, group, sync}]) -> true | nil, err, errno
+ * sync = false: renamed into place without fsync (a record that may be lost
+ * in a crash, written where a program must not wait for the disk).
  * A symlink is written through only where safepath.h follows it (a root
  * directory, e.g. /etc/resolv.conf -> ../run/...); elsewhere it is refused. */
 static int l_write(lua_State *L)

@@ -20,6 +20,7 @@ struct attrs {
 	uid_t uid;
 	gid_t gid;
 	int parents;
+	int nosync; /* write: {sync = false}, no fsync (records that may be lost) */
 };
 /* 0, or 2 with nil, err pushed (unknown user or group); raises on misuse. */
 int phanes_file_attrs(lua_State *L, int t, const char *path, struct attrs *a);

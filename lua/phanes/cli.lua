@@ -124,7 +124,7 @@ options:
 
 examples:
   phanes apply dev --config config.yaml --dry-run
-  phanes apply web --config config.yaml --only nginx,security
+  phanes apply web --config config.yaml --only caddy,security
   phanes apply ./my-profile.lua --config config.yaml --set swap.size=2G
   phanes apply modules/redis.lua --config config.yaml --json > report.json
 

@@ -46,11 +46,16 @@ local function new_app(o)
   local children, logs, records = {}, {}, o.records or {}
   local runs = require("phanes.serve.runs").new { parallel = o.parallel or 4,
     argv = function(run) return { "phanes", "--remote", run.target } end,
-    spawn = function(argv)
+    spawn = function(argv, run)
       local c = fake_child()
-      c.argv = argv
+      c.argv, c.cred = argv, run and run.cred
       children[#children + 1] = c
       return c
+    end,
+    cleanup = function(run) if run.cred then logs[#logs + 1] = "cleanup " .. run.id end end,
+    record = function(run)
+      records[run.host] = { status = "recorded", modules = run.modules }
+      return true
     end,
     read_record = function(host) return records[host] end,
     status_path = function(host) return "/state/" .. host .. "/last.json" end }
@@ -58,6 +63,10 @@ local function new_app(o)
     log = function(line) logs[#logs + 1] = line end,
     modules_doc = { modules = json.array { { name = "baseline" }, { name = "docker" } } },
     known = { baseline = true, docker = true }, runs = runs,
+    secret = function(key, host)
+      if key == "ssh.web1" then return { private_key = "KEYTEXT-" .. host } end
+      return nil, 400, "secrets.key: no key '" .. key .. "' in the vault"
+    end,
     resolve_host = function(name)
       if name == "web1" or name == "web2" or name:find "@" then return { name = name } end
       return nil, 404, "unknown host '" .. name .. "'; known hosts: web1, web2"
@@ -284,6 +293,19 @@ describe("phanes serve token", function()
   end)
 end)
 
+describe("file.write without fsync (run records)", function()
+  it("writes the same bytes and mode, atomically, with sync = false", function()
+    local F = require "phanes.file"
+    local dir = tmpdir()
+    assert(F.write(dir .. "/r.json", "one\n", { mode = tonumber("0600", 8), sync = false }))
+    assert(F.write(dir .. "/r.json", "two\n", { sync = false }))
+    assert.equal("two\n", F.read(dir .. "/r.json"))
+    assert.equal(tonumber("0600", 8), F.stat(dir .. "/r.json").mode & 4095)
+    assert.same({ "r.json" }, F.list(dir))
+    F.remove(dir, true)
+  end)
+end)
+
 describe("phanes serve validation", function()
   local validate = require "phanes.serve.validate"
   local known = { baseline = true, docker = true }
@@ -299,7 +321,21 @@ describe("phanes serve validation", function()
     assert.same({ "baseline", "docker" }, v.modules)
     assert.is_false(v.dry_run)
     assert.is_true(v.wait)
-    assert.same({ user = "deploy", port = 2222, identity = "/root/.ssh/id", connect_timeout = 5 }, v.ssh)
+    assert.same({ user = "deploy", port = 2222, identity = "/root/.ssh/id", connect_timeout = 5, probe = false,
+      record_only = false }, v.ssh)
+    assert.is_nil(v.secrets)
+  end)
+
+  it("takes secrets from the vault, PHANES_* settings, a probe without modules, record_only", function()
+    local v = assert(validate.install('{"host":"web1","modules":["baseline"],"secrets":{"provider":"vault",'
+      .. '"key":"ssh.web1"},"ssh":{"env":{"PHANES_TIMEZONE":"Europe/Berlin"}}}', known))
+    assert.same({ provider = "vault", key = "ssh.web1" }, v.secrets)
+    assert.same({ PHANES_TIMEZONE = "Europe/Berlin" }, v.ssh.env)
+    v = assert(validate.install('{"host":"web1","ssh":{"probe":true}}', known))
+    assert.same({}, v.modules)
+    assert.is_true(v.ssh.probe)
+    v = assert(validate.install('{"host":"web1","modules":["baseline"],"ssh":{"record_only":true}}', known))
+    assert.is_true(v.ssh.record_only)
   end)
 
   it("names the field of every error", function()
@@ -323,7 +359,19 @@ describe("phanes serve validation", function()
     bad('{"host":"web1","modules":["baseline"],"ssh":{"identity":"rel/key"}}', "^ssh%.identity: ")
     bad('{"host":"web1","modules":["baseline"],"ssh":{"connect_timeout":-1}}', "^ssh%.connect_timeout: ")
     bad('{"host":"web1","modules":["baseline"],"ssh":{"pw":"x"}}', "^ssh%.pw: unknown field")
-    bad('{"host":"web1","modules":["baseline"],"secrets":{"provider":"x"}}', "^secrets: not supported")
+    bad('{"host":"web1","modules":["baseline"],"secrets":{"provider":"x","key":"a"}}', '^secrets%.provider: expected "vault"')
+    bad('{"host":"web1","modules":["baseline"],"secrets":{"provider":"vault"}}', "^secrets%.key: ")
+    bad('{"host":"web1","modules":["baseline"],"secrets":{"provider":"vault","key":"a..b"}}', "^secrets%.key: ")
+    bad('{"host":"web1","modules":["baseline"],"secrets":{"provider":"vault","key":"a","pw":1}}', "^secrets%.pw: unknown field")
+    bad('{"host":"web1","modules":["baseline"],"secrets":"k"}', "^secrets: expected an object")
+    bad('{"host":"web1","modules":["baseline"],"ssh":{"env":{"PATH":"/x"}}}', "^ssh%.env%.PATH: expected a PHANES_%* variable")
+    bad('{"host":"web1","modules":["baseline"],"ssh":{"env":{"PHANES_KEY_PASSPHRASE":"x"}}}', "^ssh%.env%.PHANES_KEY_PASSPHRASE: not a setting")
+    bad('{"host":"web1","modules":["baseline"],"ssh":{"env":{"PHANES_X":1}}}', "^ssh%.env%.PHANES_X: expected a string")
+    bad('{"host":"web1","modules":["baseline"],"ssh":{"env":[]}}', "^ssh%.env: expected an object")
+    bad('{"host":"web1","modules":["baseline"],"ssh":{"probe":"yes"}}', "^ssh%.probe: expected true or false")
+    bad('{"host":"web1","modules":["baseline"],"ssh":{"probe":true,"record_only":true}}', "^ssh%.probe: not with ssh%.record_only")
+    bad('{"host":"web1","modules":["baseline"],"dry_run":true,"ssh":{"record_only":true}}', "^dry_run: not with ssh%.record_only")
+    bad('{"host":"web1","ssh":{"record_only":true}}', "^modules: ")
   end)
 end)
 
@@ -378,6 +426,44 @@ describe("phanes serve app", function()
     assert.equal(404, r.status)
     assert.matches("unknown host 'web9'", r:doc().error)
     assert.equal(0, #s.children)
+  end)
+
+  it("record_only records the host and starts nothing; secrets reach the child and are cleaned up", function()
+    local s = new_app()
+    local r = s.call("POST", "/api/remote/install", '{"host":"web1","modules":["baseline"],"ssh":{"record_only":true}}', s.auth)
+    assert.equal(200, r.status)
+    assert.equal("recorded", r:doc().status)
+    assert.same({ "baseline" }, r:doc().skipped)
+    assert.equal(0, #s.children)
+    assert.equal("recorded", s.records.web1.status)
+    r = s.call("POST", "/api/remote/install", '{"host":"web1","modules":["baseline"],"secrets":{"provider":"vault","key":"nope"}}', s.auth)
+    assert.equal(400, r.status)
+    assert.matches("^secrets%.key: no key 'nope'", r:doc().error)
+    assert.equal(0, #s.children)
+    r = s.call("POST", "/api/remote/install", '{"host":"web1","modules":["baseline"],"wait":false,'
+      .. '"secrets":{"provider":"vault","key":"ssh.web1"}}', s.auth)
+    assert.equal(202, r.status)
+    assert.equal("KEYTEXT-web1", s.children[1].cred.private_key)
+    assert.is_nil(r.body:find("KEYTEXT", 1, true))
+    s.children[1]:exit(0)
+    s.runs:tick()
+    local run = s.runs:get(r:doc().run_id)
+    assert.is_nil(run.cred)
+    assert.equal("cleanup " .. run.id, s.logs[#s.logs])
+  end)
+
+  it("a probe answers ok or failed, with no module outcome", function()
+    local s = new_app()
+    local r = s.call("POST", "/api/remote/install", '{"host":"web1","ssh":{"probe":true},"wait":false}', s.auth)
+    assert.equal(202, r.status)
+    s.children[1]:exit(0)
+    s.runs:tick()
+    local run = s.runs:get(r:doc().run_id)
+    assert.equal("ok", run.status)
+    assert.is_true(s.runs:public(run).probe)
+    r = s.call("POST", "/api/remote/install", '{"host":"web1","ssh":{"probe":true,"user":"x"}}', s.auth)
+    assert.equal(400, r.status)
+    assert.matches("^ssh%.user: a probe takes the user in host", r:doc().error)
   end)
 
   it("runs one install per host: 202 at once, 409 with the running id, then noop", function()
@@ -532,5 +618,25 @@ describe("phanes serve app", function()
     assert.is_nil(doc.hosts[2].last_status)
     assert.equal(404, s.call("GET", "/api/remote/status?host=web2").status)
     assert.equal(400, s.call("GET", "/api/remote/status?host=a%20b").status)
+  end)
+
+  it("makes the hosts' list again after STATUS_TTL, or at once when a run starts or ends", function()
+    local s = new_app()
+    s.records.web1 = { status = "ok" }
+    assert.equal("ok", s.call("GET", "/api/remote/status"):doc().hosts[1].last_status)
+    s.records.web1 = { status = "failed" }
+    -- within the TTL, nothing of this server changed: the same document
+    assert.equal("ok", s.call("GET", "/api/remote/status"):doc().hosts[1].last_status)
+    local r = s.call("POST", "/api/remote/install", '{"host":"web1","modules":["baseline"],"wait":false}', s.auth)
+    local doc = s.call("GET", "/api/remote/status"):doc()
+    assert.equal("failed", doc.hosts[1].last_status)
+    assert.equal(r:doc().run_id, doc.hosts[1].running)
+    s.children[1]:exit(0)
+    s.runs:tick()
+    assert.is_nil(s.call("GET", "/api/remote/status"):doc().hosts[1].running)
+    local api = s.app.api
+    api.status_cache.at = api.status_cache.at - require("phanes.serve.api").STATUS_TTL
+    s.records.web1 = { status = "ok" }
+    assert.equal("ok", s.call("GET", "/api/remote/status"):doc().hosts[1].last_status)
   end)
 end)

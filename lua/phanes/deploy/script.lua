@@ -27,6 +27,9 @@ set -u
 umask 022
 U=%s; B=%s
 fail() { echo "PHANES-ERR $*" >&2; exit 91; }
+# only a deploy makes things: the others read, and a host without the
+# deploy user or the site has no releases
+if [ "$1" != deploy ] && { ! id -u "$U" >/dev/null 2>&1 || [ ! -d "$B/$2" ]; }; then echo "NOSITE"; exit 4; fi
 id -u "$U" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --home-dir /nonexistent \
   --shell /usr/sbin/nologin "$U" >/dev/null || fail "cannot create the deploy user $U"
 for d in /srv /srv/phanes "$B"; do
@@ -50,10 +53,12 @@ umask 022
 export LC_ALL=C
 fail() { echo "PHANES-ERR $1" >&2; exit "${2:-92}"; }
 cd "$B/$2" || fail "cannot enter $B/$2"
-mkdir -p releases manifests || fail "cannot make releases/ in $B/$2"
+[ "$1" != deploy ] || mkdir -p releases manifests || fail "cannot make releases/ in $B/$2"
 C=$(readlink current 2>/dev/null); C=${C#releases/}
 complete() { ls releases | while read -r n; do [ -f "manifests/$n" ] && echo "$n"; done; }
-lock() { exec 9>.lock && flock -w 30 9 || fail "another deploy of site $2 is running (lock $B/$2/.lock)" 75; }
+SITE=$2
+lock() { exec 9>.lock && flock -w 30 9 ||
+  fail "another deploy of site $SITE holds its lock $B/$SITE/.lock (waited 30s): try again when it is done" 75; }
 switch() { rm -f .current.tmp && ln -s "releases/$1" .current.tmp && mv -T .current.tmp current || fail "cannot switch current to $1"; }
 case $1 in
 state)

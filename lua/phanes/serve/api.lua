@@ -6,6 +6,7 @@
 --
 -- ctx: runs (serve/runs.lua), modules_doc, known (module name set),
 -- resolve_host(name) -> { name } | nil, status, message, hosts() -> names,
+-- secret(key, host) -> credentials | nil, status, message (the vault),
 -- read_record(name), status_path(name), asset(name) -> text, now(), version.
 local json = require "phanes.json"
 local validate = require "phanes.serve.validate"
@@ -17,6 +18,10 @@ Api.__index = Api
 
 M.HEARTBEAT = 15 -- seconds between SSE comments, so a gone client is noticed
 M.TAIL_IDLE = 86400 -- a log tail may stay quiet this long (the server's timeout is for requests)
+-- The hosts' list is made again at most this often (seconds), and whenever
+-- a run of this server starts or ends: reading the inventory and every
+-- host's record for each request made a busy dashboard wait on the disk.
+M.STATUS_TTL = 1
 
 function M.new(ctx)
   return setmetatable({ ctx = ctx, tails = {} }, Api)
@@ -75,11 +80,25 @@ function Api:install(req, info)
   local ctx = self.ctx
   local body, err = validate.install(info.body, ctx.known)
   if not body then return fail(req, 400, err) end
+  if body.ssh.probe and body.ssh.user and not body.host:find("@", 1, true) then
+    return fail(req, 400, "ssh.user: a probe takes the user in host (user@address)")
+  end
   local host, status, msg = ctx.resolve_host(body.host)
   if not host then return fail(req, status, msg) end
   if ctx.runs.draining then return fail(req, 503, "the server is stopping; no new runs") end
+  local busy = ctx.runs:busy(host.name)
+  if busy then
+    return fail(req, 409, string.format("host %s is busy with run %s", host.name, busy.id), { run_id = busy.id })
+  end
+  local cred
+  if body.secrets and not body.ssh.record_only then
+    if not ctx.secret then return fail(req, 500, "secrets: this server has no vault") end
+    local cstatus, cmsg
+    cred, cstatus, cmsg = ctx.secret(body.secrets.key, host.name)
+    if not cred then return fail(req, cstatus, cmsg) end
+  end
   local run, cur = ctx.runs:submit { host = host.name, target = body.host, modules = body.modules,
-    dry_run = body.dry_run, ssh = body.ssh }
+    dry_run = body.dry_run, ssh = body.ssh, cred = cred }
   if not run then
     return fail(req, 409, string.format("host %s is busy with run %s", host.name, cur.id), { run_id = cur.id })
   end
@@ -114,9 +133,14 @@ function Api:status(req, info)
     if not text then return fail(req, 404, "no record for host '" .. name .. "': no run recorded yet") end
     return req:respond(200, { ["Content-Type"] = "application/json" }, text)
   end
-  local hosts = {}
-  for _, h in ipairs(self.ctx.hosts()) do hosts[#hosts + 1] = host_entry(self, h.name, h.entry) end
-  return reply(req, 200, { hosts = json.array(hosts) })
+  local now, gen, c = self.ctx.now(), self.ctx.runs.generation or 0, self.status_cache
+  if not (c and c.gen == gen and now >= c.at and now - c.at < M.STATUS_TTL) then
+    local hosts = {}
+    for _, h in ipairs(self.ctx.hosts()) do hosts[#hosts + 1] = host_entry(self, h.name, h.entry) end
+    c = { gen = gen, at = now, body = json.encode({ hosts = json.array(hosts) }, { pretty = true }) .. "\n" }
+    self.status_cache = c
+  end
+  return req:respond(200, { ["Content-Type"] = "application/json" }, c.body)
 end
 
 function Api:runs(req)

@@ -4,8 +4,8 @@
 -- are child processes of this binary (`phanes --remote T apply ...`).
 --
 --   phanes serve [--listen ADDR:PORT] [--token-file F] [--config F]
---                [--parallel N] [--max-body BYTES] [--grace S] [--path DIR]
---                [--tls-cert PEM --tls-key PEM]
+--                [--vault-password-file F] [--parallel N] [--max-body BYTES]
+--                [--grace S] [--path DIR] [--tls-cert PEM --tls-key PEM]
 --
 -- SIGTERM/SIGINT: stop accepting, let runs finish for --grace seconds,
 -- then interrupt them (SIGINT, SIGKILL 10 s later), exit 0.
@@ -13,8 +13,8 @@ local M = {}
 
 M.HELP = [[
 usage: phanes serve [--listen ADDR:PORT] [--token-file F] [--config F] [--parallel N]
-                    [--max-body BYTES] [--grace SECONDS] [--path DIR]
-                    [--tls-cert PEM --tls-key PEM]
+                    [--vault-password-file F] [--max-body BYTES] [--grace SECONDS]
+                    [--path DIR] [--tls-cert PEM --tls-key PEM]
 
 Serve the HTTP API (/api/...) and the dashboard (/) of phanes: list modules,
 plan or apply them on hosts of the inventory, tail run logs.
@@ -22,7 +22,11 @@ plan or apply them on hosts of the inventory, tail run logs.
   --listen ADDR:PORT   where to listen (default 127.0.0.1:8001)
   --token-file F       the bearer token (default ~/.config/phanes/serve.token,
                        created 0600 on first start)
-  --config F           the config every run uses (as `phanes apply --config`)
+  --config F           the config every run uses (as `phanes apply --config`),
+                       merged for each host (group and host vars, the vault's
+                       host block) as `phanes --remote HOST apply` does
+  --vault-password-file F  the vault's password: for `!vault` values and host
+                       blocks, and for installs with "secrets" (SSH credentials)
   --parallel N         runs at once (default 4); one per host
   --max-body BYTES     request body limit (default 65536; larger: 413)
   --grace SECONDS      on SIGTERM, how long runs may finish (default 30)
@@ -34,7 +38,7 @@ needs `Authorization: Bearer <token>`. API: GET /api/openapi.json.
 ]]
 
 local VALUE = { listen = true, ["token-file"] = true, config = true, parallel = true, ["max-body"] = true,
-  grace = true, path = true, color = true, ["tls-cert"] = true, ["tls-key"] = true }
+  grace = true, path = true, color = true, ["tls-cert"] = true, ["tls-key"] = true, ["vault-password-file"] = true }
 
 local function err(msg) io.stderr:write("phanes serve: ", msg, "\n") end
 
@@ -96,33 +100,115 @@ local function modules_doc(o)
   return doc, known
 end
 
--- The command line of a run: this binary, through the CLI.
-local function run_argv(o)
+-- The variable a run's SSH password (from the vault) reaches it in.
+local PASSWORD_ENV = "PHANES_SERVE_SSH_PASSWORD"
+
+-- The command line of a run: this binary, through the CLI. A probe is
+-- `phanes host test TARGET`; the rest `phanes --remote TARGET apply`.
+-- keyfile(run): where a private key from the vault is written for it.
+local function run_argv(o, keyfile)
   return function(run)
     local a = { "/proc/self/exe" }
     local function add(...) for _, w in ipairs { ... } do a[#a + 1] = w end end
     for _, p in ipairs(o.paths) do add("--path", p) end
-    add("--remote", run.target)
-    local ssh = run.ssh or {}
-    if ssh.user then add("--user", ssh.user) end
+    local ssh, cred = run.ssh or {}, run.cred or {}
+    if run.probe then add("host", "test", run.target) else add("--remote", run.target) end
+    if ssh.user and not run.probe then add("--user", ssh.user) end
     if ssh.port then add("--port", tostring(ssh.port)) end
-    if ssh.identity then add("--key", ssh.identity) end
+    if cred.private_key then add("--key", keyfile(run))
+    elseif ssh.identity then add("--key", ssh.identity) end
+    if cred.password then add("--password-env", PASSWORD_ENV) end
     if ssh.connect_timeout then add("--timeout", tostring(ssh.connect_timeout)) end
+    if run.probe then return a end
     add("apply", "--modules", table.concat(run.modules, ","))
     if run.dry_run then add("--dry-run", "--json") end
     if o.config then add("--config", o.config) end
+    if o["vault-password-file"] then add("--vault-password-file", o["vault-password-file"]) end
     return a
   end
 end
 
-local function child_env()
-  local env = {}
-  for k, v in pairs(require("phanes.sys").environ()) do
-    if k ~= "PHANES_NO_PROMPT" then env[#env + 1] = k .. "=" .. v end
+-- A run's environment: the server's, never prompting, with the request's
+-- PHANES_* settings (ssh.env) and the credentials from the vault.
+local function child_env(base, run)
+  local env, seen = {}, {}
+  local function put(k, v)
+    if not seen[k] then seen[k] = true; env[#env + 1] = k .. "=" .. v end
   end
-  env[#env + 1] = "PHANES_NO_PROMPT=1"
+  local cred = run and run.cred or {}
+  put("PHANES_NO_PROMPT", "1")
+  if cred.password then put(PASSWORD_ENV, cred.password) end
+  if cred.passphrase then put("PHANES_KEY_PASSPHRASE", cred.passphrase) end
+  for k, v in pairs(run and run.ssh and run.ssh.env or {}) do put(k, v) end
+  for k, v in pairs(base) do put(k, v) end
   table.sort(env)
   return env
+end
+
+-- secrets: { provider = "vault", key = K }: the vault value K (the host's
+-- block over defaults) is the run's SSH password, or a map with password,
+-- private_key (the key's text) and passphrase. The vault is opened once and
+-- again only when its file changed.
+local CRED_FIELDS = { password = true, private_key = true, passphrase = true }
+local function secrets(o)
+  local vault, F = require "phanes.vault", require "phanes.file"
+  local settings = {}
+  if o.config then
+    local text = F.read(o.config)
+    local data = text and require("phanes.yaml").decode(text, o.config)
+    settings = vault.settings(type(data) == "table" and data.vault or nil)
+  end
+  local path = vault.locate { config = o.config, settings = settings }
+  local cache = {}
+  return function(key, host)
+    local st = F.stat(path)
+    if not st then return nil, 500, "secrets: no vault at " .. path .. " (the server's --config names where it is)" end
+    local stamp = st.size .. ":" .. tostring(st.mtime)
+    if cache.stamp ~= stamp then
+      local env = require("phanes.sys").environ()
+      if not (o["vault-password-file"] or env.PHANES_VAULT_PASSWORD_FILE or settings.password_command) then
+        return nil, 500, "secrets: the server has no vault password: start it with --vault-password-file F"
+      end
+      local pw, perr = vault.password { file = o["vault-password-file"], env = env, command = settings.password_command }
+      if not pw then return nil, 500, "secrets: " .. tostring(perr) end
+      local doc, derr = vault.read_file(path, pw)
+      if not doc then return nil, 500, "secrets: " .. tostring(derr) end
+      cache.stamp, cache.doc = stamp, doc
+    end
+    local v, hint = vault.lookup(cache.doc, key, host)
+    vault.audit { action = "secret_resolved", key = key, host = host, file = path, outcome = v ~= nil and "ok" or "missing" }
+    if v == nil then
+      return nil, 400, string.format("secrets.key: no key '%s' in the vault %s for host %s%s", key, path, host,
+        hint and (" (" .. hint .. ")") or "")
+    end
+    if type(v) == "string" and v ~= "" then return { password = v } end
+    if type(v) == "table" then
+      local cred = {}
+      for k, x in pairs(v) do
+        if not CRED_FIELDS[k] or type(x) ~= "string" or x == "" then
+          return nil, 400, "secrets.key: the vault's '" .. key .. "' has '" .. tostring(k)
+            .. "': expected password, private_key and passphrase, each a string"
+        end
+        cred[k] = x
+      end
+      if cred.password or cred.private_key then return cred end
+    end
+    return nil, 400, "secrets.key: the vault's '" .. key .. "': expected a password or a map with password, "
+      .. "private_key, passphrase"
+  end
+end
+
+-- record_only: the host's record (last.json) says it was recorded with
+-- these modules, at this time, by this server; nothing runs on it.
+local function record_host(run)
+  local now = os.date "!%Y-%m-%dT%H:%M:%SZ"
+  local mods = {}
+  for _, m in ipairs(run.modules) do mods[#mods + 1] = { name = m, status = "recorded" } end
+  local rec = { host = run.host, target = run.target, status = "recorded", exit_code = 0, record_only = true,
+    reason = "recorded by phanes serve (run " .. run.id .. ") without running anything", started_at = now,
+    finished_at = now, modules = require("phanes.json").array(mods), changed = 0, failed = 0 }
+  return require("phanes.remote.record").write(run.host, rec,
+    { "recorded by phanes serve, run " .. run.id .. ": " .. table.concat(run.modules, ", ") })
 end
 
 local function resolver()
@@ -164,15 +250,29 @@ function M.context(o, tok, doc, known, loopback)
   local ok, derr = util.mkdir_p(dir)
   if not ok then return nil, "cannot create " .. dir .. ": " .. tostring(derr) end
   local ctx = { token = tok, loopback = loopback, modules_doc = doc, known = known, now = sys.now,
-    version = require("phanes.loader").version, resolve_host = resolver(), hosts = known_hosts(util),
+    version = require("phanes.loader").version, resolve_host = resolver(), hosts = known_hosts(util), secret = secrets(o),
     read_record = util.read_record, status_path = function(n) return util.host_dir(n) .. "/last.json" end,
     asset = function(name) return require("phanes.embedded").get("web/" .. name) end,
     log = function(line) io.stderr:write(line, "\n") end }
-  local env = child_env()
+  local keys = util.state_home() .. "/serve/keys"
+  local base = {}
+  for k, v in pairs(sys.environ()) do
+    if k ~= "PHANES_NO_PROMPT" and k ~= PASSWORD_ENV then base[k] = v end
+  end
+  local function keyfile(run) return keys .. "/" .. run.id .. ".key" end
+  local F = require "phanes.file"
   local http = require "phanes.http"
-  ctx.runs = require("phanes.serve.runs").new { parallel = o.parallel, dir = dir, argv = run_argv(o),
-    spawn = function(argv) return http.spawn { argv = argv, env = env } end,
-    read_record = util.read_record, status_path = ctx.status_path }
+  ctx.runs = require("phanes.serve.runs").new { parallel = o.parallel, dir = dir, argv = run_argv(o, keyfile),
+    spawn = function(argv, run)
+      if run and run.cred and run.cred.private_key then
+        local kok, kerr = util.mkdir_p(keys)
+        if kok then kok, kerr = F.write(keyfile(run), (run.cred.private_key:gsub("\r?\n?$", "\n")), { mode = tonumber("0600", 8) }) end
+        if not kok then return nil, "cannot write the run's key into " .. keys .. ": " .. tostring(kerr) end
+      end
+      return http.spawn { argv = argv, env = child_env(base, run) }
+    end,
+    cleanup = function(run) if run.cred and run.cred.private_key then F.remove(keyfile(run)) end end,
+    record = record_host, read_record = util.read_record, status_path = ctx.status_path }
   ctx.runs:load()
   return ctx
 end
@@ -217,8 +317,11 @@ local function serve(o, srv, ctx)
   local on_fd = watcher(srv, ctx)
   sys.trap_signals()
   local stopping = false
+  -- the access log: one write per loop step, not one per request
+  io.stderr:setvbuf "full"
   while true do
     local ready = srv:step(0.5)
+    io.stderr:flush()
     for _, fd in ipairs(ready) do on_fd(fd) end
     ctx.runs:tick()
     local now = sys.now()
@@ -235,6 +338,7 @@ local function serve(o, srv, ctx)
   app.api.last_beat = nil
   app.api:heartbeat(math.huge)
   err("stopped")
+  io.stderr:flush()
   return 0
 end
 

@@ -26,11 +26,15 @@ local function new_id()
   return os.date("!%Y%m%dT%H%M%SZ") .. "-" .. hex(ok and rnd or string.format("%04d", math.random(0, 9999)))
 end
 
--- o: spawn(argv) -> child | nil, err; argv(spec) -> argv; dir (records) or
--- nil; parallel; read_record(host) -> last.json table; status_path(host);
--- watch(child, run) / unwatch(child, run): the server's loop.
+-- o: spawn(argv, run) -> child | nil, err; argv(spec) -> argv; dir (records)
+-- or nil; parallel; read_record(host) -> last.json table; status_path(host);
+-- watch(child, run) / unwatch(child, run): the server's loop; record(run) ->
+-- true | nil, err (a record_only run: the host's record, no child);
+-- cleanup(run): after a run (its credentials' files).
 function M.new(o)
-  local self = setmetatable({ o = o, all = {}, order = {}, by_host = {}, queue = {}, running = 0 }, Runs)
+  -- generation: bumped whenever a run is submitted, starts or ends (what
+  -- the hosts' status shows changed)
+  local self = setmetatable({ o = o, all = {}, order = {}, by_host = {}, queue = {}, running = 0, generation = 0 }, Runs)
   self.parallel = o.parallel or 4
   return self
 end
@@ -55,6 +59,7 @@ end
 function Runs:public(run)
   return {
     id = run.id, host = run.host, modules = json.array(run.modules), dry_run = run.dry_run,
+    probe = run.probe or nil, record_only = run.record_only or nil,
     status = run.status, exit_code = run.exit_code, error = run.error,
     created_at = run.created_at, started_at = run.started_at, finished_at = run.finished_at,
     installed = run.installed and json.array(run.installed), skipped = run.skipped and json.array(run.skipped),
@@ -66,12 +71,15 @@ end
 function Runs:save(run)
   local path = file_of(self, run.id, ".json")
   if not path then return true end
+  -- without fsync: the server's loop must not wait for a busy disk (a
+  -- record lost in a crash is a run the next start does not list)
   return require("phanes.file").write(path, json.encode(self:public(run), { pretty = true }) .. "\n",
-    { mode = tonumber("0600", 8) })
+    { mode = tonumber("0600", 8), sync = false })
 end
 
 -- runs:submit(spec) -> run | nil, running_run
--- spec: host (the record's name), target, modules, dry_run, ssh
+-- spec: host (the record's name), target, modules, dry_run, ssh (probe,
+-- record_only, env, ...), cred (credentials from the vault: never saved)
 function Runs:submit(spec)
   local cur = self:busy(spec.host)
   if cur then return nil, cur end
@@ -79,9 +87,12 @@ function Runs:submit(spec)
   while self.all[id] do id = new_id() end
   local run = { id = id, host = spec.host, target = spec.target or spec.host, modules = spec.modules,
     dry_run = spec.dry_run or false, ssh = spec.ssh or {}, status = "queued", created_at = iso(),
+    probe = spec.ssh and spec.ssh.probe or false, record_only = spec.ssh and spec.ssh.record_only or false,
+    cred = spec.cred,
     chunks = {}, size = 0, stdout = {}, waiters = {}, streams = {},
     status_path = self.o.status_path and self.o.status_path(spec.host), log_path = file_of(self, id, ".log") }
   self.all[id] = run
+  self.generation = self.generation + 1
   self.order[#self.order + 1] = run
   self.by_host[run.host] = id
   self.queue[#self.queue + 1] = run
@@ -97,8 +108,13 @@ function Runs:pump()
 end
 
 function Runs:launch(run)
-  local child, err = self.o.spawn(self.o.argv(run))
   run.started_at = iso()
+  self.generation = self.generation + 1
+  if run.record_only then
+    local ok, rerr = (self.o.record or function() return nil, "no record writer" end)(run)
+    return self:finish(run, ok and 0 or 1, nil, not ok and tostring(rerr) or nil)
+  end
+  local child, err = self.o.spawn(self.o.argv(run), run)
   if not child then
     self:append(run, "phanes serve: cannot start the run: " .. tostring(err) .. "\n")
     return self:finish(run, nil, nil, tostring(err))
@@ -182,9 +198,15 @@ function Runs:finish(run, code, sig, err)
     run.child = nil
     self.running = self.running - 1
   end
+  if self.o.cleanup then self.o.cleanup(run) end
+  run.cred = nil
+  self.generation = self.generation + 1
   run.exit_code, run.signal, run.finished_at = code, sig, iso()
   local ok, changed = code == 0, false
-  if run.dry_run and code then
+  if run.probe or run.record_only then
+    run.installed, run.skipped, run.failed = {}, {}, {}
+    if run.record_only and ok then run.skipped = run.modules end
+  elseif run.dry_run and code then
     local dok, would = dry_result(run)
     ok, changed = ok and dok ~= false, would
   elseif code then
@@ -192,15 +214,18 @@ function Runs:finish(run, code, sig, err)
   end
   if code == 130 or sig or run.interrupted then run.status = "interrupted"
   elseif not ok then run.status = "failed"
+  elseif run.probe then run.status = "ok"
+  elseif run.record_only then run.status = "recorded"
   elseif run.dry_run then run.status = changed and "planned" or "noop"
   else run.status = changed and "changed" or "noop" end
-  if run.status ~= "noop" and run.status ~= "planned" and run.status ~= "changed" then
+  if run.status ~= "noop" and run.status ~= "planned" and run.status ~= "changed" and run.status ~= "ok"
+    and run.status ~= "recorded" then
     run.error = err or last_error(run) or ("the run exited with " .. (code and ("code " .. code) or ("signal " .. tostring(sig))))
   end
   if self.by_host[run.host] == run.id then self.by_host[run.host] = nil end
   self:save(run)
   if run.log_path then
-    require("phanes.file").write(run.log_path, table.concat(run.chunks), { mode = tonumber("0600", 8) })
+    require("phanes.file").write(run.log_path, table.concat(run.chunks), { mode = tonumber("0600", 8), sync = false })
   end
   for _, s in ipairs(run.streams) do s.close() end
   run.streams = {}

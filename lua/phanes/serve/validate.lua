@@ -2,17 +2,21 @@
 -- the field: a client learns what to fix from the 400 alone.
 --
 --   local req, err = validate.install(body, { baseline = true })
---   -- req = { host, modules = {...}, dry_run, wait, ssh = { user, port, identity, connect_timeout } }
+--   -- req = { host, modules = {...}, dry_run, wait, secrets = { provider, key } | nil,
+--   --         ssh = { user, port, identity, connect_timeout, env = { PHANES_X = "v" }, probe, record_only } }
 local json = require "phanes.json"
 local M = {}
 
-local TOP = { host = true, modules = true, dry_run = true, wait = true, ssh = true }
-local SSH = { user = true, port = true, identity = true, connect_timeout = true }
--- Asked for by the installer seed but not offered by this server: said so
--- rather than ignored.
-local UNSUPPORTED = { secrets = "secrets: not supported by this server (give the config with `phanes serve --config`)",
-  probe = "ssh.probe: not supported by this server", record_only = "ssh.record_only: not supported by this server",
-  env = "ssh.env: not supported by this server" }
+local TOP = { host = true, modules = true, dry_run = true, wait = true, ssh = true, secrets = true }
+local SSH = { user = true, port = true, identity = true, connect_timeout = true, env = true, probe = true,
+  record_only = true }
+local SECRETS = { provider = true, key = true }
+-- PHANES_* variables that are the run's controller's own (credentials and
+-- where things are), never a setting a request may give
+local CONTROLLER_ENV = { PHANES_KEY_PASSPHRASE = true, PHANES_NO_PROMPT = true, PHANES_INVENTORY = true,
+  PHANES_REMOTE_COLOR = true, PHANES_PATH = true, PHANES_STATE = true, PHANES_VAULT_PASSWORD_FILE = true,
+  PHANES_SERVE_SSH_PASSWORD = true }
+M.MAX_ENV = 64
 
 local ARRAY = getmetatable(json.array())
 
@@ -34,9 +38,54 @@ local function check_keys(t, allowed, prefix)
   table.sort(names)
   for _, k in ipairs(names) do
     if not allowed[k] then
-      return UNSUPPORTED[k] or (prefix .. k .. ": unknown field")
+      return prefix .. k .. ": unknown field"
     end
   end
+end
+
+local function check_bool(v, name)
+  if v == nil or v == json.null then return false end
+  if type(v) ~= "boolean" then return nil, name .. ": expected true or false" end
+  return v
+end
+
+-- ssh.env: PHANES_* settings of the run (as in the server's environment:
+-- they reach the host's config like `PHANES_TIMEZONE=UTC phanes apply`)
+local function check_env(env)
+  if type(env) ~= "table" or getmetatable(env) == ARRAY then return nil, "ssh.env: expected an object" end
+  local names, out = {}, {}
+  for k in pairs(env) do names[#names + 1] = tostring(k) end
+  table.sort(names)
+  if #names > M.MAX_ENV then return nil, "ssh.env: at most " .. M.MAX_ENV .. " variables" end
+  for _, k in ipairs(names) do
+    if not k:match "^PHANES_[A-Z0-9_]+$" or #k > 128 then
+      return nil, "ssh.env." .. k .. ": expected a PHANES_* variable name (PHANES_ and A-Z, 0-9, _)"
+    end
+    if CONTROLLER_ENV[k] or k:match "^PHANES_TEST_" then
+      return nil, "ssh.env." .. k .. ": not a setting of the run (the server's own)"
+    end
+    local v = env[k]
+    if type(v) ~= "string" or #v > 4096 or v:find "%z" then
+      return nil, "ssh.env." .. k .. ": expected a string of at most 4096 bytes"
+    end
+    out[k] = v
+  end
+  return out
+end
+
+-- secrets: { provider = "vault", key = "ssh.web1" }: the run's SSH
+-- credentials, a value of the server's vault
+local function check_secrets(sec)
+  if sec == nil or sec == json.null then return nil end
+  if type(sec) ~= "table" or getmetatable(sec) == ARRAY then return false, "secrets: expected an object" end
+  local bad = check_keys(sec, SECRETS, "secrets.")
+  if bad then return false, bad end
+  if sec.provider ~= "vault" then return false, 'secrets.provider: expected "vault" (the server\'s vault)' end
+  if type(sec.key) ~= "string" or #sec.key > 200 or not sec.key:match "^[%w_][%w_%-]*[%.%w_%-]*$"
+    or sec.key:find("..", 1, true) or sec.key:sub(-1) == "." then
+    return false, "secrets.key: expected a vault key (words joined by dots, e.g. ssh.web1)"
+  end
+  return { provider = sec.provider, key = sec.key }
 end
 
 local function check_ssh(ssh)
@@ -63,6 +112,17 @@ local function check_ssh(ssh)
     end
     out.identity = ssh.identity
   end
+  if ssh.env ~= nil and ssh.env ~= json.null then
+    local env, err = check_env(ssh.env)
+    if not env then return nil, err end
+    out.env = env
+  end
+  for _, k in ipairs { "probe", "record_only" } do
+    local v, err = check_bool(ssh[k], "ssh." .. k)
+    if v == nil then return nil, err end
+    out[k] = v
+  end
+  if out.probe and out.record_only then return nil, "ssh.probe: not with ssh.record_only (one or the other)" end
   if ssh.connect_timeout ~= nil then
     local t = ssh.connect_timeout
     if type(t) ~= "number" or t <= 0 or t > 300 then
@@ -91,12 +151,6 @@ local function check_modules(mods, known)
   return out
 end
 
-local function check_bool(v, name)
-  if v == nil or v == json.null then return false end
-  if type(v) ~= "boolean" then return nil, name .. ": expected true or false" end
-  return v
-end
-
 -- validate.install(body_text, known_modules) -> request | nil, message
 function M.install(body, known)
   if body == nil or body == "" then return nil, "body: expected a JSON object" end
@@ -111,16 +165,28 @@ function M.install(body, known)
     return nil, "host: expected an inventory name or [user@]address[:port]"
   end
   local out = { host = v.host }
-  out.modules, err = check_modules(v.modules, known)
-  if not out.modules then return nil, err end
+  out.ssh, err = check_ssh(v.ssh)
+  if not out.ssh then return nil, err end
+  -- a probe runs no module: it may name none
+  if out.ssh.probe and (v.modules == nil or v.modules == json.null) then
+    out.modules = {}
+  else
+    out.modules, err = check_modules(v.modules, known)
+    if not out.modules then return nil, err end
+  end
+  local sec
+  sec, err = check_secrets(v.secrets)
+  if sec == false then return nil, err end
+  out.secrets = sec
   out.dry_run, err = check_bool(v.dry_run, "dry_run")
   if out.dry_run == nil then return nil, err end
   local wait = v.wait
   if wait == nil then wait = true end
   out.wait, err = check_bool(wait, "wait")
   if out.wait == nil then return nil, err end
-  out.ssh, err = check_ssh(v.ssh)
-  if not out.ssh then return nil, err end
+  if out.dry_run and (out.ssh.probe or out.ssh.record_only) then
+    return nil, "dry_run: not with ssh." .. (out.ssh.probe and "probe" or "record_only") .. " (neither changes the host)"
+  end
   return out
 end
 
