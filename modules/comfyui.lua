@@ -63,7 +63,7 @@ local function nodes(ctx, cfg, pip)
     local dest = base .. "/" .. n.name
     local r = ctx.git.checkout { repo = n.repo, ref = n.ref, dest = dest, owner = cfg.user }
     changed = changed or r.changed
-    if require("phanes.file").exists(dest .. "/requirements.txt") then
+    if ctx.file.exists(dest .. "/requirements.txt") then
       local o = { requirements = dest .. "/requirements.txt" }
       for k, v in pairs(pip) do o[k] = v end
       changed = ctx.python.venv(o).changed or changed

@@ -212,4 +212,21 @@ function N.venv(ctx, o)
   end)
 end
 
+M.required = { ["python.venv"] = { "path" } } -- checked by the context
+
+M.api = {
+  ["python.venv"] = { "A Python virtual environment holding what it must (packages missing only; requirements by hash)", {
+    { "path", "string", true, "the venv directory (created with python3 -m venv)" },
+    { "requirements", "string", false, "a requirements file on the target: pip runs again only when its sha256 changed" },
+    { "packages", "list", false, "pip specs installed when missing (name==version pins the version)" },
+    { "index_url", "string", false, "pip --index-url" },
+    { "extra_index_url", "string|list", false, "pip --extra-index-url" },
+    { "find_links", "string|list", false, "pip --find-links" },
+    { "no_index", "boolean", false, "pip --no-index" },
+    { "trusted_host", "string|list", false, "hosts pip may reach over plain http" },
+    { "owner", "string", false, "the venv's owner; pip runs as this user" },
+    { "group", "string", false, "the venv's group" },
+  } },
+}
+
 return M
