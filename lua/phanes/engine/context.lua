@@ -80,9 +80,12 @@ M.default_paths = {
     "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system" },
 }
 
--- The resource families bound into ctx (lua/phanes/res/<name>.lua).
-M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git",
-  "ufw", "python" }
+-- The resource families bound into ctx: every lua/phanes/res/<name>.lua
+-- (a new resource is one file there, with its M.namespaces and M.api).
+M.families = {}
+for _, rel in ipairs(require("phanes.loader").list("lua/phanes/res/", ".lua")) do
+  M.families[#M.families + 1] = rel:match "([%w_]+)%.lua$"
+end
 
 local function now() return require("phanes.sys").now() end
 
