@@ -55,7 +55,6 @@ hosts:
     for name, o in pairs(cli.OPTIONS) do
       if not o.hidden and (o.cmds == "*" or o.cmds.apply) then want[#want + 1] = "--" .. name end
     end
-    want[#want + 1] = "--remote"
     table.sort(want)
     assert.same(want, list)
     for _, o in ipairs(complete "phanes status --") do assert.not_equal("--dry-run", o) end

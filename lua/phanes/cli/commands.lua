@@ -198,7 +198,7 @@ function M.apply(p)
   if not ok then error(code, 0) end
   local counts = report.counts or {}
   if code == 0 and o["detailed-exitcode"] and ((counts.changed or 0) + (counts["would change"] or 0)) > 0 then
-    code = EXIT.changes -- --detailed-exitcode: something changed (or would)
+    code = EXIT.drift -- --detailed-exitcode: something changed (or would)
     report.exit_code = code
   end
   emit_report(p, out, report)

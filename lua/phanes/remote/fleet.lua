@@ -9,6 +9,7 @@
 --   phanes --remote @web --parallel 5 apply web --config web.yaml
 --   phanes --remote @web apply web --config web.yaml --json | jq .exit_code
 local util = require "phanes.remote.util"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 local FORWARD = { "port", "user", "key", "password_env", "known_hosts", "timeout" }
@@ -66,7 +67,7 @@ local function poll(job)
   drain(job)
   local rc = read_all(job.rc)
   if not rc or rc == "" then return false end
-  job.code = tonumber(rc:match "%d+") or 1
+  job.code = tonumber(rc:match "%d+") or EXIT.failed
   job.time = util.now() - job.t0
   drain(job)
   for _, h in ipairs { "fo", "fe" } do
@@ -157,7 +158,7 @@ local function summary(jobs, started)
   for _, line in ipairs(M.format_table({ "host", "result", "changed", "failed", "time" }, rows)) do
     io.stdout:write(line, "\n")
   end
-  return failed and 1 or 0
+  return failed and EXIT.failed or EXIT.ok
 end
 
 -- fleet.document(entries) -> { hosts = { [name] = value }, exit_code = 0|1 }
@@ -174,7 +175,7 @@ function M.document(entries)
     else
       hosts[e.name] = { error = e.error or ("exit " .. tostring(e.code)), exit_code = e.code }
     end
-    if e.code ~= 0 then code = 1 end
+    if e.code ~= EXIT.ok then code = EXIT.failed end
   end
   return { hosts = hosts, exit_code = code }
 end
@@ -215,9 +216,8 @@ local function prefixer(targets, stream)
   end
 end
 
-function M.main(targets, o, argv)
+function M.main(targets, o, rest)
   local sys = require "phanes.sys"
-  local _, rest = require("phanes.remote").parse_args(argv)
   if sys.trap_signals then sys.trap_signals() end
   local started = util.iso()
   local json = M.wants_json(rest)

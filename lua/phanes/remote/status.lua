@@ -8,6 +8,7 @@
 -- exit_code } (fleet.document). Exit: one host 3 when unreachable, 1 when
 -- its state could not be read; several hosts 1 when any of them failed.
 local util = require "phanes.remote.util"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 local DEFAULT_STATE = "/var/lib/phanes/state.json"
@@ -138,7 +139,7 @@ end
 -- error with 3 (unreachable) or 1 (reached, state not read) as exit code.
 function M.entry(row)
   if row.state and not row.error then return { name = row.host, code = 0, value = row.state } end
-  return { name = row.host, code = row.reachable and 1 or 3, error = row.error or "no state" }
+  return { name = row.host, code = row.reachable and EXIT.failed or EXIT.connect, error = row.error or "no state" }
 end
 
 -- status.row(name, code, stdout, stderr) -> row: what a child
@@ -173,7 +174,7 @@ end
 
 function M.main(targets, ro, rest)
   local o, e = options(rest)
-  if not o then err(e) return 2 end
+  if not o then err(e) return EXIT.usage end
   local json = require "phanes.json"
   if #targets > 1 then
     local rows = fleet_rows(targets, ro, o)
@@ -188,7 +189,7 @@ function M.main(targets, ro, rest)
     return doc.exit_code
   end
   local row = fetch(targets[1], ro, o)
-  local code = not row.reachable and 3 or row.error and 1 or 0
+  local code = not row.reachable and EXIT.connect or row.error and EXIT.failed or EXIT.ok
   if o.json then
     local out = { host = row.host, address = row.address, reachable = row.reachable, error = row.error, state = row.state }
     io.stdout:write(json.encode(out, { pretty = true }), "\n")
