@@ -20,8 +20,8 @@ package.loaded["phanes.trust"] = trust
 -- wrong line is parsed again by phanes.cli, to say what is wrong).
 local options = builtin "cli/options"
 package.loaded["phanes.cli.options"], package.loaded["phanes.cli.exit"] = options, EXIT
-local parsed = options.parse(argv)
-local loader = builtin("loader", parsed and parsed.opts.path or {}, trust)
+local parsed, _, _, _, partial = options.parse(argv)
+local loader = builtin("loader", (parsed or partial).opts.path or {}, trust)
 package.loaded["phanes.loader"] = loader
 
 -- require "phanes.x.y" looks for lua/phanes/x/y.lua on the search path.

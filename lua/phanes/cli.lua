@@ -60,10 +60,16 @@ exit codes: 0 ok, 1 a module failed, 2 usage or config error, 4 changes
 stops after the current resource; a second Ctrl-C kills running commands)
 ]],
   check = [[
-usage: phanes check [PROFILE] --config FILE [--set KEY=VALUE]...
+usage: phanes check [PROFILE] [--config FILE] [--set KEY=VALUE]... [--json]
 
 Validate the config (and the profile and its modules) without running
-anything. Every error names the file, line and key.
+anything. Every error names the file, line and key. Without a PROFILE, the
+modules the config has a section for are checked (with what they require),
+as a run of them would load it. Without --config, the config is found as
+apply finds it: PHANES_CONFIG, ./phanes.yaml, ./config.yaml,
+~/.config/phanes/config.yaml, /etc/phanes/config.yaml (as root, a file
+found, not named, must pass the rule modules do). --json prints { valid,
+config, config_from, profile, modules, errors, exit_code }.
 
 examples:
   phanes check --config config.yaml
@@ -276,6 +282,48 @@ function M.help(p)
   return M.EXIT.ok
 end
 
+-- The config files looked for when --config is not given, in order.
+function M.config_candidates(env)
+  env = env or os.getenv
+  local home = env "HOME"
+  return {
+    { "./phanes.yaml", "the working directory" }, { "./config.yaml", "the working directory" },
+    home and { home .. "/.config/phanes/config.yaml", "~/.config/phanes" } or nil,
+    { "/etc/phanes/config.yaml", "/etc/phanes" },
+  }
+end
+
+-- cli.discover_config(p) -> true | nil, err: without --config, the config of
+-- a command that reads one is PHANES_CONFIG, else the first of
+-- config_candidates that exists. p.opts.config is set (and forwarded to a
+-- remote run), p.config_from says where it was found. As root a file found
+-- (not named) passes phanes.trust, as a module on the search path does.
+function M.discover_config(p)
+  p.config_from = p.opts.config and "--config" or nil
+  if p.opts.config or not ({ apply = 1, check = 1, config = 1 })[p.cmd] then return true end
+  local function use(path, from)
+    p.opts.config, p.config_from = path, from
+    p.given[#p.given + 1] = { "config", path }
+    return true
+  end
+  local env = os.getenv "PHANES_CONFIG"
+  if env and env ~= "" then return use(env, "PHANES_CONFIG") end
+  local exists = require("phanes.file").exists
+  for i = 1, 4 do
+    local c = M.config_candidates()[i]
+    if c and exists(c[1]) then
+      if loader.strict then
+        local real, err = require("phanes.trust").check(c[1])
+        if not real then
+          return nil, err .. "\n  (" .. c[1] .. " was found, not named: give it with --config to use it anyway)"
+        end
+      end
+      return use(c[1], c[2])
+    end
+  end
+  return true
+end
+
 -- cli.main(argv[, p]) -> exit code. p: argv as boot.lua parsed it (else
 -- parsed here).
 function M.main(argv, p)
@@ -294,6 +342,8 @@ function M.main(argv, p)
     io.stdout:write(M.help_text(p.cmd))
     return M.EXIT.ok
   end
+  local found, ferr = M.discover_config(p)
+  if not found then io.stderr:write("phanes: ", ferr, "\n") return M.EXIT.usage end
   if p.opts.remote then return require("phanes.remote").main(p) end
   return require(c.run)[c.fn or p.cmd](p)
 end

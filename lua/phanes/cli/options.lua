@@ -146,13 +146,15 @@ local function long(a)
   return M.OPTIONS[name], value, name
 end
 
--- options.parse(argv) -> p | nil, err, cmd, unknown
+-- options.parse(argv) -> p | nil, err, cmd, unknown, partial
 -- p = { cmd, args = { words after the command }, opts = { name = value },
 -- given = { { name, value }, ... in order }, explicit (the command was a
 -- word), rest (own commands: their arguments, see COMMANDS) }.
 -- Options go before or after the command: `--name=value` or `--name
 -- value`; short flags group (-nv). err names the problem; unknown is the
--- mistyped option or command (for a "did you mean").
+-- mistyped option or command (for a "did you mean"); partial, what was
+-- parsed before the error (boot.lua takes --path from it, so that an
+-- engine of the user's own still loads).
 function M.parse(argv)
   local p = { opts = {}, args = {}, given = {} }
   local opts, typed, cmd, own, at = p.opts, {}, nil, nil, nil
@@ -191,9 +193,9 @@ function M.parse(argv)
       break
     elseif a:sub(1, 2) == "--" then
       local o, value, name = long(a)
-      if not o then return nil, "unknown option --" .. name, nil, name end
+      if not o then return nil, "unknown option --" .. name, nil, name, p end
       if o.kind == "flag" then
-        if value then return nil, "option --" .. name .. " takes no value", cmd end
+        if value then return nil, "option --" .. name .. " takes no value", cmd, nil, p end
         value = true
       elseif o.kind == "target" then
         local nxt = argv[i + 1]
@@ -204,13 +206,13 @@ function M.parse(argv)
       elseif not value then
         i = i + 1
         value = argv[i]
-        if not value then return nil, "option --" .. name .. " needs a value", cmd end
+        if not value then return nil, "option --" .. name .. " needs a value", cmd, nil, p end
       end
       set(o, value, name)
     elseif a:sub(1, 1) == "-" and #a > 1 then
       for k = 2, #a do
         local name = M.SHORT[a:sub(k, k)]
-        if not name then return nil, "unknown option -" .. a:sub(k, k), cmd end
+        if not name then return nil, "unknown option -" .. a:sub(k, k), cmd, nil, p end
         local o = M.OPTIONS[name]
         if o.kind ~= "flag" then
           local value = a:sub(k + 1)
@@ -218,14 +220,14 @@ function M.parse(argv)
             i = i + 1
             value = argv[i]
           end
-          if not value then return nil, "option -" .. a:sub(k, k) .. " needs a value", cmd end
+          if not value then return nil, "option -" .. a:sub(k, k) .. " needs a value", cmd, nil, p end
           set(o, value, name)
           break
         end
         set(o, true, name)
       end
     elseif not cmd then
-      if not M.COMMANDS[a] then return nil, "unknown command '" .. a .. "'", nil, a end
+      if not M.COMMANDS[a] then return nil, "unknown command '" .. a .. "'", nil, a, p end
       cmd, at, p.explicit = a, i, true
       own = M.COMMANDS[a].own
     else
@@ -250,11 +252,11 @@ function M.parse(argv)
   p.cmd = cmd
   for name in pairs(opts) do
     if not M.takes(M.OPTIONS[name], cmd) then
-      return nil, "option --" .. (typed[name] or name) .. " does not apply to '" .. cmd .. "'", cmd
+      return nil, "option --" .. (typed[name] or name) .. " does not apply to '" .. cmd .. "'", cmd, nil, p
     end
   end
   if opts.color and not own and not ({ auto = 1, always = 1, never = 1 })[opts.color] then
-    return nil, "--color must be auto, always or never, not '" .. opts.color .. "'", cmd
+    return nil, "--color must be auto, always or never, not '" .. opts.color .. "'", cmd, nil, p
   end
   return p
 end
