@@ -69,19 +69,10 @@ function M.parse_args(argv)
   local o, oerr = M.options(p)
   if not o then return nil, oerr end
   if not p.rest or p.cmd ~= "deploy" then return o, options.forward(p) end
-  local rest, i = {}, 1
-  while argv[i] do
-    local a = argv[i]
-    local name = a:match "^%-%-([^=]+)"
-    local opt = name and options.OPTIONS[name]
-    if opt and opt.remote then
-      if not a:find("=", 1, true) and opt.kind == "value" then i = i + 1 end
-      if opt.kind == "target" and not a:find("=", 1, true) and argv[i + 1] and argv[i + 1]:sub(1, 1) ~= "-"
-        and not options.COMMANDS[argv[i + 1]] then i = i + 1 end
-    else
-      rest[#rest + 1] = a
-    end
-    i = i + 1
+  local rest = {}
+  for i, a in ipairs(argv) do
+    local name = p.taken[i]
+    if not (name and options.OPTIONS[name].remote) then rest[#rest + 1] = a end
   end
   return o, rest
 end

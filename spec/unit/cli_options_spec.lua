@@ -46,6 +46,9 @@ describe("cli options", function()
     local o, rest = remote.parse_args { "--remote", "web1", "deploy", "./public", "--site", "blog", "--timeout", "5" }
     assert.same({ "web1", 5 }, { o.target, o.timeout })
     assert.same({ "deploy", "./public", "--site", "blog" }, rest)
+    o, rest = remote.parse_args { "deploy", "./public", "--remote", "web1", "--strict-host-keys", "--host=x" }
+    assert.same({ "web1", true }, { o.target, o.strict })
+    assert.same({ "deploy", "./public", "--host=x" }, rest)
   end)
 
   it("declares each command with the function that runs it", function()

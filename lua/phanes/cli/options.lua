@@ -148,17 +148,19 @@ end
 
 -- options.parse(argv) -> p | nil, err, cmd, unknown, partial
 -- p = { cmd, args = { words after the command }, opts = { name = value },
--- given = { { name, value }, ... in order }, explicit (the command was a
--- word), rest (own commands: their arguments, see COMMANDS) }.
+-- given = { { name, value }, ... in order }, taken = { [argv index] =
+-- the option that word was read as }, explicit (the command was a word),
+-- rest (own commands: their arguments, see COMMANDS) }.
 -- Options go before or after the command: `--name=value` or `--name
 -- value`; short flags group (-nv). err names the problem; unknown is the
 -- mistyped option or command (for a "did you mean"); partial, what was
 -- parsed before the error (boot.lua takes --path from it, so that an
 -- engine of the user's own still loads).
 function M.parse(argv)
-  local p = { opts = {}, args = {}, given = {} }
-  local opts, typed, cmd, own, at = p.opts, {}, nil, nil, nil
+  local p = { opts = {}, args = {}, given = {}, taken = {} }
+  local opts, typed, cmd, own, at, took = p.opts, {}, nil, nil, nil, nil
   local function set(o, value, shown)
+    took = o.alias or o.name
     if o.alias then typed[o.alias] = shown end
     local name = o.alias or o.name
     local kind = M.OPTIONS[name].kind
@@ -173,19 +175,21 @@ function M.parse(argv)
   end
   local i = 1
   while i <= #argv do
-    local a = argv[i]
+    local a, start = argv[i], i
+    took = nil
     if own == "script" then break
     elseif own then -- the command's own words: take only what is ours for it
       local o, value = nil, nil
       if a:sub(1, 2) == "--" then o, value = long(a)
       elseif a:match "^%-%a$" then o = M.OPTIONS[M.SHORT[a:sub(2)] or ""] end
-      if o and M.takes(o, cmd) and o.kind ~= "target" then
+      if o and M.takes(o, cmd) then
         if o.kind == "flag" then
           if not value then set(o, true, o.name) end
         elseif value then set(o, value, o.name)
-        elseif argv[i + 1] then
+        elseif argv[i + 1] and not (o.kind == "target" and argv[i + 1]:sub(1, 1) == "-") then
           i = i + 1
           set(o, argv[i], o.name)
+        elseif o.kind == "target" then set(o, true, o.name)
         end
       end
     elseif a == "--" then
@@ -233,6 +237,7 @@ function M.parse(argv)
     else
       p.args[#p.args + 1] = a
     end
+    for j = start, took and i or 0 do p.taken[j] = took end
     i = i + 1
   end
   if own then
