@@ -28,9 +28,10 @@ describe("make docs", function()
     local generated = ls(dir)
     assert.match("./modules/redis.md\n", generated)
     assert.match("./phanes.1\n", generated)
+    assert.match("./cli.md\n", generated)
     assert.match("./profiles.md\n", generated)
     local committed = {}
-    for rel in sh("cd doc && find modules -type f && ls profiles.md phanes.1"):gmatch "[^\n]+" do
+    for rel in sh("cd doc && find modules -type f && ls profiles.md phanes.1 cli.md"):gmatch "[^\n]+" do
       committed[#committed + 1] = "./" .. rel
     end
     table.sort(committed)

@@ -28,7 +28,7 @@ local LIST = {
   { "verbose", short = "v", kind = "flag", cmds = "*", forward = true, help = "more detail (apply: a line for every resource)" },
   { "color", kind = "value", arg = "auto|always|never", cmds = "*", forward = true,
     help = "colour output (auto: on a terminal, unless NO_COLOR is set or TERM=dumb)" },
-  { "path", kind = "multi", arg = "DIR", cmds = "*",
+  { "path", kind = "multi", arg = "DIR", cmds = "*", forward = true, -- a fleet's runs need it; remote.lua sends the files
     help = "look for modules/profiles/templates (and lua/, the engine) in DIR first; also PHANES_PATH=DIR:DIR" },
   { "config", short = "c", kind = "value", arg = "FILE", cmds = CONFIG, forward = true,
     help = "the config (YAML); else PHANES_CONFIG, ./phanes.yaml, ./config.yaml, ~/.config/phanes/config.yaml, /etc/phanes/config.yaml" },
