@@ -246,8 +246,8 @@ function M.parse(argv)
   local resolve = require "phanes.engine.resolve"
   local names = {}
   local is_cmd = err:match "^unknown command"
-  for k in pairs(is_cmd and options.COMMANDS or options.OPTIONS) do
-    if not (options.OPTIONS[k] or options.COMMANDS[k]).hidden then names[#names + 1] = k end
+  for k, d in pairs(is_cmd and options.COMMANDS or options.OPTIONS) do
+    if not d.hidden then names[#names + 1] = k end
   end
   table.sort(names)
   local guess = resolve.suggest(unknown, names)
@@ -344,7 +344,7 @@ function M.main(argv, p)
   end
   local found, ferr = M.discover_config(p)
   if not found then io.stderr:write("phanes: ", ferr, "\n") return M.EXIT.usage end
-  if p.opts.remote then return require("phanes.remote").main(p) end
+  if p.opts.remote and p.cmd ~= "help" then return require("phanes.remote").main(p) end
   return require(c.run)[c.fn or p.cmd](p)
 end
 

@@ -250,8 +250,8 @@ local function do_rollback(s, ctx, p)
   return EXIT.ok
 end
 
-function M.main(argv)
-  local o, rest = require("phanes.remote").parse_args(argv)
+function M.main(argv, parsed)
+  local o, rest = require("phanes.remote").parse_args(argv, parsed)
   if not o then err(rest) return EXIT.usage end
   local p, perr = M.parse(rest)
   if not p then err(perr) return EXIT.usage end

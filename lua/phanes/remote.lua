@@ -59,12 +59,14 @@ function M.options(p)
   return o
 end
 
--- remote.parse_args(argv) -> opts, rest | nil, message: argv as the user
--- typed it, through the one parser: the connection options (remote.options)
--- and what the remote phanes gets (options.forward). deploy, which reads
--- its own arguments, gets them back with the connection options taken out.
-function M.parse_args(argv)
-  local p, perr = options.parse(argv)
+-- remote.parse_args(argv[, p]) -> opts, rest | nil, message: argv as the
+-- user typed it (p: as cli.main got it parsed, else parsed here by the one
+-- parser): the connection options (remote.options) and what the remote
+-- phanes gets (options.forward). deploy, which reads its own arguments,
+-- gets them back with the connection options taken out.
+function M.parse_args(argv, p)
+  local perr
+  if not p then p, perr = options.parse(argv) end
   if not p then return nil, perr end
   local o, oerr = M.options(p)
   if not o then return nil, oerr end
@@ -327,7 +329,7 @@ function M.main(p)
   if not sshcfg then err(serr) return EXIT.usage end
   local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
   if not targets then err(terr) return EXIT.usage end
-  if p.cmd == "status" then return require("phanes.remote.status").main(targets, o, rest) end
+  if p.cmd == "status" then return require("phanes.remote.status").main(targets, o, p) end
   if #targets > 1 then return require("phanes.remote.fleet").main(targets, o, rest) end
   local args, files, sets = rewrite_args(rest)
   if not args then err(files) return EXIT.usage end

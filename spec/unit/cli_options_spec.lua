@@ -96,6 +96,9 @@ describe("cli options", function()
     r = runcli.run { "apply", "--help" }
     assert.equal(0, r.code)
     assert.match("remote runs: phanes %-%-remote TARGET apply", r.stdout)
+    r = runcli.run { "--remote", "nosuchhost", "-h" } -- help is local, whatever else is given
+    assert.equal(0, r.code, r.stderr)
+    assert.match("^usage: phanes COMMAND", r.stdout)
     r = runcli.run { "init", "--key", "k" }
     assert.equal(2, r.code)
     assert.match("option %-%-key does not apply to 'init'", r.stderr)

@@ -255,8 +255,8 @@ function M.parse(argv)
     else cmd = "help" end
   end
   p.cmd = cmd
-  for name in pairs(opts) do
-    if not M.takes(M.OPTIONS[name], cmd) then
+  for name in pairs(opts) do -- (asking for help never fails on them)
+    if not opts.help and not M.takes(M.OPTIONS[name], cmd) then
       return nil, "option --" .. (typed[name] or name) .. " does not apply to '" .. cmd .. "'", cmd, nil, p
     end
   end

@@ -15,21 +15,17 @@ local DEFAULT_STATE = "/var/lib/phanes/state.json"
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
-local function options(rest)
-  local o, i, seen = { path = DEFAULT_STATE }, 1, false
-  while rest[i] do
-    local a = rest[i]
-    if a == "status" and not seen then seen = true
-    elseif a == "--json" then o.json = true
-    elseif a == "--color" then i = i + 1
-    elseif a == "--state" then o.path = rest[i + 1]; i = i + 1
-    elseif a:match "^%-%-state=" then o.path = a:match "=(.*)$"
-    elseif a:match "^%-%-color" or a == "--no-color" then -- handled locally
-    else return nil, "status --remote: unknown argument '" .. a .. "'" end
-    i = i + 1
+-- What the parsed status command line (phanes.cli.options) asks:
+-- { path, json }. Colour and -v are local.
+local function options(p)
+  local extra, options = p.args[1], require "phanes.cli.options"
+  for name in pairs(p.opts) do -- the connection options are remote.lua's
+    if not (options.OPTIONS[name].remote or ({ json = 1, state = 1, color = 1, path = 1, verbose = 1 })[name]) then
+      extra = "--" .. name
+    end
   end
-  if not o.path then return nil, "--state needs a path" end
-  return o
+  if extra then return nil, "status --remote: unknown argument '" .. extra .. "'" end
+  return { path = p.opts.state or DEFAULT_STATE, json = p.opts.json }
 end
 
 -- Read the state file as the login user, else through sudo (-n, or with
@@ -172,8 +168,8 @@ local function fleet_rows(targets, ro, o)
   return rows
 end
 
-function M.main(targets, ro, rest)
-  local o, e = options(rest)
+function M.main(targets, ro, p)
+  local o, e = options(p)
   if not o then err(e) return EXIT.usage end
   local json = require "phanes.json"
   if #targets > 1 then
