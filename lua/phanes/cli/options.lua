@@ -2,10 +2,11 @@
 -- declared once, and the one parser of argv. boot.lua loads the binary's
 -- copy before anything else (it needs --path for the search path), parses
 -- argv and hands the result to phanes.cli; remote runs and the fleet
--- re-serialise it (options.forward) instead of
--- reading argv again. The help screens, the man page and shell completion
--- are generated from these tables. No require here: it runs before the
--- search path exists.
+-- re-serialise it (options.forward) instead of reading argv again. The
+-- help screens, the man page, doc/cli.md and shell completion are
+-- generated from these tables. No require here: it runs before the search
+-- path exists. A new option: one entry in LIST; a new command: one entry
+-- in COMMANDS and its function (doc/internals.md).
 --
 --   local p = options.parse { "--remote", "web1", "apply", "dev", "-n" }
 --   p.cmd == "apply"; p.args == { "dev" }; p.opts.remote == "web1"
