@@ -175,62 +175,69 @@ function M.parse(argv)
     p.given[#p.given + 1] = { name, value }
   end
   local i = 1
+  -- A word after a command that reads its own arguments: only what is
+  -- ours for that command is taken (the word stays in p.rest too).
+  local function own_word(a)
+    local o, value = nil, nil
+    if a:sub(1, 2) == "--" then o, value = long(a)
+    elseif a:match "^%-%a$" then o = M.OPTIONS[M.SHORT[a:sub(2)] or ""] end
+    if not (o and M.takes(o, cmd)) then return end
+    if o.kind == "flag" then
+      if not value then set(o, true, o.name) end
+    elseif value then set(o, value, o.name)
+    elseif argv[i + 1] and not (o.kind == "target" and argv[i + 1]:sub(1, 1) == "-") then
+      i = i + 1
+      set(o, argv[i], o.name)
+    elseif o.kind == "target" then set(o, true, o.name)
+    end
+  end
+  -- --name, --name=value, --name value -> nil | err, unknown
+  local function long_option(a)
+    local o, value, name = long(a)
+    if not o then return "unknown option --" .. name, name end
+    if o.kind == "flag" then
+      if value then return "option --" .. name .. " takes no value" end
+      value = true
+    elseif o.kind == "target" then -- its value, unless the next word is an option or a command
+      local nxt = argv[i + 1]
+      if not value and nxt and nxt:sub(1, 1) ~= "-" and not M.COMMANDS[nxt] then value, i = nxt, i + 1 end
+      value = value or true
+    elseif not value then
+      i = i + 1
+      value = argv[i]
+      if not value then return "option --" .. name .. " needs a value" end
+    end
+    set(o, value, name)
+  end
+  -- -n, -nvk, -c FILE, -cFILE -> nil | err
+  local function short_options(a)
+    for k = 2, #a do
+      local name = M.SHORT[a:sub(k, k)]
+      if not name then return "unknown option -" .. a:sub(k, k) end
+      local o = M.OPTIONS[name]
+      if o.kind ~= "flag" then
+        local value = a:sub(k + 1)
+        if value == "" then
+          i = i + 1
+          value = argv[i]
+        end
+        if not value then return "option -" .. a:sub(k, k) .. " needs a value" end
+        set(o, value, name)
+        return
+      end
+      set(o, true, name)
+    end
+  end
   while i <= #argv do
-    local a, start = argv[i], i
+    local a, start, err, unknown = argv[i], i, nil, nil
     took = nil
     if own == "script" then break
-    elseif own then -- the command's own words: take only what is ours for it
-      local o, value = nil, nil
-      if a:sub(1, 2) == "--" then o, value = long(a)
-      elseif a:match "^%-%a$" then o = M.OPTIONS[M.SHORT[a:sub(2)] or ""] end
-      if o and M.takes(o, cmd) then
-        if o.kind == "flag" then
-          if not value then set(o, true, o.name) end
-        elseif value then set(o, value, o.name)
-        elseif argv[i + 1] and not (o.kind == "target" and argv[i + 1]:sub(1, 1) == "-") then
-          i = i + 1
-          set(o, argv[i], o.name)
-        elseif o.kind == "target" then set(o, true, o.name)
-        end
-      end
+    elseif own then own_word(a)
     elseif a == "--" then
       for j = i + 1, #argv do p.args[#p.args + 1] = argv[j] end
       break
-    elseif a:sub(1, 2) == "--" then
-      local o, value, name = long(a)
-      if not o then return nil, "unknown option --" .. name, nil, name, p end
-      if o.kind == "flag" then
-        if value then return nil, "option --" .. name .. " takes no value", cmd, nil, p end
-        value = true
-      elseif o.kind == "target" then
-        local nxt = argv[i + 1]
-        if not value and nxt and nxt:sub(1, 1) ~= "-" and not M.COMMANDS[nxt] then
-          value, i = nxt, i + 1
-        end
-        value = value or true
-      elseif not value then
-        i = i + 1
-        value = argv[i]
-        if not value then return nil, "option --" .. name .. " needs a value", cmd, nil, p end
-      end
-      set(o, value, name)
-    elseif a:sub(1, 1) == "-" and #a > 1 then
-      for k = 2, #a do
-        local name = M.SHORT[a:sub(k, k)]
-        if not name then return nil, "unknown option -" .. a:sub(k, k), cmd, nil, p end
-        local o = M.OPTIONS[name]
-        if o.kind ~= "flag" then
-          local value = a:sub(k + 1)
-          if value == "" then
-            i = i + 1
-            value = argv[i]
-          end
-          if not value then return nil, "option -" .. a:sub(k, k) .. " needs a value", cmd, nil, p end
-          set(o, value, name)
-          break
-        end
-        set(o, true, name)
-      end
+    elseif a:sub(1, 2) == "--" then err, unknown = long_option(a)
+    elseif a:sub(1, 1) == "-" and #a > 1 then err = short_options(a)
     elseif not cmd then
       if not M.COMMANDS[a] then return nil, "unknown command '" .. a .. "'", nil, a, p end
       cmd, at, p.explicit = a, i, true
@@ -238,6 +245,7 @@ function M.parse(argv)
     else
       p.args[#p.args + 1] = a
     end
+    if err then return nil, err, not unknown and cmd or nil, unknown, p end
     for j = start, took and i or 0 do p.taken[j] = took end
     i = i + 1
   end
