@@ -1,8 +1,8 @@
 -- boot.lua: the first chunk the binary runs (always the embedded copy).
 -- It sets the search path (phanes.loader), so that a file on disk wins over
 -- the embedded one, checks it as root (phanes.trust: exit 2 before anything
--- else runs when a file or directory on it fails), then hands argv to
--- phanes.cli. Returns the process exit code.
+-- else runs when a file or directory on it fails), then hands argv, parsed
+-- by phanes.cli.options, to phanes.cli. Returns the process exit code.
 local argv = ...
 local embedded = require "phanes.embedded"
 local file = require "phanes.file"
@@ -13,9 +13,15 @@ local function builtin(name, ...)
   local rel = "lua/phanes/" .. name .. ".lua"
   return assert(load(embedded.get(rel), "@" .. rel, "t"))(...)
 end
+local EXIT = builtin "cli/exit"
 local trust = builtin "trust"
 package.loaded["phanes.trust"] = trust
-local loader = builtin("loader", argv, trust)
+-- argv parsed once, by the declaration of every option and command (a
+-- wrong line is parsed again by phanes.cli, to say what is wrong).
+local options = builtin "cli/options"
+package.loaded["phanes.cli.options"], package.loaded["phanes.cli.exit"] = options, EXIT
+local parsed, _, _, _, partial = options.parse(argv)
+local loader = builtin("loader", (parsed or partial).opts.path or {}, trust)
 package.loaded["phanes.loader"] = loader
 
 -- require "phanes.x.y" looks for lua/phanes/x/y.lua on the search path.
@@ -37,7 +43,7 @@ if loader.strict then
   local ok, err = loader.audit()
   if not ok then
     io.stderr:write("phanes: ", err, "\n")
-    return 2
+    return EXIT.usage
   end
 end
 
@@ -46,14 +52,14 @@ end
 -- As root the script passes the same rule as everything else loaded.
 -- SCRIPT "-" or /dev/stdin reads standard input: what the invoker pipes in
 -- is theirs, as a command line is (there is no path to check).
-if argv[1] == "lua" and argv[2] then
-  local path = argv[2]
+if parsed and parsed.cmd == "lua" and parsed.rest[1] then
+  local path = parsed.rest[1]
   local from_stdin = path == "-" or path == "/dev/stdin"
   if loader.strict and not from_stdin then
     local real, err = trust.check(path)
     if not real then
       io.stderr:write("phanes lua: ", err, "\n")
-      return 2
+      return EXIT.usage
     end
     path = real
   end
@@ -61,18 +67,18 @@ if argv[1] == "lua" and argv[2] then
   if from_stdin then text, err = io.stdin:read "a" else text, err = file.read(path) end
   if not text then
     io.stderr:write("phanes lua: ", tostring(err), "\n")
-    return 2
+    return EXIT.usage
   end
-  local chunk, lerr = load((text:gsub("^#[^\n]*", "", 1)), "@" .. argv[2], "t")
+  local chunk, lerr = load((text:gsub("^#[^\n]*", "", 1)), "@" .. parsed.rest[1], "t")
   if not chunk then
     io.stderr:write("phanes lua: ", lerr, "\n")
-    return 2
+    return EXIT.usage
   end
   local script = {}
-  for i = 2, #argv do script[i - 2] = argv[i] end
+  for i, a in ipairs(parsed.rest) do script[i - 1] = a end
   _G.arg = script
   chunk(table.unpack(script))
-  return 0
+  return EXIT.ok
 end
 
 -- Everything else is the CLI's, under one protected call. lfs sets a
@@ -83,11 +89,11 @@ setmetatable(_G, {
   __index = function(_, k) error("undeclared global '" .. tostring(k) .. "'", 2) end,
 })
 local ok, code = xpcall(function()
-  return require("phanes.cli").main(argv)
+  return require("phanes.cli").main(argv, parsed)
 end, debug.traceback)
 if not ok then
   io.stderr:write("phanes: internal error: ", tostring(code), "\n",
     "This is a bug in phanes or in a module it loaded; the traceback names the file.\n")
-  return 70
+  return EXIT.internal
 end
-return code or 0
+return code or EXIT.ok

@@ -1,6 +1,8 @@
--- cli.lua: the command line. Parses argv, dispatches to a command, returns
--- the exit code. Modules are required inside the command that needs them,
--- so `phanes version` loads nothing but this file.
+-- cli.lua: the command line. boot.lua parses argv once (phanes.cli.options:
+-- every option and command, declared once) and hands the parsed line here;
+-- main dispatches it to the command's function and returns the exit code.
+-- Modules are required inside the command that needs them, so `phanes
+-- version` loads nothing but this file.
 --
 --   phanes apply dev --config config.yaml --dry-run
 --   phanes --profile dev --config config.yaml        (same as apply dev)
@@ -8,84 +10,26 @@
 --   phanes list | --list ; phanes status [--json] ; phanes check dev --config F
 --   phanes host ...        -> phanes.remote.host.main(args)
 --   phanes serve ...       -> phanes.serve.main.main(args)
---   phanes --remote[=T] .. -> phanes.remote.main(argv)
+--   phanes --remote[=T] .. -> phanes.remote.main(p)
 --
--- Exit codes: 0 ok, 1 a module failed, 2 usage or config error, 3
--- connection failure (remote), 4 changes pending or made (only with
--- --detailed-exitcode), 70 internal error, 75 the state file is
--- locked by another run, 130 interrupted.
+-- Exit codes: phanes.cli.exit.
 local loader = require "phanes.loader"
+local options = require "phanes.cli.options"
 local M = {}
 
-M.EXIT = { ok = 0, failed = 1, usage = 2, connection = 3, changes = 4, internal = 70, locked = 75, interrupted = 130 }
+M.EXIT = require "phanes.cli.exit"
+M.OPTIONS, M.COMMANDS = options.OPTIONS, options.COMMANDS
 
--- Every option: kind ("flag", "value", "list" (comma separated, repeatable),
--- "multi" (repeatable)), the commands that take it ("*" = all), an optional
--- short letter, `alias` (the option it sets instead) and `help` (one line,
--- shown by shell completion). `phanes completion` reads this table.
-local OPTIONS = {
-  help = { kind = "flag", cmds = "*", short = "h" },
-  verbose = { kind = "flag", cmds = "*", short = "v" },
-  color = { kind = "value", cmds = "*" },
-  path = { kind = "multi", cmds = "*" },  -- read by boot.lua
-  config = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 }, short = "c" },
-  ["dry-run"] = { kind = "flag", cmds = { apply = 1 }, short = "n" },
-  check = { kind = "flag", cmds = { apply = 1 }, alias = "dry-run" },
-  diff = { kind = "flag", cmds = { apply = 1 } },
-  quiet = { kind = "flag", cmds = { apply = 1 }, short = "q" },
-  ["detailed-exitcode"] = { kind = "flag", cmds = { apply = 1 } },
-  inventory = { kind = "flag", cmds = { init = 1 } },
-  ["vault-password-file"] = { kind = "value", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
-  only = { kind = "list", cmds = { apply = 1 } },
-  json = { kind = "flag", cmds = { apply = 1, status = 1, facts = 1, list = 1, config = 1, version = 1, show = 1 } },
-  origin = { kind = "flag", cmds = { config = 1 } },
-  ["keep-going"] = { kind = "flag", cmds = { apply = 1 }, short = "k" },
-  set = { kind = "multi", cmds = { apply = 1, check = 1, status = 1, config = 1 } },
-  overrides = { kind = "value", cmds = { apply = 1, check = 1, status = 1 }, hidden = true }, -- a remote run's --set/PHANES_* (JSON)
-  state = { kind = "value", cmds = { apply = 1, status = 1 } },
-  report = { kind = "value", cmds = { apply = 1 } },
-  profile = { kind = "value", cmds = { apply = 1, check = 1 } },
-  modules = { kind = "list", cmds = { apply = 1, check = 1 } },
-  list = { kind = "flag", cmds = "*" },
-  version = { kind = "flag", cmds = "*" },
-}
-local SHORT = {}
-for name, o in pairs(OPTIONS) do if o.short then SHORT[o.short] = name end end
-M.OPTIONS = OPTIONS
-
+-- Each command's help: usage, what it does, examples. The options section
+-- (and the main screen's command list) is generated from phanes.cli.options.
 M.HELP = {
   main = [[
 usage: phanes COMMAND [OPTIONS]
 
 Provision this server from Lua modules and profiles.
 
-commands:
-  apply PROFILE|FILE.lua   apply a profile (or one module file)
-  check [PROFILE]          validate the config without running anything
-  check HOST|@GROUP [PROFILE]  validate each host's merged config
-  config show [HOST|@GROUP]  a host's merged config (--origin: where each value comes from)
-  list                     modules and profiles, and where each comes from
-  status                   what phanes installed here (the state file)
-  facts                    what phanes knows about this machine
-  host ...                 manage remote hosts (phanes host --help)
-  vault ...                the encrypted secrets file (phanes vault --help)
-  serve                    HTTP API and dashboard for remote runs (phanes serve --help)
-  deploy DIR [--host NAME] [--site NAME]  upload a site as an atomic release (phanes help deploy)
-  lua SCRIPT [ARGS]        run a Lua script with phanes' primitives (phanes help lua)
-  version                  print the version
-  completion bash|zsh|fish  a shell completion script
-  init [DIR]               start a project: config.yaml, modules/, profiles/
-  show MODULE              a module's config keys (type, default, limits), example
-  help [COMMAND|MODULE]    help on a command, or on a module (as show)
-
-options for every command:
-  --path DIR               look for modules/profiles/templates (and lua/, the
-                           engine) in DIR first; also PHANES_PATH=DIR:DIR
-  --color=auto|always|never  colour output (auto: on a terminal, unless NO_COLOR
-                           is set or TERM=dumb)
-  -v, --verbose            more detail
-  --remote [user@]host[:port]  run the command on a server over SSH
-
+%COMMANDS%
+%OPTIONS%
 examples:
   phanes apply dev --config config.yaml --dry-run
   phanes --profile dev --config config.yaml
@@ -105,23 +49,6 @@ Apply a profile (profiles/NAME.lua on the search path, a module name, or a
 .lua file that returns a profile or a single module). Modules run in order, requirements
 first; each one checks before it acts, so a second run changes nothing.
 
-options:
-  -c, --config FILE        the config (YAML); without it, defaults only
-  -n, --dry-run, --check   show what would change, with diffs; change nothing
-      --diff               show file diffs in a real run too
-  -q, --quiet              print only changes and errors
-      --detailed-exitcode  exit 4 when something changed (or, with --dry-run,
-                           would change), 0 when nothing did: drift in CI
-      --only m1,m2         run exactly these modules of the profile
-      --modules m1,m2      run these modules (and what they require)
-  -k, --keep-going         run the remaining modules after one fails
-      --set KEY=VALUE      override a config value (repeatable), e.g. --set redis.bind=0.0.0.0
-      --state PATH         state file (default /var/lib/phanes/state.json,
-                           or PHANES_STATE, or config state_path)
-      --json               print a JSON report instead of human output
-      --report FILE        also write the JSON report to FILE
-  -v, --verbose            a line for every resource, not only changes
-
 examples:
   phanes apply dev --config config.yaml --dry-run
   phanes apply web --config config.yaml --only caddy,security
@@ -133,10 +60,16 @@ exit codes: 0 ok, 1 a module failed, 2 usage or config error, 4 changes
 stops after the current resource; a second Ctrl-C kills running commands)
 ]],
   check = [[
-usage: phanes check [PROFILE] --config FILE [--set KEY=VALUE]...
+usage: phanes check [PROFILE] [--config FILE] [--set KEY=VALUE]... [--json]
 
 Validate the config (and the profile and its modules) without running
-anything. Every error names the file, line and key.
+anything. Every error names the file, line and key. Without a PROFILE, the
+modules the config has a section for are checked (with what they require),
+as a run of them would load it. Without --config, the config is found as
+apply finds it: PHANES_CONFIG, ./phanes.yaml, ./config.yaml,
+~/.config/phanes/config.yaml, /etc/phanes/config.yaml (as root, a file
+found, not named, must pass the rule modules do). --json prints { valid,
+config, config_from, profile, modules, errors, exit_code }.
 
 examples:
   phanes check --config config.yaml
@@ -269,190 +202,150 @@ examples:
 ]],
 }
 
-local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, config = true,
-  version = true, help = true }
-COMMANDS.completion = true
-COMMANDS.init = true
-COMMANDS.show = true
-M.COMMANDS = COMMANDS
+-- The command list of the main help, from phanes.cli.options.
+local function command_lines()
+  local t = { "commands:\n" }
+  for _, name in ipairs(options.COMMAND_ORDER) do
+    local c = options.COMMANDS[name]
+    local head = name .. (c.usage and c.usage ~= "" and (" " .. c.usage) or "")
+    local pad = #head > 23 and ("\n" .. string.rep(" ", 27)) or string.rep(" ", 25 - #head)
+    if not c.hidden then t[#t + 1] = "  " .. head .. pad .. options.wrap(c.summary, 27) .. "\n" end
+  end
+  return table.concat(t)
+end
 
--- How many words may follow a command (those not listed check their own).
-local MAX_ARGS = { version = 0, list = 0, facts = 0, status = 1, help = 1, completion = 1, init = 1, show = 1 }
+-- cli.help_text(topic) -> the help screen of a command (nil: the main one),
+-- its options section generated from the declaration | nil (no such command)
+function M.help_text(topic)
+  local exit_line = "exit codes: " .. M.EXIT.SUMMARY
+  if not topic or topic == "main" then
+    return (M.HELP.main:gsub("%%COMMANDS%%\n", function() return command_lines() end)
+      :gsub("%%OPTIONS%%\n", function() return "\n" .. options.help(nil) .. "\n" end)
+      :gsub("exit codes:.-\n$", function() return options.wrap(exit_line, 0) .. "\n" end))
+  end
+  local c = options.COMMANDS[topic]
+  if not c or c.own then return M.HELP[topic] end
+  local text = M.HELP[topic] or ("usage: phanes " .. topic .. (c.usage ~= "" and (" " .. c.usage) or "") .. "\n\n" .. c.summary .. "\n")
+  local opts = options.help(topic)
+  local at = text:find("\nexamples?:\n") or text:find("\nexit codes:") or #text
+  return text:sub(1, at) .. opts .. "\n" .. text:sub(at + 1)
+end
 
 local function usage_error(msg, cmd)
   io.stderr:write("phanes: ", msg, "\n")
-  local help = M.HELP[cmd or "main"] or M.HELP.main
+  local help = M.help_text(cmd) or M.help_text()
   io.stderr:write(help:match "^(usage:[^\n]*\n)", "try: phanes help", cmd and (" " .. cmd) or "", "\n")
   return M.EXIT.usage
 end
 
-local function split_list(v, into)
-  for item in v:gmatch "[^,%s]+" do into[#into + 1] = item end
-  return into
-end
-
--- cli.parse(argv) -> { cmd, args = {...}, opts = {...} } | nil, err, cmd
--- Options may come before or after the command; `--name=value` or
--- `--name value`; short flags may be grouped (-nv).
+-- cli.parse(argv) -> p | nil, err, cmd: phanes.cli.options.parse, with a
+-- "did you mean" for a mistyped option or command.
 function M.parse(argv)
-  local opts, args, i = {}, {}, 1
-  local typed = {} -- the name given, for an alias (--check for --dry-run)
-  local function set(name, value)
-    if OPTIONS[name].alias then typed[OPTIONS[name].alias] = name end
-    name = OPTIONS[name].alias or name
-    local o = OPTIONS[name]
-    if o.kind == "flag" then opts[name] = true
-    elseif o.kind == "value" then opts[name] = value
-    elseif o.kind == "list" then opts[name] = split_list(value, opts[name] or {})
-    else
-      opts[name] = opts[name] or {}
-      table.insert(opts[name], value)
-    end
+  local p, err, cmd, unknown = options.parse(argv)
+  if p or not unknown then return p, err, cmd end
+  local resolve = require "phanes.engine.resolve"
+  local names = {}
+  local is_cmd = err:match "^unknown command"
+  for k, d in pairs(is_cmd and options.COMMANDS or options.OPTIONS) do
+    if not d.hidden then names[#names + 1] = k end
   end
-  while i <= #argv do
-    local a = argv[i]
-    if a == "--" then
-      for j = i + 1, #argv do args[#args + 1] = argv[j] end
-      break
-    elseif a:sub(1, 2) == "--" then
-      local name, value = a:match "^%-%-([^=]+)=(.*)$"
-      name = name or a:sub(3)
-      local o = OPTIONS[name]
-      if not o then
-        local guess = require("phanes.engine.resolve").suggest(name, (function()
-          local t = {} for k in pairs(OPTIONS) do t[#t + 1] = k end table.sort(t) return t end)())
-        return nil, "unknown option --" .. name .. (guess and (" (did you mean --" .. guess .. "?)") or "")
-      end
-      if o.kind == "flag" then
-        if value then return nil, "option --" .. name .. " takes no value" end
-      elseif not value then
-        i = i + 1
-        value = argv[i]
-        if not value then return nil, "option --" .. name .. " needs a value" end
-      end
-      set(name, value)
-    elseif a:sub(1, 1) == "-" and #a > 1 then
-      for k = 2, #a do
-        local name = SHORT[a:sub(k, k)]
-        if not name then return nil, "unknown option -" .. a:sub(k, k) end
-        if OPTIONS[name].kind ~= "flag" then
-          local value = a:sub(k + 1)
-          if value == "" then
-            i = i + 1
-            value = argv[i]
-          end
-          if not value then return nil, "option -" .. a:sub(k, k) .. " needs a value" end
-          set(name, value)
-          break
+  table.sort(names)
+  local guess = resolve.suggest(unknown, names)
+  if guess then err = err .. (is_cmd and (" (did you mean '" .. guess .. "'?)") or (" (did you mean --" .. guess .. "?)")) end
+  return nil, err, cmd
+end
+
+-- phanes version [-v] [--json]
+function M.version(p)
+  if p.opts.verbose or p.opts.json then return require("phanes.cli.commands").version(p) end
+  io.stdout:write("phanes ", loader.version, "\n")
+  return M.EXIT.ok
+end
+
+-- phanes help [COMMAND|MODULE]
+function M.help(p)
+  local topic = p.args[1]
+  local c = topic and options.COMMANDS[topic]
+  if c and c.own and not M.HELP[topic] then
+    if topic == "vault" then return require("phanes.cli.vault").main { "--help" } end
+    if topic == "deploy" then io.stdout:write(require("phanes.deploy").HELP) return M.EXIT.ok end
+    if topic == "host" then io.stdout:write(require("phanes.remote.host").USAGE) return M.EXIT.ok end
+    if topic == "serve" then io.stdout:write(require("phanes.serve.main").HELP) return M.EXIT.ok end
+  end
+  if topic and not c then -- a module: its reference (as `phanes show`)
+    if not loader.find("modules/" .. topic .. ".lua") then
+      return usage_error("no help on '" .. topic .. "' (neither a command nor a module; see phanes list)")
+    end
+    return require("phanes.cli.docs").show(p)
+  end
+  io.stdout:write(M.help_text(topic))
+  return M.EXIT.ok
+end
+
+-- The config files looked for when --config is not given, in order.
+function M.config_candidates(env)
+  env = env or os.getenv
+  local home = env "HOME"
+  return {
+    { "./phanes.yaml", "the working directory" }, { "./config.yaml", "the working directory" },
+    home and { home .. "/.config/phanes/config.yaml", "~/.config/phanes" } or nil,
+    { "/etc/phanes/config.yaml", "/etc/phanes" },
+  }
+end
+
+-- cli.discover_config(p) -> true | nil, err: without --config, the config of
+-- a command that reads one is PHANES_CONFIG, else the first of
+-- config_candidates that exists. p.opts.config is set (and forwarded to a
+-- remote run), p.config_from says where it was found. As root a file found
+-- (not named) passes phanes.trust, as a module on the search path does.
+function M.discover_config(p)
+  p.config_from = p.opts.config and "--config" or nil
+  if p.opts.config or not ({ apply = 1, check = 1, config = 1 })[p.cmd] then return true end
+  local function use(path, from)
+    p.opts.config, p.config_from = path, from
+    p.given[#p.given + 1] = { "config", path }
+    return true
+  end
+  local env = os.getenv "PHANES_CONFIG"
+  if env and env ~= "" then return use(env, "PHANES_CONFIG") end
+  local exists = require("phanes.file").exists
+  for i = 1, 4 do
+    local c = M.config_candidates()[i]
+    if c and exists(c[1]) then
+      if loader.strict then
+        local real, err = require("phanes.trust").check(c[1])
+        if not real then
+          return nil, err .. "\n  (" .. c[1] .. " was found, not named: give it with --config to use it anyway)"
         end
-        set(name, true)
       end
-    else
-      args[#args + 1] = a
-    end
-    i = i + 1
-  end
-  -- The command: first word, or implied by the design's forms.
-  local cmd, explicit
-  if args[1] then
-    cmd, explicit = table.remove(args, 1), true
-    if not COMMANDS[cmd] then
-      local list = {}
-      for k in pairs(COMMANDS) do list[#list + 1] = k end
-      table.sort(list)
-      local guess = require("phanes.engine.resolve").suggest(cmd, list)
-      return nil, "unknown command '" .. cmd .. "'" .. (guess and (" (did you mean '" .. guess .. "'?)") or "")
-    end
-  elseif opts.profile or opts.modules then cmd = "apply"
-  elseif opts.list then cmd = "list"
-  elseif opts.version then cmd = "version"
-  else cmd = "help" end
-  for name in pairs(opts) do
-    local c = OPTIONS[name].cmds
-    if c ~= "*" and not c[cmd] then
-      return nil, "option --" .. (typed[name] or name) .. " does not apply to '" .. cmd .. "'", cmd
+      return use(c[1], c[2])
     end
   end
-  if opts.color and not ({ auto = 1, always = 1, never = 1 })[opts.color] then
-    return nil, "--color must be auto, always or never, not '" .. opts.color .. "'", cmd
-  end
-  return { cmd = cmd, args = args, opts = opts, explicit = explicit }
+  return true
 end
 
--- Where `host` sits in argv (the first word that is not an option).
-local function first_word(argv)
-  local i = 1
-  while i <= #argv do
-    local a = argv[i]
-    if a == "--path" or a == "--color" then i = i + 2
-    elseif a:sub(1, 1) == "-" then i = i + 1
-    else return a, i end
+-- cli.main(argv[, p]) -> exit code. p: argv as boot.lua parsed it (else
+-- parsed here).
+function M.main(argv, p)
+  if not p then
+    local err, cmd
+    p, err, cmd = M.parse(argv)
+    if not p then return usage_error(err, cmd) end
   end
-end
-
-local function has_remote(argv)
-  for _, a in ipairs(argv) do
-    if a == "--remote" or a:match "^%-%-remote=" then return true end
-  end
-  return false
-end
-
-local function delegate(modname, ...)
-  return require(modname).main(...)
-end
-
-function M.main(argv)
-  if argv[1] == "__complete" then -- shell completion asks (phanes.cli.completion)
-    return require("phanes.cli.completion").complete({ table.unpack(argv, 2) })
-  end
-  if argv[1] == "__docs" then return require("phanes.cli.docs").generate(argv[2]) end -- make docs
-  if first_word(argv) == "deploy" then return delegate("phanes.deploy", argv) end
-  if has_remote(argv) then return delegate("phanes.remote", argv) end
-  local word, at = first_word(argv)
-  if word == "host" or word == "vault" then
-    local args = {}
-    for j = at + 1, #argv do args[#args + 1] = argv[j] end
-    return delegate(word == "host" and "phanes.remote.host" or "phanes.cli.vault", args)
-  end
-  if word == "serve" then
-    local args = {}
-    for j = 1, #argv do if j ~= at then args[#args + 1] = argv[j] end end
-    return delegate("phanes.serve.main", args)
-  end
-  local p, err, cmd = M.parse(argv)
-  if not p then return usage_error(err, cmd) end
-  local max = MAX_ARGS[p.cmd]
-  if max and #p.args > max then
-    return usage_error("unexpected argument '" .. p.args[max + 1] .. "' to '" .. p.cmd .. "'", p.cmd)
+  local c = options.COMMANDS[p.cmd]
+  if c.own == "script" then return usage_error("which script? e.g. phanes lua ./inspect.lua", p.cmd) end
+  if c.own then return require(c.run)[c.fn](p.rest, p) end
+  if c.max and #p.args > c.max then
+    return usage_error("unexpected argument '" .. p.args[c.max + 1] .. "' to '" .. p.cmd .. "'", p.cmd)
   end
   if p.opts.help and p.explicit then
-    io.stdout:write(M.HELP[p.cmd])
-    return 0
+    io.stdout:write(M.help_text(p.cmd))
+    return M.EXIT.ok
   end
-  if p.cmd == "version" then
-    if p.opts.verbose or p.opts.json then return require("phanes.cli.commands").version(p) end
-    io.stdout:write("phanes ", loader.version, "\n")
-    return 0
-  end
-  if p.cmd == "completion" then return delegate("phanes.cli.completion", p.args) end
-  if p.cmd == "init" then return delegate("phanes.cli.init", p) end
-  if p.cmd == "show" then return require("phanes.cli.docs").show(p) end
-  if p.cmd == "help" then
-    local topic = p.args[1]
-    if topic == "vault" then return delegate("phanes.cli.vault", { "--help" }) end
-    if topic == "deploy" then io.stdout:write(require("phanes.deploy").HELP) return 0 end
-    if topic == "host" then io.stdout:write(require("phanes.remote.host").USAGE) return 0 end
-    if topic == "serve" then io.stdout:write(require("phanes.serve.main").HELP) return 0 end
-    if topic and not M.HELP[topic] then -- a module: its reference (as `phanes show`)
-      if not require("phanes.loader").find("modules/" .. topic .. ".lua") then
-        return usage_error("no help on '" .. topic .. "' (neither a command nor a module; see phanes list)")
-      end
-      return require("phanes.cli.docs").show(p)
-    end
-    io.stdout:write(M.HELP[topic or "main"])
-    return 0
-  end
-  return require("phanes.cli.commands")[p.cmd](p)
+  local found, ferr = M.discover_config(p)
+  if not found then io.stderr:write("phanes: ", ferr, "\n") return M.EXIT.usage end
+  if p.opts.remote and p.cmd ~= "help" then return require("phanes.remote").main(p) end
+  return require(c.run)[c.fn or p.cmd](p)
 end
 
 return M

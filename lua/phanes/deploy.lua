@@ -15,6 +15,7 @@
 local tree = require "phanes.deploy.tree"
 local script = require "phanes.deploy.script"
 local util = require "phanes.remote.util"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 M.HELP = [[
@@ -95,22 +96,22 @@ end
 local function connect(o, p)
   local inventory = require "phanes.remote.inventory"
   local inv, ierr = inventory.load()
-  if not inv then return nil, 2, ierr end
+  if not inv then return nil, EXIT.usage, ierr end
   if p.host then
-    if o.target then return nil, 2, "--host or --remote, not both" end
+    if o.target then return nil, EXIT.usage, "--host or --remote, not both" end
     if not inv.hosts[p.host] then
-      return nil, 2, "--host " .. p.host .. ": no such host in " .. tostring(inv.path or inventory.path()) .. " (phanes host list)"
+      return nil, EXIT.usage, "--host " .. p.host .. ": no such host in " .. tostring(inv.path or inventory.path()) .. " (phanes host list)"
     end
     o.target = p.host
   end
   local sshcfg, serr = require("phanes.remote.sshconfig").load()
-  if not sshcfg then return nil, 2, serr end
+  if not sshcfg then return nil, EXIT.usage, serr end
   local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
-  if not targets then return nil, 2, terr end
-  if #targets ~= 1 then return nil, 2, "deploy goes to one host at a time (" .. tostring(o.target) .. " names " .. #targets .. ")" end
+  if not targets then return nil, EXIT.usage, terr end
+  if #targets ~= 1 then return nil, EXIT.usage, "deploy goes to one host at a time (" .. tostring(o.target) .. " names " .. #targets .. ")" end
   local t = targets[1]
   local s, msg = require("phanes.remote.connector").open(t, o)
-  if not s then return nil, 3, msg end
+  if not s then return nil, EXIT.connect, msg end
   return s, t
 end
 
@@ -120,22 +121,22 @@ local function step(s, ctx, action, id, stdin)
   local input = stdin
   if ctx.mode == "password" then input = ctx.password .. "\n" .. (stdin or "") end
   local res, e = s:exec(cmd, { stdin = input })
-  if not res then return nil, 3, "connection to " .. ctx.name .. " lost: " .. tostring(e) .. "\n  current is untouched unless the switch was done; check with phanes deploy --list" end
+  if not res then return nil, EXIT.connect, "connection to " .. ctx.name .. " lost: " .. tostring(e) .. "\n  current is untouched unless the switch was done; check with phanes deploy --list" end
   local mine = res.stderr:match "PHANES%-ERR ([^\n]*)"
-  if res.code == 0 or (res.code == 4 and not mine) then return res end
+  if res.code == 0 or (res.code == EXIT.none and not mine) then return res end
   if res.stderr:find "a password is required" and ctx.mode == "nopasswd" and ctx.password then
     -- sudo -n ran nothing: the same step again, with the password
     ctx.mode = "password"
     return step(s, ctx, action, id, stdin)
   end
   if res.stderr:find "a password is required" then
-    return nil, 3, "sudo on " .. ctx.name .. " needs the password of " .. ctx.user .. ": give it with --password-env VAR"
+    return nil, EXIT.connect, "sudo on " .. ctx.name .. " needs the password of " .. ctx.user .. ": give it with --password-env VAR"
   end
   if res.stderr:find "incorrect password" or res.stderr:find "Sorry, try again" then
-    return nil, 3, "sudo on " .. ctx.name .. " refused the password for " .. ctx.user
+    return nil, EXIT.connect, "sudo on " .. ctx.name .. " refused the password for " .. ctx.user
   end
-  if mine then return nil, res.code == 75 and 75 or res.code == 4 and 4 or 1, ctx.name .. ": " .. mine end
-  return nil, 1, ctx.name .. ": the " .. action .. " step failed (exit " .. tostring(res.code or res.signal) .. "): " .. res.stderr
+  if mine then return nil, res.code == EXIT.locked and EXIT.locked or res.code == EXIT.none and EXIT.none or EXIT.failed, ctx.name .. ": " .. mine end
+  return nil, EXIT.failed, ctx.name .. ": the " .. action .. " step failed (exit " .. tostring(res.code or res.signal) .. "): " .. res.stderr
 end
 
 -- Root, or sudo -n; the first step (read-only) runs again with sudo -S
@@ -182,14 +183,14 @@ local function do_deploy(s, ctx, p, t)
     if not taken(now) then break end
     now = now + 1
   end
-  if taken(now) then return 1, ctx.name .. ": site " .. ctx.site .. " has a release newer than this machine's clock ("
+  if taken(now) then return EXIT.failed, ctx.name .. ": site " .. ctx.site .. " has a release newer than this machine's clock ("
     .. tostring(current) .. "): check the clocks" end
   local id = tree.release_id(now, hash)
   local payload, terr = tree.tar(p.dir, t, d, {
     { name = ".phanes-links", data = #d.link > 0 and (table.concat(d.link, "\0") .. "\0") or "" },
     { name = ".phanes-manifest", data = text },
   })
-  if not payload then return 2, terr end
+  if not payload then return EXIT.usage, terr end
   ctx.rec.release, ctx.rec.previous = id, current
   ctx.rec.upload = { files = #d.upload, bytes = d.bytes, linked = #d.link, tar_bytes = #payload }
   if not p.json then
@@ -211,7 +212,7 @@ local function do_deploy(s, ctx, p, t)
     io.stdout:write(string.format("%s: site %s: current -> releases/%s%s\n", ctx.name, ctx.site, id,
       #ctx.rec.pruned > 0 and (" (pruned " .. table.concat(ctx.rec.pruned, ", ") .. ")") or ""))
   end
-  return 0
+  return EXIT.ok
 end
 
 local function do_list(s, ctx, p)
@@ -228,38 +229,38 @@ local function do_list(s, ctx, p)
     end
   end
   ctx.rec.releases = rels
-  if p.json then return 0 end
-  if #rels == 0 then io.stdout:write(ctx.name, ": site ", ctx.site, ": no releases\n") return 0 end
+  if p.json then return EXIT.ok end
+  if #rels == 0 then io.stdout:write(ctx.name, ": site ", ctx.site, ": no releases\n") return EXIT.ok end
   io.stdout:write(string.format("%s: site %s (/srv/phanes/sites/%s)\n", ctx.name, ctx.site, ctx.site))
   for i = #rels, 1, -1 do
     local r = rels[i]
     io.stdout:write(string.format("%s %-30s %10s %6d files  %s%s\n", r.current and "*" or " ", r.id, human(r.size), r.files,
       r.time, r.complete and "" or "  (partial: removed by the next deploy)"))
   end
-  return 0
+  return EXIT.ok
 end
 
 local function do_rollback(s, ctx, p)
   local res, code, msg = step(s, ctx, "rollback", p.to)
   if not res then return code, msg end
-  if res.code == 4 then return 4, ctx.name .. ": site " .. ctx.site .. " has no releases" end
+  if res.code == EXIT.none then return EXIT.none, ctx.name .. ": site " .. ctx.site .. " has no releases" end
   local from, to = res.stdout:match "SWITCHED (%S*) (%S+)"
   ctx.rec.previous, ctx.rec.release = from, to
   if not p.json then io.stdout:write(string.format("%s: site %s: current -> releases/%s (was %s)\n", ctx.name, ctx.site, tostring(to), tostring(from))) end
-  return 0
+  return EXIT.ok
 end
 
-function M.main(argv)
-  local o, rest = require("phanes.remote").parse_args(argv)
-  if not o then err(rest) return 2 end
+function M.main(argv, parsed)
+  local o, rest = require("phanes.remote").parse_args(argv, parsed)
+  if not o then err(rest) return EXIT.usage end
   local p, perr = M.parse(rest)
-  if not p then err(perr) return 2 end
-  if p.help then io.stdout:write(M.HELP) return 0 end
+  if not p then err(perr) return EXIT.usage end
+  if p.help then io.stdout:write(M.HELP) return EXIT.ok end
   local t
   if p.dir then
     local terr
     t, terr = tree.scan(p.dir)
-    if not t then err("deploy: " .. terr) return 2 end
+    if not t then err("deploy: " .. terr) return EXIT.usage end
   end
   local s, target, msg = connect(o, p)
   if not s then err(msg) return target end
@@ -279,7 +280,7 @@ function M.main(argv)
   s:close()
   local rec = ctx.rec
   rec.exit_code, rec.reason, rec.duration = code, reason, util.now() - t0
-  rec.status = code == 0 and "ok" or code == 3 and "lost" or "failed"
+  rec.status = code == EXIT.ok and "ok" or code == EXIT.connect and "lost" or "failed"
   if reason then err(reason) end
   if p.json then io.stdout:write(require("phanes.json").encode(rec, { pretty = true }), "\n") end
   if not p.list then

@@ -1,6 +1,7 @@
 -- loader.lua: the search path, and the files found on it (phanes.loader).
--- boot.lua runs the binary's copy with argv and phanes.trust, before
--- anything on disk is read.
+-- boot.lua runs the binary's copy with the --path values (as
+-- phanes.cli.options parsed them) and phanes.trust, before anything on
+-- disk is read.
 --
 -- Search path, in order:
 --   --path DIR (repeatable, or DIR:DIR), then PHANES_PATH: everything,
@@ -14,7 +15,7 @@
 -- As root, every file on disk and every directory above it must pass
 -- phanes.trust (OpenSSH's StrictModes): loader.audit() before anything
 -- runs, and loader.find() again for each file it reads.
-local argv, trust = ...
+local paths, trust = ...
 local embedded = require "phanes.embedded"
 -- The primitives as they are now: specs (and modules) may replace fields
 -- of phanes.file later; what the loader reads must not change with them.
@@ -28,7 +29,7 @@ local function exists(path) return mode_of(path, "mode") ~= nil end
 local USER_TOPS = { "modules", "profiles", "templates" }
 local ALL_TOPS = { "modules", "profiles", "templates", "lua" }
 
-local function search_dirs(args)
+local function search_dirs(paths)
   local dirs, kind = {}, {}
   local function add(dir, from, engine)
     if dir == "" or kind[dir] then return end
@@ -38,11 +39,7 @@ local function search_dirs(args)
   local function split(s, from)
     for dir in s:gmatch "[^:]+" do add(dir, from, true) end
   end
-  for i = 1, #args do
-    local v = args[i]:match "^%-%-path=(.*)$"
-    if v then split(v, "--path")
-    elseif args[i] == "--path" and args[i + 1] then split(args[i + 1], "--path") end
-  end
+  for _, v in ipairs(paths) do split(v, "--path") end
   split(os.getenv "PHANES_PATH" or "", "PHANES_PATH")
   add(".", "the working directory", false)
   local home = os.getenv "HOME"
@@ -54,7 +51,7 @@ local loader = { version = embedded.version }
 -- loader.dirs: the directories, in order (specs may insert their own);
 -- loader.kind[dir] = { from, engine } for those the command line, the
 -- environment and the defaults gave. loader.strict: the trust rule applies.
-loader.dirs, loader.kind = search_dirs(argv)
+loader.dirs, loader.kind = search_dirs(paths)
 loader.strict = trust.active()
 -- Who may own what is loaded, and the directories already found good (a
 -- good directory stays good: only its trusted owner or root can change it,

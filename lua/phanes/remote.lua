@@ -11,12 +11,11 @@
 --   phanes --remote web1 status           (reads the target's state file)
 --   phanes --remote @web status --json    (one document: { hosts, exit_code })
 --
--- Remote options (the rest goes to the remote phanes): --remote [TARGET]
--- (no target: the inventory's default), --port N (wins over the target's
--- :port, the inventory's and ssh_config's), --user U, --key PATH,
--- --password-env VAR, --parallel N (default 10), --strict-host-keys,
--- --known-hosts PATH, --timeout S (connect, default 10), --binary PATH (the
--- phanes for targets of its architecture; see remote/binary.lua).
+-- The connection options (--remote [TARGET], --port, --user, --key,
+-- --password-env, --parallel, --strict-host-keys, --known-hosts, --timeout,
+-- --binary) are declared with the others in phanes.cli.options; the
+-- command line arrives parsed, and what the remote phanes gets is
+-- options.forward's re-serialisation of it.
 --
 -- Exit codes: the remote run's; 3 for connection, authentication and sudo
 -- failures; 130 when interrupted; a fleet's: the worst host's (fleet.exit_code).
@@ -26,44 +25,21 @@
 -- PHANES_INVENTORY (another inventory file), XDG_STATE_HOME (where the
 -- per-host records go). Every other PHANES_* variable is a setting of the
 -- run and travels with it (see remote.env_overrides).
+local options = require "phanes.cli.options"
+local EXIT = require "phanes.cli.exit"
 local M = {}
-
-local VALUE = { ["--port"] = "port", ["--user"] = "user", ["--key"] = "key", ["--password-env"] = "password_env",
-  ["--parallel"] = "parallel", ["--known-hosts"] = "known_hosts", ["--timeout"] = "timeout", ["--binary"] = "binary" }
-local COMMANDS = { apply = true, check = true, list = true, status = true, facts = true, version = true,
-  ["--profile"] = true, ["--modules"] = true, ["--list"] = true }
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
--- remote.parse_args(argv) -> opts, rest | nil, message
--- argv[1..n] as the user typed them; rest is what the remote phanes gets.
-function M.parse_args(argv)
-  local o, rest, i = { parallel = 10, timeout = 10 }, {}, 1
-  while argv[i] ~= nil do
-    local a = argv[i]
-    local k, v = a:match "^(%-%-[%w%-]+)=(.*)$"
-    k = k or a
-    if k == "--remote" then
-      o.remote = true
-      if v then o.target = v
-      elseif argv[i + 1] and argv[i + 1]:sub(1, 1) ~= "-" and not COMMANDS[argv[i + 1]] then
-        o.target = argv[i + 1]
-        i = i + 1
-      end
-    elseif VALUE[k] then
-      if not v then
-        v = argv[i + 1]
-        if v == nil then return nil, k .. " needs a value" end
-        i = i + 1
-      end
-      o[VALUE[k]] = v
-    elseif a == "--strict-host-keys" then
-      o.strict = true
-    else
-      rest[#rest + 1] = a
-    end
-    i = i + 1
-  end
+-- remote.options(p) -> o | nil, message: the connection options of a
+-- parsed command line (phanes.cli.options), checked: { remote = true,
+-- target, port, user, key, password_env, password, parallel (default 10),
+-- timeout (default 10), known_hosts, strict, binary, cmd (the command) }.
+function M.options(p)
+  local g = p.opts
+  local o = { remote = true, target = g.remote ~= true and g.remote or nil, parallel = g.parallel or 10,
+    timeout = g.timeout or 10, port = g.port, user = g.user, key = g.key, password_env = g["password-env"],
+    known_hosts = g["known-hosts"], strict = g["strict-host-keys"], binary = g.binary, cmd = p.cmd }
   for _, key in ipairs { "port", "parallel", "timeout" } do
     if o[key] ~= nil then
       local n = tonumber(o[key])
@@ -77,6 +53,26 @@ function M.parse_args(argv)
   if o.password_env then
     o.password = os.getenv(o.password_env)
     if not o.password then return nil, "--password-env " .. o.password_env .. ": that variable is not set" end
+  end
+  return o
+end
+
+-- remote.parse_args(argv[, p]) -> opts, rest | nil, message: argv as the
+-- user typed it (p: as cli.main got it parsed, else parsed here by the one
+-- parser): the connection options (remote.options) and what the remote
+-- phanes gets (options.forward). deploy, which reads its own arguments,
+-- gets them back with the connection options taken out.
+function M.parse_args(argv, p)
+  local perr
+  if not p then p, perr = options.parse(argv) end
+  if not p then return nil, perr end
+  local o, oerr = M.options(p)
+  if not o then return nil, oerr end
+  if not p.rest or p.cmd ~= "deploy" then return o, options.forward(p) end
+  local rest = {}
+  for i, a in ipairs(argv) do
+    local name = p.taken[i]
+    if not (name and options.OPTIONS[name].remote) then rest[#rest + 1] = a end
   end
   return o, rest
 end
@@ -232,34 +228,31 @@ function M.user_files()
   return files
 end
 
--- The command the remote phanes would run ("apply", "status", ...).
+-- The command the remote phanes would run ("apply", "status", ...), of
+-- its argv (options.forward's): nil when it names none.
 function M.command_word(rest)
-  local i = 1
-  while rest[i] do
-    local a = rest[i]
-    if a == "--path" or a == "--color" or a == "--config" or a == "--state" then i = i + 2
-    elseif a:sub(1, 1) == "-" then i = i + 1
-    else return a end
-  end
+  local p = options.parse(rest)
+  return p and (p.explicit or p.cmd ~= "help") and p.cmd or nil
 end
 
-function M.main(argv)
-  local o, rest = M.parse_args(argv)
-  if not o then err(rest) return 2 end
-  if M.command_word(rest) == "deploy" then return require("phanes.deploy").main(argv) end
+-- remote.main(p) -> exit code: p, the parsed command line with --remote.
+function M.main(p)
+  local o, oerr = M.options(p)
+  if not o then err(oerr) return EXIT.usage end
+  local rest = options.forward(p)
   local inventory = require "phanes.remote.inventory"
   local inv, ierr = inventory.load()
-  if not inv then err(ierr) return 2 end
+  if not inv then err(ierr) return EXIT.usage end
   local sshcfg, serr = require("phanes.remote.sshconfig").load()
-  if not sshcfg then err(serr) return 2 end
+  if not sshcfg then err(serr) return EXIT.usage end
   local targets, terr = inventory.resolve(inv, o.target, sshcfg, { port = o.port })
-  if not targets then err(terr) return 2 end
-  if M.command_word(rest) == "status" then return require("phanes.remote.status").main(targets, o, rest) end
-  if require("phanes.remote.fleet").is_fleet(o.target, targets) then return require("phanes.remote.fleet").main(targets, o, argv) end
+  if not targets then err(terr) return EXIT.usage end
+  if p.cmd == "status" then return require("phanes.remote.status").main(targets, o, p) end
+  if require("phanes.remote.fleet").is_fleet(o.target, targets) then return require("phanes.remote.fleet").main(targets, o, rest) end
   local args, files, sets = rewrite_args(rest)
-  if not args then err(files) return 2 end
+  if not args then err(files) return EXIT.usage end
   local lok, lerr = require("phanes.config.layers").remote_files(targets[1].name, files, inv, rest) -- the host's own config
-  if not lok then err(lerr) return 2 end
+  if not lok then err(lerr) return EXIT.usage end
   for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
   local ok, sys = pcall(require, "phanes.sys")
   local ov = M.overrides(sets, M.env_overrides(ok and sys.environ and sys.environ() or {}, o))
@@ -267,8 +260,7 @@ function M.main(argv)
   for _, v in ipairs(require("phanes.vault").resolved_values()) do ov.secrets[#ov.secrets + 1] = v end
   -- PHANES_* settings go to the commands that read a config; --set values
   -- always (a command that takes none says so, as it would here)
-  local okp, parsed = pcall(function() return require("phanes.cli").parse(rest) end)
-  local reads_config = not (okp and parsed) or parsed.cmd == "apply" or parsed.cmd == "check"
+  local reads_config = p.cmd == "apply" or p.cmd == "check"
   if ov.file and (reads_config or #sets > 0) then files[#files + 1] = ov.file end
   if ok and sys.trap_signals then sys.trap_signals() end
   return require("phanes.remote.run").run(targets[1], o, args, files, ov)

@@ -125,10 +125,8 @@ describe("remote execution", function()
     assert(os.execute("mkdir -p " .. q(h .. "/mine/lua/phanes")))
     write(h .. "/mine/lua/phanes/cli.lua", [[
 local M = {}
-function M.main(argv)
-  for _, a in ipairs(argv) do
-    if a == "--remote" then return require("phanes.remote").main(argv) end
-  end
+function M.main(argv, p)
+  if p and p.opts.remote then return require("phanes.remote").main(p) end
   io.stdout:write("override running\n")
   io.stdout:flush()
   for i = 1, 20 do io.stdout:write("tick ", i, "\n") io.stdout:flush() os.execute("sleep 0.5") end
@@ -140,7 +138,7 @@ return M
     local t0 = os.time()
     -- drop the SSH session mid-run: kill the session's sshd on the target
     local killer = io.popen("sleep 3; " .. q(th.script) .. " exec 2 sh -c " .. q("pkill -f 'sshd: root@notty'") .. " 2>&1")
-    local code, out = phanes(h, { "--path", h .. "/mine", "--remote", target, "--key", key, "work" })
+    local code, out = phanes(h, { "--path", h .. "/mine", "--remote", target, "--key", key, "facts" })
     killer:close()
     assert.equal(3, code, out)
     assert.matches("override running\n", out)

@@ -427,7 +427,7 @@ describe("cli conventions", function()
   it("--detailed-exitcode: 4 when a dry run has changes pending, 0 when none", function()
     local r = phanes("apply", "chain", "--dry-run", "--detailed-exitcode", "--path", FIX, "--state", STATE())
     assert.equal(4, r.code, r.stderr)
-    assert.equal(4, cli.EXIT.changes)
+    assert.equal(4, cli.EXIT.drift)
     r = phanes("apply", "chain", "--dry-run", "--path", FIX, "--state", STATE())
     assert.equal(0, r.code) -- without the flag: 0
     r = phanes("apply", "chain", "--path", FIX, "--state", STATE())

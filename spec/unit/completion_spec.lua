@@ -55,7 +55,6 @@ hosts:
     for name, o in pairs(cli.OPTIONS) do
       if not o.hidden and (o.cmds == "*" or o.cmds.apply) then want[#want + 1] = "--" .. name end
     end
-    want[#want + 1] = "--remote"
     table.sort(want)
     assert.same(want, list)
     for _, o in ipairs(complete "phanes status --") do assert.not_equal("--dry-run", o) end
@@ -80,6 +79,22 @@ hosts:
     assert.same({ "alpha,beta" }, list)
     list = complete("phanes --path " .. FIX .. " status gr")
     assert.same({ "greet" }, list)
+  end)
+
+  it("offers module names, the user's too, after show and help (help: commands too)", function()
+    assert.same({ "redis" }, complete "phanes show red")
+    assert.same({ "alpha" }, complete("phanes --path " .. FIX .. " show al"))
+    assert.same({ "alpha" }, complete("phanes help --path " .. FIX .. " al"))
+    assert.same({ "security", "serve", "show", "status", "swap" }, (function() -- commands and modules
+      local l = completion.candidates("bash", { "help", "s" }) table.sort(l) return l end)())
+    assert.same({}, complete "phanes show redis ''")
+  end)
+
+  it("offers the remote options with the commands a remote run takes, and their values", function()
+    local list = complete "phanes apply --st"
+    assert.same({ "--state", "--strict-host-keys" }, list)
+    assert.same({}, complete "phanes init --strict")
+    assert.same({ ":files" }, completion.candidates("bash", { "--remote", "web1", "apply", "--key", "" }))
   end)
 
   it("offers inventory hosts and @groups", function()

@@ -28,10 +28,11 @@ describe("make docs", function()
     local generated = ls(dir)
     assert.match("./modules/redis.md\n", generated)
     assert.match("./phanes.1\n", generated)
+    assert.match("./cli.md\n", generated)
     assert.match("./profiles.md\n", generated)
     assert.match("./module%-api.md\n", generated)
     local committed = {}
-    for rel in sh("cd doc && find modules -type f && ls profiles.md phanes.1 module-api.md"):gmatch "[^\n]+" do
+    for rel in sh("cd doc && find modules -type f && ls profiles.md phanes.1 module-api.md cli.md"):gmatch "[^\n]+" do
       committed[#committed + 1] = "./" .. rel
     end
     table.sort(committed)

@@ -28,7 +28,7 @@ describe("remote.parse_args", function()
   it("refuses bad values and unset password variables", function()
     assert.is_nil((remote.parse_args { "--remote", "h", "--parallel", "0" }))
     assert.is_nil((remote.parse_args { "--remote", "h", "--port" }))
-    local o, err = remote.parse_args { "--remote", "h", "--password-env", "PHANES_SURELY_UNSET_VAR" }
+    local o, err = remote.parse_args { "--remote", "h", "facts", "--password-env", "PHANES_SURELY_UNSET_VAR" }
     assert.is_nil(o)
     assert.equal("--password-env PHANES_SURELY_UNSET_VAR: that variable is not set", err)
   end)

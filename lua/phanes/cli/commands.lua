@@ -184,8 +184,9 @@ function M.apply(p)
   end
   if not (o.json or o.quiet) then
     out:say(out:paint("bold", (o["dry-run"] and "dry run: " or "") .. "applying " .. prof.name),
-      out:paint("dim", string.format(" (%d module%s%s)", #mods, #mods == 1 and "" or "s",
-        prof.origin and prof.origin ~= "--modules" and (", " .. prof.origin) or "")))
+      out:paint("dim", string.format(" (%d module%s%s%s)", #mods, #mods == 1 and "" or "s",
+        prof.origin and prof.origin ~= "--modules" and (", " .. prof.origin) or "",
+        o.config and (", config " .. o.config) or "")))
     local disk = M.from_disk(mods)
     if #disk > 0 then out:say(out:paint("yellow", "  not from the binary: " .. table.concat(disk, ", "))) end
   end
@@ -198,14 +199,29 @@ function M.apply(p)
   if not ok then error(code, 0) end
   local counts = report.counts or {}
   if code == 0 and o["detailed-exitcode"] and ((counts.changed or 0) + (counts["would change"] or 0)) > 0 then
-    code = EXIT.changes -- --detailed-exitcode: something changed (or would)
+    code = EXIT.drift -- --detailed-exitcode: something changed (or would)
     report.exit_code = code
   end
   emit_report(p, out, report)
   return code
 end
 
--- phanes check [PROFILE] --config F
+-- The modules a config file configures (its sections that name a module),
+-- with what they require: what `phanes check` without a profile checks.
+local function configured(path)
+  local text = path and require("phanes.file").read(path)
+  local data = text and require("phanes.yaml").decode(text, path)
+  local names = {}
+  for k in pairs(type(data) == "table" and data or {}) do
+    if type(k) == "string" and resolve.module(k) then names[#names + 1] = k end
+  end
+  table.sort(names)
+  local mods = #names > 0 and resolve.plan(names) or nil
+  return mods or {}
+end
+
+-- phanes check [PROFILE] [--config F] [--json]. Without a profile: the
+-- modules the config configures, as a run of them would load it.
 function M.check(p)
   local out = new_out(p)
   local cc = require "phanes.cli.config" -- check HOST|@GROUP: each host's merged config
@@ -213,15 +229,33 @@ function M.check(p)
   local prof, mods = nil, {}
   if p.args[1] or p.opts.profile or p.opts.modules then
     prof, mods = plan(p, out)
-    if not prof then return EXIT.usage end
+    if not prof then return M.check_report(p, out, EXIT.usage) end
+  else
+    mods = configured(p.opts.config)
   end
   local cfg = load_config(p, out, mods, prof and prof.config, prof and prof.origin)
-  if not cfg then return EXIT.usage end
   local names = {}
   for i, m in ipairs(mods) do names[i] = m.name end
-  out:say(out:paint("green", "ok: "), p.opts.config or "defaults", " is valid",
-    prof and string.format(" for %s (%s)", prof.name, table.concat(names, ", ")) or "")
+  if not cfg then return M.check_report(p, out, EXIT.usage, prof, names) end
+  if p.opts.json then return M.check_report(p, out, EXIT.ok, prof, names) end
+  local what = p.opts.config or "no config file (module defaults)"
+  if prof then
+    out:say(out:paint("green", "ok: "), what, " is valid", string.format(" for %s (%s)", prof.name, table.concat(names, ", ")))
+  else
+    out:say(out:paint("green", "ok: "), what, " is valid",
+      #names > 0 and (" for the modules it configures (" .. table.concat(names, ", ") .. ")") or "")
+  end
   return EXIT.ok
+end
+
+-- check --json: { valid, config, config_from, profile, modules, errors, exit_code }
+function M.check_report(p, out, code, prof, names)
+  if not p.opts.json then return code end
+  local json = require "phanes.json"
+  io.stdout:write(json.encode({ valid = code == EXIT.ok, config = p.opts.config or json.null,
+    config_from = p.config_from or json.null, profile = prof and prof.name or json.null,
+    modules = json.array(names or {}), errors = json.array(out.errors or {}), exit_code = code }, { pretty = true }), "\n")
+  return code
 end
 
 local function field_summary(mod)

@@ -1,8 +1,8 @@
 -- completion.lua: shell completion. `phanes completion bash|zsh|fish`
 -- prints a script; the script asks the binary for candidates with the
 -- hidden command `phanes __complete SHELL WORD... CUR`, so what it offers is
--- always what this phanes knows: the commands and options of cli.lua's
--- tables, the profiles and modules on the search path (the user's too:
+-- always what this phanes knows: the commands and options declared in
+-- phanes.cli.options, the profiles and modules on the search path (the user's too:
 -- --path in the words, PHANES_PATH, ./, ~/.config/phanes), the inventory's
 -- hosts and @groups.
 --
@@ -23,21 +23,20 @@ local function sorted_keys(t)
   return out
 end
 
--- Every command: those cli.lua parses, has help for, or hands on.
+-- Every command of phanes.cli.options.
 function M.commands()
-  local set = { host = true, vault = true, serve = true }
-  for k in pairs(cli.COMMANDS) do set[k] = true end
-  for k in pairs(cli.HELP) do if k ~= "main" then set[k] = true end end
-  return sorted_keys(set)
+  local out = {}
+  for _, name in ipairs(sorted_keys(cli.COMMANDS)) do
+    if not cli.COMMANDS[name].hidden then out[#out + 1] = name end
+  end
+  return out
 end
 
--- --remote (remote.lua's, not in the option table): takes targets, a comma list.
-local REMOTE = { kind = "list", cmds = "*" }
-local function option(name) return cli.OPTIONS[name] or (name == "remote" and REMOTE) or nil end
+local function option(name) return cli.OPTIONS[name] end
 
 -- The options of `cmd` (nil: before the command), as --name.
 function M.options(cmd)
-  local out = { "--remote" }
+  local out = {}
   for name, o in pairs(cli.OPTIONS) do
     if not o.hidden and (o.cmds == "*" or (cmd and o.cmds[cmd]) or (not cmd and o.cmds.apply)) then
       out[#out + 1] = "--" .. name
@@ -91,6 +90,8 @@ local VALUES = {
   report = function() return { ":files" } end,
   ["vault-password-file"] = function() return { ":files" } end,
   path = function() return { ":dirs" } end,
+  key = function() return { ":files" } end, ["known-hosts"] = function() return { ":files" } end,
+  binary = function() return { ":files" } end,
   remote = function() return hosts(true) end,
 }
 
@@ -102,7 +103,8 @@ local POSITIONAL = {
   end,
   check = function(n) return n == 1 and concat(profiles(), hosts(true)) or (n == 2 and profiles() or {}) end,
   status = function(n) return n == 1 and profiles() or {} end,
-  help = function(n) return n == 1 and M.commands() or {} end,
+  help = function(n) return n == 1 and concat(M.commands(), modules()) or {} end,
+  show = function(n) return n == 1 and modules() or {} end,
   completion = function(n) return n == 1 and M.SHELLS or {} end,
   init = function(n) return n == 1 and { ":dirs" } or {} end,
   lua = function() return { ":files" } end,
@@ -169,7 +171,8 @@ function M.candidates(shell, words)
     list = POSITIONAL[cmd](#pos + 1, cur, pos)
   end
   -- a comma list (--only a,b): complete its last item
-  if eq_name or (prev_opt and option(prev_opt) and option(prev_opt).kind == "list") then
+  local kind = prev_opt and option(prev_opt) and option(prev_opt).kind
+  if eq_name or kind == "list" or kind == "target" then
     local head, last = cur:match "^(.*,)([^,]*)$"
     if head then prefix, cur = prefix .. head, last end
   end
@@ -239,24 +242,24 @@ complete -c phanes -f -a '(__phanes_complete)'
 }
 
 -- phanes completion SHELL
-function M.main(args)
-  local shell = args[1]
+function M.main(p)
+  local shell = p.args[1]
   if not M.SCRIPTS[shell] then
     io.stderr:write("phanes: completion for which shell? one of: ", table.concat(M.SHELLS, ", "),
       shell and (" (not '" .. shell .. "')") or "", "\nusage: phanes completion bash|zsh|fish\n")
     return cli.EXIT.usage
   end
   io.stdout:write(M.SCRIPTS[shell])
-  return 0
+  return cli.EXIT.ok
 end
 
 -- phanes __complete SHELL WORD... (hidden): one candidate a line.
 function M.complete(args)
   local shell = table.remove(args, 1)
   local ok, list = pcall(M.candidates, shell, args)
-  if not ok then return 0 end -- completion never breaks the shell
+  if not ok then return cli.EXIT.ok end -- completion never breaks the shell
   for _, c in ipairs(list) do io.stdout:write(c, "\n") end
-  return 0
+  return cli.EXIT.ok
 end
 
 return M

@@ -4,6 +4,7 @@
 -- exists is kept as it is ("kept X"), never overwritten. What it writes
 -- passes `phanes check example --config config.yaml` (see init_spec).
 local F = require "phanes.file"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 M.FILES = {
@@ -91,13 +92,13 @@ function M.main(p)
   local done, err = M.scaffold(dir, { inventory = p.opts.inventory })
   if not done then
     io.stderr:write("phanes: init: cannot write ", err, "\n")
-    return require("phanes.cli").EXIT.usage
+    return EXIT.usage
   end
   for _, d in ipairs(done) do
     io.stdout:write(d.created and "created " or "kept ", d.path, d.created and "" or " (exists)", "\n")
   end
   io.stdout:write("next: cd ", dir, " && phanes check example --config config.yaml\n")
-  return 0
+  return EXIT.ok
 end
 
 return M

@@ -10,7 +10,7 @@ local file = require "phanes.file"
 local sys = require "phanes.sys"
 local M = {}
 
-local EXIT = { ok = 0, usage = 2, interrupted = 130 }
+local EXIT = require "phanes.cli.exit"
 
 M.USAGE = [[
 usage: phanes vault init|edit|view [OPTIONS]

@@ -19,6 +19,7 @@
 -- interrupted, not run.
 local output = require "phanes.engine.output"
 local errors = require "phanes.engine.errors"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 local SPIN = { "|", "/", "-", "\\" }
@@ -311,16 +312,16 @@ function M.run(opts)
     results[#results + 1] = rec
     if rec.status == "interrupted" or self:interrupted() > 0 then
       self:record(mod, rec)
-      code = 130
+      code = EXIT.interrupted
       break
     end
     self:record(mod, rec)
     if self.state_error then
-      code = 1
+      code = EXIT.failed
       break
     end
     if rec.status == "failed" then
-      code = 1
+      code = EXIT.failed
       if not self.keep_going then break end
     end
   end
@@ -329,13 +330,13 @@ function M.run(opts)
     local ok, err = self.state:finish()
     if not ok then
       self:state_failed(err, "the run's time was not recorded")
-      if code == 0 then code = 1 end
+      if code == EXIT.ok then code = EXIT.failed end
     end
   end
   for i = #results + 1, #self.mods do
     results[i] = { name = self.mods[i].name, status = "not run", changed = 0 }
   end
-  if code == 130 and not self.json then
+  if code == EXIT.interrupted and not self.json then
     local done = {}
     for _, r in ipairs(results) do
       if r.status ~= "interrupted" and r.status ~= "not run" and r.status ~= "failed" then

@@ -18,6 +18,7 @@
 --   phanes --remote @web apply web --config web.yaml --json | jq .exit_code
 local util = require "phanes.remote.util"
 local output = require "phanes.engine.output"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 local FORWARD = { "port", "user", "key", "password_env", "known_hosts", "timeout", "binary" }
@@ -257,9 +258,8 @@ local function prefixer(targets, stream)
   end
 end
 
-function M.main(targets, o, argv)
+function M.main(targets, o, rest)
   local sys = require "phanes.sys"
-  local _, rest = require("phanes.remote").parse_args(argv)
   if sys.trap_signals then sys.trap_signals() end
   local json = M.wants_json(rest)
   local jobs = M.run_all(targets, o, rest, { split = json, color = not json and util.isatty(1),

@@ -8,6 +8,7 @@
 --   phanes host remove web1
 local inventory = require "phanes.remote.inventory"
 local util = require "phanes.remote.util"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 M.USAGE = [[
@@ -57,30 +58,30 @@ end
 
 local function save(inv)
   local ok, e = inventory.save(inv)
-  if not ok then err("cannot write the inventory: " .. tostring(e)) return 1 end
-  return 0
+  if not ok then err("cannot write the inventory: " .. tostring(e)) return EXIT.failed end
+  return EXIT.ok
 end
 
 function M.add(o, pos)
-  if #pos ~= 2 then err("host add: expected NAME and [user@]host[:port]\n" .. M.USAGE) return 2 end
+  if #pos ~= 2 then err("host add: expected NAME and [user@]host[:port]\n" .. M.USAGE) return EXIT.usage end
   local name, target = pos[1], pos[2]
   local t, e = inventory.parse_target(target)
-  if not t then err(e) return 2 end
+  if not t then err(e) return EXIT.usage end
   local inv = load()
-  if not inv then return 2 end
+  if not inv then return EXIT.usage end
   local old = inv.hosts[name]
   local existed = old ~= nil
   if old and not o.update then
     err(string.format("host '%s' exists (%s%s); give --update to change it, or `phanes host remove %s` first",
       name, old.user and (old.user .. "@") or "", old.address, name))
-    return 2
+    return EXIT.usage
   end
   local groups, key = o.groups, o.key
   if old and #groups == 0 then groups = old.groups end -- --update keeps what is not given
   if old and not key then key = old.key end
   local ok, aerr = inventory.add(inv, name, { address = t.host, user = t.user, port = t.port, key = key, groups = groups,
     description = o.description or (old and old.description) }, o.default)
-  if not ok then err(aerr) return 2 end
+  if not ok then err(aerr) return EXIT.usage end
   local code = save(inv)
   if code == 0 then
     io.stdout:write(string.format("%s %s (%s)%s\n", existed and "updated" or "added", name, target,
@@ -91,10 +92,10 @@ end
 
 function M.remove(_, pos)
   local inv = load()
-  if not inv then return 2 end
-  if #pos ~= 1 then err("host remove: expected a NAME") return 2 end
+  if not inv then return EXIT.usage end
+  if #pos ~= 1 then err("host remove: expected a NAME") return EXIT.usage end
   local ok, e = inventory.remove(inv, pos[1])
-  if not ok then err(e) return 2 end
+  if not ok then err(e) return EXIT.usage end
   local code = save(inv)
   if code == 0 then
     io.stdout:write("removed ", pos[1], inv.default and ("; the default host is " .. inv.default) or "", "\n")
@@ -104,13 +105,13 @@ end
 
 function M.default(_, pos)
   local inv = load()
-  if not inv then return 2 end
+  if not inv then return EXIT.usage end
   if #pos ~= 1 then
     io.stdout:write(inv.default or "(no default host)", "\n")
-    return 0
+    return EXIT.ok
   end
   local ok, e = inventory.set_default(inv, pos[1])
-  if not ok then err(e) return 2 end
+  if not ok then err(e) return EXIT.usage end
   local code = save(inv)
   if code == 0 then io.stdout:write("the default host is now ", pos[1], "\n") end
   return code
@@ -130,18 +131,18 @@ end
 
 function M.list(o)
   local inv = load()
-  if not inv then return 2 end
+  if not inv then return EXIT.usage end
   local rows = {}
   for _, name in ipairs(inventory.names(inv)) do rows[#rows + 1] = row(inv, name) end
   if o.json then
     local json = require "phanes.json"
     for _, r in ipairs(rows) do r.groups = json.array and json.array(r.groups) or r.groups end
     io.stdout:write(json.encode(#rows > 0 and rows or (json.array and json.array {} or {}), { pretty = true }), "\n")
-    return 0
+    return EXIT.ok
   end
   if #rows == 0 then
     io.stdout:write("no hosts yet: phanes host add NAME [user@]host[:port]\n")
-    return 0
+    return EXIT.ok
   end
   local cells = {}
   for _, r in ipairs(rows) do
@@ -152,22 +153,22 @@ function M.list(o)
       { "  host", "address", "groups", "last seen", "last status", "phanes", "os", "description" }, cells)) do
     io.stdout:write(line, "\n")
   end
-  return 0
+  return EXIT.ok
 end
 
 -- host test: connect, and tell what a run would find there.
 function M.test(o, pos)
   local inv = load()
-  if not inv then return 2 end
+  if not inv then return EXIT.usage end
   local sshcfg, serr = require("phanes.remote.sshconfig").load()
-  if not sshcfg then err(serr) return 2 end
+  if not sshcfg then err(serr) return EXIT.usage end
   local port = o.port and math.tointeger(tonumber(o.port))
   if o.port and not (port and port >= 1 and port <= 65535) then
     err("--port: expected a port number from 1 to 65535, got '" .. o.port .. "'")
-    return 2
+    return EXIT.usage
   end
   local targets, e = inventory.resolve(inv, pos[1], sshcfg, { port = port })
-  if not targets then err(e) return 2 end
+  if not targets then err(e) return EXIT.usage end
   local ro = { key = o.key, timeout = tonumber(o.timeout) or 10, port = port, known_hosts = o.known_hosts, strict = o.strict }
   if o.password_env then ro.password = os.getenv(o.password_env) end
   local sha = require("phanes.file").sha256_file(require("phanes.sys").exe()) or "none"
@@ -177,7 +178,7 @@ function M.test(o, pos)
     local s, msg = require("phanes.remote.connector").open(t, ro)
     if not s then
       err(t.name .. ": " .. msg)
-      code = 3
+      code = EXIT.connect
     else
       local script = require("phanes.remote.run").probe_script(sha, false):gsub("\nD=.*$", "")
       local res, xerr = s:exec(script)
@@ -185,7 +186,7 @@ function M.test(o, pos)
       s:close()
       if not res then
         err(t.name .. ": " .. xerr)
-        code = 3
+        code = EXIT.connect
       else
         local p = require("phanes.remote.run").parse_probe(res.stdout)
         local where = info.connector == "ssh" and string.format("%s@%s:%d (%s)", info.user, info.host, info.port, info.auth)
@@ -197,7 +198,7 @@ function M.test(o, pos)
         local ok, why = binary.check_target(p, { "apply" })
         local path, berr = binary.select_binary(p.arch, { binary = o.binary })
         io.stdout:write(string.format("  %s binary: %s\n", p.arch or "?", path or berr))
-        if not ok or not path then code = 3 end
+        if not ok or not path then code = EXIT.connect end
         if why then io.stdout:write("  ", ok and "warning: " or "refused: ", why, "\n") end
       end
     end
@@ -212,13 +213,13 @@ function M.main(args)
   if not fn then
     if sub and sub ~= "help" and sub ~= "--help" then err("unknown host command '" .. sub .. "'") end
     io.stderr:write(M.USAGE)
-    return (sub == "help" or sub == "--help") and 0 or 2
+    return (sub == "help" or sub == "--help") and EXIT.ok or EXIT.usage
   end
   for j = 2, #args do
-    if args[j] == "--help" or args[j] == "-h" then io.stdout:write(M.USAGE) return 0 end
+    if args[j] == "--help" or args[j] == "-h" then io.stdout:write(M.USAGE) return EXIT.ok end
   end
   local o, pos = flags(args, 2)
-  if not o then err(pos) return 2 end
+  if not o then err(pos) return EXIT.usage end
   return fn(o, pos)
 end
 

@@ -11,6 +11,7 @@
 --
 --   local code = require("phanes.remote.run").run(target, opts, args, files, overrides)
 local util = require "phanes.remote.util"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
@@ -179,16 +180,6 @@ local function local_arch()
   return a
 end
 
-local function is_apply(args)
-  for _, a in ipairs(args) do
-    if type(a) == "string" then
-      if a == "apply" or a == "--profile" or a == "--modules" or a:match "^%-%-profile=" or a:match "^%-%-modules=" then return true end
-      if not a:match "^%-" then return false end
-    end
-  end
-  return false
-end
-
 -- The remote phanes' arguments, as shell words of root_script (files of
 -- the run are named under its run directory "$D").
 function M.run_words(args, files, color, report)
@@ -336,26 +327,26 @@ end
 local function before_start(t, rec, res, held)
   if res.code == 97 then
     local mine = held:match "PHANES%-ERR ([^\n]*)"
-    return 3, "nostore", t.name .. ": " .. (mine or "cannot store the phanes binary")
+    return EXIT.connect, "nostore", t.name .. ": " .. (mine or "cannot store the phanes binary")
   end
-  if res.code == 96 then return 3, "otherarch", nil end
-  if res.code == 95 or res.code == 98 then return 3, "error", nil end
+  if res.code == 96 then return EXIT.connect, "otherarch", nil end
+  if res.code == 95 or res.code == 98 then return EXIT.connect, "error", nil end
   if res.code == 93 or res.code == 94 then
     return res.code, "badbin", res.code == 93 and "the cached phanes binary is missing" or
       "the cached phanes binary does not match its sha256"
   end
   if held:find "a password is required" then
-    return 3, "needpw", "sudo on " .. t.name .. " needs the password of " .. rec.user
+    return EXIT.connect, "needpw", "sudo on " .. t.name .. " needs the password of " .. rec.user
       .. ": give it with --password-env VAR (or run on a terminal)"
   elseif held:find "incorrect password" or held:find "Sorry, try again" then
-    return 3, "sudo", "sudo on " .. t.name .. " refused the password for " .. rec.user
+    return EXIT.connect, "sudo", "sudo on " .. t.name .. " refused the password for " .. rec.user
   elseif held:find "not in the sudoers" or held:find "not allowed" then
-    return 3, "sudo", rec.user .. " may not use sudo on " .. t.name .. ": log in as root or grant sudo"
+    return EXIT.connect, "sudo", rec.user .. " may not use sudo on " .. t.name .. ": log in as root or grant sudo"
   end
   local mine = held:match "PHANES%-ERR ([^\n]*)"
-  if mine then return 3, "error", t.name .. ": " .. mine end
+  if mine then return EXIT.connect, "error", t.name .. ": " .. mine end
   if held ~= "" then io.stderr:write(held, "\n") end
-  return res.code or 1, "error", "the remote phanes did not start (exit " .. tostring(res.code) .. ")"
+  return res.code or EXIT.failed, "error", "the remote phanes did not start (exit " .. tostring(res.code) .. ")"
 end
 
 -- Run the remote phanes and turn what happened into an exit code.
@@ -395,11 +386,11 @@ local function execute(s, t, rec, ctx)
     if okj and json.decode then summarize(rec, json.decode(st.report_text)) end
   end
   if not ok then
-    if tostring(res):match "interrupted" then return 130, "interrupted", "interrupted locally; disconnected" end
+    if tostring(res):match "interrupted" then return EXIT.interrupted, "interrupted", "interrupted locally; disconnected" end
     error(res, 0)
   end
   if not res then
-    return 3, "lost", e .. "\n  the run on " .. t.name .. " may have been cut short; its state file is written atomically:"
+    return EXIT.connect, "lost", e .. "\n  the run on " .. t.name .. " may have been cut short; its state file is written atomically:"
       .. " check it with `phanes --remote " .. t.name .. " status`", kind
   end
   if not st.pid then
@@ -407,7 +398,7 @@ local function execute(s, t, rec, ctx)
     if res.code == 95 or res.code == 96 or res.code == 98 then reason = M.refusal(t, rec, ctx, res.code) end
     return code, status, reason
   end
-  if res.signal then return 1, "failed", "the remote phanes was killed (SIG" .. (res.signal_name or res.signal) .. ")" end
+  if res.signal then return EXIT.failed, "failed", "the remote phanes was killed (SIG" .. (res.signal_name or res.signal) .. ")" end
   local status = ({ [0] = "ok", [1] = "failed", [2] = "error", [4] = "changed", [130] = "interrupted" })[res.code] or "failed"
   return res.code, status
 end
@@ -532,12 +523,12 @@ local function prepare(rec, files)
   local sys, file = require "phanes.sys", require "phanes.file"
   local exe = sys.exe()
   local sha, serr = file.sha256_file(exe)
-  if not sha then return nil, 70, "cannot hash the phanes binary " .. tostring(exe) .. ": " .. tostring(serr) end
+  if not sha then return nil, EXIT.internal, "cannot hash the phanes binary " .. tostring(exe) .. ": " .. tostring(serr) end
   local st = file.stat(exe)
   local payload, terr = nil, nil
   if #files > 0 then
     payload, terr = util.tar(files)
-    if not payload then return nil, 2, terr end
+    if not payload then return nil, EXIT.usage, terr end
   end
   rec.upload = { binary = false, files = #files }
   return { mode = "nopasswd", exe = exe, sha = sha, size = st and st.size, arch = local_arch(), payload = payload }
@@ -579,9 +570,9 @@ function M.run(t, o, args, files, ov)
   local ctx, code, perr = prepare(rec, files)
   if not ctx then
     s:close()
-    return finish(code, code == 3 and "error" or "refused", perr)
+    return finish(code, code == EXIT.connect and "error" or "refused", perr)
   end
-  ctx.args, ctx.files, ctx.log, ctx.mask, ctx.apply = args, files, log, mask, is_apply(args)
+  ctx.args, ctx.files, ctx.log, ctx.mask, ctx.apply = args, files, log, mask, o.cmd == "apply"
   -- no record of this binary in this login user's cache there (a first
   -- contact, a new version): it goes with the first exchange
   local last = util.read_record(t.name)

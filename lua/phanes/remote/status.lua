@@ -8,27 +8,24 @@
 -- exit_code } (fleet.document), also for a group of one host. Exit: 3 when
 -- a host is unreachable, else 1 when a state could not be read.
 local util = require "phanes.remote.util"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 local DEFAULT_STATE = "/var/lib/phanes/state.json"
 
 local function err(msg) io.stderr:write("phanes: ", msg, "\n") end
 
-local function options(rest)
-  local o, i, seen = { path = DEFAULT_STATE }, 1, false
-  while rest[i] do
-    local a = rest[i]
-    if a == "status" and not seen then seen = true
-    elseif a == "--json" then o.json = true
-    elseif a == "--color" then i = i + 1
-    elseif a == "--state" then o.path = rest[i + 1]; i = i + 1
-    elseif a:match "^%-%-state=" then o.path = a:match "=(.*)$"
-    elseif a:match "^%-%-color" or a == "--no-color" then -- handled locally
-    else return nil, "status --remote: unknown argument '" .. a .. "'" end
-    i = i + 1
+-- What the parsed status command line (phanes.cli.options) asks:
+-- { path, json }. Colour and -v are local.
+local function options(p)
+  local extra, options = p.args[1], require "phanes.cli.options"
+  for name in pairs(p.opts) do -- the connection options are remote.lua's
+    if not (options.OPTIONS[name].remote or ({ json = 1, state = 1, color = 1, path = 1, verbose = 1 })[name]) then
+      extra = "--" .. name
+    end
   end
-  if not o.path then return nil, "--state needs a path" end
-  return o
+  if extra then return nil, "status --remote: unknown argument '" .. extra .. "'" end
+  return { path = p.opts.state or DEFAULT_STATE, json = p.opts.json }
 end
 
 -- Read the state file as the login user, else through sudo (-n, or with
@@ -138,7 +135,7 @@ end
 -- error with 3 (unreachable) or 1 (reached, state not read) as exit code.
 function M.entry(row)
   if row.state and not row.error then return { name = row.host, code = 0, value = row.state } end
-  return { name = row.host, code = row.reachable and 1 or 3, error = row.error or "no state" }
+  return { name = row.host, code = row.reachable and EXIT.failed or EXIT.connect, error = row.error or "no state" }
 end
 
 -- status.row(name, code, stdout, stderr) -> row: what a child
@@ -171,9 +168,9 @@ local function fleet_rows(targets, ro, o)
   return rows
 end
 
-function M.main(targets, ro, rest)
-  local o, e = options(rest)
-  if not o then err(e) return 2 end
+function M.main(targets, ro, p)
+  local o, e = options(p)
+  if not o then err(e) return EXIT.usage end
   local json = require "phanes.json"
   if require("phanes.remote.fleet").is_fleet(ro.target, targets) then
     local rows = fleet_rows(targets, ro, o)
@@ -188,7 +185,7 @@ function M.main(targets, ro, rest)
     return doc.exit_code
   end
   local row = fetch(targets[1], ro, o)
-  local code = not row.reachable and 3 or row.error and 1 or 0
+  local code = not row.reachable and EXIT.connect or row.error and EXIT.failed or EXIT.ok
   if o.json then
     local out = { host = row.host, address = row.address, reachable = row.reachable, error = row.error, state = row.state }
     io.stdout:write(json.encode(out, { pretty = true }), "\n")

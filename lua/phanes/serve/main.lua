@@ -9,6 +9,7 @@
 --
 -- SIGTERM/SIGINT: stop accepting, let runs finish for --grace seconds,
 -- then interrupt them (SIGINT, SIGKILL 10 s later), exit 0.
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 M.HELP = [[
@@ -339,7 +340,7 @@ local function serve(o, srv, ctx)
   app.api:heartbeat(math.huge)
   err("stopped")
   io.stderr:flush()
-  return 0
+  return EXIT.ok
 end
 
 function M.main(args)
@@ -347,24 +348,24 @@ function M.main(args)
   if not o then
     err(perr)
     io.stderr:write("try: phanes serve --help\n")
-    return 2
+    return EXIT.usage
   end
   if o.help then
     io.stdout:write(M.HELP)
-    return 0
+    return EXIT.ok
   end
   local token = require "phanes.serve.token"
   local tpath = o["token-file"] or token.default_path()
   local tok, created = token.load(tpath, true)
   if not tok then
     err(created)
-    return 2
+    return EXIT.usage
   end
   if created then err("created the token file " .. tpath .. " (mode 0600)") end
   local doc, known = modules_doc(o)
   if not doc then
     err("cannot list the modules: " .. tostring(known))
-    return 2
+    return EXIT.usage
   end
   local http = require "phanes.http"
   local srv <close> = assert(http.server { max_body = o["max-body"], timeout = 120 })
@@ -372,19 +373,19 @@ function M.main(args)
     local ok, terr = srv:tls(o["tls-cert"], o["tls-key"])
     if not ok then
       err(terr)
-      return 2
+      return EXIT.usage
     end
   end
   local port, lerr = srv:listen(o.addr, o.port)
   if not port then
     err(lerr .. " (another server there? choose another with --listen)")
-    return 3
+    return EXIT.connect
   end
   local loopback = M.is_loopback(o.addr)
   local ctx, cerr = M.context(o, tok, doc, known, loopback)
   if not ctx then
     err(cerr)
-    return 2
+    return EXIT.usage
   end
   err(string.format("listening on %s://%s:%d/ (%s)", o["tls-cert"] and "https" or "http", o.addr:find ":" and ("[" .. o.addr .. "]") or o.addr, port,
     loopback and "loopback: GET without a token" or "not loopback: every request needs the token"))

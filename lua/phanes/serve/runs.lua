@@ -8,6 +8,7 @@
 --   local run, busy = runs:submit { host = "web1", target = "web1", modules = { "baseline" } }
 --   runs:on_output(run, 1, data) ; runs:tick()   -- from the server's loop
 local json = require "phanes.json"
+local EXIT = require "phanes.cli.exit"
 local M = {}
 
 local Runs = {}
@@ -212,7 +213,7 @@ function Runs:finish(run, code, sig, err)
   elseif code then
     changed = applied_result(self, run)
   end
-  if code == 130 or sig or run.interrupted then run.status = "interrupted"
+  if code == EXIT.interrupted or sig or run.interrupted then run.status = "interrupted"
   elseif not ok then run.status = "failed"
   elseif run.probe then run.status = "ok"
   elseif run.record_only then run.status = "recorded"
