@@ -183,7 +183,7 @@ return M
     -- several hosts: one line each; a host without state says never
     code, out = phanes(h, { "--remote", "root@" .. th.ip(4) .. ",root@" .. th.ip(3) .. ",root@" .. th.ip(1) .. ":2222",
       "--key", key, "status" })
-    assert.equal(1, code, out) -- a fleet: 1 when any host failed, as apply's
+    assert.equal(3, code, out) -- a fleet: the worst host's code (3: one unreachable), as apply's
     assert.matches("root@" .. th.ip(4):gsub("%.", "%%.") .. "%s+yes%s+1%s+1%s+2026%-01%-02T03:04:05Z", out)
     assert.matches("root@" .. th.ip(3):gsub("%.", "%%.") .. "%s+yes%s+0%s+0%s+never", out)
     assert.matches(":2222%s+no%s", out)

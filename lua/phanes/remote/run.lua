@@ -561,7 +561,7 @@ function M.run(t, o, args, files, ov)
     return code
   end
   local s, msg, kind = require("phanes.remote.connector").open(t, o)
-  if s then phase(t, "connecting to " .. t.host .. ":" .. rec.port, util.now() - t0) end
+  if s then phase(t, "connecting to " .. (rec.port and (t.host .. ":" .. rec.port) or t.name), util.now() - t0) end
   if not s then
     if kind == "interrupted" then return finish(130, "interrupted", "interrupted while connecting") end
     return finish(3, kind == "auth" and "auth" or kind == "hostkey_changed" and "hostkey changed" or "unreachable", msg)
