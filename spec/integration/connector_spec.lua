@@ -51,7 +51,10 @@ local function shown(out, fixdir)
     end
     line = line:gsub("%d+m%d%ds", "T"):gsub("%d+%.%d+s", "T"):gsub("%d+s%f[%A]", "T")
     line = line:gsub("%s+", " "):gsub(" $", "")
-    if not line:match "^phanes: recorded the host key of " then lines[#lines + 1] = line end
+    -- the host key and how the connection was made are the transport's, not the run's
+    if not line:match "^phanes: recorded the host key of " and not line:find(": connecting to ", 1, true) then
+      lines[#lines + 1] = line
+    end
   end
   return lines
 end
