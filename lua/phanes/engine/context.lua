@@ -85,7 +85,7 @@ M.default_paths = {
 }
 
 -- The resource families bound into ctx (lua/phanes/res/<name>.lua).
-M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git" }
+M.families = { "pkg", "apt", "file", "service", "user", "cmd", "fetch", "archive", "systemd", "sentinel", "seed", "git", "npm" }
 
 local function now()
   local ok, sys = pcall(require, "phanes.sys")
