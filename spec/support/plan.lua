@@ -112,10 +112,10 @@ function M.run(mod, config, opts)
   }
   for group, names in pairs {
     pkg = { "installed", "absent", "refresh" }, apt = { "repo" },
-    file = { "content", "template", "line", "directory", "absent", "symlink" },
+    file = { "content", "template", "line", "directory", "absent", "symlink", "seed" },
     service = { "running", "stopped" }, user = { "present", "authorized_keys", "sudoers" },
     group = { "present" }, cmd = { "run" }, fetch = { "file", "check" }, archive = { "extracted" },
-    systemd = { "unit", "dropin" }, sentinel = { "mark" },
+    systemd = { "unit", "dropin" }, sentinel = { "mark" }, git = { "checkout" }, npm = { "installed" },
   } do
     ctx[group] = {}
     for _, n in ipairs(names) do ctx[group][n] = recorder(group .. "." .. n) end

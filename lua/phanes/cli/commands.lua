@@ -250,10 +250,11 @@ function M.list(p)
   for _, f in ipairs(loader.disk_files "templates/") do disk[#disk + 1] = f end
   if p.opts.json then
     local json = require "phanes.json"
-    local ms = {}
+    local ms, docs = {}, require "phanes.cli.docs"
+    local function get(n) return (resolve.module(n)) end
     for i, m in ipairs(mods) do
-      ms[i] = { name = m.name, description = m.description, origin = m.origin,
-        requires = json.array(m.requires or {}), version = m.version }
+      -- as `show NAME --json`: schema, dry-plan steps, config syncs, detect probes
+      ms[i] = docs.module_info(m, get)
     end
     local files = {}
     for i, f in ipairs(disk) do files[i] = { name = f.name, origin = f.path } end
