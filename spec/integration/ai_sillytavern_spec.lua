@@ -57,10 +57,10 @@ end
 local q = th.quote
 local G = "git -c user.name=spec -c user.email=spec@example.com"
 
--- every resource of every module ok, and none of those that run something
+-- every resource of every module ok (a module may skip itself: swap in a container)
 local function all_ok(r)
   for _, m in ipairs(r.modules) do
-    assert.equal("ok", m.status, m.name .. ": " .. json.encode(m.error or ""))
+    if m.status ~= "skipped" then assert.equal("ok", m.status, m.name .. ": " .. json.encode(m.error or "")) end
     for _, ev in ipairs(m.resources) do
       assert.equal("ok", ev.status, m.name .. " " .. ev.resource .. " " .. tostring(ev.target))
     end
@@ -181,7 +181,8 @@ describe("sillytavern on a test host", function()
     -- npm ci ran once, as the user: the local dependency is linked
     assert.equal("ran\n", sh "cat /opt/sillytavern/npm-runs.log")
     assert.equal("sillytavern", trim(sh "stat -c %U /opt/sillytavern/npm-runs.log"))
-    assert.equal("../lib/st-local", trim(sh "readlink /opt/sillytavern/node_modules/st-local"))
+    assert.equal("st-local fixture", sh("cd /opt/sillytavern && runuser -u sillytavern -- node -e "
+      .. q "process.stdout.write(require('st-local').name)"))
     assert.matches("command ci %-%-omit=dev", sh "cat /opt/sillytavern/node_modules/.phanes-npm")
     -- the config, seeded
     assert.matches("\nport: 8000\n", sh "cat /opt/sillytavern/config.yaml")
