@@ -43,7 +43,7 @@ local USER = "sillytavern"
 
 local function probes(cfg)
   return {
-    files = { cfg.dest .. "/server.js", cfg.dest .. "/package.json", cfg.dest .. "/node_modules/.phanes-npm" },
+    files = { cfg.dest .. "/server.js", cfg.dest .. "/package.json" },
     dirs = { cfg.dest .. "/node_modules" },
     url = "http://127.0.0.1:" .. tostring(cfg.port) .. "/",
   }

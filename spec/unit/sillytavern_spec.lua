@@ -99,8 +99,8 @@ describe("module descriptions for machines", function()
       "sentinel.mark /var/lib/phanes/sentinels/sillytavern.installed" }, steps)
     assert.same({ { source = "templates/sillytavern/config.yaml", destination = "/opt/sillytavern/config.yaml",
       policy = "create-only" } }, d.sync)
-    assert.same({ "/opt/sillytavern/server.js", "/opt/sillytavern/package.json",
-      "/opt/sillytavern/node_modules/.phanes-npm" }, d.detect.files)
+    assert.same({ "/opt/sillytavern/server.js", "/opt/sillytavern/package.json" }, d.detect.files)
+    assert.same({ "/opt/sillytavern/node_modules" }, d.detect.dirs)
     assert.equal("http://127.0.0.1:8000/", d.detect.url)
     local port
     for _, k in ipairs(d.config) do if k.key == "port" then port = k end end
