@@ -269,26 +269,44 @@ describe("sillytavern on a test host", function()
     local out, code, err = phanes(AI .. " --set sillytavern.ref=release")
     assert.equal(0, code, out .. err)
     assert.equal('{"version":"0.0.0-fixture"}', sh "curl -fsS http://127.0.0.1:11434/api/version")
-    local times, execs = {}, {}
+    -- each no-op run: the report, and the CPU time of the whole process tree (bash's time)
+    local function noop()
+      local t = sh("cd /root && bash -c 'TIMEFORMAT=\"%R %U %S\"; { time phanes " .. AI
+        .. " --set sillytavern.ref=release --json >/root/noop.json 2>/root/err; } 2>/root/time'; cat /root/time")
+      local real, user, sys = t:match "([%d.]+) ([%d.]+) ([%d.]+)"
+      local r = assert(json.decode(sh "cat /root/noop.json"), sh "cat /root/noop.json /root/err")
+      return r, tonumber(real), tonumber(user) + tonumber(sys)
+    end
+    local walls, cpus, execs, best = {}, {}, {}, nil
     for i = 1, 5 do
-      local r, rcode, text = report(AI .. " --set sillytavern.ref=release")
-      assert.equal(0, rcode, text)
+      local r, _, cpu = noop()
+      assert.equal(0, r.exit_code, json.encode(r))
       if i == 1 then
         all_ok(r)
         local names = {}
         for _, m in ipairs(r.modules) do names[#names + 1] = m.name end
         assert.equal("baseline,user,security,swap,updates,ollama,comfyui,sillytavern", table.concat(names, ","))
       end
-      times[i], execs[i] = r.duration, r.execs
+      walls[i], cpus[i], execs[i] = r.duration, cpu, r.execs
+      if not best or r.duration < best.duration then best = r end
     end
-    table.sort(times)
-    print(("\n  ai profile no-op on the host: %d processes, best %.0f ms, median %.0f ms")
-      :format(execs[1], times[1] * 1000, times[3] * 1000))
+    table.sort(walls)
+    table.sort(cpus)
+    local load = tonumber(local_sh("cut -d' ' -f1 /proc/loadavg"):match "[%d.]+")
+    local cores = tonumber(trim(local_sh "nproc"))
+    local mods = {}
+    for _, m in ipairs(best.modules) do mods[#mods + 1] = ("%s %.0f"):format(m.name, (m.duration or 0) * 1000) end
+    print(("\n  ai profile no-op on the host: %d processes, wall best %.0f ms, median %.0f ms; CPU best %.0f ms"
+      .. " (load %.1f on %d cores)\n  modules (ms): %s"):format(execs[1], walls[1] * 1000, walls[3] * 1000,
+      cpus[1] * 1000, load, cores, table.concat(mods, ", ")))
     local bench = os.getenv "PHANES_BENCH_AI"
     if bench and bench ~= "" then
-      runcli.write(bench, ("%.1f %.1f %d\n"):format(times[1] * 1000, times[3] * 1000, execs[1]))
+      runcli.write(bench, ("%.1f %.1f %d %.1f %.1f\n"):format(walls[1] * 1000, walls[3] * 1000, execs[1],
+        cpus[1] * 1000, load))
     end
-    assert.is_true(execs[1] < 10, "processes: " .. tostring(execs[1]))
-    assert.is_true(times[1] < 0.3, "best of 5: " .. tostring(times[1]))
+    for i = 1, 5 do assert.is_true(execs[i] < 10, "processes: " .. tostring(execs[i])) end
+    assert.is_true(cpus[1] < 0.3, "CPU time, best of 5: " .. tostring(cpus[1]))
+    -- wall time is the machine's when it is oversubscribed: checked when it is not
+    if load < cores then assert.is_true(walls[1] < 0.3, "wall time, best of 5: " .. tostring(walls[1])) end
   end)
 end)
