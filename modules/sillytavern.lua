@@ -67,6 +67,7 @@ local function extensions(ctx, cfg)
   ctx.file.directory { path = dir, owner = USER, group = USER, mode = "0755" }
   local changed, seen = false, {}
   for i, e in ipairs(cfg.extensions) do
+    if e.name:match "^%.+$" then ctx.fail("sillytavern.extensions[" .. i .. "]: the name " .. e.name .. " is not a directory name") end
     if seen[e.name] then ctx.fail("sillytavern.extensions[" .. i .. "]: the name " .. e.name .. " is used twice") end
     seen[e.name] = true
     local r = ctx.git.checkout { repo = e.repo, ref = e.ref, dest = dir .. "/" .. e.name, owner = USER,

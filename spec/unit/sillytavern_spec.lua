@@ -64,12 +64,14 @@ describe("sillytavern module", function()
     assert.equal("http://127.0.0.1:8100/", plan.find(calls, "fetch.check")[1].args.url)
   end)
 
-  it("refuses an apt line without its key, and an extension name used twice", function()
+  it("refuses an apt line without its key, an extension name used twice or climbing out", function()
     assert.has_error(function() run { node_apt_line = "deb https://x/ y main" } end,
       "sillytavern.node_apt_line is set without sillytavern.node_apt_key_url: give the repository's key URL")
     local e = { name = "a", repo = "https://example.com/a.git", ref = "main" }
     assert.has_error(function() run { extensions = { e, e } } end,
       "sillytavern.extensions[2]: the name a is used twice")
+    assert.has_error(function() run { extensions = { { name = "..", repo = "https://example.com/a.git", ref = "main" } } } end,
+      "sillytavern.extensions[1]: the name .. is not a directory name")
   end)
 end)
 
