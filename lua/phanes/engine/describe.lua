@@ -11,7 +11,7 @@
 -- The steps come from the module's apply run in a dry plan against an
 -- empty host: every resource call is recorded (kind and target), nothing
 -- runs, no file of this machine is read by the module (phanes.file reads
--- see an empty host), commands answer "not found" (nothing is installed),
+-- and the ctx readers see an empty host), commands answer "not found",
 -- facts are those of a fresh Debian 12 x86_64 host, the config is the
 -- schema's defaults (and the example's sample values). A module that needs a value without a default (a
 -- checksum, a password) stops there: the steps so far and steps_error.
@@ -94,21 +94,28 @@ local function recorder(mod, cfg, steps, templates)
     templates[out] = "templates/" .. tostring(src) -- a seed's content names its source
     return out
   end
+  local function record(kind)
+    return function(o)
+      steps[#steps + 1] = { resource = kind, target = target_of(kind, o, mod.name), args = o }
+      if kind == "systemd.unit" and type(o) == "table" and o.running ~= nil then
+        local n = tostring(o.name)
+        steps[#steps + 1] = { resource = o.running and "service.running" or "service.stopped",
+          target = n:find "%." and n or (n .. ".service") }
+      end
+      return RESULT
+    end
+  end
+  local function nothing() return nil end
   for _, family in ipairs(context.families) do
     local ok, res = pcall(require, "phanes.res." .. family)
+    local api = ok and type(res.api) == "table" and res.api or {}
     for ns, fns in pairs(ok and res.namespaces or {}) do
       ctx[ns] = ctx[ns] or {}
       for name in pairs(fns) do
         local kind = ns .. "." .. name
-        ctx[ns][name] = function(o)
-          steps[#steps + 1] = { resource = kind, target = target_of(kind, o, mod.name), args = o }
-          if kind == "systemd.unit" and type(o) == "table" and o.running ~= nil then
-            local n = tostring(o.name)
-            steps[#steps + 1] = { resource = o.running and "service.running" or "service.stopped",
-              target = n:find "%." and n or (n .. ".service") }
-          end
-          return RESULT
-        end
+        -- a reader (declared reader = true) is no step: on an empty host it finds nothing
+        local reader = type(api[kind]) == "table" and api[kind].reader
+        ctx[ns][name] = reader and nothing or record(kind)
       end
     end
   end

@@ -17,6 +17,7 @@ local F = require "phanes.file"
 local M = {}
 local N = {}
 M.namespaces = { npm = N }
+M.required = { ["npm.installed"] = { "dir" } } -- checked by the context
 
 local KIND = "npm.installed"
 local fail = context.fail
@@ -105,5 +106,19 @@ function N.installed(ctx, o)
     return install(ctx, o, ci, new, reason)
   end)
 end
+
+-- Declarations (doc/module-api.md, `make docs`): each resource's
+-- description and arguments { name, type, required, description }.
+M.api = {
+  ["npm.installed"] = { "A Node.js project's dependencies: npm ci (or npm install) only when package.json "
+    .. "or package-lock.json changed since the last install", {
+    { "dir", "string", true, "the project directory (absolute, holding package.json)" },
+    { "ci", "boolean", false, "false: npm install even with a lockfile (default: npm ci when there is one)" },
+    { "omit_dev", "boolean", false, "false: install the dev dependencies too (default: --omit=dev)" },
+    { "owner", "string", false, "npm runs as this user (runuser, HOME its home)" },
+    { "group", "string", false, "the group of the install record" },
+    { "timeout", "integer", false, "seconds (default 3600)" },
+  } },
+}
 
 return M
