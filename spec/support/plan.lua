@@ -147,7 +147,7 @@ function M.run(mod, config, opts)
     service = { "running", "stopped", "daemon_reload" }, user = { "present", "authorized_keys", "sudoers" },
     group = { "present" }, cmd = { "run" }, fetch = { "file", "check" }, archive = { "extracted" },
     systemd = { "unit", "dropin" }, sentinel = { "mark" }, ufw = { "allow", "enabled" },
-    git = { "checkout" }, python = { "venv" },
+    git = { "checkout" }, python = { "venv" }, npm = { "installed" },
   } do
     ctx[group] = {}
     for _, n in ipairs(names) do ctx[group][n] = recorder(group .. "." .. n) end

@@ -544,7 +544,7 @@ describe("module values", function()
   local sshkey = require "phanes.remote.sshkey"
   local ED = "AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g"
   local RUN = { "baseline", "user", "security", "swap", "updates", "docker", "monitoring", "nginx", "caddy",
-    "redis", "postgres", "coolify", "devtools", "ollama", "comfyui", "lmstudio" }
+    "redis", "postgres", "coolify", "devtools", "ollama", "comfyui", "lmstudio", "sillytavern" }
   local mods = {}
   setup(function()
     for i, n in ipairs(RUN) do mods[i] = plan.module(n) end

@@ -104,3 +104,25 @@ describe("git.checkout", function()
     assert.matches("is not empty and is not a git checkout", tostring(err), 1, true)
   end)
 end)
+
+describe("git.checkout without a process", function()
+  local w
+  after_each(function() if w then w.close() w = nil end end)
+
+  it("a re-run at a tag, an annotated tag, a branch or a commit reads .git and runs no git", function()
+    w = world()
+    sh("cd " .. q(w.repo) .. " && " .. G .. " tag -a -m annotated v1a v1")
+    for _, ref in ipairs { "v1", "v1a", "main" } do
+      w.ctx.git.checkout { repo = w.repo, ref = ref, dest = w.dest }
+      w.fake:reset()
+      local r = w.ctx.git.checkout { repo = w.repo, ref = ref, dest = w.dest }
+      assert.equal("ok", r.status, ref)
+      assert.equal(0, w.fake:count(), ref .. ": " .. table.concat(w.fake:lines(), "; "))
+    end
+    w.ctx.git.checkout { repo = w.repo, ref = w.v1, dest = w.dest }
+    w.fake:reset()
+    assert.equal("ok", w.ctx.git.checkout({ repo = w.repo, ref = w.v1, dest = w.dest }).status)
+    assert.equal(0, w.fake:count())
+    assert.equal(w.v1, head(w))
+  end)
+end)

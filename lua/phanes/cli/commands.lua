@@ -284,10 +284,11 @@ function M.list(p)
   for _, f in ipairs(loader.disk_files "templates/") do disk[#disk + 1] = f end
   if p.opts.json then
     local json = require "phanes.json"
-    local ms = {}
+    local ms, docs = {}, require "phanes.cli.docs"
+    local function get(n) return (resolve.module(n)) end
     for i, m in ipairs(mods) do
-      ms[i] = { name = m.name, description = m.description, origin = m.origin,
-        requires = json.array(m.requires or {}), version = m.version }
+      -- as `show NAME --json`: schema, dry-plan steps, config syncs, detect probes
+      ms[i] = docs.module_info(m, get)
     end
     local files = {}
     for i, f in ipairs(disk) do files[i] = { name = f.name, origin = f.path } end
@@ -332,6 +333,8 @@ function M.list(p)
   return #errs > 0 and EXIT.usage or EXIT.ok
 end
 
+local detection, show_detected
+
 -- For status --config: module name -> "same"|"changed" (nil when unknown).
 -- prof (status PROFILE --config F) gives the defaults the run was applied with.
 local function config_changes(p, out, state, prof, path)
@@ -348,6 +351,40 @@ local function config_changes(p, out, state, prof, path)
     if old and now then res[mod.name] = (now == old) and "same" or "changed" end
   end
   return res
+end
+
+-- What the detect probes of each module that declares them find on this
+-- host (with the config of --config, else the defaults): name -> { installed,
+-- checks }. A module the state does not know can still be installed.
+detection = function(p, out, prof)
+  local describe, detect = require "phanes.engine.describe", require "phanes.engine.detect"
+  local mods = {}
+  for _, m in ipairs((resolve.all())) do if m.detect then mods[#mods + 1] = m end end
+  local cfg = p.opts.config and load_config(p, out, mods, prof and prof.config or {}, prof and prof.origin) or {}
+  local found = {}
+  for _, m in ipairs(mods) do
+    local probes = describe.probes(m, cfg[m.name])
+    found[m.name] = probes and detect.check(probes) or nil
+  end
+  return found
+end
+
+show_detected = function(out, detected, state)
+  local names = {}
+  for name in pairs(detected or {}) do names[#names + 1] = name end
+  if #names == 0 then return end
+  table.sort(names)
+  local rows = {}
+  for _, name in ipairs(names) do
+    local d, known = detected[name], state.modules and state.modules[name]
+    local failed
+    for _, c in ipairs(d.checks) do if not c.ok and not failed then failed = c.probe .. " " .. c.target .. ": " .. tostring(c.why) end end
+    rows[#rows + 1] = { name, d.installed and out:status "installed" or "not found",
+      known and "" or (d.installed and out:paint("yellow", "not in the state") or ""), failed or "" }
+  end
+  out:say ""
+  out:say(out:paint("bold", "detected on this host"), out:paint("dim", " (the modules' detect probes)"))
+  out:table({ "module", "detected", "state", "first failed probe" }, rows)
 end
 
 -- phanes status [PROFILE] [--json] [--state PATH] [--config F]
@@ -378,9 +415,11 @@ function M.status(p)
   end
   local changes = p.opts.config and config_changes(p, out, state, prof, path)
   if p.opts.config and not changes then return EXIT.usage end
+  local detected = detection(p, out, prof)
   if p.opts.json then
     local json = require "phanes.json"
     state.path = path
+    state.detected = detected
     if changes then
       for name, c in pairs(changes) do state.modules[name].config_changed = (c == "changed") end
     end
@@ -389,6 +428,7 @@ function M.status(p)
   end
   if state.missing or next(state.modules) == nil then
     out:say("nothing applied on this machine yet (no state in ", path, "); try: phanes apply PROFILE --config config.yaml")
+    show_detected(out, detected, state)
     return EXIT.ok
   end
   local names = {}
@@ -411,6 +451,7 @@ function M.status(p)
     local m = state.modules[name]
     if m.status == "failed" and m.last_error then out:say(out:paint("red", name .. ": "), m.last_error) end
   end
+  show_detected(out, detected, state)
   return EXIT.ok
 end
 

@@ -125,21 +125,26 @@ local function example(mod, get)
   if get then required_globals(mod, get, doc, { [mod.name] = true }) end
   local sec = sample(mod.config)
   if next(sec) ~= nil then doc[mod.name] = sec end
-  if next(doc) == nil then return nil end
-  return require("phanes.yaml").encode(doc)
+  if next(doc) == nil then return nil, doc end
+  return require("phanes.yaml").encode(doc), doc
 end
 
 -- docs.module_info(mod, get) -> what `show --json` prints: the module's declared
--- facts, its keys flattened, its resources (when it declares them) and an
--- example config section.
+-- facts, its keys flattened, its resources (when it declares them), an
+-- example config section, and (phanes.engine.describe) the steps of a dry
+-- plan against an empty host, its create-only config syncs, its detect probes.
 function M.module_info(mod, get)
   local ks = keys(mod.config, "")
   for _, k in ipairs(ks) do k.limits = json.array(k.limits) end
   local gs = keys(mod.globals, "")
   for _, k in ipairs(gs) do k.limits = json.array(k.limits) end
+  local text, doc = example(mod, get)
+  local d = require("phanes.engine.describe").module(mod, doc) -- a dry plan against an empty host
   return { name = mod.name, description = mod.description, version = mod.version, origin = mod.origin,
     requires = json.array(mod.requires or {}), config = json.array(ks), globals = json.array(gs),
-    resources = mod.resources and json.array(mod.resources), example = example(mod, get) }
+    resources = mod.resources and json.array(mod.resources), example = text,
+    steps = json.array(d.steps), sync = json.array(d.sync), detect = d.detect, steps_error = d.steps_error,
+    skipped = d.skipped }
 end
 
 local function default_text(k)

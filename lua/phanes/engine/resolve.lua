@@ -82,6 +82,9 @@ function M.validate_module(mod, origin, expect_name)
   if mod.installed ~= nil and type(mod.installed) ~= "function" then
     return bad("module '" .. mod.name .. "': installed must be a function")
   end
+  if mod.detect ~= nil and type(mod.detect) ~= "function" and type(mod.detect) ~= "table" then
+    return bad("module '" .. mod.name .. "': detect must be a table of probes or a function(cfg) returning one")
+  end
   if mod.validate ~= nil and type(mod.validate) ~= "function" then
     return bad("module '" .. mod.name .. "': validate must be a function(section, v)")
   end

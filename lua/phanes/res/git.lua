@@ -44,11 +44,52 @@ local function origin_of(dest)
   return section:match "\n?%s*url%s*=%s*([^\n]-)%s*\n" or section:match "url%s*=%s*([^\n]-)%s*$"
 end
 
+-- Read without a process, when the files say it for sure (else nil: ask
+-- git): HEAD when detached, and the commit of a ref from packed-refs
+-- written "fully-peeled" (an annotated tag has its ^commit line), or a
+-- loose remote branch. Only 40 hex digits are taken.
+local function hex(s) return s and s:match "^(%x+)%s*$" and #s:match "^(%x+)" == 40 and s:match "^(%x+)" or nil end
+
+local function head_file(dest) return hex(F.read(dest .. "/.git/HEAD")) end
+
+-- packed(dest, name) -> id | false (surely absent) | nil (ask git)
+local function packed(dest, name)
+  local text = F.read(dest .. "/.git/packed-refs")
+  if not text or not text:match "^# pack%-refs with:[^\n]* fully%-peeled" then return nil end
+  local id, rest = nil, nil
+  for line in text:gmatch "[^\n]+" do
+    if id then
+      return line:match "^%^(%x+)$" or id -- the next line peels an annotated tag
+    end
+    local oid, ref = line:match "^(%x+) (%S+)$"
+    if ref == name then id, rest = oid, true end
+  end
+  if rest then return id end
+  return false -- surely not a ref of this repository
+end
+
+local function ref_file(dest, name)
+  if F.exists(dest .. "/.git/" .. name) then
+    -- a loose ref: a branch of origin is a commit; a tag may be a tag object
+    return name:match "^refs/remotes/" and hex(F.read(dest .. "/.git/" .. name)) or nil
+  end
+  local id = packed(dest, name)
+  if id == false then return false end
+  return hex(id)
+end
+
 -- resolve(ctx, o) -> full commit id of ref known locally, or nil
 local function resolve(ctx, o)
   for _, cand in ipairs { "refs/tags/" .. o.ref, "refs/remotes/origin/" .. o.ref, o.ref } do
+    local known
+    if cand ~= o.ref then
+      if not o.ref:find "%.%." then known = ref_file(o.dest, cand) end
+    elseif hex(o.ref) and head_file(o.dest) == o.ref:lower() then known = o.ref:lower() end
+    if known then return known end
+    if known == false then goto next end
     local res = git(ctx, o, { "rev-parse", "--verify", "--quiet", cand .. "^{commit}" }, true)
     if res and res.code == 0 then return (res.stdout:match "^(%x+)") end
+    ::next::
   end
   return nil
 end
@@ -106,7 +147,7 @@ function N.checkout(ctx, o)
       fail(KIND, o.dest, "is a checkout of " .. tostring(origin) .. ", not " .. o.repo
         .. ": move it away, or point its origin there (git remote set-url origin " .. o.repo .. ")")
     end
-    local head = git(ctx, o, { "rev-parse", "--verify", "HEAD" }).stdout:match "^(%x+)"
+    local head = head_file(o.dest) or git(ctx, o, { "rev-parse", "--verify", "HEAD" }).stdout:match "^(%x+)"
     local want = want_commit(ctx, o)
     if head == want then return { status = "ok", message = "at " .. o.ref .. " (" .. short(want) .. ")" } end
     local dirty = git(ctx, o, { "status", "--porcelain", "--untracked-files=no" }).stdout

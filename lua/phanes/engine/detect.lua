@@ -1,0 +1,56 @@
+-- detect.lua: a module's detect probes, checked on this host.
+--
+--   local found = detect.check(probes)   -- probes from describe.probes(mod, cfg)
+--   found.installed  -- true when every probe passed
+--   found.checks     -- { { probe = "file", target = "/opt/x/server.js", ok = true }, ... }
+--
+-- A module declares detect = { files = {...}, dirs = {...}, command =
+-- {argv...}, url = "http://..." } or detect = function(cfg) returning that
+-- table (paths and ports from its config). files and dirs are looked at
+-- without a process; command must exit 0; url must answer 2xx (curl, 5 s).
+-- The probes are checked in that order and stop at the first failure (a
+-- missing checkout costs no process).
+local F = require "phanes.file"
+
+local M = {}
+
+local function add(found, probe, target, ok, why)
+  found.checks[#found.checks + 1] = { probe = probe, target = target, ok = ok, why = why }
+  if not ok then found.installed = false end
+  return ok
+end
+
+-- detect.check(probes[, exec]) -> { installed, checks }
+function M.check(probes, exec)
+  local found = { installed = true, checks = {} }
+  if type(probes) ~= "table" then return nil end
+  exec = exec or require("phanes.exec").run
+  for _, path in ipairs(probes.files or {}) do
+    local st = F.stat(path)
+    if not add(found, "file", path, st ~= nil and st.type == "file", st and ("a " .. st.type) or "missing") then
+      return found
+    end
+  end
+  for _, path in ipairs(probes.dirs or {}) do
+    local st = F.stat(path)
+    if not add(found, "dir", path, st ~= nil and st.type == "directory", st and ("a " .. st.type) or "missing") then
+      return found
+    end
+  end
+  if type(probes.command) == "table" and probes.command[1] then
+    local res, err = exec { argv = probes.command, timeout = 10 }
+    local line = table.concat(probes.command, " ")
+    if not add(found, "command", line, res ~= nil and res.code == 0,
+      res and ("exit " .. tostring(res.code)) or tostring(err)) then
+      return found
+    end
+  end
+  if type(probes.url) == "string" then
+    local res, err = exec { argv = { "curl", "-fsS", "-o", "/dev/null", "-m", "5", probes.url }, timeout = 10 }
+    add(found, "url", probes.url, res ~= nil and res.code == 0,
+      res and (res.code == 0 and "answers" or ("curl exit " .. tostring(res.code))) or tostring(err))
+  end
+  return found
+end
+
+return M
