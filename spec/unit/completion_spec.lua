@@ -85,7 +85,7 @@ hosts:
     assert.same({ "redis" }, complete "phanes show red")
     assert.same({ "alpha" }, complete("phanes --path " .. FIX .. " show al"))
     assert.same({ "alpha" }, complete("phanes help --path " .. FIX .. " al"))
-    assert.same({ "security", "serve", "show", "status", "swap" }, (function() -- commands and modules
+    assert.same({ "security", "serve", "show", "sillytavern", "status", "swap" }, (function() -- commands and modules
       local l = completion.candidates("bash", { "help", "s" }) table.sort(l) return l end)())
     assert.same({}, complete "phanes show redis ''")
   end)
