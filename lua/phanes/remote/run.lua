@@ -171,14 +171,7 @@ function M.parse_probe_line(line, tag)
   return p
 end
 
-local function local_arch()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and sys.uname then return sys.uname().machine end
-  local f = io.popen("uname -m")
-  local a = f and f:read "l"
-  if f then f:close() end
-  return a
-end
+local function local_arch() return require("phanes.sys").uname().machine end
 
 -- The remote phanes' arguments, as shell words of root_script (files of
 -- the run are named under its run directory "$D").
@@ -307,8 +300,7 @@ function M.changed_module(rec, name)
 end
 
 local function interrupt_tick(s, st, ctx, name)
-  local ok, sys = pcall(require, "phanes.sys")
-  if not ok or not sys.interrupted then return nil end
+  local sys = require "phanes.sys"
   local handled = 0
   return function()
     local n = sys.interrupted()
@@ -382,8 +374,7 @@ local function execute(s, t, rec, ctx)
   if st.pid then rec.binary_sha256 = ctx.sha end
   ctx.cached_hint = st.probe and st.probe.cached == "yes"
   if st.report_text then
-    local okj, json = pcall(require, "phanes.json")
-    if okj and json.decode then summarize(rec, json.decode(st.report_text)) end
+    summarize(rec, require("phanes.json").decode(st.report_text))
   end
   if not ok then
     if tostring(res):match "interrupted" then return EXIT.interrupted, "interrupted", "interrupted locally; disconnected" end
@@ -584,8 +575,7 @@ function M.run(t, o, args, files, ov)
       return finish(70, "error", gerr)
     end
   end
-  local okS, sys = pcall(require, "phanes.sys")
-  if okS and sys.interrupted and sys.interrupted() > 0 then
+  if require("phanes.sys").interrupted() > 0 then
     s:close()
     return finish(130, "interrupted", "interrupted before the run started")
   end
