@@ -254,15 +254,15 @@ function M.main(p)
   local lok, lerr = require("phanes.config.layers").remote_files(targets[1].name, files, inv, rest) -- the host's own config
   if not lok then err(lerr) return EXIT.usage end
   for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
-  local ok, sys = pcall(require, "phanes.sys")
-  local ov = M.overrides(sets, M.env_overrides(ok and sys.environ and sys.environ() or {}, o))
+  local sys = require "phanes.sys"
+  local ov = M.overrides(sets, M.env_overrides(sys.environ(), o))
   -- values resolved from the vault for this host (layers.remote_files): masked here too
   for _, v in ipairs(require("phanes.vault").resolved_values()) do ov.secrets[#ov.secrets + 1] = v end
   -- PHANES_* settings go to the commands that read a config; --set values
   -- always (a command that takes none says so, as it would here)
   local reads_config = p.cmd == "apply" or p.cmd == "check"
   if ov.file and (reads_config or #sets > 0) then files[#files + 1] = ov.file end
-  if ok and sys.trap_signals then sys.trap_signals() end
+  sys.trap_signals()
   return require("phanes.remote.run").run(targets[1], o, args, files, ov)
 end
 

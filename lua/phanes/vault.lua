@@ -1,6 +1,6 @@
--- vault.lua: the secrets vault: its file format, reading and writing it,
--- where it is and its password, the audit log, and `!vault KEY` values
--- in the config.
+-- vault.lua: the secrets vault: its file format (vault/format.lua) and
+-- plaintext (vault/doc.lua), reading and writing it, where it is and its
+-- password, the audit log, and `!vault KEY` values in the config.
 --
 -- The file (one committable text file, e.g. secrets.vault.yaml):
 --   $PHANES_VAULT;1;scrypt;N=16384,r=8,p=1;len=BYTES
@@ -15,234 +15,18 @@
 --   vault.write("secrets.vault.yaml", "defaults: {}\n", password, "write")
 --   vault.lookup(doc, "postgres.password", "web1") --> value | nil, did-you-mean
 local cipher = require "phanes.cipher"
-local crypto = require "phanes.crypto"
+local format = require "phanes.vault.format"
+local plain = require "phanes.vault.doc"
 local file = require "phanes.file"
 local sys = require "phanes.sys"
 local M = {}
 
-M.MAGIC = "$PHANES_VAULT"
-M.VERSION = 1
--- About 60 ms on an idle core here, well under 150 ms on a busy one (16 MiB).
-M.PARAMS = { n = 16384, r = 8, p = 1 }
--- What an opened file may ask for (a tampered header must not cost minutes).
-local LIMITS = { n = 1 << 20, r = 32, p = 16, cost = 1 << 22 } -- cost: N*r, 512 MiB
-local SALT, NONCE, CHECK, TAG = 16, 12, 16, 16
+-- The file format (vault/format.lua) and the plaintext (vault/doc.lua),
+-- also under this module's name.
+M.MAGIC, M.VERSION, M.PARAMS = format.MAGIC, format.VERSION, format.PARAMS
+M.seal, M.unseal = format.seal, format.unseal
+M.parse, M.lookup, M.set, M.remove, M.dump = plain.parse, plain.lookup, plain.set, plain.remove, plain.dump
 M.DEFAULT_NAME = "secrets.vault.yaml"
-
-------------------------------------------------------------------------
--- Format.
-
-local function header_line(params, len)
-  return string.format("%s;%d;scrypt;N=%d,r=%d,p=%d;len=%d", M.MAGIC, M.VERSION, params.n, params.r, params.p, len)
-end
-
-local function wrap(s, width)
-  local lines = {}
-  for i = 1, #s, width do lines[#lines + 1] = s:sub(i, i + width - 1) end
-  return table.concat(lines, "\n")
-end
-
--- vault.seal(plaintext, password[, params]) -> the file's text
-function M.seal(plaintext, password, params)
-  params = params or M.PARAMS
-  local salt, nonce = cipher.random(SALT), cipher.random(NONCE)
-  local key <close> = assert(cipher.kdf(password, salt, params))
-  local check = key:check()
-  local head = header_line(params, SALT + NONCE + CHECK + #plaintext + TAG)
-  local ct, tag = cipher.seal(key, nonce, head .. "\n" .. salt .. nonce .. check, plaintext)
-  return head .. "\n" .. wrap(crypto.base64_encode(salt .. nonce .. check .. ct .. tag), 76) .. "\n"
-end
-
-local function parse_params(s)
-  local n, r, p, len = s:match "^N=(%d+),r=(%d+),p=(%d+);len=(%d+)$"
-  n, r, p, len = tonumber(n), tonumber(r), tonumber(p), math.tointeger(tonumber(len))
-  if not (n and r and p and len) then return nil end
-  if n < 2 or n > LIMITS.n or n & (n - 1) ~= 0 or r < 1 or r > LIMITS.r or p < 1 or p > LIMITS.p
-    or n * r > LIMITS.cost then return nil end
-  return { n = n, r = r, p = p }, len
-end
-
--- Header and body of a vault text -> parts | nil, err, kind
-local function split(text, name)
-  local head, rest = text:match "^([^\n]*)\n(.*)$"
-  head = head or text
-  local magic, version, tail = head:match "^(%$PHANES_VAULT);([^;]*);?(.*)$"
-  if not magic then
-    if #text < #M.MAGIC + 2 and (M.MAGIC .. ";"):sub(1, #text) == text then
-      return nil, name .. ": truncated (the file ends inside its header)", "truncated"
-    end
-    return nil, name .. ": not a phanes vault (it does not start with " .. M.MAGIC .. ")", "format"
-  end
-  if version ~= tostring(M.VERSION) then
-    if not rest and tail == "" and tostring(M.VERSION):sub(1, #version) == version then
-      return nil, name .. ": truncated (the file ends inside its header)", "truncated"
-    end
-    return nil, string.format("%s: unknown vault format version '%s' (this phanes reads version %d; "
-      .. "use a newer phanes)", name, version, M.VERSION), "version"
-  end
-  local kdf, ptext = tail:match "^([^;]*);(.*)$"
-  if not rest or not kdf then
-    return nil, name .. ": truncated (the file ends inside its header)", "truncated"
-  end
-  if kdf ~= "scrypt" then
-    return nil, name .. ": unknown key derivation '" .. kdf .. "' (this phanes knows scrypt)", "format"
-  end
-  local params, len = parse_params(ptext)
-  if not params then
-    return nil, name .. ": bad scrypt parameters '" .. ptext .. "' in the header (altered?)", "tampered"
-  end
-  local lines, body = {}, nil
-  for line in rest:gmatch "([^\n]*)\n" do lines[#lines + 1] = line end
-  local last = rest:match "([^\n]*)$"
-  if last ~= "" then lines[#lines + 1] = last end
-  for i, line in ipairs(lines) do
-    if #line > 76 or (i < #lines and #line ~= 76) or line == "" then
-      return nil, string.format("%s:%d: damaged: a line of the base64 body has %d characters",
-        name, i + 1, #line), "tampered"
-    end
-  end
-  body = table.concat(lines)
-  if #body % 4 ~= 0 then return nil, name .. ": truncated (the base64 body is cut short)", "truncated" end
-  local raw = crypto.base64_decode(body)
-  if not raw then return nil, name .. ": damaged: the body is not base64", "tampered" end
-  if #raw < len or #raw < SALT + NONCE + CHECK + TAG then
-    return nil, string.format("%s: truncated (the body has %d of its %d bytes)", name, #raw, len), "truncated"
-  end
-  if #raw > len then return nil, name .. ": damaged: the body is longer than its header says", "tampered" end
-  return { head = head, params = params, salt = raw:sub(1, SALT), nonce = raw:sub(SALT + 1, SALT + NONCE),
-    check = raw:sub(SALT + NONCE + 1, SALT + NONCE + CHECK), ct = raw:sub(SALT + NONCE + CHECK + 1, -TAG - 1),
-    tag = raw:sub(-TAG) }
-end
-
--- vault.unseal(text, password, name) -> plaintext, params | nil, err, kind
--- kind: "truncated", "version", "format", "tampered", "password", "kdf"
-function M.unseal(text, password, name)
-  name = name or "vault"
-  local v, err, kind = split(text, name)
-  if not v then return nil, err, kind end
-  local key <close>, kerr = cipher.kdf(password, v.salt, v.params)
-  if not key then return nil, name .. ": " .. kerr, "kdf" end
-  if not key:matches(v.check) then
-    return nil, name .. ": wrong vault password (or its header was altered)", "password"
-  end
-  local pt = cipher.open(key, v.nonce, v.head .. "\n" .. v.salt .. v.nonce .. v.check, v.ct, v.tag)
-  if not pt then
-    return nil, name .. ": the file was altered (its authentication tag does not match); "
-      .. "restore it from version control", "tampered"
-  end
-  return pt, v.params
-end
-
-------------------------------------------------------------------------
--- The plaintext: YAML with defaults and hosts.
-
--- vault.parse(plaintext, name) -> doc | nil, err
-function M.parse(plaintext, name)
-  local data, marks = require("phanes.yaml").decode(plaintext, name or "vault")
-  if data == nil and type(marks) == "string" then return nil, marks end
-  data = data or {}
-  if type(data) ~= "table" then return nil, (name or "vault") .. ": expected a map with defaults: and hosts:" end
-  for k, v in pairs(data) do
-    if k ~= "defaults" and k ~= "hosts" then
-      return nil, string.format("%s: unknown top-level key '%s' (a vault holds defaults: and hosts:)", name or "vault", tostring(k))
-    end
-    if type(v) ~= "table" then return nil, string.format("%s: %s: expected a map", name or "vault", k) end
-  end
-  for h, v in pairs(data.hosts or {}) do
-    if type(v) ~= "table" then return nil, string.format("%s: hosts.%s: expected a map", name or "vault", tostring(h)) end
-  end
-  data.defaults, data.hosts = data.defaults or {}, data.hosts or {}
-  return data
-end
-
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return out
-end
-
-local function merged(a, b)
-  if type(a) ~= "table" or type(b) ~= "table" then
-    if b ~= nil then return copy(b) end
-    return copy(a)
-  end
-  local out = copy(a)
-  for k, x in pairs(b) do out[k] = merged(a[k], x) end
-  return out
-end
-
-local function split_path(key)
-  local parts = {}
-  for p in (key .. "."):gmatch "([^.]*)%." do parts[#parts + 1] = p end
-  return parts
-end
-
--- Every leaf path of a tree: for did-you-mean.
-local function paths(t, prefix, out)
-  for k, v in pairs(t) do
-    local p = prefix and prefix .. "." .. tostring(k) or tostring(k)
-    out[#out + 1] = p
-    if type(v) == "table" then paths(v, p, out) end
-  end
-  return out
-end
-
--- vault.lookup(doc, key, host) -> value | nil, "did you mean 'x'?" | nil
--- The host's block (hosts.HOST) is merged over defaults.
-function M.lookup(doc, key, host)
-  local tree = merged(doc.defaults, host and doc.hosts[host] or nil)
-  local v = tree
-  for _, p in ipairs(split_path(key)) do
-    if type(v) ~= "table" then v = nil break end
-    v = v[p]
-  end
-  if v ~= nil then return v end
-  local guess = require("phanes.config.schema").suggest(key, paths(tree, nil, {}))
-  return nil, guess and ("did you mean '" .. guess .. "'?") or nil
-end
-
--- vault.set(doc, key, value[, host]) / vault.remove(doc, key[, host]) -> true | nil, err
-function M.set(doc, key, value, host)
-  local t = host and doc.hosts or doc
-  local parts = split_path(key)
-  table.insert(parts, 1, host or "defaults")
-  for i = 1, #parts - 1 do
-    local p = parts[i]
-    if p == "" then return nil, "bad key '" .. key .. "'" end
-    if t[p] == nil then t[p] = {} end
-    if type(t[p]) ~= "table" then return nil, table.concat(parts, ".", 1, i) .. " holds a value, not a map" end
-    t = t[p]
-  end
-  if parts[#parts] == "" then return nil, "bad key '" .. key .. "'" end
-  t[parts[#parts]] = value
-  return true
-end
-
-function M.remove(doc, key, host)
-  local t = host and doc.hosts[host] or doc.defaults
-  local parts = split_path(key)
-  for i = 1, #parts - 1 do
-    t = type(t) == "table" and t[parts[i]] or nil
-  end
-  if type(t) ~= "table" or t[parts[#parts]] == nil then return nil, "no key '" .. key .. "'" end
-  t[parts[#parts]] = nil
-  return true
-end
-
--- vault.dump(doc) -> YAML text of doc (defaults, hosts)
-function M.dump(doc)
-  local yaml = require "phanes.yaml"
-  local out = { "defaults:" }
-  local d = yaml.encode(doc.defaults or {})
-  if next(doc.defaults or {}) == nil then out[1] = "defaults: {}" else out[#out + 1] = (d:gsub("[^\n]+", "  %0"):gsub("\n$", "")) end
-  if next(doc.hosts or {}) == nil then out[#out + 1] = "hosts: {}"
-  else
-    out[#out + 1] = "hosts:"
-    out[#out + 1] = (yaml.encode(doc.hosts):gsub("[^\n]+", "  %0"):gsub("\n$", ""))
-  end
-  return table.concat(out, "\n") .. "\n"
-end
 
 ------------------------------------------------------------------------
 -- The audit log and the user's hooks.
@@ -544,7 +328,7 @@ function M.wire(layer, o, report)
       end
     end
     add_secret(v)
-    r.parent[r.key] = copy(v)
+    r.parent[r.key] = plain.copy(v)
     ::next::
   end
 end

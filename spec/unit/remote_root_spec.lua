@@ -28,12 +28,12 @@ exit 3
     local p = assert(io.popen "mktemp -d /tmp/phanes-root.XXXXXX")
     dir = p:read "l"
     p:close()
-    saved = run.ROOT_DIR
-    run.ROOT_DIR = dir .. "/var"
+    saved = require("phanes.remote.script").ROOT_DIR
+    require("phanes.remote.script").ROOT_DIR = dir .. "/var"
     assert(file.write(dir .. "/bin", BIN, { mode = tonumber("0700", 8) }))
   end)
   after_each(function()
-    run.ROOT_DIR = saved
+    require("phanes.remote.script").ROOT_DIR = saved
     file.remove(dir, true)
   end)
 

@@ -16,11 +16,7 @@ local function new_out(p, extra)
   return output.new(o)
 end
 
-local function environ()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and sys.environ then return sys.environ() end
-  return {}
-end
+local function environ() return require("phanes.sys").environ() end
 
 -- What the user asked to run: { profile, only } | nil, err
 local function wanted(p)

@@ -7,11 +7,7 @@ local EXIT = require("phanes.cli").EXIT
 
 local M = {}
 
-local function environ()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and sys.environ then return sys.environ() end
-  return {}
-end
+local function environ() return require("phanes.sys").environ() end
 
 -- M.hosts(spec) -> names | nil, err. "@web": every inventory host of the
 -- group (sorted); "web1": that host (the inventory need not know it).

@@ -34,10 +34,7 @@ end
 
 local function dirname(path) return path:match "^(.*)/[^/]*$" or "." end
 
-local function default_arch()
-  local ok, sys = pcall(require, "phanes.sys")
-  return ok and sys.uname and sys.uname().machine or nil
-end
+local function default_arch() return require("phanes.sys").uname().machine end
 
 -- binary.select_binary(arch, opts) -> path | nil, err
 -- opts: binary (--binary PATH), exe (the running binary; sys.exe()),

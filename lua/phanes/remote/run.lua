@@ -7,10 +7,12 @@
 -- gzip-compressed binary travels ahead of the payload on that stdin when
 -- no record says this binary is in the login user's cache there; when the
 -- prologue finds it missing (or root finds it changed), the run starts
--- again on a new channel, bringing it. Record the run locally.
+-- again on a new channel, bringing it. Record the run locally. The
+-- scripts themselves are in remote/script.lua.
 --
 --   local code = require("phanes.remote.run").run(target, opts, args, files, overrides)
 local util = require "phanes.remote.util"
+local script = require "phanes.remote.script"
 local EXIT = require "phanes.cli.exit"
 local M = {}
 
@@ -25,180 +27,12 @@ local function phase(t, what, seconds)
   io.stderr:flush()
 end
 
--- Where root works on the target: each run in its own directory made by
--- mktemp -d (0700) under this root-owned one, removed when the run ends.
-M.ROOT_DIR = "/var/lib/phanes"
+-- The shell scripts (remote/script.lua), also under this module's name.
+M.probe_script, M.parse_probe = script.probe_script, script.parse_probe
+M.prologue, M.parse_probe_line = script.prologue, script.parse_probe_line
+M.root_script, M.run_words = script.root_script, script.run_words
 
--- The probe, as the login user: arch, uid, sudo, cached binary, OS. It
--- also clears run directories that older versions left in the cache.
--- lean: sudo is only looked for (sudo=present), not tried: a run tries
--- `sudo -n` first and asks for the password when sudo wants one.
-function M.probe_script(sha, lean)
-  return table.concat({
-    "umask 077",
-    'C="$HOME/.cache/phanes"',
-    '[ -d "$C" ] || { mkdir -p "$C" && chmod 700 "$C"; } || exit 90',
-    'echo "cache=$C"',
-    'echo "arch=$(uname -m)"',
-    'U=$(id -u); echo "uid=$U"',
-    'if [ "$U" = 0 ]; then echo sudo=root; elif ! command -v sudo >/dev/null 2>&1; then echo sudo=missing;'
-      .. (lean and " else echo sudo=present; fi" or ' elif sudo -n true 2>/dev/null; then echo sudo=nopasswd; else echo sudo=password; fi'),
-    'B="$C/phanes-' .. sha .. '"',
-    -- a hint only (the login user can change that file): root hashes its
-    -- own copy before it runs it (root_script)
-    'if [ -f "$B" ] && [ -x "$B" ]; then echo "cached=' .. sha .. '"; fi',
-    '[ -r /etc/os-release ] && . /etc/os-release 2>/dev/null && echo "os=$PRETTY_NAME"',
-    require("phanes.remote.binary").PROBE,
-    'set -- "$C"/run.*; [ -e "$1" ] && find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
-    "exit 0",
-  }, "\n")
-end
-
-function M.parse_probe(text)
-  local p = {}
-  for k, v in text:gmatch "([%w_]+)=([^\n]*)" do p[k] = v end
-  return p
-end
-
--- The shell script root runs (through sudo, or as the login shell of
--- root): it makes a private run directory, unpacks the run's files
--- (config, the user's own files, the overrides) from stdin into it, runs
--- phanes there, hands the report back on stdout between two marker lines,
--- and removes the directory however it ends.
--- The binary root runs is root's own copy, $V/bin/phanes-SHA, in a
--- directory only root can write: made once from the login user's cached
--- binary, which root copies, checks against the sha256 and then keeps. A
--- no-op run thereby reads no 6 MB and hashes nothing; what the login user
--- does to its own cache afterwards does not matter to root.
---   r = { sha =, size = bytes, bin = cached path, payload = bool, words = "args as shell words", nonce = }
--- Before phanes starts, failures say PHANES-ERR (on stderr) or exit 93 (no
--- cached binary) / 94 (it does not match the sha256): upload and retry.
-function M.root_script(r)
-  local q = util.shquote
-  return table.concat({
-    "umask 077",
-    -- the cached binary: named by the caller, or the prologue's argument
-    r.bin and ("B=" .. q(r.bin)) or 'B="$1"',
-    "V=" .. q(M.ROOT_DIR),
-    '[ -d "$V" ] || mkdir -p -m 755 "$V" 2>/dev/null',
-    -- one stat for both: the work directory, then root's binaries
-    'X=$(stat -c %u:%A "$V" "$V/bin" 2>/dev/null)',
-    'case $X in 0:d????-??-?*) ;; *) echo "PHANES-ERR $V must be a directory owned by'
-      .. ' root that only root can write, not: $(stat -c \'%U %A\' "$V" 2>&1)" >&2; exit 91;; esac',
-    -- anything else where root keeps its binaries is not root's: gone
-    'case $X in *"\n0:drwx------") ;; *) rm -rf "$V/bin"; mkdir -m 700 "$V/bin" || exit 91;; esac',
-    'W="$V/bin/phanes-' .. r.sha .. '"',
-    -- run directories a killed run left: gone after a day (find only when there are any)
-    'set -- "$V"/run.*; [ -e "$1" ] && find "$V" -maxdepth 1 -type d -name "run.*" -mmin +1440 -exec rm -rf {} + 2>/dev/null',
-    'D=$(mktemp -d "$V/run.XXXXXX") || { echo "PHANES-ERR cannot make a run directory in $V" >&2; exit 91; }',
-    "trap 'cd /; rm -rf \"$D\"' EXIT",
-    "trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 141' PIPE; trap 'exit 143' TERM",
-    'if [ ! -f "$W" ] || [ -L "$W" ]; then',
-    -- at most the binary's size (whatever B has become), in 1 MB reads
-    '  [ -f "$B" ] && [ ! -L "$B" ] && dd if="$B" of="$D/phanes" bs=1M count=' .. math.tointeger(r.size)
-      .. ' iflag=count_bytes status=none 2>/dev/null || exit 93',
-    -- openssl's sha256 uses the CPU's SHA instructions: half the time of sha256sum's
-    '  if command -v openssl >/dev/null; then H=$(openssl dgst -sha256 -r <"$D/phanes"); else H=$(sha256sum <"$D/phanes"); fi',
-    '  [ "${H%% *}" = ' .. r.sha .. " ] || exit 94",
-    '  chmod 700 "$D/phanes" && mv -f "$D/phanes" "$W" || { echo "PHANES-ERR cannot keep the phanes binary in $V/bin (disk full?)" >&2; exit 91; }',
-    -- the three newest versions stay
-    [[  ls -t "$V"/bin/phanes-* | tail -n +4 | xargs -r rm -f]],
-    "fi",
-    r.payload and 'tar -x -o -C "$D" -f - || { echo "PHANES-ERR cannot unpack the run\'s files in $D" >&2; exit 92; }' or ":",
-    'cd "$D" || exit 91',
-    -- the pid is the process a Ctrl-C signals (phanes itself, after exec)
-    [[sh -c 'echo "PHANES-PID $$ $1"; shift; exec "$@"' sh "$D" "$W" ]] .. r.words .. " </dev/null",
-    "c=$?",
-    '[ -f report.json ] && printf "\\n%s\\n" "PHANES-REPORT ' .. r.nonce .. '" && cat report.json && printf "\\n%s\\n" "PHANES-REPORT-END ' .. r.nonce .. '"',
-    "exit $c",
-  }, "\n")
-end
-
--- The login user's side of the one exchange (run.root_script follows it):
--- one framed probe line on stdout, old run directories cleared from the
--- cache, the arch checked, the binary taken from stdin when this run
--- brings it (gz bytes of gzip, ahead of the rest of stdin: head -c reads no
--- more than that), then root_script as root with the cached path as $1.
---   p = { sha =, arch = expected, root = root_script, nonce =, password = bool, gz = bytes | nil }
--- Exit codes before root: 90 no cache directory, 95 no sudo, 96 another
--- arch, 97 the binary could not be stored.
-function M.prologue(p)
-  local q = util.shquote
-  local sudo = p.password and "exec sudo -k -S -p '' -- " or "exec sudo -n -- "
-  return table.concat({
-    "umask 077",
-    '[ -r /etc/os-release ] && . /etc/os-release 2>/dev/null',
-    'C="$HOME/.cache/phanes"',
-    '[ -d "$C" ] || { mkdir -p "$C" && chmod 700 "$C"; } || { echo "PHANES-ERR cannot make the cache directory $C" >&2; exit 90; }',
-    'B="$C/phanes-' .. p.sha .. '"',
-    'U=$(id -u); A=$(uname -m)',
-    'if [ "$U" = 0 ]; then S=root; elif command -v sudo >/dev/null 2>&1; then S=present; else S=missing; fi',
-    -- a hint only (the login user can change that file): root hashes its own copy
-    'K=no; [ -f "$B" ] && [ -x "$B" ] && K=yes',
-    'L=$(getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n 1)',
-    'P=$(for c in apt-get dpkg dnf yum apk zypper pacman; do command -v $c >/dev/null 2>&1 && printf "%s," $c; done)',
-    'echo "PHANES-PROBE ' .. p.nonce .. ' arch=$A uid=$U sudo=$S cached=$K libc=$(echo "$L" | tr " " _) pkg=$P os=$PRETTY_NAME"',
-    'set -- "$C"/run.*; [ -e "$1" ] && find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
-    '[ "$A" = ' .. q(p.arch) .. " ] || exit 96",
-    -- what binary.check_target refuses (glibc < 2.34, musl, no apt for an
-    -- apply): the controller says why from the probe line
-    p.check and ('case "$L" in *musl*) exit 98;; "") ;; *) [ "$(printf "%s\\n" ' .. q(p.min_glibc)
-      .. ' "${L##* }" | sort -V | head -n 1)" = ' .. q(p.min_glibc) .. ' ] || exit 98;; esac') or ":",
-    p.apply and 'case "$P" in *apt-get,*dpkg,*) ;; *) exit 98;; esac' or ":",
-    '[ "$S" = missing ] && exit 95',
-    p.gz and table.concat({
-      'T="$B.tmp$$"',
-      "head -c " .. math.tointeger(p.gz) .. ' | gunzip > "$T" && chmod 700 "$T" && mv -f "$T" "$B" || { rm -f "$T";'
-        .. ' echo "PHANES-ERR cannot store the phanes binary in $C (disk full?)" >&2; exit 97; }',
-      -- the three newest versions stay
-      [[ls -t "$C"/phanes-* 2>/dev/null | grep -v '\.tmp' | tail -n +4 | xargs rm -f]],
-    }, "\n") or ":",
-    "R=" .. q(p.root),
-    'if [ "$S" = root ]; then exec sh -c "$R" sh "$B"; fi',
-    sudo .. 'sh -c "$R" sh "$B"',
-  }, "\n")
-end
-
-function M.parse_probe_line(line, tag)
-  local rest = line:match("^PHANES%-PROBE " .. tag .. " (.*)$")
-  if not rest then return nil end
-  local p = {}
-  for _, k in ipairs { "arch", "uid", "sudo", "cached", "libc", "pkg" } do p[k] = rest:match(k .. "=(%S*)") end
-  if p.libc then p.libc = p.libc:gsub("_", " ") end
-  if p.pkg then p.pkg = p.pkg:gsub(",", " ") end
-  p.os = rest:match "os=(.*)$"
-  if p.os == "" then p.os = nil end
-  return p
-end
-
-local function local_arch()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and sys.uname then return sys.uname().machine end
-  local f = io.popen("uname -m")
-  local a = f and f:read "l"
-  if f then f:close() end
-  return a
-end
-
--- The remote phanes' arguments, as shell words of root_script (files of
--- the run are named under its run directory "$D").
-function M.run_words(args, files, color, report)
-  local q = util.shquote
-  local words = {}
-  for _, a in ipairs(args) do
-    words[#words + 1] = type(a) == "table" and ('"$D"/' .. q(a.run_file)) or q(a)
-  end
-  local path, overrides = false, false
-  for _, f in ipairs(files) do
-    if f.name:match "^path/" then path = true end
-    if f.name == "overrides.json" then overrides = true end
-  end
-  if path then words[#words + 1] = '--path "$D/path"' end
-  if overrides then words[#words + 1] = '--overrides "$D/overrides.json"' end
-  if color then words[#words + 1] = "--color=always" end
-  if report then words[#words + 1] = '--report "$D/report.json"' end
-  return table.concat(words, " ")
-end
+local function local_arch() return require("phanes.sys").uname().machine end
 
 local function nonce()
   local t = {}
@@ -238,7 +72,7 @@ local function output(files, log, mask, tag)
       return
     end
     if not st.pid then
-      local probe = not st.probe and M.parse_probe_line(line, tag)
+      local probe = not st.probe and script.parse_probe_line(line, tag)
       if probe then st.probe = probe return end
       local pid, dir = line:match "^PHANES%-PID (%d+) (%S+)$"
       if pid then
@@ -307,8 +141,7 @@ function M.changed_module(rec, name)
 end
 
 local function interrupt_tick(s, st, ctx, name)
-  local ok, sys = pcall(require, "phanes.sys")
-  if not ok or not sys.interrupted then return nil end
+  local sys = require "phanes.sys"
   local handled = 0
   return function()
     local n = sys.interrupted()
@@ -354,10 +187,10 @@ end
 local function execute(s, t, rec, ctx)
   local color = util.isatty(1) or os.getenv "PHANES_REMOTE_COLOR" == "1"
   local tag = nonce()
-  local script = M.root_script { sha = ctx.sha, size = ctx.size, payload = ctx.payload ~= nil,
-    words = M.run_words(ctx.args, ctx.files, color, ctx.apply), nonce = tag }
+  local root = script.root_script { sha = ctx.sha, size = ctx.size, payload = ctx.payload ~= nil,
+    words = script.run_words(ctx.args, ctx.files, color, ctx.apply), nonce = tag }
   local gz = ctx.upload and ctx.gz
-  local prologue = M.prologue { sha = ctx.sha, arch = ctx.arch, root = script, nonce = tag,
+  local prologue = script.prologue { sha = ctx.sha, arch = ctx.arch, root = root, nonce = tag,
     password = ctx.mode == "password", gz = gz and #gz, check = true, apply = ctx.apply,
     min_glibc = require("phanes.remote.binary").MIN_GLIBC }
   local stdin = (gz or "") .. (ctx.mode == "password" and (ctx.pw .. "\n") or "") .. (ctx.payload or "")
@@ -382,8 +215,7 @@ local function execute(s, t, rec, ctx)
   if st.pid then rec.binary_sha256 = ctx.sha end
   ctx.cached_hint = st.probe and st.probe.cached == "yes"
   if st.report_text then
-    local okj, json = pcall(require, "phanes.json")
-    if okj and json.decode then summarize(rec, json.decode(st.report_text)) end
+    summarize(rec, require("phanes.json").decode(st.report_text))
   end
   if not ok then
     if tostring(res):match "interrupted" then return EXIT.interrupted, "interrupted", "interrupted locally; disconnected" end
@@ -584,8 +416,7 @@ function M.run(t, o, args, files, ov)
       return finish(70, "error", gerr)
     end
   end
-  local okS, sys = pcall(require, "phanes.sys")
-  if okS and sys.interrupted and sys.interrupted() > 0 then
+  if require("phanes.sys").interrupted() > 0 then
     s:close()
     return finish(130, "interrupted", "interrupted before the run started")
   end

@@ -55,15 +55,6 @@ function M.read_state(s, path, o, name)
   return res.stdout
 end
 
-local function decode(text, where)
-  local ok, statefile = pcall(require, "phanes.engine.statefile")
-  if ok and statefile.decode then return statefile.decode(text, where) end
-  local v, e = require("phanes.json").decode(text)
-  if type(v) ~= "table" then return nil, where .. ": corrupt state file: " .. tostring(e) end
-  v.modules = v.modules or {}
-  return v
-end
-
 local function fetch(t, ro, o)
   local row = { host = t.name, address = t.host }
   local s, msg = require("phanes.remote.connector").open(t, ro)
@@ -79,7 +70,7 @@ local function fetch(t, ro, o)
   elseif not text then
     row.error = e
   else
-    row.state, row.error = decode(text, t.name .. ":" .. o.path)
+    row.state, row.error = require("phanes.engine.statefile").decode(text, t.name .. ":" .. o.path)
   end
   return row
 end

@@ -10,16 +10,9 @@ function M.shquote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-function M.now()
-  local ok, sys = pcall(require, "phanes.sys")
-  if ok and sys.now then return sys.now() end
-  return os.clock()
-end
+function M.now() return require("phanes.sys").now() end
 
-function M.isatty(fd)
-  local ok, sys = pcall(require, "phanes.sys")
-  return ok and sys.isatty and sys.isatty(fd) or false
-end
+function M.isatty(fd) return require("phanes.sys").isatty(fd) end
 
 M.iso = require("phanes.engine.statefile").iso
 
@@ -82,9 +75,7 @@ function M.read_record(name)
   if not f then return nil end
   local text = f:read "a"
   f:close()
-  local ok, json = pcall(require, "phanes.json")
-  if not ok or not json.decode then return nil end
-  local v = json.decode(text)
+  local v = require("phanes.json").decode(text)
   return type(v) == "table" and v or nil
 end
 
