@@ -133,6 +133,11 @@ describe("phanes.state.lock", function()
       if st then st:close() end
       return s:match "^%d+ %(sleep%) [^Z]" ~= nil
     end
+    -- $! is known before the forked shell has become sleep (slow under ASan)
+    for _ = 1, 250 do
+      if alive(child) then break end
+      sys.sleep(0.02)
+    end
     assert.is_true(alive(child))
     assert.is_false(free())
     assert(exec.run { argv = { "kill", "-KILL", parent } })
