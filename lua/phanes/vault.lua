@@ -462,6 +462,7 @@ local function add_secret(v)
     for _, x in pairs(v) do add_secret(x) end
   elseif (type(v) == "string" and v ~= "") or type(v) == "number" then
     resolved[#resolved + 1] = tostring(v)
+    require("phanes.config.schema").hidden[tostring(v)] = true -- never in a config error
   end
 end
 

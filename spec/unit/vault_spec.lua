@@ -415,6 +415,29 @@ describe("!vault values in the config", function()
     assert.equal("from-env", cfg.app.password)
   end)
 
+  it("never shows a vault value in a config error, even in a field that is not secret", function()
+    local fmods = { { name = "app", config = {
+      password = { type = "string", required = true },
+      size = { type = "string", format = "size", default = "1mb" },
+      mode = { type = "enum", values = { "a", "b" }, default = "a" },
+      port = { type = "integer", default = 80 },
+    } } }
+    seal("secrets.vault.yaml", "defaults:\n  app: {password: Pass-Word-1, size: Wrong-Size-42, mode: Mode-Leak-43, "
+      .. "port: Port-Leak-44}\n")
+    local cfg, errs = config.load { path = dir .. "/config.yaml", modules = fmods,
+      text = "app:\n  password: !vault app.password\n  size: !vault app.size\n  mode: !vault app.mode\n"
+        .. "  port: !vault app.port\n",
+      env = { PHANES_VAULT_PASSWORD_FILE = dir .. "/pw" } }
+    assert.is_nil(cfg)
+    local all = table.concat(errs, "\n")
+    assert.matches("app.size: expected", all)
+    assert.matches("app.mode: expected", all)
+    assert.matches("app.port: expected", all)
+    for _, leak in ipairs { "Wrong-Size-42", "Mode-Leak-43", "Port-Leak-44" } do
+      assert.is_nil(all:find(leak, 1, true), all)
+    end
+  end)
+
   it("names a missing key with a did-you-mean, and a wrong password", function()
     seal("named.vault.yaml", "defaults:\n  app: {password: x}\n")
     write(dir .. "/bad", "nope\n")
