@@ -546,6 +546,8 @@ function M.wire(layer, o, report)
     end
     add_secret(v)
     r.parent[r.key] = copy(v)
+    layer.vault_refs = layer.vault_refs or {} -- `config show --origin`: "config.yaml:3 !vault KEY"
+    layer.vault_refs[r.path] = r.ref
     ::next::
   end
 end

@@ -199,7 +199,7 @@ describe("layers", function()
     local cfg, info = layers.load("web1", o)
     assert(cfg, type(info) == "table" and table.concat(info, "\n"))
     assert.equal("gr0up-s3cret", cfg.redis.password)
-    assert.equal(dir .. "/group_vars/web.yaml:2", layers.label(info.origin["redis.password"]))
+    assert.equal(dir .. "/group_vars/web.yaml:2 !vault redis.password", layers.label(info.origin["redis.password"]))
   end)
 
   it("a fleet host without a way to get the vault password is refused, not prompted", function()

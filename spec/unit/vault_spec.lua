@@ -449,6 +449,22 @@ describe("!vault values in the config", function()
     end
   end)
 
+  it("reads a number from the vault's text into an integer field, and says where it came from", function()
+    local imods = { { name = "app", config = {
+      password = { type = "string", required = true },
+      port = { type = "integer", default = 80 },
+    } } }
+    seal("secrets.vault.yaml", "defaults:\n  app: {password: '12345678', port: '6390'}\n")
+    local cfg, info = config.load { path = dir .. "/config.yaml", modules = imods,
+      text = "app:\n  password: !vault app.password\n  port: !vault app.port\n",
+      env = { PHANES_VAULT_PASSWORD_FILE = dir .. "/pw" } }
+    assert.is_table(cfg, info and table.concat(info, "\n"))
+    assert.equal(6390, cfg.app.port)
+    assert.equal("12345678", cfg.app.password)
+    local layers = require "phanes.config.layers"
+    assert.equal("config.yaml:3 !vault app.port", layers.label(info.origin["app.port"]):match "[^/]*$")
+  end)
+
   it("names a missing key with a did-you-mean, and a wrong password", function()
     seal("named.vault.yaml", "defaults:\n  app: {password: x}\n")
     write(dir .. "/bad", "nope\n")

@@ -258,8 +258,9 @@ end
 -- owners: top-level key -> module name (or "phanes") for defaults.
 function M.label(origin, path, owners)
   if origin == nil then return "" end
-  local file, line = origin:match "^(.-):(%d+):%d+$"
-  if file then return file .. ":" .. line end
+  local file, line, ref = origin:match "^(.-):(%d+):%d+( !vault .+)$"
+  if not file then file, line = origin:match "^(.-):(%d+):%d+$" end
+  if file then return file .. ":" .. line .. (ref or "") end
   if origin:match "^PHANES_" then return "env " .. origin end
   if origin:match "^%-%-set" then return "--set" end
   if origin == "default" then

@@ -301,7 +301,8 @@ end
 -- function(path, parent, key) (optional, records where a leaf came from) }.
 function M.check(v, decl, path, ctx, parent, key)
   local t = decl.type
-  local raw_string = ctx.coerce and type(v) == "string" and t ~= "string" and t ~= "map"
+  local coerce = ctx.coerce or (ctx.coerce_paths and ctx.coerce_paths[path]) -- a !vault value is text
+  local raw_string = coerce and type(v) == "string" and t ~= "string" and t ~= "map"
   if raw_string then
     local c = M.coerce(v, decl)
     if c == nil then
