@@ -354,6 +354,15 @@ describe("cli", function()
       r = phanes("list", "-v", "--path", FIX)
       assert.match("requires: alpha", r.stdout)
       assert.match("config: greeting:string, token:string %(secret%)", r.stdout)
+      for _, args in ipairs { { "list", "-v", "--path", FIX }, { "list", "-v" } } do
+        r = phanes(table.unpack(args))
+        local n = 0
+        for line in r.stdout:gmatch "[^\n]+" do
+          n = n + 1
+          assert.is_true(utf8.len(line) <= 100, "wider than 100 columns: " .. line)
+        end
+        assert.is_true(n > 20, r.stdout)
+      end
       r = phanes("list", "--path", FIX .. "/bad")
       assert.equal(2, r.code)
       assert.match("syntax%.lua:4:", r.stderr)
