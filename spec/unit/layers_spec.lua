@@ -231,6 +231,24 @@ describe("layers", function()
     assert.matches("no key 'redis.pasword' in the vault", err, 1, true)
   end)
 
+  it("load (config show, check HOST) resolves `!vault KEY` for that host, and the audit log names it", function()
+    local o = build(dir, {}, {})
+    write(dir .. "/config.yaml", "redis:\n  password: !vault redis.password\n")
+    local doc = { defaults = { redis = { password = "def4ult-s3cret" } }, hosts = { web2 = { redis = { port = 2 } } } }
+    assert(vault.write_file(dir .. "/secrets.vault.yaml", vault.dump(doc), "pw-layers", "init", FAST))
+    local cfg, info = layers.load("web2", o)
+    assert(cfg, type(info) == "table" and table.concat(info, "\n"))
+    assert.equal("def4ult-s3cret", cfg.redis.password)
+    local lines = {}
+    for line in (runcli.read(dir .. "/security.log") or ""):gmatch "[^\n]+" do
+      local ev = json.decode(line)
+      if ev.action == "secret_resolved" then lines[#lines + 1] = ev end
+    end
+    assert.equal(1, #lines)
+    assert.equal("web2", lines[1].host)
+    assert.equal("redis.password", lines[1].key)
+  end)
+
   it("for_host gives the remote run config.yaml with the host's layers merged in", function()
     local o = build(dir, { config = true, group_web = true, inv_host = true }, { config = 1, group_web = 2, inv_host = 3 })
     local text = assert(layers.for_host("web1", o))

@@ -188,6 +188,7 @@ function M.load(name, o)
   if o.config or o.text then opts.data, opts.marks = doc.data, doc.marks end
   opts.name = o.config
   opts.layers = extra
+  opts.vault_host = name -- `!vault KEY`: this host's block, and the audit log names it
   return require("phanes.config").load(opts)
 end
 
