@@ -232,8 +232,8 @@ local function output(files, log, mask, tag)
     return line
   end
   local function show(stream, line)
-    line = fix(line)
-    log[#log + 1] = mask(line)
+    line = mask(fix(line)) -- the target masks its secret fields; the controller, what it resolved from the vault
+    log[#log + 1] = line
     stream:write(require("phanes.engine.output").sanitize(line), "\n")
     stream:flush()
   end
@@ -392,7 +392,9 @@ local function execute(s, t, rec, ctx)
   ctx.cached_hint = st.probe and st.probe.cached == "yes"
   if st.report_text then
     local okj, json = pcall(require, "phanes.json")
-    if okj and json.decode then summarize(rec, json.decode(st.report_text)) end
+    if okj and json.decode then
+      summarize(rec, require("phanes.engine.output").mask_deep(json.decode(st.report_text), ctx.mask))
+    end
   end
   if not ok then
     if tostring(res):match "interrupted" then return 130, "interrupted", "interrupted locally; disconnected" end
