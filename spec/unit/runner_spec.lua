@@ -133,13 +133,13 @@ describe("runner", function()
     local chunky = function(opts)
       execs[#execs + 1] = opts.argv
       opts.stream("stdout", "first line\nsecond ")
-      opts.stream("stderr", "half\nno newline at the end")
+      opts.stream("stderr", "half\nprogress 5%\rprogress 100%\r\nno newline at the end")
       return { code = 0, stdout = "", stderr = "", duration = 0 }
     end
     go({ runs("r", { "build-it", "--fast" }) }, { verbose = true, exec = chunky })
     local text = out:text()
     assert.matches("\n      cmd%.run build%-it %-%-fast\n        first line\n        second half\n"
-      .. "        no newline at the end\n      changed cmd%.run build%-it", text)
+      .. "        progress 100%%\n        no newline at the end\n      changed cmd%.run build%-it", text)
     assert.is_nil(text:find("$ build-it", 1, true))
     out = sink()
     go({ runs("r", { "build-it", "--fast" }) }, { verbose = 2, exec = chunky })

@@ -80,6 +80,12 @@ local function command_line(ev)
   return text
 end
 
+-- A line as a terminal leaves it: what follows its last carriage return
+-- (apt's "Reading database ... 5%\r... 100%").
+local function last_part(line)
+  return (line:gsub("\r+$", "")):match "[^\r]*$"
+end
+
 -- -v: each command's output, live, indented under its resource (named
 -- once, before its first line); verbose 2 (-vv) shows each command line too.
 function Run:stream(ev)
@@ -97,7 +103,7 @@ function Run:stream(ev)
   if ev.type == "command" then return out:say("        ", out:paint("dim", "$ " .. command_line(ev))) end
   local text = (step.partial or "") .. tostring(ev.chunk or "")
   step.partial = text:match "[^\n]*$"
-  for line in text:gmatch "([^\n]*)\n" do out:say("        ", (line:gsub("\r", ""))) end
+  for line in text:gmatch "([^\n]*)\n" do out:say("        ", last_part(line)) end
 end
 
 -- The runner's subscription to the run's event stream (context.lua).
@@ -127,7 +133,7 @@ function Run:on_result(ev)
   local cur = self.current
   if not cur then return end
   if cur.step and cur.step.partial and cur.step.partial ~= "" then -- -v: the output's last line, unended
-    self.out:say("        ", (cur.step.partial:gsub("\r", "")))
+    self.out:say("        ", last_part(cur.step.partial))
   end
   cur.step = nil
   cur.resources[#cur.resources + 1] = ev
