@@ -267,7 +267,8 @@ end
 function M.log_path()
   if M.LOG then return M.LOG end
   local h, env = home()
-  return (env.XDG_STATE_HOME or (h .. "/.local/state")) .. "/phanes/security.log"
+  local base = env.XDG_STATE_HOME ~= "" and env.XDG_STATE_HOME or nil -- empty: unset, as XDG says
+  return (base or (h .. "/.local/state")) .. "/phanes/security.log"
 end
 
 local hooks
@@ -275,7 +276,8 @@ local function load_hooks()
   if hooks ~= nil then return hooks end
   hooks = false
   local h, env = home()
-  local path = (env.XDG_CONFIG_HOME or (h .. "/.config")) .. "/phanes/hooks.lua"
+  local base = env.XDG_CONFIG_HOME ~= "" and env.XDG_CONFIG_HOME or nil
+  local path = (base or (h .. "/.config")) .. "/phanes/hooks.lua"
   local st = file.stat(path)
   if not st then return hooks end
   local uid = sys.getuid()

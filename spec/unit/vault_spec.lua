@@ -290,6 +290,12 @@ describe("phanes vault (the commands)", function()
     assert.is_true(actions.init and actions.read and actions.set and actions.get and actions.rekey and true)
   end)
 
+  it("takes an empty XDG_STATE_HOME as unset (the log goes under HOME)", function()
+    local r = run(V("get", "nothing.here"), { XDG_STATE_HOME = "" })
+    assert.equal(2, r.code)
+    assert.truthy(runcli.read(dir .. "/home/.local/state/phanes/security.log"))
+  end)
+
   it("calls on_secret_read and on_key_rotated from a safe hooks.lua, ignores a writable one", function()
     assert(file.mkdir(dir .. "/home/.config/phanes", { parents = true, mode = tonumber("700", 8) }))
     local hooks = dir .. "/home/.config/phanes/hooks.lua"
