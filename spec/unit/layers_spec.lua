@@ -249,6 +249,18 @@ describe("layers", function()
     assert.equal("redis.password", lines[1].key)
   end)
 
+  it("for_host sends a !vault value as the type of the field it fills", function()
+    local o = build(dir, {}, {})
+    write(dir .. "/config.yaml", "redis:\n  port: !vault redis.port\n  password: !vault redis.pw\n")
+    local doc = { defaults = { redis = { port = "6390", pw = "12345678" } }, hosts = {} }
+    assert(vault.write_file(dir .. "/secrets.vault.yaml", vault.dump(doc), "pw-layers", "init", FAST))
+    local text = assert(layers.for_host("web2", o))
+    local sent = require("phanes.yaml").decode(text)
+    assert.equal(6390, sent.redis.port)
+    assert.equal(math.type(6390), math.type(sent.redis.port))
+    assert.equal("12345678", sent.redis.password) -- a string field keeps its text
+  end)
+
   it("for_host gives the remote run config.yaml with the host's layers merged in", function()
     local o = build(dir, { config = true, group_web = true, inv_host = true }, { config = 1, group_web = 2, inv_host = 3 })
     local text = assert(layers.for_host("web1", o))
