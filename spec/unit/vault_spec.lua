@@ -207,6 +207,18 @@ describe("phanes vault (the commands)", function()
     assert.matches("give %-%-name KEY", r.stderr)
   end)
 
+  it("set prompts on a terminal for the value (not echoed), then the password", function()
+    local cmd = runcli.command(V("set", "tty.value"), { HOME = env.HOME, XDG_RUNTIME_DIR = env.XDG_RUNTIME_DIR })
+    local p = io.popen("(sleep 1; printf 'Typed-Value-9\\n'; sleep 1; printf 'first password\\n'; sleep 1) | "
+      .. "timeout 20 script -qec " .. q(cmd) .. " /dev/null")
+    local shown = p:read "a"
+    local _, _, code = p:close()
+    assert.equal(0, code, shown)
+    assert.matches("Value for tty.value: .*Vault password: .*set tty.value in", shown)
+    assert.is_nil(shown:find("Typed-Value-9", 1, true), "the value was echoed")
+    assert.equal("Typed-Value-9\n", run(V("get", "tty.value", "--reveal")).stdout)
+  end)
+
   it("never takes a value from argv", function()
     local r = run(V("set", "pg.password", "Sup3r-S3cret"))
     assert.equal(2, r.code)
