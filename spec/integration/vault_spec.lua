@@ -173,6 +173,19 @@ describe("the vault on a test host", function()
     runcli.rmdir(home)
   end)
 
+  it("a remote run's config error names the local file, and its hint no path on the host", function()
+    local home = runcli.tmpdir()
+    runcli.write(home .. "/config.yaml", "vaulted:\n  password: Long-Enough-1\n  colour: blue\n")
+    local r = runcli.run({ "--remote", "root@" .. th.ip(1), "--key", th.key(), "--path", "spec/fixtures/vault", "apply",
+      "--modules", "vaulted", "--config", home .. "/config.yaml", "--color=never" },
+      { HOME = home, SSH_AUTH_SOCK = "", XDG_STATE_HOME = home .. "/state" })
+    assert.equal(2, r.code, r.stdout .. r.stderr)
+    assert.matches(home .. "/config.yaml:3:3: unknown key 'vaulted.colour'", r.stderr, 1, true)
+    assert.matches("then try: phanes check --config " .. home .. "/config.yaml\n", r.stderr, 1, true)
+    assert.is_nil(r.stderr:find("/var/lib/phanes/run.", 1, true), r.stderr)
+    runcli.rmdir(home)
+  end)
+
   it("a missing key is exit 2 with a did-you-mean, and leaves no plaintext", function()
     local before = sh "ls /dev/shm /run 2>/dev/null | sort"
     local out, code, err = phanes "apply vaulted --path /root/fx --config typo.yaml"

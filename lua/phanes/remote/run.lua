@@ -254,6 +254,7 @@ local function output(files, log, mask, tag)
         st.pid, st.started = pid, util.now()
         for _, f in ipairs(files) do swaps[#swaps + 1] = { dir .. "/" .. f.name, f.local_path or f.name } end
         swaps[#swaps + 1] = { dir .. "/path/", "" }
+        swaps[#swaps + 1] = { " --path " .. dir .. "/path", "" } -- a hint's `phanes check --path` of the run's copy
         -- stderr may overtake the pid line: what it held is the run's
         for _, l in ipairs(st.held) do show(io.stderr, l) end
         st.held = {}
