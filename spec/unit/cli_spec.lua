@@ -431,6 +431,19 @@ describe("cli conventions", function()
     local r = runcli.run({ "apply", "chain", "--dry-run", "--path", FIX, "--state", STATE() },
       { RUNNER_FIXTURE_DIR = dir, TERM = "dumb", PHANES_STATE = "" })
     assert.not_match("\27", r.stdout)
+    -- on a real terminal: the live line (\r and an erase) only when TERM can rewrite a line
+    local function on_tty(term)
+      local cmd = runcli.command({ "apply", "chain", "--dry-run", "--path", FIX, "--state", STATE() },
+        { RUNNER_FIXTURE_DIR = dir, TERM = term, PHANES_STATE = "", PHANES_LOCK = dir .. "/machine.lock" })
+      local p = io.popen("timeout 20 script -qec " .. runcli.quote(cmd) .. " /dev/null </dev/null")
+      local text = p:read "a"
+      p:close()
+      return text
+    end
+    local dumb = on_tty "dumb"
+    assert.not_match("\27", dumb)
+    assert.match("would change file%.content", dumb)
+    assert.match("\r\27%[K", on_tty "xterm")
   end)
 
   it("--detailed-exitcode: 4 when a dry run has changes pending, 0 when none", function()
