@@ -302,13 +302,26 @@ end
 local HOOK = { secret_resolved = "on_secret_read", read = "on_secret_read", get = "on_secret_read",
   view = "on_secret_read", rekey = "on_key_rotated" }
 
+-- The name of uid in /etc/passwd (nil when it has none: a container's uid)
+local user_name
+local function name_of(uid)
+  if user_name == nil then
+    user_name = false
+    for line in (file.read("/etc/passwd") or ""):gmatch "[^\n]+" do
+      local name, id = line:match "^([^:]+):[^:]*:(%d+):"
+      if tonumber(id) == uid then user_name = name break end
+    end
+  end
+  return user_name or nil
+end
+
 -- vault.audit{ action, key, host, outcome, file } appends one JSON line
 -- (never a value) and calls the user's hook for it. A log that cannot be
 -- written is a warning, not a failure of the run.
 function M.audit(ev)
   local h, env = home()
   local e = { time = os.date("!%Y-%m-%dT%H:%M:%SZ"), uid = sys.getuid(),
-    user = env.USER or env.LOGNAME or tostring(sys.getuid()), action = ev.action, key = ev.key,
+    user = name_of(sys.getuid()) or env.USER or env.LOGNAME or tostring(sys.getuid()), action = ev.action, key = ev.key,
     host = ev.host or sys.hostname(), run_id = M.run_id(), outcome = ev.outcome or "ok", file = ev.file }
   local path = M.log_path()
   local dir = path:match "^(.*)/"

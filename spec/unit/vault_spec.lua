@@ -297,6 +297,10 @@ describe("phanes vault (the commands)", function()
       for _, f in ipairs { "time", "uid", "user", "action", "host", "run_id", "outcome" } do
         assert.is_not_nil(e[f], f .. " missing in " .. line)
       end
+      local id = io.popen "id -un"
+      local me = id:read "l"
+      id:close()
+      assert.equal(me, e.user) -- the uid's name, from /etc/passwd
       actions[e.action] = true
     end
     assert.is_true(actions.init and actions.read and actions.set and actions.get and actions.rekey and true)
