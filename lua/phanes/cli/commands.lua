@@ -310,10 +310,11 @@ function M.list(p)
     return #errs > 0 and EXIT.usage or EXIT.ok
   end
   out:say(out:paint("bold", "modules"))
-  local rows = p.opts.verbose and verbose_rows(mods, out) or {}
-  for _, m in ipairs(p.opts.verbose and {} or mods) do
+  local rows = {}
+  for _, m in ipairs(mods) do
     rows[#rows + 1] = { "  " .. m.name, m.description or "", out:paint("dim", m.origin or "") }
   end
+  if p.opts.verbose then rows = verbose_rows(mods, out) end -- fits 100 columns
   for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
     if line ~= "" then out:say(line) end
   end
