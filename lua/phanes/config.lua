@@ -69,12 +69,13 @@ function M.load(opts)
     end
   end
   local file = sources.file(opts, E)
-  require("phanes.vault").wire(file, { env = opts.env, config = opts.path, password_file = opts.vault_password_file },
+  require("phanes.vault").wire(file, { env = opts.env, config = opts.path, password_file = opts.vault_password_file,
+    host = opts.vault_host },
     function(msg) E.add(RANK.file, 0, 0, msg) end) -- `!vault KEY` values, the `vault:` key
   layers[#layers + 1] = file
   for _, l in ipairs(opts.layers or {}) do -- a host's group vars, host vars, vault block (phanes.config.layers)
     require("phanes.vault").wire(l, { env = opts.env, config = opts.path, password_file = opts.vault_password_file,
-      file = l.vault_file },
+      file = l.vault_file, host = opts.vault_host },
       function(msg) E.add(RANK.file, 0, 0, msg) end)
     layers[#layers + 1] = l
   end

@@ -28,8 +28,9 @@ new release /srv/phanes/sites/SITE/releases/<UTC time>-<hash>, owned by the
 user phanes-deploy, and switch /srv/phanes/sites/SITE/current to it
 atomically. Only files whose sha256 changed since the current release are
 sent; the others are hard-linked from it. The newest --keep releases
-(default 5) are kept. A deploy never restarts the web server: point it at
-/srv/phanes/sites/SITE/current (nginx/caddy `site` option).
+(default 5) are kept. A deploy never restarts the web server: set
+`nginx.deploy_site: SITE` or `caddy.deploy_site: SITE` and apply once, and it
+serves /srv/phanes/sites/SITE/current.
 
 options:
       --site NAME          a plain word: letters, digits, - and _ (default: default)

@@ -51,7 +51,8 @@ end
 function M.log_path()
   if M.LOG then return M.LOG end
   local h, env = home()
-  return (env.XDG_STATE_HOME or (h .. "/.local/state")) .. "/phanes/security.log"
+  local base = env.XDG_STATE_HOME ~= "" and env.XDG_STATE_HOME or nil -- empty: unset, as XDG says
+  return (base or (h .. "/.local/state")) .. "/phanes/security.log"
 end
 
 local hooks
@@ -59,7 +60,8 @@ local function load_hooks()
   if hooks ~= nil then return hooks end
   hooks = false
   local h, env = home()
-  local path = (env.XDG_CONFIG_HOME or (h .. "/.config")) .. "/phanes/hooks.lua"
+  local base = env.XDG_CONFIG_HOME ~= "" and env.XDG_CONFIG_HOME or nil
+  local path = (base or (h .. "/.config")) .. "/phanes/hooks.lua"
   local st = file.stat(path)
   if not st then return hooks end
   local uid = sys.getuid()
@@ -84,13 +86,26 @@ end
 local HOOK = { secret_resolved = "on_secret_read", read = "on_secret_read", get = "on_secret_read",
   view = "on_secret_read", rekey = "on_key_rotated" }
 
+-- The name of uid in /etc/passwd (nil when it has none: a container's uid)
+local user_name
+local function name_of(uid)
+  if user_name == nil then
+    user_name = false
+    for line in (file.read("/etc/passwd") or ""):gmatch "[^\n]+" do
+      local name, id = line:match "^([^:]+):[^:]*:(%d+):"
+      if tonumber(id) == uid then user_name = name break end
+    end
+  end
+  return user_name or nil
+end
+
 -- vault.audit{ action, key, host, outcome, file } appends one JSON line
 -- (never a value) and calls the user's hook for it. A log that cannot be
 -- written is a warning, not a failure of the run.
 function M.audit(ev)
   local h, env = home()
   local e = { time = os.date("!%Y-%m-%dT%H:%M:%SZ"), uid = sys.getuid(),
-    user = env.USER or env.LOGNAME or tostring(sys.getuid()), action = ev.action, key = ev.key,
+    user = name_of(sys.getuid()) or env.USER or env.LOGNAME or tostring(sys.getuid()), action = ev.action, key = ev.key,
     host = ev.host or sys.hostname(), run_id = M.run_id(), outcome = ev.outcome or "ok", file = ev.file }
   local path = M.log_path()
   local dir = path:match "^(.*)/"
@@ -246,6 +261,7 @@ local function add_secret(v)
     for _, x in pairs(v) do add_secret(x) end
   elseif (type(v) == "string" and v ~= "") or type(v) == "number" then
     resolved[#resolved + 1] = tostring(v)
+    require("phanes.config.schema").hidden[tostring(v)] = true -- never in a config error
   end
 end
 
@@ -329,6 +345,8 @@ function M.wire(layer, o, report)
     end
     add_secret(v)
     r.parent[r.key] = plain.copy(v)
+    layer.vault_refs = layer.vault_refs or {} -- `config show --origin`: "config.yaml:3 !vault KEY"
+    layer.vault_refs[r.path] = r.ref
     ::next::
   end
 end

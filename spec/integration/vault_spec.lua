@@ -121,6 +121,71 @@ describe("the vault on a test host", function()
     assert.equal("600\n", sh "stat -c %a /root/.local/state/phanes/security.log")
   end)
 
+  it("a remote run: the host's vault values arrive, and are in no output, record, state, file or argv", function()
+    local USERV = "Vlt-User-" .. string.format("%x", os.time()) -- a non-secret field, from the vault
+    local home = runcli.tmpdir()
+    local function lw(path, text)
+      assert(os.execute("mkdir -p " .. th.quote(path:match "^(.*)/")))
+      runcli.write(path, text)
+    end
+    lw(home .. "/.config/phanes/inventory.yaml", string.format("hosts:\n  th1: { address: %s, user: root, key: %s }\n",
+      th.ip(1), th.key()))
+    lw(home .. "/conf/config.yaml", "vaulted:\n  user: !vault app.user\n  password: !vault app.password\n")
+    lw(home .. "/conf/secrets.vault.yaml", vault.seal("defaults:\n  app:\n    user: " .. USERV .. "\n    password: "
+      .. DEFAULT .. "\nhosts:\n  th1:\n    vaulted:\n      password: " .. SECRET .. "\n", PASSWORD))
+    lw(home .. "/vault.pw", PASSWORD .. "\n")
+    sh "rm -f /root/stop /root/stopped /srv/vaulted/app.env /var/lib/phanes/state.json"
+    runcli.write(dir .. "/pattern2", SECRET .. "\n" .. USERV .. "\n")
+    assert(th.cp(1, dir .. "/pattern2", "/root/pattern"))
+    sh "setsid sh /root/poll.sh </dev/null >/dev/null 2>&1 &"
+    local seen = {}
+    for _, extra in ipairs { { "--dry-run", "-v", "--diff" }, { "-v", "--diff" }, { "--json" } } do
+      local args = { "--remote", "th1", "--path", "spec/fixtures/vault", "apply", "--modules", "vaulted",
+        "--config", home .. "/conf/config.yaml", "--vault-password-file", home .. "/vault.pw", "--color=never" }
+      for _, a in ipairs(extra) do args[#args + 1] = a end
+      local r = runcli.run(args, { HOME = home, SSH_AUTH_SOCK = "", XDG_STATE_HOME = home .. "/.local/state",
+        XDG_CONFIG_HOME = home .. "/.config" })
+      assert.equal(0, r.code, r.stdout .. r.stderr)
+      seen[#seen + 1] = r.stdout .. r.stderr
+    end
+    sh "touch /root/stop; i=0; while [ ! -e /root/stopped ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done"
+    -- on the host: the values arrived, the host's block over defaults
+    assert.equal("DB_USER=" .. USERV .. "\nDB_PASSWORD=" .. SECRET .. "\n", sh "cat /srv/vaulted/app.env")
+    -- nowhere else: phanes' output, the controller's files (records, logs), the host
+    for _, text in ipairs(seen) do
+      for _, v in ipairs { SECRET, USERV, DEFAULT } do
+        assert.is_nil(text:find(v, 1, true), "a vault value is in phanes' output:\n" .. text)
+      end
+    end
+    assert.matches("DB_PASSWORD=******", seen[1], nil, true) -- the dry run's diff, masked
+    local p = io.popen("grep -rlF -e " .. th.quote(SECRET) .. " -e " .. th.quote(USERV) .. " " .. th.quote(home)
+      .. " --exclude=secrets.vault.yaml")
+    local found = p:read "a"
+    p:close()
+    assert.equal("", found, "a vault value is in the controller's files")
+    assert.truthy(require("phanes.file").exists(home .. "/.local/state/phanes/security.log"))
+    local _, c = sh("grep -rlF -f /root/pattern /root /tmp /var/tmp /run /var/lib/phanes /etc 2>/dev/null "
+      .. "| grep -v -e '^/root/pattern$' -e '^/root/hits$'", true)
+    assert.equal(1, c, "a vault value is in a file on the host: " .. sh("grep -rlF -f /root/pattern /root /tmp /var/tmp "
+      .. "/run /var/lib/phanes /etc 2>/dev/null; true"))
+    assert.equal("", sh "cat /root/hits", "a vault value was on a command line")
+    assert.is_true(tonumber((sh "cat /root/polls"):match "%d+") > 3, "the poller hardly ran")
+    runcli.rmdir(home)
+  end)
+
+  it("a remote run's config error names the local file, and its hint no path on the host", function()
+    local home = runcli.tmpdir()
+    runcli.write(home .. "/config.yaml", "vaulted:\n  password: Long-Enough-1\n  colour: blue\n")
+    local r = runcli.run({ "--remote", "root@" .. th.ip(1), "--key", th.key(), "--path", "spec/fixtures/vault", "apply",
+      "--modules", "vaulted", "--config", home .. "/config.yaml", "--color=never" },
+      { HOME = home, SSH_AUTH_SOCK = "", XDG_STATE_HOME = home .. "/state" })
+    assert.equal(2, r.code, r.stdout .. r.stderr)
+    assert.matches(home .. "/config.yaml:3:3: unknown key 'vaulted.colour'", r.stderr, 1, true)
+    assert.matches("then try: phanes check --config " .. home .. "/config.yaml\n", r.stderr, 1, true)
+    assert.is_nil(r.stderr:find("/var/lib/phanes/run.", 1, true), r.stderr)
+    runcli.rmdir(home)
+  end)
+
   it("a missing key is exit 2 with a did-you-mean, and leaves no plaintext", function()
     local before = sh "ls /dev/shm /run 2>/dev/null | sort"
     local out, code, err = phanes "apply vaulted --path /root/fx --config typo.yaml"

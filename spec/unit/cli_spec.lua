@@ -354,6 +354,15 @@ describe("cli", function()
       r = phanes("list", "-v", "--path", FIX)
       assert.match("requires: alpha", r.stdout)
       assert.match("config: greeting:string, token:string %(secret%)", r.stdout)
+      for _, args in ipairs { { "list", "-v", "--path", FIX }, { "list", "-v" } } do
+        r = phanes(table.unpack(args))
+        local n = 0
+        for line in r.stdout:gmatch "[^\n]+" do
+          n = n + 1
+          assert.is_true(utf8.len(line) <= 100, "wider than 100 columns: " .. line)
+        end
+        assert.is_true(n > 20, r.stdout)
+      end
       r = phanes("list", "--path", FIX .. "/bad")
       assert.equal(2, r.code)
       assert.match("syntax%.lua:4:", r.stderr)
@@ -422,6 +431,19 @@ describe("cli conventions", function()
     local r = runcli.run({ "apply", "chain", "--dry-run", "--path", FIX, "--state", STATE() },
       { RUNNER_FIXTURE_DIR = dir, TERM = "dumb", PHANES_STATE = "" })
     assert.not_match("\27", r.stdout)
+    -- on a real terminal: the live line (\r and an erase) only when TERM can rewrite a line
+    local function on_tty(term)
+      local cmd = runcli.command({ "apply", "chain", "--dry-run", "--path", FIX, "--state", STATE() },
+        { RUNNER_FIXTURE_DIR = dir, TERM = term, PHANES_STATE = "", PHANES_LOCK = dir .. "/machine.lock" })
+      local p = io.popen("timeout 20 script -qec " .. runcli.quote(cmd) .. " /dev/null </dev/null")
+      local text = p:read "a"
+      p:close()
+      return text
+    end
+    local dumb = on_tty "dumb"
+    assert.not_match("\27", dumb)
+    assert.match("would change file%.content", dumb)
+    assert.match("\r\27%[K", on_tty "xterm")
   end)
 
   it("--detailed-exitcode: 4 when a dry run has changes pending, 0 when none", function()

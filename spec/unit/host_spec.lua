@@ -87,6 +87,20 @@ describe("phanes host", function()
     assert.equal(0, (run("help")))
   end)
 
+  it("host test names a broken ~/.ssh/config line instead of 'unknown host'", function()
+    local runcli = require "spec.support.runcli"
+    local home = runcli.tmpdir()
+    assert(require("phanes.file").mkdir(home .. "/.ssh"))
+    runcli.write(home .. "/.ssh/config", "Host pi\n  HostName 10.0.0.1\n  Port twenty-two\n")
+    for _, name in ipairs { "pi", "elsewhere" } do
+      local r = runcli.run({ "host", "test", name, "--timeout", "1" }, { HOME = home, PHANES_INVENTORY = home .. "/inv.yaml" })
+      assert.equal(2, r.code, r.stderr)
+      assert.equal("phanes: " .. home .. "/.ssh/config:3: Port: expected a number from 1 to 65535, got 'twenty-two'\n",
+        r.stderr)
+    end
+    runcli.rmdir(home)
+  end)
+
   it("lists nothing helpfully and as JSON", function()
     local _, o = run("list")
     assert.matches("no hosts yet", o)

@@ -199,7 +199,7 @@ describe("layers", function()
     local cfg, info = layers.load("web1", o)
     assert(cfg, type(info) == "table" and table.concat(info, "\n"))
     assert.equal("gr0up-s3cret", cfg.redis.password)
-    assert.equal(dir .. "/group_vars/web.yaml:2", layers.label(info.origin["redis.password"]))
+    assert.equal(dir .. "/group_vars/web.yaml:2 !vault redis.password", layers.label(info.origin["redis.password"]))
   end)
 
   it("a fleet host without a way to get the vault password is refused, not prompted", function()
@@ -229,6 +229,36 @@ describe("layers", function()
     local none, err = layers.for_host("web2", o) -- web1's block would replace the reference
     assert.is_nil(none)
     assert.matches("no key 'redis.pasword' in the vault", err, 1, true)
+  end)
+
+  it("load (config show, check HOST) resolves `!vault KEY` for that host, and the audit log names it", function()
+    local o = build(dir, {}, {})
+    write(dir .. "/config.yaml", "redis:\n  password: !vault redis.password\n")
+    local doc = { defaults = { redis = { password = "def4ult-s3cret" } }, hosts = { web2 = { redis = { port = 2 } } } }
+    assert(vault.write_file(dir .. "/secrets.vault.yaml", vault.dump(doc), "pw-layers", "init", FAST))
+    local cfg, info = layers.load("web2", o)
+    assert(cfg, type(info) == "table" and table.concat(info, "\n"))
+    assert.equal("def4ult-s3cret", cfg.redis.password)
+    local lines = {}
+    for line in (runcli.read(dir .. "/security.log") or ""):gmatch "[^\n]+" do
+      local ev = json.decode(line)
+      if ev.action == "secret_resolved" then lines[#lines + 1] = ev end
+    end
+    assert.equal(1, #lines)
+    assert.equal("web2", lines[1].host)
+    assert.equal("redis.password", lines[1].key)
+  end)
+
+  it("for_host sends a !vault value as the type of the field it fills", function()
+    local o = build(dir, {}, {})
+    write(dir .. "/config.yaml", "redis:\n  port: !vault redis.port\n  password: !vault redis.pw\n")
+    local doc = { defaults = { redis = { port = "6390", pw = "12345678" } }, hosts = {} }
+    assert(vault.write_file(dir .. "/secrets.vault.yaml", vault.dump(doc), "pw-layers", "init", FAST))
+    local text = assert(layers.for_host("web2", o))
+    local sent = require("phanes.yaml").decode(text)
+    assert.equal(6390, sent.redis.port)
+    assert.equal(math.type(6390), math.type(sent.redis.port))
+    assert.equal("12345678", sent.redis.password) -- a string field keeps its text
   end)
 
   it("for_host gives the remote run config.yaml with the host's layers merged in", function()

@@ -129,6 +129,26 @@ describe("runner", function()
     assert.match("ok file%.content .*/same", out:text())
   end)
 
+  it("streams each command's output under its resource with -v, and its command line at verbose 2", function()
+    local chunky = function(opts)
+      execs[#execs + 1] = opts.argv
+      opts.stream("stdout", "first line\nsecond ")
+      opts.stream("stderr", "half\nprogress 5%\rprogress 100%\r\nno newline at the end")
+      return { code = 0, stdout = "", stderr = "", duration = 0 }
+    end
+    go({ runs("r", { "build-it", "--fast" }) }, { verbose = true, exec = chunky })
+    local text = out:text()
+    assert.matches("\n      cmd%.run build%-it %-%-fast\n        first line\n        second half\n"
+      .. "        progress 100%%\n        no newline at the end\n      changed cmd%.run build%-it", text)
+    assert.is_nil(text:find("$ build-it", 1, true))
+    out = sink()
+    go({ runs("r", { "build-it", "--fast" }) }, { verbose = 2, exec = chunky })
+    assert.matches("\n      cmd%.run build%-it %-%-fast\n        %$ build%-it %-%-fast\n        first line\n", out:text())
+    out = sink()
+    go({ runs("r", { "build-it", "--fast" }) }, { exec = chunky })
+    assert.is_nil(out:text():find("first line", 1, true))
+  end)
+
   it("stops at a failed module: names module, resource, stderr tail; exit 1", function()
     local code, report = go({ writes "a", runs("bad", { "fail", "x" }), writes "c" }, { state = true })
     assert.equal(1, code)

@@ -196,6 +196,29 @@ describe("phanes vault (the commands)", function()
     assert.not_matches("Sup3r", runcli.read(dir .. "/v.yaml"))
   end)
 
+  it("encrypt-string stores stdin under --name and prints the config line that reads it", function()
+    local r = run(V("encrypt-string", "--name", "redis.password"), nil, value_file "Str1ng-S3cret\n")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("password: !vault redis.password\n", r.stdout)
+    assert.equal("Str1ng-S3cret\n", run(V("get", "redis.password", "--reveal")).stdout)
+    assert.is_nil(runcli.read(dir .. "/v.yaml"):find("Str1ng", 1, true))
+    r = run(V("encrypt-string"), nil, value_file "x")
+    assert.equal(2, r.code)
+    assert.matches("give %-%-name KEY", r.stderr)
+  end)
+
+  it("set prompts on a terminal for the value (not echoed), then the password", function()
+    local cmd = runcli.command(V("set", "tty.value"), { HOME = env.HOME, XDG_RUNTIME_DIR = env.XDG_RUNTIME_DIR })
+    local p = io.popen("(sleep 1; printf 'Typed-Value-9\\n'; sleep 1; printf 'first password\\n'; sleep 1) | "
+      .. "timeout 20 script -qec " .. q(cmd) .. " /dev/null")
+    local shown = p:read "a"
+    local _, _, code = p:close()
+    assert.equal(0, code, shown)
+    assert.matches("Value for tty.value: .*Vault password: .*set tty.value in", shown)
+    assert.is_nil(shown:find("Typed-Value-9", 1, true), "the value was echoed")
+    assert.equal("Typed-Value-9\n", run(V("get", "tty.value", "--reveal")).stdout)
+  end)
+
   it("never takes a value from argv", function()
     local r = run(V("set", "pg.password", "Sup3r-S3cret"))
     assert.equal(2, r.code)
@@ -274,9 +297,19 @@ describe("phanes vault (the commands)", function()
       for _, f in ipairs { "time", "uid", "user", "action", "host", "run_id", "outcome" } do
         assert.is_not_nil(e[f], f .. " missing in " .. line)
       end
+      local id = io.popen "id -un"
+      local me = id:read "l"
+      id:close()
+      assert.equal(me, e.user) -- the uid's name, from /etc/passwd
       actions[e.action] = true
     end
     assert.is_true(actions.init and actions.read and actions.set and actions.get and actions.rekey and true)
+  end)
+
+  it("takes an empty XDG_STATE_HOME as unset (the log goes under HOME)", function()
+    local r = run(V("get", "nothing.here"), { XDG_STATE_HOME = "" })
+    assert.equal(2, r.code)
+    assert.truthy(runcli.read(dir .. "/home/.local/state/phanes/security.log"))
   end)
 
   it("calls on_secret_read and on_key_rotated from a safe hooks.lua, ignores a writable one", function()
@@ -413,6 +446,45 @@ describe("!vault values in the config", function()
       text = "vault: {file: missing.vault.yaml}\napp:\n  password: !vault app.password\n",
       env = { PHANES_SECRET_APP_PASSWORD = "from-env" } }
     assert.equal("from-env", cfg.app.password)
+  end)
+
+  it("never shows a vault value in a config error, even in a field that is not secret", function()
+    local fmods = { { name = "app", config = {
+      password = { type = "string", required = true },
+      size = { type = "string", format = "size", default = "1mb" },
+      mode = { type = "enum", values = { "a", "b" }, default = "a" },
+      port = { type = "integer", default = 80 },
+    } } }
+    seal("secrets.vault.yaml", "defaults:\n  app: {password: Pass-Word-1, size: Wrong-Size-42, mode: Mode-Leak-43, "
+      .. "port: Port-Leak-44}\n")
+    local cfg, errs = config.load { path = dir .. "/config.yaml", modules = fmods,
+      text = "app:\n  password: !vault app.password\n  size: !vault app.size\n  mode: !vault app.mode\n"
+        .. "  port: !vault app.port\n",
+      env = { PHANES_VAULT_PASSWORD_FILE = dir .. "/pw" } }
+    assert.is_nil(cfg)
+    local all = table.concat(errs, "\n")
+    assert.matches("app.size: expected", all)
+    assert.matches("app.mode: expected", all)
+    assert.matches("app.port: expected", all)
+    for _, leak in ipairs { "Wrong-Size-42", "Mode-Leak-43", "Port-Leak-44" } do
+      assert.is_nil(all:find(leak, 1, true), all)
+    end
+  end)
+
+  it("reads a number from the vault's text into an integer field, and says where it came from", function()
+    local imods = { { name = "app", config = {
+      password = { type = "string", required = true },
+      port = { type = "integer", default = 80 },
+    } } }
+    seal("secrets.vault.yaml", "defaults:\n  app: {password: '12345678', port: '6390'}\n")
+    local cfg, info = config.load { path = dir .. "/config.yaml", modules = imods,
+      text = "app:\n  password: !vault app.password\n  port: !vault app.port\n",
+      env = { PHANES_VAULT_PASSWORD_FILE = dir .. "/pw" } }
+    assert.is_table(cfg, info and table.concat(info, "\n"))
+    assert.equal(6390, cfg.app.port)
+    assert.equal("12345678", cfg.app.password)
+    local layers = require "phanes.config.layers"
+    assert.equal("config.yaml:3 !vault app.port", layers.label(info.origin["app.port"]):match "[^/]*$")
   end)
 
   it("names a missing key with a did-you-mean, and a wrong password", function()

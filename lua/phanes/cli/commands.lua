@@ -264,6 +264,54 @@ local function field_summary(mod)
   return table.concat(keys, ", ")
 end
 
+-- text cut into lines of at most w columns, at spaces (a longer word alone on its line, cut)
+local function wrap(text, w)
+  local lines, cur = {}, ""
+  for word in text:gmatch "%S+" do
+    while #word > w do
+      if cur ~= "" then lines[#lines + 1] = cur; cur = "" end
+      lines[#lines + 1] = word:sub(1, w)
+      word = word:sub(w + 1)
+    end
+    if cur == "" then cur = word
+    elseif #cur + 1 + #word <= w then cur = cur .. " " .. word
+    else lines[#lines + 1] = cur; cur = word end
+  end
+  if cur ~= "" or #lines == 0 then lines[#lines + 1] = cur end
+  return lines
+end
+
+-- list -v: name | its lines of text ({ text, paint }), wrapped to fit 100 columns
+local function fit_rows(items, out)
+  local namew = 0
+  for _, it in ipairs(items) do namew = math.max(namew, #it.name) end
+  local w = math.max(30, 100 - (2 + namew) - 2)
+  local rows = {}
+  for _, it in ipairs(items) do
+    local first = true
+    for _, t in ipairs(it) do
+      for i, line in ipairs(wrap(t[1], w - 2)) do
+        line = i == 1 and line or "  " .. line
+        rows[#rows + 1] = { first and ("  " .. it.name) or "", t[2] and out:paint(t[2], line) or line }
+        first = false
+      end
+    end
+  end
+  return rows
+end
+
+local function verbose_rows(mods, out)
+  local items = {}
+  for _, m in ipairs(mods) do
+    local it = { name = m.name, { m.description or "" }, { m.origin or "", "dim" } }
+    if m.requires and #m.requires > 0 then it[#it + 1] = { "requires: " .. table.concat(m.requires, ", ") } end
+    local f = field_summary(m)
+    if f ~= "" then it[#it + 1] = { "config: " .. f } end
+    items[#items + 1] = it
+  end
+  return fit_rows(items, out)
+end
+
 -- phanes list [-v] [--json]
 function M.list(p)
   local out = new_out(p)
@@ -296,22 +344,21 @@ function M.list(p)
   local rows = {}
   for _, m in ipairs(mods) do
     rows[#rows + 1] = { "  " .. m.name, m.description or "", out:paint("dim", m.origin or "") }
-    if p.opts.verbose then
-      if m.requires and #m.requires > 0 then rows[#rows + 1] = { "", "requires: " .. table.concat(m.requires, ", "), "" } end
-      local f = field_summary(m)
-      if f ~= "" then rows[#rows + 1] = { "", "config: " .. f, "" } end
-    end
   end
+  if p.opts.verbose then rows = verbose_rows(mods, out) end -- fits 100 columns
   for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
     if line ~= "" then out:say(line) end
   end
   out:say ""
   out:say(out:paint("bold", "profiles"))
   rows = {}
+  local items = {} -- list -v: fits 100 columns
   for _, prof in ipairs(profiles) do
-    rows[#rows + 1] = { "  " .. prof.name, prof.modules and table.concat(prof.modules, ", ")
-      or out:paint("red", "error"), out:paint("dim", prof.origin or "") }
+    local names = prof.modules and table.concat(prof.modules, ", ")
+    rows[#rows + 1] = { "  " .. prof.name, names or out:paint("red", "error"), out:paint("dim", prof.origin or "") }
+    items[#items + 1] = { name = prof.name, { names or "error", not names and "red" or nil }, { prof.origin or "", "dim" } }
   end
+  if p.opts.verbose then rows = fit_rows(items, out) end
   for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
     if line ~= "" then out:say(line) end
   end

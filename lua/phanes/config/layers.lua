@@ -188,7 +188,30 @@ function M.load(name, o)
   if o.config or o.text then opts.data, opts.marks = doc.data, doc.marks end
   opts.name = o.config
   opts.layers = extra
+  opts.vault_host = name -- `!vault KEY`: this host's block, and the audit log names it
   return require("phanes.config").load(opts)
+end
+
+-- layers.typed(data, refs): a `!vault KEY` value is text; where the field
+-- it fills is a number or a boolean (in the modules phanes knows), it becomes
+-- one, so the remote run's config reads as the local one does.
+function M.typed(data, refs)
+  if not refs or next(refs) == nil then return end
+  local schema = require "phanes.config.schema"
+  local w = require("phanes.config.world").build((require("phanes.engine.resolve").all()), nil, false)
+  for path in pairs(refs) do
+    local decl, parent, key = { type = "map", fields = w and w.fields or {} }, data, nil
+    for part in path:gmatch "[^.]+" do
+      decl = decl and decl.type == "map" and type(decl.fields) == "table" and decl.fields[part] or nil
+      if key then parent = type(parent) == "table" and parent[key] or nil end
+      key = part
+    end
+    local v = type(parent) == "table" and parent[key]
+    if decl and type(v) == "string" and (decl.type == "integer" or decl.type == "number" or decl.type == "boolean") then
+      local c = schema.coerce(v, decl)
+      if c ~= nil then parent[key] = c end
+    end
+  end
 end
 
 -- layers.for_host(name, o) -> YAML text: config.yaml with the host's group
@@ -211,9 +234,11 @@ function M.for_host(name, o)
   -- host (the target has no vault): they travel in the run's root-only
   -- payload, and the controller masks them (vault.resolved_values)
   local errs = {}
-  require("phanes.vault").wire({ data = merged, name = o.config or "config.yaml" }, { config = o.config,
+  local layer = { data = merged, name = o.config or "config.yaml" }
+  require("phanes.vault").wire(layer, { config = o.config,
     env = o.env, password_file = o.vault_password_file, host = name }, function(m) errs[#errs + 1] = m end)
   if #errs > 0 then return nil, table.concat(errs, "\n") end
+  M.typed(merged, layer.vault_refs)
   return require("phanes.yaml").encode(merged), list
 end
 
@@ -258,8 +283,9 @@ end
 -- owners: top-level key -> module name (or "phanes") for defaults.
 function M.label(origin, path, owners)
   if origin == nil then return "" end
-  local file, line = origin:match "^(.-):(%d+):%d+$"
-  if file then return file .. ":" .. line end
+  local file, line, ref = origin:match "^(.-):(%d+):%d+( !vault .+)$"
+  if not file then file, line = origin:match "^(.-):(%d+):%d+$" end
+  if file then return file .. ":" .. line .. (ref or "") end
   if origin:match "^PHANES_" then return "env " .. origin end
   if origin:match "^%-%-set" then return "--set" end
   if origin == "default" then

@@ -239,8 +239,16 @@ M.FORMATS = {
 -- one would hide common words in every line of output.
 M.SECRET_MIN = 8
 
+-- Values from the vault (vault.add_secret fills it): never shown in a
+-- message, whatever field they are in, as if the field were secret.
+M.hidden = {}
+
+local function hidden(v, decl)
+  return decl.secret or (v ~= nil and M.hidden[tostring(v)] == true)
+end
+
 local function shown(v, decl)
-  if decl.secret then return "a value that does not fit (hidden: secret)" end
+  if hidden(v, decl) then return "a value that does not fit (hidden: secret)" end
   return (string.format("%q", v):gsub("\\\n", "\\n"))
 end
 
@@ -252,14 +260,14 @@ function M.limits(v, decl)
     if (decl.min and v < decl.min) or (decl.max and v > decl.max) then
       local range = decl.min and decl.max and string.format("%s to %s", decl.min, decl.max)
         or decl.min and "at least " .. decl.min or "at most " .. decl.max
-      return "expected " .. range .. ", got " .. (decl.secret and "a value out of range (hidden: secret)" or tostring(v))
+      return "expected " .. range .. ", got " .. (hidden(v, decl) and "a value out of range (hidden: secret)" or tostring(v))
     end
     return nil
   end
   if type(v) ~= "string" then return nil end
   if not decl.multiline and v:find "[%c\127]" then
     local what = v:find "[\r\n]" and "a line break" or "a control character"
-    return "expected one line of text, got " .. (decl.secret and "a value with " .. what .. " (hidden: secret)"
+    return "expected one line of text, got " .. (hidden(v, decl) and "a value with " .. what .. " (hidden: secret)"
       or shown(v, decl) .. " (it has " .. what .. ")")
   end
   local min = decl.min_length or (decl.secret and v ~= "" and M.SECRET_MIN)
@@ -275,7 +283,7 @@ function M.limits(v, decl)
     local ok, why = f.test(v)
     if not ok then
       return "expected " .. (decl.hint or f.says) .. ", got " .. shown(v, decl)
-        .. (why and not decl.secret and " (" .. why .. ")" or "")
+        .. (why and not hidden(v, decl) and " (" .. why .. ")" or "")
     end
   end
   if decl.pattern and not v:find("^" .. decl.pattern .. "$") then
@@ -293,11 +301,12 @@ end
 -- function(path, parent, key) (optional, records where a leaf came from) }.
 function M.check(v, decl, path, ctx, parent, key)
   local t = decl.type
-  local raw_string = ctx.coerce and type(v) == "string" and t ~= "string" and t ~= "map"
+  local coerce = ctx.coerce or (ctx.coerce_paths and ctx.coerce_paths[path]) -- a !vault value is text
+  local raw_string = coerce and type(v) == "string" and t ~= "string" and t ~= "map"
   if raw_string then
     local c = M.coerce(v, decl)
     if c == nil then
-      local got = decl.secret and "a value that does not fit (hidden: secret)" or string.format("%q", v)
+      local got = hidden(v, decl) and "a value that does not fit (hidden: secret)" or string.format("%q", v)
       ctx.report(path, "expected " .. M.expected(decl) .. ", got " .. got, parent, key)
       return nil
     end
@@ -316,7 +325,7 @@ function M.check(v, decl, path, ctx, parent, key)
   end
   if not ok then
     local got = M.kind(v)
-    if t == "enum" and not decl.secret and type(v) ~= "table" then
+    if t == "enum" and not hidden(v, decl) and type(v) ~= "table" then
       got = show(v) .. (type(v) == "string" and "" or " (" .. M.kind(v) .. ")")
     end
     ctx.report(path, "expected " .. M.expected(decl) .. ", got " .. got, parent, key)

@@ -81,7 +81,7 @@ end
 -- validate(layer, world, E) -> normalized table, origins
 function M.validate(layer, world, E, bad)
   local origins = {}
-  local ctx = { coerce = layer.coerce, elsewhere = elsewhere(world) }
+  local ctx = { coerce = layer.coerce, coerce_paths = layer.vault_refs, elsewhere = elsewhere(world) }
   function ctx.report(path, msg, parent, key)
     local line, col = mark_of(layer, parent, key)
     local loc = layer.name
@@ -95,6 +95,8 @@ function M.validate(layer, world, E, bad)
     if path:find("[", 1, true) then return end -- list items: the list has it
     local line, col = mark_of(layer, parent, key)
     origins[path] = line and string.format("%s:%d:%d", layer.name, line, col) or layer.name
+    local ref = layer.vault_refs and layer.vault_refs[path]
+    if ref then origins[path] = origins[path] .. " !vault " .. ref end
   end
   if layer.marks then ctx.order = doc_order(layer) end
   return schema.check_fields(layer.data, world.fields, "", ctx), origins

@@ -165,20 +165,23 @@ Out.__index = Out
 -- output.new{ color = "auto"|"always"|"never"|bool, secrets = {...},
 --   verbose = bool, quiet = bool, out = file, err = file, tty = bool,
 --   no_color = str, term = str }
--- tty, no_color and term default to the real terminal, NO_COLOR and TERM.
+-- tty, no_color and term default to the real terminal, NO_COLOR and TERM
+-- (TERM=dumb: not a terminal that can rewrite a line, so tty is false).
 -- quiet: only changes and errors are printed (out.quiet, read by the runner).
 function M.new(opts)
   opts = opts or {}
+  local term = opts.term
+  if term == nil then term = os.getenv "TERM" end
   local tty = opts.tty
   if tty == nil then
-    tty = require("phanes.sys").isatty(1) or false
+    -- a dumb terminal cannot rewrite a line: no live line there, the
+    -- piped output instead (each resource's line, "still running")
+    tty = (term ~= "dumb" and require("phanes.sys").isatty(1)) or false
   end
   local color = opts.color
   if type(color) ~= "boolean" then
     local no_color = opts.no_color
     if no_color == nil then no_color = os.getenv "NO_COLOR" end
-    local term = opts.term
-    if term == nil then term = os.getenv "TERM" end
     color = M.use_color(color, no_color, tty, term)
   end
   return setmetatable({

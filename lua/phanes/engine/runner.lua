@@ -81,6 +81,32 @@ local function command_line(ev)
   return text
 end
 
+-- A line as a terminal leaves it: what follows its last carriage return
+-- (apt's "Reading database ... 5%\r... 100%").
+local function last_part(line)
+  return (line:gsub("\r+$", "")):match "[^\r]*$"
+end
+
+-- -v: each command's output, live, indented under its resource (named
+-- once, before its first line); verbose 2 (-vv) shows each command line too.
+function Run:stream(ev)
+  local cur = self.current
+  local step = cur and cur.step
+  if self.json or self.out.quiet or not self.verbose or not step then return end
+  local level = self.verbose == true and 1 or tonumber(self.verbose) or 0
+  if ev.type == "command" and level < 2 then return end
+  local out = self.out
+  out:clear_progress()
+  if not step.headed then
+    step.headed = true
+    out:say("      ", out:paint("dim", step.resource .. (step.target and step.target ~= "" and (" " .. step.target) or "")))
+  end
+  if ev.type == "command" then return out:say("        ", out:paint("dim", "$ " .. command_line(ev))) end
+  local text = (step.partial or "") .. tostring(ev.chunk or "")
+  step.partial = text:match "[^\n]*$"
+  for line in text:gmatch "([^\n]*)\n" do out:say("        ", last_part(line)) end
+end
+
 -- The runner's subscription to the run's event stream (context.lua).
 function Run:on_event(ev)
   local t = ev.type
@@ -92,8 +118,10 @@ function Run:on_event(ev)
     self:tick()
   elseif t == "command" then
     if cur.step then cur.step.command = command_line(ev) end
+    self:stream(ev)
     self:tick(true)
   else -- output, tick: a turn while a command runs
+    if t == "output" then self:stream(ev) end
     self:interrupted()
     self:tick()
     self:still_running()
@@ -105,6 +133,9 @@ local CHANGED = { changed = true, ["would change"] = true }
 function Run:on_result(ev)
   local cur = self.current
   if not cur then return end
+  if cur.step and cur.step.partial and cur.step.partial ~= "" then -- -v: the output's last line, unended
+    self.out:say("        ", last_part(cur.step.partial))
+  end
   cur.step = nil
   cur.resources[#cur.resources + 1] = ev
   if CHANGED[ev.status] then cur.changed = cur.changed + 1 end

@@ -57,8 +57,8 @@ local function output(files, log, mask, tag)
     return line
   end
   local function show(stream, line)
-    line = fix(line)
-    log[#log + 1] = mask(line)
+    line = mask(fix(line)) -- the target masks its secret fields; the controller, what it resolved from the vault
+    log[#log + 1] = line
     stream:write(require("phanes.engine.output").sanitize(line), "\n")
     stream:flush()
   end
@@ -79,6 +79,7 @@ local function output(files, log, mask, tag)
         st.pid, st.started = pid, util.now()
         for _, f in ipairs(files) do swaps[#swaps + 1] = { dir .. "/" .. f.name, f.local_path or f.name } end
         swaps[#swaps + 1] = { dir .. "/path/", "" }
+        swaps[#swaps + 1] = { " --path " .. dir .. "/path", "" } -- a hint's `phanes check --path` of the run's copy
         -- stderr may overtake the pid line: what it held is the run's
         for _, l in ipairs(st.held) do show(io.stderr, l) end
         st.held = {}
@@ -215,7 +216,7 @@ local function execute(s, t, rec, ctx)
   if st.pid then rec.binary_sha256 = ctx.sha end
   ctx.cached_hint = st.probe and st.probe.cached == "yes"
   if st.report_text then
-    summarize(rec, require("phanes.json").decode(st.report_text))
+    summarize(rec, require("phanes.engine.output").mask_deep(require("phanes.json").decode(st.report_text), ctx.mask))
   end
   if not ok then
     if tostring(res):match "interrupted" then return EXIT.interrupted, "interrupted", "interrupted locally; disconnected" end
