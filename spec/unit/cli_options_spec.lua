@@ -20,6 +20,15 @@ describe("cli options", function()
       { o.target, o.port, o.key, o.strict, o.parallel, o.timeout, o.cmd })
   end)
 
+  it("counts -v: -vv (or -v -v, --verbose --verbose) is verbose 2, and the remote run gets the same", function()
+    assert.equal(1, options.parse({ "apply", "dev", "-v" }).opts.verbose)
+    assert.equal(2, options.parse({ "apply", "dev", "-vv" }).opts.verbose)
+    assert.equal(2, options.parse({ "-v", "apply", "dev", "--verbose" }).opts.verbose)
+    assert.is_nil(options.parse({ "apply", "dev" }).opts.verbose)
+    local p = options.parse { "--remote", "web1", "apply", "dev", "-vvn" }
+    assert.same({ "apply", "dev", "--verbose", "--verbose", "--dry-run" }, options.forward(p))
+  end)
+
   it("takes a command after --remote for the command, not for a host", function()
     local p = assert(options.parse { "--remote", "status", "--json" })
     assert.equal(true, p.opts.remote)

@@ -26,7 +26,8 @@ local CONFIG = { "apply", "check", "status", "config" }
 -- hidden (internal: in no help).
 local LIST = {
   { "help", short = "h", kind = "flag", cmds = "*", help = "this help" },
-  { "verbose", short = "v", kind = "flag", cmds = "*", forward = true, help = "more detail (apply: a line for every resource)" },
+  { "verbose", short = "v", kind = "flag", count = true, cmds = "*", forward = true,
+    help = "more detail (apply: a line for every resource and each command's output; -vv: the command lines too)" },
   { "color", kind = "value", arg = "auto|always|never", cmds = "*", forward = true,
     help = "colour output (auto: on a terminal, unless NO_COLOR is set or TERM=dumb)" },
   { "path", kind = "multi", arg = "DIR", cmds = "*", forward = true, -- a fleet's runs need it; remote.lua sends the files
@@ -165,7 +166,7 @@ function M.parse(argv)
     if o.alias then typed[o.alias] = shown end
     local name = o.alias or o.name
     local kind = M.OPTIONS[name].kind
-    if kind == "flag" then opts[name] = true
+    if kind == "flag" then opts[name] = M.OPTIONS[name].count and (tonumber(opts[name]) or 0) + 1 or true
     elseif kind == "value" or kind == "target" then opts[name] = value
     elseif kind == "list" then opts[name] = split_list(value, opts[name] or {})
     else
