@@ -106,6 +106,28 @@ static int l_kdf(lua_State *L)
 	return 1;
 }
 
+/* key:export() -> its 48 bytes (AES key, check), only to hand them to a
+ * child phanes over a pipe (a fleet: one KDF a run); cipher.key(bytes)
+ * makes a key of them again. */
+static int l_key_export(lua_State *L)
+{
+	struct key *k = check_key(L, 1);
+	lua_pushlstring(L, (const char *)k->k, sizeof k->k);
+	return 1;
+}
+
+static int l_key_import(lua_State *L)
+{
+	size_t n;
+	const char *s = luaL_checklstring(L, 1, &n);
+	luaL_argcheck(L, n == KEY_LEN + CHECK_LEN, 1, "a key has 48 bytes");
+	struct key *k = lua_newuserdatauv(L, sizeof *k, 0);
+	memcpy(k->k, s, sizeof k->k);
+	k->set = 1;
+	luaL_setmetatable(L, KEY_MT);
+	return 1;
+}
+
 /* key:check() -> the 16 bytes after the AES key: stored in the header,
  * they tell a wrong password from a tampered file. */
 static int l_key_check(lua_State *L)
@@ -246,11 +268,13 @@ int luaopen_phanes_cipher(lua_State *L)
 	static const luaL_Reg key_methods[] = {
 		{"check", l_key_check},
 		{"matches", l_key_matches},
+		{"export", l_key_export},
 		{"close", key_close},
 		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
 		{"kdf", l_kdf},
+		{"key", l_key_import},
 		{"seal", l_seal},
 		{"open", l_open},
 		{"random", l_random},

@@ -606,10 +606,37 @@ static int proc_gc(lua_State *L)
 	return 0;
 }
 
+/* opts.stdin of exec.spawn: at most PIPE_BUF bytes, so one write into the
+ * empty pipe neither blocks nor splits; then the write end is closed (the
+ * child reads end of file after it). A child that is gone already (EPIPE)
+ * is no error: its exit tells. 0, or -1 with errno. */
+static int feed_once(struct run *r, const struct spawn *sp)
+{
+	sigset_t old;
+	int was_pending = hold_sigpipe(&old, 1);
+	ssize_t n;
+	while ((n = write(r->in, sp->stdin_p, sp->stdin_len)) < 0 && errno == EINTR)
+		;
+	int e = errno;
+	release_sigpipe(&old, 1, was_pending);
+	int c = close(r->in);
+	r->in = -1;
+	if (n < 0 && e != EPIPE) {
+		errno = e;
+		return -1;
+	}
+	if (n >= 0 && (size_t)n != sp->stdin_len) {
+		errno = EIO;
+		return -1;
+	}
+	return c < 0 && errno != EINTR ? -1 : 0;
+}
+
 /* exec.spawn(opts) -> proc | nil, err, errno. opts: as exec.run's (argv or
- * shell, env, clear_env, cwd, merge) without stdin (the child reads
- * /dev/null), timeout and stream, plus result = true: a pipe on the child's
- * fd 3, read as "result" events. */
+ * shell, env, clear_env, cwd, merge) without timeout and stream; stdin: a
+ * string of at most PIPE_BUF bytes on a pipe that is the child's fd 0
+ * (else it reads /dev/null); result = true: a pipe on the child's fd 3,
+ * read as "result" events. */
 static int l_spawn(lua_State *L)
 {
 	struct spawn sp;
@@ -622,6 +649,11 @@ static int l_spawn(lua_State *L)
 	int nret = start(L, &sp, &p->r);
 	if (nret)
 		return nret;
+	if (sp.has_stdin && feed_once(&p->r, &sp) < 0) {
+		int e = errno;
+		run_release(&p->r);
+		return phanes_fail(L, "exec.spawn: writing the child's stdin", e);
+	}
 #ifdef SYS_pidfd_open
 	p->r.pidfd = (int)syscall(SYS_pidfd_open, p->r.pid, 0);
 #endif

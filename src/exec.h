@@ -26,7 +26,7 @@ struct spawn {
 /* Checks opts (stack index 1), raising on misuse; what sp points to is
  * anchored on the Lua stack above index 1 until the call returns. */
 void phanes_exec_opts(lua_State *L, struct spawn *sp);
-/* The same for exec.spawn: no stdin, stream or timeout; opts.result. */
+/* The same for exec.spawn: no stream or timeout; opts.result; stdin <= PIPE_BUF. */
 void phanes_spawn_opts(lua_State *L, struct spawn *sp);
 
 /* The lock watchdog's socket (state.c) that learns of every child's

@@ -1,7 +1,8 @@
 /* exec_opts.c: exec.run's options: argv or shell, environment, cwd, stdin,
- * timeout, stream, merge; exec.spawn's: the same but stdin, timeout and
- * stream, plus result. Everything is checked here, before exec.c acquires
+ * timeout, stream, merge; exec.spawn's: the same but timeout and stream,
+ * plus result, and stdin of at most PIPE_BUF bytes. Everything is checked here, before exec.c acquires
  * a descriptor or a process. */
+#include <limits.h>
 #include <string.h>
 #include "exec.h"
 
@@ -11,7 +12,7 @@ static const char *const known_opts[] = {
 	"argv", "shell", "env", "clear_env", "cwd", "stdin", "timeout", "stream", "merge", "tick", NULL,
 };
 static const char *const spawn_opts[] = {
-	"argv", "shell", "env", "clear_env", "cwd", "merge", "result", NULL,
+	"argv", "shell", "env", "clear_env", "cwd", "merge", "result", "stdin", NULL,
 };
 
 /* Whose options these are, for the messages: "exec.run" or "exec.spawn". */
@@ -173,6 +174,12 @@ void phanes_spawn_opts(lua_State *L, struct spawn *sp)
 	who = "exec.spawn";
 	common_opts(L, sp, spawn_opts);
 	sp->result = opt_bool(L, 1, "result");
+	sp->stdin_p = opt_string(L, 1, "stdin", &sp->stdin_len);
+	sp->has_stdin = sp->stdin_p != NULL;
+	if (sp->has_stdin && sp->stdin_len > PIPE_BUF) /* one write that cannot block */
+		luaL_error(L, "exec.spawn: opts.stdin has %d bytes, at most %d", (int)sp->stdin_len, (int)PIPE_BUF);
+	if (sp->has_stdin) /* anchored: opts may change before it is written */
+		lua_getfield(L, 1, "stdin");
 }
 
 void phanes_exec_opts(lua_State *L, struct spawn *sp)

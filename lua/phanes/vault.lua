@@ -128,15 +128,15 @@ end
 ------------------------------------------------------------------------
 -- Files.
 
--- vault.read_file(path, password) -> doc, plaintext, params | nil, err, kind
--- (audited: action "read")
-function M.read_file(path, password, action)
+-- vault.read_file(path, password[, action, key]) -> doc, plaintext, params
+-- | nil, err, kind (audited: action "read"). key: the file's key (no KDF).
+function M.read_file(path, password, action, key)
   local text, rerr = file.read(path)
   if not text then
     M.audit { action = action or "read", file = path, outcome = "unreadable" }
     return nil, "cannot read the vault: " .. tostring(rerr), "io"
   end
-  local pt, err, kind = M.unseal(text, password, path)
+  local pt, err, kind = M.unseal(text, password, path, key)
   if not pt then
     M.audit { action = action or "read", file = path, outcome = kind }
     return nil, err, kind
@@ -286,14 +286,80 @@ local function env_name(key)
   return "PHANES_SECRET_" .. key:upper():gsub("[^%w]", "_")
 end
 
--- Opens the vault once per process (one KDF a run, not one a host).
+------------------------------------------------------------------------
+-- A fleet's key: its controller derives the vault's key once and hands it
+-- to each host's child on a pipe that is the child's stdin (never argv or
+-- the environment; PHANES_VAULT_KEY_FD=0 tells the child, not the key):
+--   PHANES-VAULT-KEY 1\n base64(header salt)\n base64(key, 48 bytes)\n
+-- The salt names the vault the key belongs to (random per file and rekey).
+
+local KEY_MAGIC = "PHANES-VAULT-KEY 1"
+
+-- vault.handover{ config = path, password_file =, env = } -> the text to
+-- give a fleet's children on stdin | nil (no vault file: nothing to hand)
+-- | nil, err (its password or key failed: exit 2 before any host starts)
+function M.handover(o)
+  local env = o.env or sys.environ()
+  local settings = {}
+  if o.config then
+    local text = file.read(o.config)
+    local data = text and require("phanes.yaml").decode(text, o.config)
+    settings = M.settings(type(data) == "table" and data.vault or nil)
+  end
+  local path = M.locate { config = o.config, settings = settings }
+  local text = file.exists(path) and file.read(path)
+  if not text then return nil end
+  local pw, perr = M.password { file = o.password_file or M.password_file, env = env,
+    command = settings.password_command }
+  if not pw then return nil, path .. ": " .. perr end
+  local key <close>, err = format.derive(text, pw, path)
+  M.audit { action = "read", file = path, outcome = key and "ok" or "password" }
+  if not key then return nil, err end
+  local b64 = require("phanes.crypto").base64_encode
+  return table.concat({ KEY_MAGIC, b64(format.salt(text)), b64(key:export()), "" }, "\n")
+end
+
+local handed -- { salt, key } from the controller, false: none
+local function read_handed()
+  if handed ~= nil then return handed end
+  handed = false
+  if sys.environ().PHANES_VAULT_KEY_FD ~= "0" then return handed end
+  local text = io.stdin:read "a" or ""
+  local magic, salt, key = text:match "^([^\n]*)\n([^\n]*)\n([^\n]*)\n$"
+  local b64d = require("phanes.crypto").base64_decode
+  salt, key = salt and b64d(salt), key and b64d(key)
+  if magic ~= KEY_MAGIC or not salt or not key or #key ~= 48 then
+    io.stderr:write("phanes: warning: PHANES_VAULT_KEY_FD=0 but stdin holds no vault key; ",
+      "the vault's password is asked for as usual\n")
+    return handed
+  end
+  handed = { salt = salt, key = cipher.key(key) }
+  return handed
+end
+
+-- vault.handed_key(path) -> the key the fleet's controller handed over
+-- for the vault at path (its header's salt is the one handed) | nil
+function M.handed_key(path)
+  local h = read_handed()
+  if not h then return nil end
+  local text = file.read(path)
+  local salt = text and format.salt(text)
+  return salt == h.salt and h.key or nil
+end
+
+-- Opens the vault once per process (one KDF a run, not one a host; none
+-- in a fleet's child, which has the controller's key).
 local function open_once(path, o)
   if opened[path] then return table.unpack(opened[path]) end
-  local pw, perr = M.password { file = o.password_file or M.password_file, env = o.env,
-    command = o.settings.password_command }
-  if not pw then return nil, perr end
+  local key = M.handed_key(path)
+  local pw, perr
+  if not key then
+    pw, perr = M.password { file = o.password_file or M.password_file, env = o.env,
+      command = o.settings.password_command }
+    if not pw then return nil, perr end
+  end
   local t0 = sys.now()
-  local doc, err = M.read_file(path, pw)
+  local doc, err = M.read_file(path, pw, nil, key)
   M.open_seconds = sys.now() - t0
   opened[path] = { doc, err }
   return doc, err

@@ -414,6 +414,20 @@ describe("phanes.exec", function()
       assert.equal("", got[2].result)
     end)
 
+    it("writes opts.stdin (up to PIPE_BUF bytes) on a pipe that is the child's fd 0, closed after it", function()
+      local before = open_fds()
+      local text = string.rep("k", 4095) .. "\n"
+      local p = assert(exec.spawn { shell = "wc -c; test -p /dev/stdin && echo pipe" })
+      local q = assert(exec.spawn { shell = "wc -c; test -p /dev/stdin && echo pipe", stdin = text })
+      local r = assert(exec.spawn { argv = { "true" }, stdin = text }) -- gone before it reads: no SIGPIPE for us
+      local got = collect { p, q, r }
+      assert.equal("0\n", got[1].stdout) -- /dev/null, not a pipe
+      assert.equal("4096\npipe\n", got[2].stdout)
+      assert.equal(0, got[3].exit.code)
+      for _, x in ipairs { p, q, r } do x:close() end
+      assert.equal(before, open_fds())
+    end)
+
     it("carries large outputs of several children without loss", function()
       local procs = {}
       for i = 1, 3 do
@@ -505,7 +519,8 @@ describe("phanes.exec", function()
 
     it("raises on misuse", function()
       for _, opts in ipairs {
-        { argv = { "ls" }, stdin = "x" },
+        { argv = { "ls" }, stdin = string.rep("x", 4097) },
+        { argv = { "ls" }, stdin = 42 },
         { argv = { "ls" }, timeout = 1 },
         { argv = { "ls" }, stream = print },
         { argv = { "ls" }, result = "yes" },
@@ -513,7 +528,8 @@ describe("phanes.exec", function()
       } do
         assert.has_error(function() exec.spawn(opts) end)
       end
-      assert.has_error(function() exec.spawn { argv = { "ls" }, stdin = "x" } end, "exec.spawn: unknown option stdin")
+      assert.has_error(function() exec.spawn { argv = { "ls" }, stdin = string.rep("x", 4097) } end,
+        "exec.spawn: opts.stdin has 4097 bytes, at most 4096")
       assert.has_error(function() exec.run { argv = { "ls" }, result = true } end, "exec.run: unknown option result")
       assert.has_error(function() exec.wait { 1 } end, "exec.wait: procs[1] is not a process of exec.spawn")
       assert.has_error(function() exec.wait({}, -1) end)

@@ -506,3 +506,81 @@ describe("!vault values in the config", function()
     assert.equal(1, n, all) -- once, not once per value
   end)
 end)
+
+-- A fleet: the controller derives the vault's key once (vault.handover)
+-- and each host's child gets it on stdin (PHANES_VAULT_KEY_FD=0): no KDF,
+-- no password command in the child; a key that does not fit is refused.
+describe("the vault key handed to a fleet's children", function()
+  local exec = require "phanes.exec"
+  local format = require "phanes.vault.format"
+  local dir
+
+  before_each(function()
+    dir = runcli.tmpdir()
+    vault.LOG = dir .. "/security.log"
+    write(dir .. "/pwcmd.sh", "echo run >> " .. q(dir .. "/count") .. "\necho 'fleet pw'\n")
+    write(dir .. "/config.yaml", "vault:\n  password_command: sh " .. dir .. "/pwcmd.sh\n")
+    write(dir .. "/secrets.vault.yaml", vault.seal("defaults:\n  k: Handed-Value-9\n", "fleet pw", FAST))
+    write(dir .. "/wrong.pw", "not the password\n")
+    write(dir .. "/child.lua", table.concat({
+      "local vault, format = require 'phanes.vault', require 'phanes.vault.format'",
+      "vault.LOG = " .. string.format("%q", dir .. "/security.log"),
+      "local doc, err = vault.open_once(" .. string.format("%q", dir .. "/secrets.vault.yaml")
+        .. ", { settings = {}, env = { PHANES_VAULT_PASSWORD_FILE = " .. string.format("%q", dir .. "/wrong.pw") .. " } })",
+      "io.write(doc and vault.lookup(doc, 'k', 'h') or ('ERR ' .. err), '\\n', format.kdf_count, '\\n')",
+    }, "\n"))
+  end)
+  after_each(function()
+    vault.LOG = nil
+    runcli.rmdir(dir)
+  end)
+
+  -- the child phanes, given stdin (nil: none) -> its stdout
+  local function child(stdin)
+    local r = assert(exec.spawn { argv = { sys.exe(), "lua", dir .. "/child.lua" }, stdin = stdin,
+      env = { PHANES_VAULT_KEY_FD = stdin and "0" or false } })
+    local out = {}
+    repeat
+      local events = assert(exec.wait({ r }, 5))
+      local done = false
+      for _, ev in ipairs(events) do
+        if ev.kind == "stdout" then out[#out + 1] = ev.data elseif ev.kind == "exit" then done = true end
+      end
+    until done
+    r:close()
+    return table.concat(out)
+  end
+
+  it("runs the password command and the KDF once in the controller; the child opens the vault without either", function()
+    local before = format.kdf_count
+    local text = assert(vault.handover { config = dir .. "/config.yaml", env = {} })
+    assert.equal(before + 1, format.kdf_count)
+    assert.equal("run\n", file.read(dir .. "/count"))
+    assert.is_nil(text:find("fleet pw", 1, true))
+    assert.equal("Handed-Value-9\n0\n", child(text)) -- no KDF in the child
+    assert.equal("Handed-Value-9\n0\n", child(text))
+    assert.equal("run\n", file.read(dir .. "/count")) -- the command ran once for all of them
+    -- without a key the child derives its own (here with a wrong password)
+    assert.matches("^ERR .*wrong vault password.*\n1\n$", child(nil))
+  end)
+
+  it("refuses a key that does not open the vault, naming it; a key for another vault is not used", function()
+    local text = assert(vault.handover { config = dir .. "/config.yaml", env = {} })
+    local magic, salt = text:match "^([^\n]*)\n([^\n]*)\n"
+    local forged = magic .. "\n" .. salt .. "\n" .. crypto.base64_encode(cipher.random(48)) .. "\n"
+    local out = child(forged)
+    assert.matches("^ERR [^\n]*secrets%.vault%.yaml: the vault key handed over does not open this vault", out)
+    assert.matches("\n0\n$", out)
+    -- the vault changed (another salt) since the key was derived: the child asks for the password itself
+    write(dir .. "/secrets.vault.yaml", vault.seal("defaults:\n  k: Other\n", "fleet pw", FAST))
+    assert.matches("^ERR .*wrong vault password.*\n1\n$", child(text))
+  end)
+
+  it("hands nothing without a vault file, and fails before any host on a wrong password", function()
+    assert.is_nil(vault.handover { config = dir .. "/none/config.yaml", env = {} })
+    write(dir .. "/pwcmd.sh", "echo 'wrong'\n")
+    local text, err = vault.handover { config = dir .. "/config.yaml", env = {} }
+    assert.is_nil(text)
+    assert.matches("secrets%.vault%.yaml: wrong vault password", err)
+  end)
+end)

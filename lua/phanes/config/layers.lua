@@ -100,7 +100,7 @@ local function vault_doc(o)
   local st = vault.settings(o.settings)
   local env = o.env or {}
   if o.no_prompt and not (o.vault_password_file or vault.password_file or env.PHANES_VAULT_PASSWORD_FILE
-    or st.password_command) then
+    or st.password_command or vault.handed_key(path)) then -- handed: a fleet's key, no password
     -- a fleet's hosts run side by side: one terminal cannot serve their prompts
     local err = path .. ": the vault needs its password and there is no terminal to ask on; give "
       .. "--vault-password-file F, PHANES_VAULT_PASSWORD_FILE or vault.password_command"

@@ -65,7 +65,8 @@ end
 local function start(job, exe, o, rest, opts)
   job.t0 = util.now()
   local p, err = require("phanes.exec").spawn { argv = M.child_argv(exe, job.target, o, rest), merge = not opts.split,
-    result = true, env = { PHANES_NO_PROMPT = "1", PHANES_RESULT_FD = "3", PHANES_REMOTE_COLOR = opts.color and "1" or false } }
+    result = true, stdin = opts.vault_key, env = { PHANES_NO_PROMPT = "1", PHANES_RESULT_FD = "3",
+      PHANES_REMOTE_COLOR = opts.color and "1" or false, PHANES_VAULT_KEY_FD = opts.vault_key and "0" or false } }
   if not p then
     job.code, job.time = 70, 0
     job.lines.feed("phanes: " .. tostring(err) .. "\n")
@@ -117,7 +118,7 @@ end
 -- o.parallel at a time. opts: exe (default this binary), split (the
 -- child's stdout is kept whole in job.stdout; its stderr goes to
 -- on_line), on_line(job, line) (each line of the merged output, or of
--- stderr when split), color. Each job: target, code, time, stdout, stderr
+-- stderr when split), color, vault_key (fleet.vault_key: each child's stdin). Each job: target, code, time, stdout, stderr
 -- (its last lines), result (what the child sent with send_result, or nil).
 --   local jobs = fleet.run_all(targets, o, { "status", "--json" }, { split = true })
 function M.run_all(targets, o, rest, opts)
@@ -258,12 +259,38 @@ local function prefixer(targets, stream)
   end
 end
 
+-- The value of option name (--name V or --name=V) in rest, the last one.
+function M.option_value(rest, name)
+  local v
+  for i, a in ipairs(rest) do
+    if a == name then v = rest[i + 1] end
+    local eq = a:sub(1, #name + 1) == name .. "=" and a:sub(#name + 2)
+    v = eq or v
+  end
+  return v
+end
+
+-- fleet.vault_key(rest) -> what each child gets on stdin: the vault's key,
+-- derived here once for the whole fleet (vault.handover) | nil (no config
+-- or no vault) | nil, err (its password failed)
+function M.vault_key(rest)
+  local config = M.option_value(rest, "--config")
+  if not config then return nil end
+  return require("phanes.vault").handover { config = config,
+    password_file = M.option_value(rest, "--vault-password-file") }
+end
+
 function M.main(targets, o, rest)
   local sys = require "phanes.sys"
   if sys.trap_signals then sys.trap_signals() end
   local json = M.wants_json(rest)
+  local key, kerr = M.vault_key(rest)
+  if kerr then
+    io.stderr:write("phanes: ", output.sanitize(kerr), "\n")
+    return EXIT.usage
+  end
   local jobs = M.run_all(targets, o, rest, { split = json, color = not json and util.isatty(1),
-    on_line = prefixer(targets, json and io.stderr or io.stdout) })
+    on_line = prefixer(targets, json and io.stderr or io.stdout), vault_key = key })
   if not json then return summary(jobs) end
   local entries = {}
   for i, job in ipairs(jobs) do

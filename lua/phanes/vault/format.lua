@@ -29,6 +29,7 @@ end
 function M.seal(plaintext, password, params)
   params = params or M.PARAMS
   local salt, nonce = cipher.random(SALT), cipher.random(NONCE)
+  M.kdf_count = M.kdf_count + 1
   local key <close> = assert(cipher.kdf(password, salt, params))
   local check = key:check()
   local head = header_line(params, SALT + NONCE + CHECK + #plaintext + TAG)
@@ -97,23 +98,65 @@ local function split(text, name)
     tag = raw:sub(-TAG) }
 end
 
--- format.unseal(text, password, name) -> plaintext, params | nil, err, kind
--- kind: "truncated", "version", "format", "tampered", "password", "kdf"
-function M.unseal(text, password, name)
+-- format.kdf_count: how many keys this process derived (the specs and
+-- bench: a fleet derives one, not one a host)
+M.kdf_count = 0
+local function derive(password, v, name)
+  M.kdf_count = M.kdf_count + 1
+  local key, kerr = cipher.kdf(password, v.salt, v.params)
+  if not key then return nil, name .. ": " .. kerr, "kdf" end
+  if not key:matches(v.check) then
+    key:close()
+    return nil, name .. ": wrong vault password (or its header was altered)", "password"
+  end
+  return key
+end
+
+-- format.derive(text, password, name) -> key, salt | nil, err, kind: the
+-- file's key (checked against the header), to open it again without a KDF
+-- (format.unseal's key) and to hand to a fleet's children (key:export()).
+function M.derive(text, password, name)
   name = name or "vault"
   local v, err, kind = split(text, name)
   if not v then return nil, err, kind end
-  local key <close>, kerr = cipher.kdf(password, v.salt, v.params)
-  if not key then return nil, name .. ": " .. kerr, "kdf" end
-  if not key:matches(v.check) then
-    return nil, name .. ": wrong vault password (or its header was altered)", "password"
-  end
+  local key, kerr, kkind = derive(password, v, name)
+  if not key then return nil, kerr, kkind end
+  return key, v.salt
+end
+
+-- format.salt(text) -> the header's salt | nil (not a readable vault)
+function M.salt(text)
+  local v = split(text, "vault")
+  return v and v.salt or nil
+end
+
+-- format.unseal(text, password, name[, key]) -> plaintext, params | nil, err, kind
+-- kind: "truncated", "version", "format", "tampered", "password", "kdf".
+-- key: a key of this file (format.derive, or handed over by a fleet's
+-- controller): no KDF; one that does not fit is kind "password".
+local function open_with(v, key, name)
   local pt = cipher.open(key, v.nonce, v.head .. "\n" .. v.salt .. v.nonce .. v.check, v.ct, v.tag)
   if not pt then
     return nil, name .. ": the file was altered (its authentication tag does not match); "
       .. "restore it from version control", "tampered"
   end
   return pt, v.params
+end
+
+function M.unseal(text, password, name, key)
+  name = name or "vault"
+  local v, err, kind = split(text, name)
+  if not v then return nil, err, kind end
+  if key then
+    if not key:matches(v.check) then
+      return nil, name .. ": the vault key handed over does not open this vault (was it changed "
+        .. "during the run? run again)", "password"
+    end
+    return open_with(v, key, name)
+  end
+  local own <close>, derr, dkind = derive(password, v, name)
+  if not own then return nil, derr, dkind end
+  return open_with(v, own, name)
 end
 
 return M
