@@ -6,6 +6,8 @@
 -- own port with the vault's password. No vault value is in the fleet's
 -- output, the controller's records, a host's state file or a command line
 -- on th1 during the run; the summary and --json name each host's layers.
+-- The vault's password command runs once a fleet run (the controller hands
+-- each host's child the derived key), not once a host.
 --
 --   PHANES_TEST_ID=xx spec/run build/phanes integration spec/integration/fleet_spec.lua
 local th = require "spec.support.testhost"
@@ -65,7 +67,10 @@ describe("a fleet of three hosts with their own config", function()
       lines[#lines + 1] = string.format("  th%d: { address: %s, user: root, key: %s, groups: [db] }", i, th.ip(i), key)
     end
     write(home .. "/.config/phanes/inventory.yaml", table.concat(lines, "\n") .. "\n")
-    write(home .. "/conf/config.yaml", "postgres:\n  password: !vault pg.default\nredis:\n  password: !vault redis.password\n")
+    -- the password comes from a command that counts its runs: once a fleet run, not once a host
+    write(home .. "/pwcmd.sh", "echo run >> " .. q(home .. "/pwcount") .. "\ncat " .. q(home .. "/vault.pw") .. "\n")
+    write(home .. "/conf/config.yaml", "vault:\n  password_command: sh " .. home .. "/pwcmd.sh\n"
+      .. "postgres:\n  password: !vault pg.default\nredis:\n  password: !vault redis.password\n")
     write(home .. "/conf/group_vars/db.yaml", "postgres:\n  max_connections: 42\n")
     local plain = { "defaults:\n  pg: { default: Vlt-Default-" .. stamp .. " }\n  redis: { password: " .. REDIS_PW .. " }\nhosts:\n" }
     for i = 1, 3 do
@@ -91,10 +96,11 @@ describe("a fleet of three hosts with their own config", function()
     assert(th.exec(1, "rm -f /root/stop /root/stopped; printf %s " .. q(POLL) .. " > /root/poll.sh"))
     assert(th.exec(1, "setsid sh /root/poll.sh </dev/null >/dev/null 2>&1 &"))
     local args = { "--remote", "@db", "--parallel", "3", "--modules", "postgres,redis", "--config", home .. "/conf/config.yaml",
-      "--vault-password-file", home .. "/vault.pw", "--color=never" }
+      "--color=never" }
     local code, out, err = phanes(home, args)
     assert(th.exec(1, "touch /root/stop; i=0; while [ ! -e /root/stopped ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done"))
     assert.equal(0, code, out .. err)
+    assert.equal("run\n", th.read(home .. "/pwcount"), "the password command ran more than once for the fleet")
     assert.matches("\nhost%s+result%s+changed%s+failed%s+time%s+config\n", out)
     for i = 1, 3 do
       assert.matches("\nth" .. i .. "%s+changed%s+%d+%s+0%s+%S+%s+" .. layers_of(i) .. "\n", out)
@@ -124,6 +130,7 @@ describe("a fleet of three hosts with their own config", function()
     seen = seen .. out .. err
     local doc = assert(require("phanes.json").decode(out), out .. err)
     assert.equal(0, doc.exit_code)
+    assert.equal("run\nrun\n", th.read(home .. "/pwcount"))
     for i = 1, 3 do
       local h = doc.hosts["th" .. i]
       assert.equal("ok", h.status, out)
