@@ -323,7 +323,8 @@ local handed -- { salt, key } from the controller, false: none
 local function read_handed()
   if handed ~= nil then return handed end
   handed = false
-  if sys.environ().PHANES_VAULT_KEY_FD ~= "0" then return handed end
+  -- a terminal is never the controller's pipe (a program of ours that inherited the flag)
+  if sys.environ().PHANES_VAULT_KEY_FD ~= "0" or sys.isatty(0) then return handed end
   local text = io.stdin:read "a" or ""
   local magic, salt, key = text:match "^([^\n]*)\n([^\n]*)\n([^\n]*)\n$"
   local b64d = require("phanes.crypto").base64_decode
