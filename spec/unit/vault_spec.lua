@@ -522,6 +522,7 @@ describe("the vault key handed to a fleet's children", function()
     write(dir .. "/config.yaml", "vault:\n  password_command: sh " .. dir .. "/pwcmd.sh\n")
     write(dir .. "/secrets.vault.yaml", vault.seal("defaults:\n  k: Handed-Value-9\n", "fleet pw", FAST))
     write(dir .. "/wrong.pw", "not the password\n")
+    write(dir .. "/pw", "fleet pw\n")
     write(dir .. "/child.lua", table.concat({
       "local vault, format = require 'phanes.vault', require 'phanes.vault.format'",
       "vault.LOG = " .. string.format("%q", dir .. "/security.log"),
@@ -574,6 +575,27 @@ describe("the vault key handed to a fleet's children", function()
     -- the vault changed (another salt) since the key was derived: the child asks for the password itself
     write(dir .. "/secrets.vault.yaml", vault.seal("defaults:\n  k: Other\n", "fleet pw", FAST))
     assert.matches("^ERR .*wrong vault password.*\n1\n$", child(text))
+  end)
+
+  it("a fleet's child refuses a key that does not open the vault: exit 2, naming the vault", function()
+    assert(file.mkdir(dir .. "/.config/phanes", { parents = true }))
+    write(dir .. "/.config/phanes/inventory.yaml", "hosts:\n  a: { address: 127.0.0.1, port: 1, user: root }\n")
+    write(dir .. "/config.yaml", "redis:\n  password: !vault k\n")
+    local text = assert(vault.handover { config = dir .. "/config.yaml", env = { PHANES_VAULT_PASSWORD_FILE = dir .. "/pw" } })
+    local magic, salt = text:match "^([^\n]*)\n([^\n]*)\n"
+    local r = assert(exec.spawn { argv = { sys.exe(), "--remote", "a", "--modules", "redis", "--config", dir .. "/config.yaml",
+      "apply" }, stdin = magic .. "\n" .. salt .. "\n" .. crypto.base64_encode(cipher.random(48)) .. "\n",
+      env = { HOME = dir, PHANES_NO_PROMPT = "1", PHANES_VAULT_KEY_FD = "0", XDG_CONFIG_HOME = false, XDG_STATE_HOME = false } })
+    local errs, code = {}, nil
+    repeat
+      for _, ev in ipairs(assert(exec.wait({ r }, 5))) do
+        if ev.kind == "exit" then code = ev.code else errs[#errs + 1] = ev.data end
+      end
+    until code
+    r:close()
+    local all = table.concat(errs)
+    assert.equal(2, code, all)
+    assert.matches(": " .. (dir .. "/secrets.vault.yaml"):gsub("%p", "%%%0") .. ": the vault key handed over does not open", all)
   end)
 
   it("hands nothing without a vault file, and fails before any host on a wrong password", function()

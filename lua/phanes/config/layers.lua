@@ -109,7 +109,7 @@ local function vault_doc(o)
   end
   local doc, err = vault.open_once(path, { password_file = o.vault_password_file, env = o.env or {},
     settings = st })
-  err = err and (path .. ": " .. err)
+  err = err and (err:sub(1, #path + 1) == path .. ":" and err or (path .. ": " .. err))
   vaults[path] = { doc or nil, err }
   return doc, err
 end
