@@ -7,7 +7,9 @@
 -- the layers of the host's config. One failing host does not stop the
 -- others. A summary table ends the run. With --json, stdout carries one
 -- document for the whole fleet (fleet.document), whatever the number of
--- hosts, and the children's messages go to stderr, prefixed.
+-- hosts, and the children's messages go to stderr, prefixed. A vault is
+-- opened here once (password and KDF, fleet.vault_key) and each child gets
+-- its key on stdin (PHANES_VAULT_KEY_FD=0; vault.handover, vault.handed_key).
 --
 -- Exit (fleet.exit_code): the worst of the hosts': 130 interrupted, 3 a host
 -- unreachable (connection, authentication, sudo), 2 a host's config or the
