@@ -1,7 +1,7 @@
 /* exec_opts.c: exec.run's options: argv or shell, environment, cwd, stdin,
  * timeout, stream, merge; exec.spawn's: the same but timeout and stream,
- * plus result, and stdin of at most PIPE_BUF bytes. Everything is checked here, before exec.c acquires
- * a descriptor or a process. */
+ * plus result, and a stdin of at most PIPE_BUF bytes. Everything is
+ * checked here, before exec.c acquires a descriptor or a process. */
 #include <limits.h>
 #include <string.h>
 #include "exec.h"

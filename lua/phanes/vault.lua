@@ -312,8 +312,8 @@ function M.handover(o)
   local pw, perr = M.password { file = o.password_file or M.password_file, env = env,
     command = settings.password_command }
   if not pw then return nil, path .. ": " .. perr end
-  local key <close>, err = format.derive(text, pw, path)
-  M.audit { action = "read", file = path, outcome = key and "ok" or "password" }
+  local key <close>, err, kind = format.derive(text, pw, path)
+  M.audit { action = "read", file = path, outcome = key and "ok" or kind }
   if not key then return nil, err end
   local b64 = require("phanes.crypto").base64_encode
   return table.concat({ KEY_MAGIC, b64(format.salt(text)), b64(key:export()), "" }, "\n")
