@@ -52,8 +52,16 @@ describe("an arm64 test host under qemu user emulation", function()
     return host("cd /root && /usr/local/bin/phanes " .. args .. " --color=never")
   end
 
+  -- binfmt_misc as this machine had it: mounted or not, and its handlers
+  local function binfmt_state()
+    local _, out = sh("findmnt -rn -t binfmt_misc -o TARGET; ls /proc/sys/fs/binfmt_misc 2>/dev/null")
+    return out
+  end
+  local binfmt_before
+
   setup(function()
     t0 = os.time()
+    binfmt_before = binfmt_state()
     if not file.stat(ARM, true) then
       local code, out = sh("make --no-print-directory ARCH=aarch64")
       assert.equal(0, code, out)
@@ -153,5 +161,12 @@ describe("an arm64 test host under qemu user emulation", function()
     code, out = phanes_on_host(mods)
     assert.equal(0, code, out)
     assert.is_nil(out:find("\n%s*changed ", 1), out)
+  end)
+
+  it("teardown leaves binfmt_misc as it was", function()
+    local _, during = sh("ls /proc/sys/fs/binfmt_misc")
+    assert.matches("aarch64", during)
+    th.down()
+    assert.equal(binfmt_before, binfmt_state())
   end)
 end)
