@@ -11,6 +11,8 @@
 --
 -- The hosts run Debian 12, or Debian 13 when PHANES_TEST_SUITE=trixie is in
 -- the environment (the harness reads it; each suite has its own base).
+-- PHANES_TEST_ARCH=arm64 makes them arm64, under qemu user emulation
+-- (spec/integration/arm64_spec.lua).
 --
 -- Teardown is guaranteed: th.use registers a busted teardown (runs on failing
 -- tests too), and th.up starts a watchdog that runs `testhost down` when this
@@ -170,7 +172,7 @@ function M.ls()
 end
 
 -- this instance's settings (`testhost env`): ID, NET, BRIDGE, RUN, CACHE,
--- PROXY, NETNS_PREFIX, VETH_PREFIX, CGROUP, KEY, ALICE_PW, SUITE (bookworm or trixie)
+-- PROXY, NETNS_PREFIX, VETH_PREFIX, CGROUP, KEY, ALICE_PW, SUITE (bookworm or trixie), ARCH
 function M.env()
   local env = {}
   for k, v in one_line("env"):gmatch("PHANES_TEST_([%w_]+)=([^\n]*)") do
