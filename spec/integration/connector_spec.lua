@@ -51,8 +51,10 @@ local function shown(out, fixdir)
     end
     line = line:gsub("%d+m%d%ds", "T"):gsub("%d+%.%d+s", "T"):gsub("%d+s%f[%A]", "T")
     line = line:gsub("%s+", " "):gsub(" $", "")
-    -- the host key and how the connection was made are the transport's, not the run's
-    if not line:match "^phanes: recorded the host key of " and not line:find(": connecting to ", 1, true) then
+    -- the host key and the connection's progress (connecting, uploading,
+    -- running) are the transport's, not the run's
+    if not line:match "^phanes: recorded the host key of " and not line:find(": connecting to ", 1, true)
+      and not line:find(": uploading phanes (", 1, true) and not line:match ": running: T$" then
       lines[#lines + 1] = line
     end
   end

@@ -35,6 +35,7 @@ local SKIP = {
   { "EDITOR=nano phanes vault edit", "opens an editor on a terminal" },
   { "phanes check database --config config.yaml", "shows the errors of a config whose text is not shown, only its errors" },
   { "phanes vault rekey", "asks for the new password twice on a terminal (spec/integration/vault_spec.lua rekeys with --new-vault-password-file)" },
+  { "phanes --remote docker:box", "needs a running Docker container: spec/integration/connector_spec.lua applies a module through docker:NAME in a test host running Docker" },
 }
 
 local function skipped(cmd)
