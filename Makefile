@@ -47,7 +47,7 @@ EMBED := $(shell find lua modules profiles templates web -type f ! -name '*~' ! 
 DEPS := build-essential liblua5.4-dev libyaml-dev libssh2-1-dev libssl-dev zlib1g-dev \
 	lua-filesystem-dev libevent-dev lua5.4 lua-busted valgrind openssh-client \
 	debootstrap apt-cacher-ng iproute2 util-linux procps time patch perl curl \
-	clang libclang-rt-14-dev chromium nodejs python3 zip unzip git wrk
+	clang libclang-rt-14-dev chromium nodejs python3 zip unzip git wrk jq
 # The arm64 cross-build (make ARCH=aarch64, make dist) and its emulation
 # (make test-arm64): Debian's cross compiler and arm64 static archives.
 DEPS += gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
