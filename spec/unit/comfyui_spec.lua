@@ -108,9 +108,32 @@ describe("lmstudio module", function()
     for _, d in ipairs(plan.find(calls, "file.directory")) do assert.is_not.equal("/etc", d.args.path) end
   end)
 
+  it("runs LM Studio's install script by default, as its user, once per checksum", function()
+    local calls = lm { archive_url = "", script_sha256 = SHA, server = true }
+    local f = plan.find(calls, "fetch.file")[1].args
+    assert.equal("https://lmstudio.ai/install.sh", f.url)
+    assert.equal(SHA, f.sha256)
+    assert.equal("/var/cache/phanes/lmstudio/install-" .. SHA:sub(1, 16) .. ".sh", f.dest)
+    local r = plan.find(calls, "cmd.run")[1].args
+    assert.same({ "runuser", "-u", "lmstudio", "--", "sh", f.dest }, r.argv)
+    assert.same({ HOME = "/var/lib/lmstudio" }, r.env)
+    assert.equal(0, #plan.find(calls, "archive.extracted"))
+    local lms = "/var/lib/lmstudio/.lmstudio/bin/lms"
+    assert.same({ path = "/usr/local/bin/lms", target = lms }, plan.find(calls, "file.symlink")[1].args)
+    local unit = plan.find(calls, "systemd.unit")[1].args.content
+    assert.matches("ExecStartPre=" .. lms .. " daemon up\n", unit, 1, true)
+    assert.matches("ExecStart=" .. lms .. " server start --port 1234\n", unit, 1, true)
+    assert.matches("Type=oneshot\n", unit, 1, true)
+    assert.same({ "installed", stamp = "script " .. SHA }, calls[#calls].args)
+    local d = plan.module("lmstudio").detect { method = "auto", archive_url = "", server = false, port = 1 }
+    assert.same({ lms, "/usr/local/bin/lms" }, d.files)
+  end)
+
   it("refuses a missing URL or checksum and a CLI path out of dir", function()
     for _, c in ipairs {
-      { { archive_url = "" }, "lmstudio.archive_url is not set" },
+      { { method = "archive", archive_url = "" }, "lmstudio.archive_url is not set" },
+      { { archive_url = "" }, "lmstudio.script_sha256 is not set: fetch https://lmstudio.ai/install.sh" },
+      { { method = "script" }, "lmstudio.script_sha256 is not set" },
       { { sha256 = "" }, "lmstudio.sha256 is not set" },
       { { lms = "../../bin/sh" }, "without .." },
     } do

@@ -1,0 +1,156 @@
+-- The lmstudio module's default path (method: script, LM Studio's install
+-- script of its headless core) on a disposable Debian test host: the
+-- stand-in install script (spec/fixtures/ai/lmstudio-script/install.sh,
+-- its download pointed at the fixture server) refuses root and installs
+-- the stand-in lms (spec/fixtures/ai/lmstudio/bin/lms) under the user's
+-- ~/.lmstudio. The host is looked at: the script ran once as the lmstudio
+-- user, lms is linked on PATH, the oneshot unit serves /v1/models on
+-- localhost only from a process of that user; a re-run asks the server
+-- nothing and restarts nothing; a wrong script_sha256 runs nothing.
+--
+--   PHANES_TEST_ID=c7 spec/run build/phanes integration spec/integration/ai_lmstudio_script_spec.lua
+local th = require "spec.support.testhost"
+local runcli = require "spec.support.runcli"
+local json = require "phanes.json"
+local F = require "phanes.file"
+
+local function sh(cmd, allow_fail)
+  local ok, out, code = th.exec(1, cmd)
+  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
+  return out, code
+end
+
+local function trim(s) return (s:gsub("%s+$", "")) end
+local function yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
+
+local function phanes(args)
+  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
+  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
+  return body, tonumber(rc), sh "cat /root/err"
+end
+
+local function local_sh(cmd)
+  local ok, out, code = th.run(cmd)
+  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
+  return out
+end
+
+local q = th.quote
+local APPLY = "apply lmstudio --only lmstudio --config config.yaml"
+local LMS = "/var/lib/lmstudio/.lmstudio/bin/lms"
+local ZERO = string.rep("0", 63) .. "1"
+local PORT = 4321
+
+describe("lmstudio's install script on a test host", function()
+  local available, why = th.available()
+  if not available then
+    it("needs test hosts", function() pending(why) end)
+    return
+  end
+
+  local dir, serve_pid, base, script_sum = nil, nil, nil, nil
+
+  local function serve()
+    local gw = th.env().PROXY:match "^http://([%d.]+):"
+    for _ = 1, 5 do
+      local port = math.random(30000, 39999)
+      local pid = trim(local_sh("setsid /usr/bin/python3 -m http.server " .. port .. " --bind " .. gw
+        .. " --directory " .. q(dir .. "/www") .. " >" .. q(dir .. "/http.log") .. " 2>&1 </dev/null & echo $!"))
+      os.execute "sleep 1"
+      if th.run("kill -0 " .. pid) then
+        serve_pid, base = pid, "http://" .. gw .. ":" .. port
+        return
+      end
+    end
+    error("no fixture HTTP server could start:\n" .. local_sh("cat " .. q(dir .. "/http.log")))
+  end
+
+  local function requests() return #(F.read(dir .. "/http.log") or ""):gsub("[^\n]", "") end
+  local function server_pid() return trim(sh("cat /var/lib/lmstudio/.lms-fixture.pid")) end
+
+  setup(function()
+    dir = require("lfs").currentdir() .. "/build/spec_tmp/ai_lmstudio_script"
+    local_sh("rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir .. "/www")
+      .. " && cp spec/fixtures/ai/lmstudio/bin/lms " .. q(dir .. "/www/lms"))
+    th.down(1)
+    th.up(1)
+    sh "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 >/dev/null" -- the stand-in lms is Python
+    serve()
+    local text = F.read "spec/fixtures/ai/lmstudio-script/install.sh":gsub("@BASE@", base)
+    runcli.write(dir .. "/www/install.sh", text)
+    script_sum = F.sha256(text)
+    local cfg = dir .. "/config.yaml"
+    runcli.write(cfg, table.concat({
+      "lmstudio:",
+      "  script_url: " .. base .. "/install.sh",
+      "  script_sha256: " .. script_sum,
+      '  settings: \'{"contextLength": 4096}\'',
+      "  server: true",
+      "  port: " .. PORT,
+      "",
+    }, "\n"))
+    assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
+    assert(th.cp(1, cfg, "/root/config.yaml"))
+  end)
+  teardown(function()
+    if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
+    th.down()
+    if dir then os.execute("rm -rf " .. q(dir)) end
+  end)
+
+  it("without script_sha256 says what to set and runs nothing", function()
+    local out, code, err = phanes(APPLY .. " --set lmstudio.script_sha256=")
+    assert.equal(1, code, out .. err)
+    assert.matches("lmstudio.script_sha256 is not set: fetch " .. base .. "/install.sh", out .. err, 1, true)
+    assert.is_false(yes "test -e /var/lib/lmstudio")
+  end)
+
+  it("a wrong script_sha256 runs nothing", function()
+    local out, code, err = phanes(APPLY .. " --set lmstudio.script_sha256=" .. ZERO)
+    assert.equal(1, code, out .. err)
+    assert.matches("sha256 mismatch for " .. base .. "/install.sh: expected " .. ZERO .. ", got " .. script_sum,
+      out .. err, 1, true)
+    assert.is_false(yes("test -e " .. LMS))
+    assert.is_false(yes "ls /var/cache/phanes/lmstudio/install-*.sh >/dev/null 2>&1")
+  end)
+
+  it("runs the checked script once as lmstudio; the server answers on localhost", function()
+    local out, code, err = phanes(APPLY)
+    assert.equal(0, code, out .. err)
+    assert.matches("changed%s+cmd.run", out)
+    assert.equal("lmstudio lmstudio 755", trim(sh("stat -c '%U %G %a' " .. LMS)))
+    assert.equal(LMS, trim(sh "readlink /usr/local/bin/lms"))
+    assert.equal("lms 0.0.1-fixture", trim(sh "lms version"))
+    assert.equal('{"contextLength": 4096}', sh "cat /var/lib/lmstudio/.lmstudio/settings.json")
+    assert.equal("active", trim(sh "systemctl is-active lmstudio"))
+    assert.equal("enabled", trim(sh "systemctl is-enabled lmstudio"))
+    assert.equal("lmstudio", trim(sh("ps -o user= -p " .. server_pid())))
+    assert.matches('"object": "list"', sh("curl -fsS http://127.0.0.1:" .. PORT .. "/v1/models"), 1, true)
+    assert.equal("127.0.0.1:" .. PORT, trim(sh("ss -ltnH 'sport = :" .. PORT .. "' | awk '{print $4}'")))
+    assert.equal("script " .. script_sum .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.script")
+    assert.equal("script " .. script_sum .. "\n", sh "cat /var/lib/phanes/sentinels/lmstudio.installed")
+  end)
+
+  it("a re-run changes nothing, asks the server nothing and restarts nothing", function()
+    local pid, seen = server_pid(), requests()
+    local out, code, err = phanes(APPLY .. " --json")
+    assert.equal(0, code, out .. err)
+    local r = assert(json.decode(out))
+    for _, m in ipairs(r.modules) do
+      for _, ev in ipairs(m.resources) do
+        assert.equal("ok", ev.status, m.name .. " " .. ev.resource .. " " .. tostring(ev.target))
+      end
+    end
+    assert.equal(seen, requests())
+    assert.equal(pid, server_pid())
+    assert.equal("active", trim(sh "systemctl is-active lmstudio"))
+  end)
+
+  it("stopping the unit stops the server", function()
+    sh "systemctl stop lmstudio"
+    assert.is_false(yes("curl -fsS -o /dev/null http://127.0.0.1:" .. PORT .. "/v1/models"))
+    local out, code, err = phanes(APPLY)
+    assert.equal(0, code, out .. err)
+    assert.matches('"object": "list"', sh("curl -fsS http://127.0.0.1:" .. PORT .. "/v1/models"), 1, true)
+  end)
+end)
