@@ -46,11 +46,15 @@ describe("output", function()
       local mask = output.masker { ["redis.password"] = "hunter2-pw", pin = 12345678 }
       assert.equal("****** ******", mask "hunter2-pw 12345678")
     end)
-    it("scrubs no secret shorter than MIN_SCRUB from free text", function()
+    it("scrubs a secret shorter than MIN_SCRUB only as a whole word, and none under MIN_WORD", function()
       assert.equal(8, output.MIN_SCRUB)
-      local mask = output.masker { "e", "deploy", "1234567", "12345678" }
-      assert.equal('{"exit_code": 1, "user": "deploy", "pin": 1234567, "x": ******}',
-        mask '{"exit_code": 1, "user": "deploy", "pin": 1234567, "x": 12345678}')
+      assert.equal(4, output.MIN_WORD)
+      local mask = output.masker { "e", "abc", "deploy", "1234567", "12345678" }
+      assert.equal('{"exit_code": 1, "user": "******", "pin": ******, "x": ******, "y": "abc"}',
+        mask '{"exit_code": 1, "user": "deploy", "pin": 1234567, "x": 12345678, "y": "abc"}')
+      assert.equal("redeployed deploy_x 01234567 ******@host ****** deploy2",
+        mask "redeployed deploy_x 01234567 deploy@host deploy deploy2")
+      assert.equal("x******x", mask "x12345678x")
     end)
     it("masks everything printed, stdout and stderr", function()
       local out, err = sink(), sink()

@@ -58,12 +58,13 @@ describe("context", function()
     assert.equal("+pass ******\n", w.last().diff)
   end)
 
-  it("leaves short secrets in free text alone: they would corrupt words and show where they are", function()
-    w = fakeexec.world{ secrets = { "e", "deploy", "hunter2-pw" } }
-    assert.equal("exit_code deploy ******", w.run:mask "exit_code deploy hunter2-pw")
-    w.run:emit{ module = "m", resource = "r", target = "/etc/deploy", status = "changed", diff = "+user deploy\n" }
-    assert.equal("/etc/deploy", w.last().target)
-    assert.equal("+user deploy\n", w.last().diff)
+  it("masks short secrets in free text only as whole words, and none under 4 bytes", function()
+    w = fakeexec.world{ secrets = { "e", "abc123", "hunter2-pw" } }
+    assert.equal("exit_code ****** abc1234 ******", w.run:mask "exit_code abc123 abc1234 hunter2-pw")
+    w.run:emit{ module = "m", resource = "r", target = "/etc/x.conf", status = "changed",
+      diff = "+requirepass abc123\n+maxabc123 1\n" }
+    assert.equal("/etc/x.conf", w.last().target)
+    assert.equal("+requirepass ******\n+maxabc123 1\n", w.last().diff)
   end)
 
   it("tells failures, skips and Lua errors apart", function()

@@ -175,8 +175,8 @@ function Run:units_of(module)
   return list
 end
 
--- run:mask(text) -> text with each secret (of output.MIN_SCRUB bytes or
--- more) replaced by ******: output.masker, the one masking of phanes.
+-- run:mask(text) -> text with each secret replaced by ******
+-- (output.masker, the one masking of phanes; it says how short ones go).
 function Run:mask(text)
   return self.scrub(text)
 end

@@ -31,14 +31,40 @@ end
 -- Masking: the one place that decides what a secret looks like in output.
 -- A secret is known by its field (schema `secret = true`): values of secret
 -- fields are replaced whole (output.mask_fields). Free text (messages,
--- command output, diffs) is scrubbed of secret values, but only of those
--- at least MIN_SCRUB bytes long: a short secret ("e", "deploy") occurs in
--- ordinary words, and replacing it there would corrupt the text and show
--- where the secret occurs. Keys of tables are never touched.
+-- command output, diffs) is scrubbed of secret values: those of MIN_SCRUB
+-- bytes or more wherever they occur; shorter ones of MIN_WORD bytes or more
+-- only where they stand as a word of their own (no letter, digit or _ on
+-- either side), so a 6-byte password echoed by a command is masked, but
+-- "pin" inside "spinning" is not. A secret under MIN_WORD bytes ("e")
+-- occurs in ordinary words and is left alone. Keys of tables are never
+-- touched.
 M.MIN_SCRUB = 8
+M.MIN_WORD = 4
 
--- output.masker(secrets) -> function(str) -> str with every secret value of
--- MIN_SCRUB bytes or more replaced by ******. `secrets` is a list of
+local function at_word_edge(s, a, b)
+  return not s:sub(a - 1, a - 1):find "[%w_]" and not s:sub(b + 1, b + 1):find "[%w_]"
+end
+
+-- s with every occurrence of secret (every whole-word one when word) masked
+local function replace(s, secret, word)
+  local parts, i, from = {}, 1, 1
+  while true do
+    local a, b = s:find(secret, from, true)
+    if not a then break end
+    if not word or at_word_edge(s, a, b) then
+      parts[#parts + 1] = s:sub(i, a - 1)
+      parts[#parts + 1] = M.MASK
+      i = b + 1
+    end
+    from = b + 1
+  end
+  if #parts == 0 then return s end
+  parts[#parts + 1] = s:sub(i)
+  return table.concat(parts)
+end
+
+-- output.masker(secrets) -> function(str) -> str with every secret value
+-- replaced by ****** (see above for short ones). `secrets` is a list of
 -- strings or a map whose values are strings (what config.secrets returns);
 -- longest values are replaced first, so a secret containing another is
 -- masked whole.
@@ -46,7 +72,7 @@ function M.masker(secrets)
   local list, seen = {}, {}
   for _, v in pairs(secrets or {}) do
     if type(v) == "number" then v = tostring(v) end
-    if type(v) == "string" and #v >= M.MIN_SCRUB and not seen[v] then
+    if type(v) == "string" and #v >= M.MIN_WORD and not seen[v] then
       seen[v] = true
       list[#list + 1] = v
     end
@@ -55,21 +81,7 @@ function M.masker(secrets)
   table.sort(list, function(a, b) return #a > #b end)
   return function(s)
     if type(s) ~= "string" then return s end
-    for _, secret in ipairs(list) do
-      local i = 1
-      local parts = {}
-      while true do
-        local a, b = s:find(secret, i, true)
-        if not a then break end
-        parts[#parts + 1] = s:sub(i, a - 1)
-        parts[#parts + 1] = M.MASK
-        i = b + 1
-      end
-      if #parts > 0 then
-        parts[#parts + 1] = s:sub(i)
-        s = table.concat(parts)
-      end
-    end
+    for _, secret in ipairs(list) do s = replace(s, secret, #secret < M.MIN_SCRUB) end
     return s
   end
 end
