@@ -354,7 +354,7 @@ describe("cli", function()
       r = phanes("list", "-v", "--path", FIX)
       assert.match("requires: alpha", r.stdout)
       assert.match("config: greeting:string, token:string %(secret%)", r.stdout)
-      for _, args in ipairs { { "list", "-v", "--path", FIX }, { "list", "-v" } } do
+      for _, args in ipairs { { "list", "-v", "--path", FIX }, { "list", "-v" }, { "list", "--path", FIX }, { "list" } } do
         r = phanes(table.unpack(args))
         local n = 0
         for line in r.stdout:gmatch "[^\n]+" do
@@ -363,6 +363,9 @@ describe("cli", function()
         end
         assert.is_true(n > 20, r.stdout)
       end
+      r = phanes "list" -- the plain list cuts a long description and folds a long list of modules
+      assert.match("\n  ai +baseline, user, security, swap, updates, ollama,[^\n]*\n +[%w, ]*sillytavern\n", r.stdout)
+      assert.match("\n  comfyui +ComfyUI from a pinned git ref[^\n]*%.%.%. ", r.stdout)
       r = phanes("list", "--path", FIX .. "/bad")
       assert.equal(2, r.code)
       assert.match("syntax%.lua:4:", r.stderr)

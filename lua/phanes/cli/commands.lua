@@ -281,6 +281,27 @@ local function wrap(text, w)
   return lines
 end
 
+-- the plain list: name | text | origin, fitting the terminal's columns
+-- ($COLUMNS, else 100): a longer text is cut (...), or with fold wrapped
+-- onto indented lines; list -v shows every text whole.
+-- entries: { name, text, origin, paint (of the text) }
+local function short_rows(entries, out, fold)
+  local namew, originw = 0, 0
+  for _, e in ipairs(entries) do
+    namew, originw = math.max(namew, #e.name), math.max(originw, #(e.origin or ""))
+  end
+  local w = math.max(30, (tonumber(os.getenv "COLUMNS") or 100) - (2 + namew) - 2 - 2 - originw)
+  local rows = {}
+  local function paint(e, t) return e.paint and out:paint(e.paint, t) or t end
+  for _, e in ipairs(entries) do
+    local lines = fold and wrap(e.text, w - 2) or { e.text }
+    if not fold and #e.text > w then lines[1] = e.text:sub(1, w - 3):gsub("%s+$", "") .. "..." end
+    rows[#rows + 1] = { "  " .. e.name, paint(e, lines[1]), out:paint("dim", e.origin or "") }
+    for i = 2, #lines do rows[#rows + 1] = { "", paint(e, "  " .. lines[i]), "" } end
+  end
+  return rows
+end
+
 -- list -v: name | its lines of text ({ text, paint }), wrapped to fit 100 columns
 local function fit_rows(items, out)
   local namew = 0
@@ -342,10 +363,8 @@ function M.list(p)
   end
   out:say(out:paint("bold", "modules"))
   local rows = {}
-  for _, m in ipairs(mods) do
-    rows[#rows + 1] = { "  " .. m.name, m.description or "", out:paint("dim", m.origin or "") }
-  end
-  if p.opts.verbose then rows = verbose_rows(mods, out) end -- fits 100 columns
+  for i, m in ipairs(mods) do rows[i] = { name = m.name, text = m.description or "", origin = m.origin } end
+  rows = p.opts.verbose and verbose_rows(mods, out) or short_rows(rows, out) -- fit the columns
   for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
     if line ~= "" then out:say(line) end
   end
@@ -355,10 +374,10 @@ function M.list(p)
   local items = {} -- list -v: fits 100 columns
   for _, prof in ipairs(profiles) do
     local names = prof.modules and table.concat(prof.modules, ", ")
-    rows[#rows + 1] = { "  " .. prof.name, names or out:paint("red", "error"), out:paint("dim", prof.origin or "") }
+    rows[#rows + 1] = { name = prof.name, text = names or "error", paint = not names and "red" or nil, origin = prof.origin }
     items[#items + 1] = { name = prof.name, { names or "error", not names and "red" or nil }, { prof.origin or "", "dim" } }
   end
-  if p.opts.verbose then rows = fit_rows(items, out) end
+  rows = p.opts.verbose and fit_rows(items, out) or short_rows(rows, out, true)
   for _, line in ipairs(output.format_table({ "", "", "" }, rows)) do
     if line ~= "" then out:say(line) end
   end
