@@ -230,9 +230,9 @@ function Run:module(i, mod)
   local ok, c = xpcall(function()
     local ctx = self.run:module(mod, section)
     ctx.resuming = self.state and self.state.pending and self.state:pending(mod.name) or nil
-    return mod.apply(ctx, section or {})
+    mod.apply(ctx, section or {})
+    self:detect(mod, rec, section)
   end, errors.catch)
-  if ok then self:detect(mod, rec, section) end
   rec.duration = self.sys.now() - rec.start
   self.current = nil
   out:clear_progress()
