@@ -43,7 +43,7 @@ describe("detect probes in apply", function()
     opts = opts or {}
     out = sink()
     local o = output.new { color = "never", out = out, err = sink(), tty = false, quiet = opts.quiet }
-    local sf = opts.state and assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
+    local sf = opts.sf or opts.state and assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     local code, report = runner.run {
       mods = mods, config = {}, dry_run = opts.dry_run, keep_going = opts.keep_going, json = opts.json, out = o, state = sf,
       previous = opts.previous, exec = fake.exec, profile = "test", hash = function(m) return "hash-" .. m.name end,
@@ -171,15 +171,10 @@ describe("detect probes in apply", function()
     -- known now: noop, nothing more to say, nothing rewritten but the run's time
     local sf = assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     local installed_at = s.modules.app.installed_at
-    report = select(2, runner.run {
-      mods = { mod("app", "v1", probes) }, config = {}, out = output.new { color = "never", out = out, err = sink(), tty = false },
-      state = sf, exec = fake.exec, hash = function(m) return "hash-" .. m.name end,
-      exec_mod = { run = fake.exec, kill_all = function() end },
-      sys = { now = require("phanes.sys").now, interrupted = function() return 0 end, trap_signals = function() end },
-    })
+    _, report, text = go({ mod("app", "v1", probes) }, { sf = sf })
     assert.equal(1, sf.writes)
-    sf:close()
     assert.equal("noop", report.modules[1].status)
+    assert.match("\n      noop %(detected: 1 probe passed%)\n", text)
     assert.is_true(report.modules[1].detected.in_state)
     assert.equal(installed_at, state().modules.app.installed_at)
   end)
