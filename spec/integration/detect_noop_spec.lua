@@ -5,7 +5,8 @@
 -- program's --check) is applied inside the host, the state file is
 -- deleted, and the plan and the apply then say noop (detected), the host's
 -- files are looked at (inode, mtime, ctime: untouched, no second install)
--- and the state file lists the module again. A changed config is shown
+-- and the state file lists the module again; the same over SSH (--remote),
+-- where the controller's record says noop too. A changed config is shown
 -- and made, never hidden behind noop; failing probes leave an ordinary ok.
 --
 --   PHANES_TEST_ID=nop spec/run build/phanes integration spec/integration/detect_noop_spec.lua
@@ -127,6 +128,35 @@ describe("detect probes on a test host", function()
     assert.equal("greeting=bye\n", sh "cat /opt/beacon/beacon.conf")
     assert.equal("installed\n", sh "cat /opt/beacon/installs.log")
     assert.equal("installed", json.decode(sh("cat " .. STATE)).modules.beacon.status)
+  end)
+
+  it("over SSH: the plan and the apply say noop, the controller's record too; the target's state lists it", function()
+    sh("rm " .. STATE)
+    local home = require("spec.support.fakeexec").tmpdir() -- not under /tmp: --path there is refused
+    finally(function() os.execute("rm -rf " .. th.quote(home)) end)
+    assert(os.execute("cp -r spec/fixtures/detect " .. th.quote(home .. "/detect")))
+    local function remote(args)
+      local p = assert(io.popen("cd " .. th.quote(home) .. " && HOME=" .. th.quote(home) .. " SSH_AUTH_SOCK= "
+        .. th.quote(runcli.binary()) .. " --path detect --remote root@" .. th.ip(1) .. " --key " .. th.quote(th.key())
+        .. " " .. APPLY:gsub(" %-%-path detect", "") .. " --set beacon.greeting=bye " .. args .. " </dev/null 2>&1"))
+      local out = p:read "a"
+      local _, _, code = p:close()
+      local last = th.read(home .. "/.local/state/phanes/hosts/root@" .. th.ip(1) .. "/last.json")
+      return code, out, last and json.decode(last)
+    end
+    local code, out, rec = remote "--dry-run"
+    assert.equal(0, code, out)
+    assert.matches("noop (detected: 4 probes passed; not in the state, an apply records it)", out, 1, true)
+    assert.equal("noop", rec.modules[1].status)
+    assert.equal("no", trim(sh("test -e " .. STATE .. " && echo yes || echo no")))
+    local now = stamps()
+    code, out, rec = remote ""
+    assert.equal(0, code, out)
+    assert.matches("noop (detected: 4 probes passed; recorded in the state again)", out, 1, true)
+    assert.equal("noop", rec.modules[1].status)
+    assert.equal(0, rec.changed)
+    assert.equal("installed", json.decode(sh("cat " .. STATE)).modules.beacon.status)
+    assert.equal(now, stamps())
   end)
 
   it("a probe that fails (the program's check) leaves an ordinary ok", function()
