@@ -247,7 +247,7 @@ function Out:warn(msg)
   self.err:flush()
 end
 
-local STATUS_COLOR = { ok = "green", changed = "yellow", ["would change"] = "cyan",
+local STATUS_COLOR = { ok = "green", noop = "green", changed = "yellow", ["would change"] = "cyan",
   failed = "red", skipped = "dim", interrupted = "red", installed = "green",
   ["not run"] = "dim" }
 

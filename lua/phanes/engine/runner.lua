@@ -15,8 +15,10 @@
 --
 -- Exit codes: 0 all ok, 1 a module failed, 130 interrupted (Ctrl-C: the run
 -- stops after the current resource; a second Ctrl-C kills running commands).
--- Statuses per module: ok, changed, would change, failed, skipped,
--- interrupted, not run.
+-- Statuses per module: ok, noop, changed, would change, failed, skipped,
+-- interrupted, not run. noop: a module with detect probes that changed
+-- nothing (would change nothing) and whose probes all pass: the host
+-- already has it, known to the state or not (Run:detect).
 local output = require "phanes.engine.output"
 local errors = require "phanes.engine.errors"
 local EXIT = require "phanes.cli.exit"
@@ -183,6 +185,37 @@ function Run:on_log(level, module, msg)
   end
 end
 
+-- A module that declares detect probes and changed nothing (would change
+-- nothing): its probes are checked; all passing makes it "noop", with
+-- rec.detected = { probes = n, checks = {...}, in_state = bool } (in_state:
+-- the state of this run, or the one a dry run read, had it installed; nil
+-- without a state). A module with a change is never noop: its changes show
+-- as usual. A URL its own fetch.check found answering in this run is not
+-- asked again, so a no-op apply spawns no process for it.
+function Run:detect(mod, rec, section)
+  if not mod.detect or rec.changed > 0 or self:interrupted() > 0 then return end
+  rec.step = { resource = "detect", target = mod.name, start = self.sys.now() }
+  local found = require("phanes.engine.detect").module(mod, section, self.run.exec, rec.resources)
+  rec.step = nil
+  if not (found and found.installed and #found.checks > 0) then return end
+  local data = self.state and self.state.data or self.previous
+  local known = type(data) == "table" and type(data.modules) == "table" and data.modules[mod.name]
+  rec.status = "noop"
+  rec.detected = { probes = #found.checks, checks = found.checks }
+  if data then rec.detected.in_state = type(known) == "table" and known.status == "installed" end
+end
+
+-- "noop (detected: 3 probes passed)", and what the state will say when it
+-- did not know the module.
+function Run:say_detected(rec)
+  local d, out = rec.detected, self.out
+  local note = string.format("detected: %d probe%s passed", d.probes, d.probes == 1 and "" or "s")
+  if d.in_state == false then
+    note = note .. (self.dry_run and "; not in the state, an apply records it" or "; recorded in the state again")
+  end
+  out:say("      ", out:status "noop", " ", out:paint("dim", "(" .. note .. ")"))
+end
+
 -- Run one module: returns its result record.
 function Run:module(i, mod)
   local out = self.out
@@ -197,13 +230,15 @@ function Run:module(i, mod)
   local ok, c = xpcall(function()
     local ctx = self.run:module(mod, section)
     ctx.resuming = self.state and self.state.pending and self.state:pending(mod.name) or nil
-    return mod.apply(ctx, section or {})
+    mod.apply(ctx, section or {})
+    self:detect(mod, rec, section)
   end, errors.catch)
   rec.duration = self.sys.now() - rec.start
   self.current = nil
   out:clear_progress()
   if ok then
     if rec.changed > 0 then rec.status = self.dry_run and "would change" or "changed" end
+    if rec.detected and not (self.json or out.quiet) then self:say_detected(rec) end
   elseif c.kind == "skip" then
     rec.status, rec.reason = "skipped", tostring(c.reason or "skipped")
     if not (self.json or out.quiet) then out:say("      ", out:status "skipped", ": ", c.reason) end
@@ -224,7 +259,7 @@ end
 function Run:record(mod, rec)
   if self.dry_run or not self.state then return end
   local info
-  if rec.status == "ok" or rec.status == "changed" then
+  if rec.status == "ok" or rec.status == "noop" or rec.status == "changed" then
     local hash = self.hash and self.hash(mod) or nil
     info = { status = "installed", version = mod.version, config_hash = hash }
   elseif rec.status == "failed" then
@@ -291,7 +326,7 @@ function Run:report(results, code)
         message = ev.message, diff = ev.diff, duration = ev.duration }
     end
     mods[#mods + 1] = { name = r.name, status = r.status, changed = r.changed or 0,
-      duration = r.duration, reason = r.reason, error = r.error, resources = arr(res),
+      duration = r.duration, reason = r.reason, error = r.error, resources = arr(res), detected = r.detected,
       log = r.log and #r.log > 0 and r.log or nil }
   end
   local report = {
@@ -315,7 +350,7 @@ function M.run(opts)
   local self = setmetatable({
     mods = opts.mods, config = opts.config, dry_run = opts.dry_run, keep_going = opts.keep_going, diff = opts.diff,
     verbose = opts.verbose or (opts.out and opts.out.verbose), json = opts.json, out = opts.out, state = opts.state,
-    hash = opts.hash, profile = opts.profile, version = opts.version,
+    hash = opts.hash, profile = opts.profile, version = opts.version, previous = opts.previous,
     context = opts.context or require "phanes.engine.context",
     sys = opts.sys or require "phanes.sys",
     exec_mod = opts.exec_mod or require "phanes.exec",
