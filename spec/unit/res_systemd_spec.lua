@@ -65,6 +65,13 @@ describe("systemd.unit", function()
     assert.equal(0, w.fake:count "systemctl --no-pager daemon-reload")
   end)
 
+  it("renders a template given as template (the same as src)", function()
+    w = world()
+    local r = w.ctx.systemd.unit { name = "ollama", template = "ollama/ollama.service", vars = { prefix = "/opt/y" } }
+    assert.is_true(r.changed)
+    assert.matches("ExecStart=/opt/y/bin/ollama serve", fakeexec.read(w.path "/etc/systemd/system/ollama.service"), 1, true)
+  end)
+
   it("renders a template given as src", function()
     w = world()
     local r = w.ctx.systemd.unit { name = "ollama", src = "ollama/ollama.service", vars = { prefix = "/opt/x" } }

@@ -346,6 +346,19 @@ describe("runner", function()
       assert.match("user%.present: expects a table of arguments { name = %.%.%. }", err:text())
     end)
 
+    it("an argument a resource does not take is named, with the closest one, at the user's line", function()
+      local m = mod("ownr", function(ctx) ctx.file.content { path = "/x", content = "x", ownr = "root" } end)
+      local code, report = go({ m })
+      assert.equal(1, code)
+      assert.match("module 'ownr' failed: file%.content: unknown argument 'ownr' %(did you mean 'owner'%?%); it takes "
+        .. "backup, content, group, mode, owner, path, secret, validate %(spec/unit/runner_spec%.lua:%d+%)", err:text())
+      assert.equal("config", report.modules[1].error.kind)
+      -- positional arguments are always taken; a declared option too
+      code = go({ mod("pos", function(ctx) ctx.pkg.installed { "curl", recommends = true, recomends = true } end) })
+      assert.equal(1, code)
+      assert.match("pkg%.installed: unknown argument 'recomends' %(did you mean 'recommends'%?%)", err:text())
+    end)
+
     it("a bug in phanes' own code is an internal error, with the user's line that led there", function()
       -- a resource body compiled as if it were one of phanes' own files
       local body = assert(load("return function() local t = nil; return t.x end", "@lua/phanes/res/fake.lua"))()

@@ -299,26 +299,51 @@ function unknown_resource(ns, fns)
   end
 end
 
--- A resource's declared required arguments (res.required["file.content"]
--- = { "path", ... }): a missing one is a config error naming the argument
--- and the user's line, reported as the resource's failure.
-function check_args(run, ctx, kind, o, need)
-  local missing
+-- A resource's declared arguments: a missing required one
+-- (res.required["file.content"] = { "path", ... }) or one it does not take
+-- (res.api["file.content"]'s names; positional ones are always taken) is a
+-- config error naming the argument and the user's line, reported as the
+-- resource's failure. A misspelt argument is never silently ignored.
+local function bad_arg(o, need, takes)
   if type(o) ~= "table" then
-    missing = "expects a table of arguments { " .. table.concat(need, " = ..., ") .. " = ... }"
-  else
-    for _, arg in ipairs(need) do
-      if o[arg] == nil then
-        missing = "missing required argument '" .. arg .. "'"
-        break
-      end
-    end
+    return "expects a table of arguments { " .. table.concat(need or { "..." }, " = ..., ") .. " = ... }"
   end
-  if not missing then return end
+  for _, arg in ipairs(need or {}) do
+    if o[arg] == nil then return "missing required argument '" .. arg .. "'" end
+  end
+  if not takes then return nil end
+  local odd = {}
+  for k in pairs(o) do
+    if math.type(k) ~= "integer" and not takes[k] then odd[#odd + 1] = tostring(k) end
+  end
+  if #odd == 0 then return nil end
+  table.sort(odd)
+  local names = {}
+  for k in pairs(takes) do names[#names + 1] = k end
+  table.sort(names)
+  local guess = require("phanes.engine.resolve").suggest(odd[1], names)
+  return string.format("unknown argument '%s'%s; it takes %s", odd[1],
+    guess and string.format(" (did you mean '%s'?)", guess) or "", table.concat(names, ", "))
+end
+
+function check_args(run, ctx, kind, o, need, takes)
+  local bad = bad_arg(o, need, takes)
+  if not bad then return end
   local where = errors.where(3)
   run:resource(ctx, kind, "", function()
-    error(errors.new { kind = "config", resource = kind, message = missing, where = where }, 0)
+    error(errors.new { kind = "config", resource = kind, message = bad, where = where }, 0)
   end)
+end
+
+-- res.api[kind] -> the set of argument names it takes (nil: undeclared, or
+-- a table of arguments is not what it takes)
+local function takes_of(api)
+  if type(api) ~= "table" or type(api[2]) ~= "table" then return nil end
+  local set, any = {}, false
+  for _, a in ipairs(api[2]) do
+    if type(a[1]) == "string" and a[1] ~= "..." then set[a[1]], any = true, true end
+  end
+  return any and set or nil
 end
 
 -- run:module(mod, cfg) -> ctx for one module (doc/internals.md "ctx").
@@ -350,9 +375,11 @@ function Run:module(mod, cfg)
     for ns, fns in pairs(res.namespaces) do
       local bound = ctx[ns] or setmetatable({}, { __index = unknown_resource(ns, fns) })
       for name, fn in pairs(fns) do
-        local kind, need = ns .. "." .. name, res.required and res.required[ns .. "." .. name]
-        bound[name] = need and function(o)
-          check_args(run, ctx, kind, o, need)
+        local kind = ns .. "." .. name
+        local need, api = res.required and res.required[kind], res.api and res.api[kind]
+        local takes = not (api and api.reader) and takes_of(api) or nil
+        bound[name] = (need or takes) and function(o)
+          if need or type(o) == "table" then check_args(run, ctx, kind, o, need, takes) end
           return fn(ctx, o)
         end or function(o) return fn(ctx, o) end
       end

@@ -15,7 +15,8 @@
 -- restarted when the unit changed or restart = true; running = false stops
 -- it; without running (nil) the service is left to the module. Both return
 -- the result of the file (changed also when it would change). Either
--- takes src (templates/<src>) and vars instead of content.
+-- takes src (templates/<src>; template = is the same) and vars instead of
+-- content.
 local context = require "phanes.engine.context"
 local file = require "phanes.res.file"
 local service = require "phanes.res.service"
@@ -38,7 +39,8 @@ end
 local function write(ctx, kind, path, o)
   local r = ctx.run:resource(ctx, kind, path, function()
     local content = o.content
-    if content == nil and type(o.src) == "string" then content = ctx.template(o.src, o.vars) end
+    local src = o.src or o.template
+    if content == nil and type(src) == "string" then content = ctx.template(src, o.vars) end
     if type(content) ~= "string" then fail(kind, path, "content (a string) or src (a template) is required") end
     local d = path:match "^(.*)/[^/]+$"
     if not require("phanes.file").exists(d) then
@@ -82,17 +84,18 @@ end
 -- reader (no event, changes nothing) has reader = true.
 local CONTENT = { "content", "string", false, "the file's content (or src)" }
 local SRC = { "src", "string", false, "a template under templates/, instead of content" }
+local TEMPLATE = { "template", "string", false, "the same as src" }
 local VARS = { "vars", "map", false, "the template's variables" }
 M.api = {
   ["systemd.unit"] = { "A unit file under /etc/systemd/system (daemon-reload when it changed), optionally kept running", {
-    { "name", "string", true, "the unit (\".service\" added to a bare name)" }, CONTENT, SRC, VARS,
+    { "name", "string", true, "the unit (\".service\" added to a bare name)" }, CONTENT, SRC, TEMPLATE, VARS,
     { "running", "boolean", false, "true: running (restarted when the unit changed), false: stopped, nil: left alone" },
     { "enabled", "boolean", false, "with running: enabled at boot (default true)" },
     { "restart", "boolean", false, "with running: restart anyway" },
   } },
   ["systemd.dropin"] = { "A drop-in /etc/systemd/system/<unit>.d/<name>.conf (daemon-reload when it changed)", {
     { "unit", "string", true, "the unit it changes" }, { "name", "string", true, "the drop-in's name" },
-    CONTENT, SRC, VARS,
+    CONTENT, SRC, TEMPLATE, VARS,
   } },
 }
 
