@@ -69,15 +69,16 @@ function M.at_home_command(home, args, env)
     .. q(bin_under_test()) .. " " .. args
 end
 
--- at_home(home, args[, opts]) -> exit code, output: that command, no stdin,
--- stdout and stderr together, or stderr into the file opts.stderr;
--- opts.env as above
+-- at_home(home, args[, opts]) -> exit code, output[, errors]: that command,
+-- no stdin, stdout and stderr together, or stderr into the file
+-- opts.stderr (then errors: what it holds); opts.env as above
 function M.at_home(home, args, opts)
   opts = opts or {}
   local p = assert(io.popen(M.at_home_command(home, args, opts.env) .. " </dev/null 2>"
     .. (opts.stderr and q(opts.stderr) or "&1")))
   local out = p:read "a"
   local _, _, code = p:close()
+  if opts.stderr then return code, out, M.read(opts.stderr) or "" end
   return code, out
 end
 
