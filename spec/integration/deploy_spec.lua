@@ -21,8 +21,12 @@ describe("phanes deploy", function()
     return
   end
   local home, key, target, src, site
-  -- `phanes deploy src` to host 1 as deploy, site blog
-  local function deploy() return site { src } end
+  -- `phanes deploy src EXTRA...` to host 1 as deploy, site blog
+  local function deploy(extra)
+    local words = { src }
+    for _, a in ipairs(extra or {}) do words[#words + 1] = a end
+    return site(words)
+  end
   local function current()
     local _, out = host("readlink " .. SITE .. "/current")
     return out:match "^releases/(%S+)$"
