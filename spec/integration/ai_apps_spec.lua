@@ -20,44 +20,19 @@
 --
 --   PHANES_TEST_ID=c6 spec/run build/phanes integration spec/integration/ai_apps_spec.lua
 local th = require "spec.support.testhost"
+local on = require "spec.support.onhost"
+local fx = require "spec.support.fixtures"
 local runcli = require "spec.support.runcli"
 local json = require "phanes.json"
 local F = require "phanes.file"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local function trim(s) return (s:gsub("%s+$", "")) end
-local function yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
-
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local sh, trim, yes, phanes, local_sh = on.sh, on.trim, on.yes, on.phanes, on.local_sh
 
 local BOTH = "apply /root/both.lua --only comfyui,lmstudio --config config.yaml"
 local COMFY = "apply comfyui --only comfyui --config config.yaml"
 
-local function report(args)
-  local out, code, err = phanes(BOTH .. " --json " .. (args or ""))
-  local r, jerr = json.decode(out)
-  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
-  return r, code, out .. err
-end
-
-local function local_sh(cmd)
-  local ok, out, code = th.run(cmd)
-  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out
-end
-
 local q = th.quote
 local ZERO = string.rep("0", 63) .. "1"
-local G = "git -c user.name=spec -c user.email=spec@example.com -c init.defaultBranch=main"
 
 local function module_of(r, name)
   for _, m in ipairs(r.modules) do if m.name == name then return m end end
@@ -71,43 +46,20 @@ describe("comfyui and lmstudio on a test host", function()
     return
   end
 
-  local dir, serve_pid, base, sums = nil, nil, nil, {}
-
-  local function wheel(sub, name, version, line)
-    local_sh("python3 spec/fixtures/ai/comfyui_wheel.py " .. q(dir .. "/www/" .. sub) .. " " .. name .. " "
-      .. version .. " " .. q(line) .. " >/dev/null")
-  end
-
-  -- a repository from a fixture directory, tagged, served as www/NAME.git
-  local function repo(name, src, tag)
-    local work = q(dir .. "/" .. name)
-    local_sh("cp -r " .. q(src) .. " " .. work .. " && cd " .. work .. " && " .. G .. " init -q . && " .. G
-      .. " add -A && " .. G .. " commit -qm one && " .. G .. " tag " .. tag)
-    return work
-  end
-
-  local function publish(name, work)
-    local bare = q(dir .. "/www/" .. name .. ".git")
-    local_sh("rm -rf " .. bare .. " && git clone -q --bare " .. work .. " " .. bare .. " && git -C " .. bare
-      .. " update-server-info")
-  end
+  local dir, srv, base, sums = nil, nil, nil, {}
 
   local function fixtures()
     dir = require("lfs").currentdir() .. "/build/spec_tmp/ai_apps_fixture"
     local_sh("rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir .. "/www"))
-    wheel("pypi/simple/comfy-fixture-dep", "comfy_fixture_dep", "1.0", 'VERSION = "1.0"')
-    wheel("pypi/simple/comfy-node-dep", "comfy_node_dep", "1.0", 'VERSION = "1.0"')
-    wheel("torch-cpu/torch", "torch", "2.0.0", 'VARIANT = "cpu"')
-    wheel("torch-cuda/torch", "torch", "2.0.0", 'VARIANT = "cuda"')
-    local comfy = repo("comfyui", "spec/fixtures/ai/comfyui", "v0.0.1")
-    sums.v1 = trim(local_sh("git -C " .. comfy .. " rev-parse HEAD"))
+    -- ComfyUI: v0.0.1, then v0.0.2 one commit further; a custom node
+    sums.v1 = fx.comfyui(dir)
+    local comfy, G = q(dir .. "/comfyui"), fx.G
     local_sh("cd " .. comfy .. " && echo 'a second release' > NEWS && " .. G .. " add NEWS && " .. G
       .. " commit -qm two && " .. G .. " tag v0.0.2")
     sums.v2 = trim(local_sh("git -C " .. comfy .. " rev-parse HEAD"))
-    publish("comfyui", comfy)
-    local node = repo("node", "spec/fixtures/ai/comfyui_node", "v1")
-    sums.node = trim(local_sh("git -C " .. node .. " rev-parse HEAD"))
-    publish("node", node)
+    fx.publish(dir .. "/comfyui", dir .. "/www/comfyui.git")
+    sums.node = fx.repo("spec/fixtures/ai/comfyui_node", dir .. "/node", { tag = "v1" })
+    fx.publish(dir .. "/node", dir .. "/www/node.git")
     -- LM Studio: one top directory (strip 1)
     for _, v in ipairs { "0.0.1", "0.0.2" } do
       local top = dir .. "/LM-Studio-" .. v
@@ -123,39 +75,14 @@ describe("comfyui and lmstudio on a test host", function()
     sums["0.0.3"] = F.sha256_file(evil)
   end
 
-  local function serve()
-    local gw = th.env().PROXY:match "^http://([%d.]+):"
-    for _ = 1, 5 do
-      local port = math.random(30000, 39999)
-      local pid = trim(local_sh("setsid /usr/bin/python3 -m http.server " .. port .. " --bind " .. gw
-        .. " --directory " .. q(dir .. "/www") .. " >" .. q(dir .. "/http.log") .. " 2>&1 </dev/null & echo $!"))
-      os.execute "sleep 1"
-      if th.run("kill -0 " .. pid) then
-        serve_pid, base = pid, "http://" .. gw .. ":" .. port
-        return
-      end
-    end
-    error("no fixture HTTP server could start:\n" .. local_sh("cat " .. q(dir .. "/http.log")))
-  end
-
-  -- the requests the fixture server answered so far
-  local function requests() return #(F.read(dir .. "/http.log") or ""):gsub("[^\n]", "") end
-
   setup(function()
     fixtures()
     th.down(1)
     th.up(1)
-    serve()
-    local cfg = dir .. "/config.yaml"
-    runcli.write(cfg, table.concat({
-      "comfyui:",
-      "  repo: " .. base .. "/comfyui.git",
-      "  ref: v0.0.1",
-      "  pypi_index: " .. base .. "/pypi/simple",
-      "  torch_index_cpu: " .. base .. "/torch-cpu",
-      "  torch_index_cuda: " .. base .. "/torch-cuda",
-      "  torch_packages: [torch]",
-      "  trusted_hosts: [" .. base:match "^http://([%d.]+):" .. "]",
+    srv = fx.serve(dir)
+    base = srv.base
+    local lines = fx.comfyui_config(base)
+    for _, l in ipairs {
       "  custom_nodes:",
       "    - { name: fixture-node, repo: " .. base .. "/node.git, ref: v1 }",
       "lmstudio:",
@@ -168,7 +95,9 @@ describe("comfyui and lmstudio on a test host", function()
       "  settings: |",
       '    {"contextLength": 4096}',
       "",
-    }, "\n"))
+    } do lines[#lines + 1] = l end
+    local cfg = dir .. "/config.yaml"
+    runcli.write(cfg, table.concat(lines, "\n"))
     local both = dir .. "/both.lua"
     runcli.write(both, 'return { name = "both", description = "comfyui and lmstudio", '
       .. 'modules = { "comfyui", "lmstudio" } }\n')
@@ -177,7 +106,7 @@ describe("comfyui and lmstudio on a test host", function()
     assert(th.cp(1, both, "/root/both.lua"))
   end)
   teardown(function()
-    if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
+    if srv then srv.stop() end
     th.down()
     if dir then os.execute("rm -rf " .. q(dir)) end
   end)
@@ -236,15 +165,15 @@ describe("comfyui and lmstudio on a test host", function()
 
   local function unchanged(label)
     local pids = sh "systemctl show -p MainPID --value comfyui lmstudio"
-    local seen = requests()
-    local r, code, text = report()
+    local seen = srv.requests()
+    local r, code, text = on.report(BOTH)
     assert.equal(0, code, text)
     for _, m in ipairs(r.modules) do
       for _, ev in ipairs(m.resources) do
         assert.equal("ok", ev.status, m.name .. " " .. ev.resource .. " " .. tostring(ev.target))
       end
     end
-    assert.equal(seen, requests(), "the fixture server was asked something")
+    assert.equal(seen, srv.requests(), "the fixture server was asked something")
     assert.equal(pids, sh "systemctl show -p MainPID --value comfyui lmstudio")
     print(("\n  comfyui + lmstudio %s: %d processes, %.0f ms"):format(label, r.execs, r.duration * 1000))
     return r
@@ -280,10 +209,10 @@ describe("comfyui and lmstudio on a test host", function()
     assert.equal("/opt/comfyui/venv-gpu", stats.system.prefix)
     assert.matches("--port 8188\n", sh "cat /etc/systemd/system/comfyui.service", 1, true)
     -- back: the CPU venv is there already, no pip run
-    local seen = requests()
+    local seen = srv.requests()
     out, code, err = phanes(COMFY)
     assert.equal(0, code, out .. err)
-    assert.equal(seen, requests())
+    assert.equal(seen, srv.requests())
     assert.equal("cpu", json.decode(sh "curl -fsS http://127.0.0.1:8188/system_stats").system.torch)
   end)
 

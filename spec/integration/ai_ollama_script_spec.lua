@@ -9,32 +9,14 @@
 --
 --   PHANES_TEST_ID=c6 spec/run build/phanes integration spec/integration/ai_ollama_script_spec.lua
 local th = require "spec.support.testhost"
+local on = require "spec.support.onhost"
+local fx = require "spec.support.fixtures"
 local runcli = require "spec.support.runcli"
-local json = require "phanes.json"
 local F = require "phanes.file"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local function trim(s) return (s:gsub("%s+$", "")) end
-local function yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
-
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local sh, trim, yes, phanes, local_sh = on.sh, on.trim, on.yes, on.phanes, on.local_sh
 
 local APPLY = "apply ollama --only ollama --config config.yaml"
-
-local function local_sh(cmd)
-  local ok, out, code = th.run(cmd)
-  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out
-end
 
 local q = th.quote
 local ZERO = string.rep("0", 63) .. "1"
@@ -46,34 +28,17 @@ describe("ollama's install script on a test host", function()
     return
   end
 
-  local dir, serve_pid, base, script_sum = nil, nil, nil, nil
-
-  local function serve()
-    local gw = th.env().PROXY:match "^http://([%d.]+):"
-    for _ = 1, 5 do
-      local port = math.random(30000, 39999)
-      local pid = trim(local_sh("setsid /usr/bin/python3 -m http.server " .. port .. " --bind " .. gw
-        .. " --directory " .. q(dir .. "/www") .. " >" .. q(dir .. "/http.log") .. " 2>&1 </dev/null & echo $!"))
-      os.execute "sleep 1"
-      if th.run("kill -0 " .. pid) then
-        serve_pid, base = pid, "http://" .. gw .. ":" .. port
-        return
-      end
-    end
-    error("no fixture HTTP server could start:\n" .. local_sh("cat " .. q(dir .. "/http.log")))
-  end
-
-  local function requests() return #(F.read(dir .. "/http.log") or ""):gsub("[^\n]", "") end
+  local dir, srv, base, script_sum = nil, nil, nil, nil
 
   setup(function()
     dir = require("lfs").currentdir() .. "/build/spec_tmp/ai_ollama_script"
-    local_sh("rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir .. "/root/bin") .. " " .. q(dir .. "/root/lib/ollama")
-      .. " " .. q(dir .. "/www/v0.0.1"))
-    local_sh("cc -static -O2 -Wall -Wextra -Werror -o " .. q(dir .. "/root/bin/ollama") .. " spec/fixtures/ollama/ollama.c")
+    local_sh("rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir .. "/www/v0.0.1"))
+    fx.ollama(dir .. "/root")
     local_sh("cd " .. q(dir .. "/root") .. " && tar -czf " .. q(dir .. "/www/v0.0.1/ollama-linux-amd64.tgz") .. " bin lib")
     th.down(1)
     th.up(1)
-    serve()
+    srv = fx.serve(dir)
+    base = srv.base
     local text = F.read "spec/fixtures/ollama/install.sh":gsub("@BASE@", base)
     runcli.write(dir .. "/www/install.sh", text)
     script_sum = F.sha256(text)
@@ -90,7 +55,7 @@ describe("ollama's install script on a test host", function()
     assert(th.cp(1, cfg, "/root/config.yaml"))
   end)
   teardown(function()
-    if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
+    if srv then srv.stop() end
     th.down()
     if dir then os.execute("rm -rf " .. q(dir)) end
   end)
@@ -121,16 +86,15 @@ describe("ollama's install script on a test host", function()
 
   it("a re-run changes nothing and asks the server nothing", function()
     local pid = trim(sh "systemctl show -p MainPID --value ollama")
-    local seen = requests()
-    local out, code, err = phanes(APPLY .. " --json")
-    assert.equal(0, code, out .. err)
-    local r = assert(json.decode(out))
+    local seen = srv.requests()
+    local r, code, text = on.report(APPLY)
+    assert.equal(0, code, text)
     for _, m in ipairs(r.modules) do
       for _, ev in ipairs(m.resources) do
         assert.equal("ok", ev.status, m.name .. " " .. ev.resource .. " " .. tostring(ev.target))
       end
     end
-    assert.equal(seen, requests())
+    assert.equal(seen, srv.requests())
     assert.equal(pid, trim(sh "systemctl show -p MainPID --value ollama"))
   end)
 end)

@@ -11,51 +11,27 @@
 -- re-run touching nothing, a lost state file detected.
 --
 -- The ai profile then runs on the same host (minimal + ollama + comfyui +
--- sillytavern; ollama from the fixture archive of ai_spec.lua). comfyui is
--- replaced by a no-op module of the same name on --path
--- (spec/fixtures/ai/stub/modules/comfyui.lua): it has its own spec. Its
--- no-op re-run is measured (PHANES_BENCH_AI=FILE: the figures for
--- spec/bench/run).
+-- sillytavern), every module the real one: ollama from the fixture archive
+-- of ai_spec.lua, comfyui from the ComfyUI-shaped repository and the local
+-- wheel indexes of ai_apps_spec.lua (spec/support/fixtures.lua). The host
+-- is looked at (ollama and comfyui answering on localhost); its no-op
+-- re-run changes nothing and is measured (PHANES_BENCH_AI=FILE: the
+-- figures for spec/bench/run).
 --
 --   PHANES_TEST_ID=c7 spec/run build/phanes integration spec/integration/ai_sillytavern_spec.lua
 local th = require "spec.support.testhost"
+local on = require "spec.support.onhost"
+local fx = require "spec.support.fixtures"
 local runcli = require "spec.support.runcli"
 local json = require "phanes.json"
 local F = require "phanes.file"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local function trim(s) return (s:gsub("%s+$", "")) end
-local function yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
-
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local sh, trim, yes, phanes, report, local_sh = on.sh, on.trim, on.yes, on.phanes, on.report, on.local_sh
 
 local ST = "apply sillytavern --only sillytavern --config st.yaml"
-local AI = "apply ai --path /root/ai/stub --config ai.yaml"
-
-local function report(cmd)
-  local out, code, err = phanes(cmd .. " --json")
-  local r, jerr = json.decode(out)
-  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
-  return r, code, out .. err
-end
-
-local function local_sh(cmd)
-  local ok, out, code = th.run(cmd)
-  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out
-end
+local AI = "apply ai --config ai.yaml"
 
 local q = th.quote
-local G = "git -c user.name=spec -c user.email=spec@example.com"
 
 -- every resource of every module ok (a module may skip itself: swap in a container)
 local function all_ok(r)
@@ -76,48 +52,27 @@ describe("sillytavern on a test host", function()
     return
   end
 
-  local dir, serve_pid, base, sums = nil, nil, nil, {}
+  local dir, srv, base, sums = nil, nil, nil, {}
 
   local function fixtures()
     dir = require("lfs").currentdir() .. "/build/spec_tmp/st_fixture"
     local_sh("rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir .. "/www"))
     -- SillyTavern: 1.0.0, then the release branch one commit further
     local work = q(dir .. "/st")
-    local_sh("cp -r spec/fixtures/ai/sillytavern " .. work .. " && cd " .. work .. " && " .. G
-      .. " -c init.defaultBranch=release init -q . && " .. G .. " add -A && " .. G .. " commit -qm 1.0.0 && "
-      .. G .. " tag 1.0.0 && echo '// release' >> server.js && " .. G .. " commit -qam release && "
-      .. "git clone -q --bare . " .. q(dir .. "/www/sillytavern.git") .. " && git -C "
-      .. q(dir .. "/www/sillytavern.git") .. " update-server-info")
-    sums.tag = trim(local_sh("git -C " .. work .. " rev-parse 1.0.0"))
+    sums.tag = fx.repo("spec/fixtures/ai/sillytavern", dir .. "/st",
+      { branch = "release", message = "1.0.0", tag = "1.0.0" })
+    local_sh("cd " .. work .. " && echo '// release' >> server.js && " .. fx.G .. " commit -qam release")
+    fx.publish(dir .. "/st", dir .. "/www/sillytavern.git")
     sums.release = trim(local_sh("git -C " .. work .. " rev-parse release"))
-    local ext = q(dir .. "/ext")
-    local_sh("cp -r spec/fixtures/ai/sillytavern-ext " .. ext .. " && cd " .. ext .. " && " .. G
-      .. " -c init.defaultBranch=main init -q . && " .. G .. " add -A && " .. G .. " commit -qm ext && "
-      .. "git clone -q --bare . " .. q(dir .. "/www/ext.git") .. " && git -C " .. q(dir .. "/www/ext.git")
-      .. " update-server-info")
-    sums.ext = trim(local_sh("git -C " .. ext .. " rev-parse main"))
+    sums.ext = fx.repo("spec/fixtures/ai/sillytavern-ext", dir .. "/ext", { message = "ext" })
+    fx.publish(dir .. "/ext", dir .. "/www/ext.git")
     -- Ollama, as in ai_spec.lua: the stand-in binary packed like the release
-    local root = q(dir .. "/ollama")
-    local_sh("mkdir -p " .. root .. "/bin " .. root .. "/lib/ollama " .. q(dir .. "/www/v0.0.1"))
-    local_sh("cc -static -O2 -Wall -Wextra -Werror -o " .. root .. "/bin/ollama spec/fixtures/ollama/ollama.c")
-    local_sh("echo fixture > " .. root .. "/lib/ollama/libfixture.so && cd " .. root .. " && tar -czf "
+    fx.ollama(dir .. "/ollama")
+    local_sh("mkdir -p " .. q(dir .. "/www/v0.0.1") .. " && cd " .. q(dir .. "/ollama") .. " && tar -czf "
       .. q(dir .. "/www/v0.0.1/ollama-linux-amd64.tgz") .. " bin lib")
     sums.ollama = F.sha256_file(dir .. "/www/v0.0.1/ollama-linux-amd64.tgz")
-  end
-
-  local function serve()
-    local gw = th.env().PROXY:match "^http://([%d.]+):"
-    for _ = 1, 5 do
-      local port = math.random(30000, 39999)
-      local pid = trim(local_sh("setsid /usr/bin/python3 -m http.server " .. port .. " --bind " .. gw
-        .. " --directory " .. q(dir .. "/www") .. " >" .. q(dir .. "/http.log") .. " 2>&1 </dev/null & echo $!"))
-      os.execute "sleep 1"
-      if th.run("kill -0 " .. pid) then
-        serve_pid, base = pid, "http://" .. gw .. ":" .. port
-        return
-      end
-    end
-    error("no fixture HTTP server could start:\n" .. local_sh("cat " .. q(dir .. "/http.log")))
+    -- ComfyUI, as in ai_apps_spec.lua: the repository at v0.0.1, the indexes
+    sums.comfyui = fx.comfyui(dir)
   end
 
   local function st_section()
@@ -134,7 +89,8 @@ describe("sillytavern on a test host", function()
     fixtures()
     th.down(1)
     th.up(1)
-    serve()
+    srv = fx.serve(dir)
+    base = srv.base
     runcli.write(dir .. "/st.yaml", table.concat(st_section(), "\n") .. "\n")
     local ai = {
       "username: st",
@@ -145,14 +101,14 @@ describe("sillytavern on a test host", function()
       "  sha256: " .. sums.ollama,
     }
     for _, l in ipairs(st_section()) do ai[#ai + 1] = l end
+    for _, l in ipairs(fx.comfyui_config(base)) do ai[#ai + 1] = l end
     runcli.write(dir .. "/ai.yaml", table.concat(ai, "\n") .. "\n")
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, dir .. "/st.yaml", "/root/st.yaml"))
     assert(th.cp(1, dir .. "/ai.yaml", "/root/ai.yaml"))
-    assert(th.cp(1, "spec/fixtures/ai", "/root/ai"))
   end)
   teardown(function()
-    if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
+    if srv then srv.stop() end
     th.down()
     if dir then os.execute("rm -rf " .. q(dir)) end
   end)
@@ -265,10 +221,32 @@ describe("sillytavern on a test host", function()
     assert.matches("# mine", sh "cat /opt/sillytavern/config.yaml", 1, true)
   end)
 
-  it("the ai profile (comfyui stubbed) applies, then a no-op re-run is fast and spawns few processes", function()
+  it("the ai profile applies its real modules: ollama and comfyui answer on localhost only", function()
     local out, code, err = phanes(AI .. " --set sillytavern.ref=release")
     assert.equal(0, code, out .. err)
     assert.equal('{"version":"0.0.0-fixture"}', sh "curl -fsS http://127.0.0.1:11434/api/version")
+    -- comfyui: the fixture repository at v0.0.1, its requirement and the CPU torch in the venv
+    assert.equal(sums.comfyui, trim(sh "runuser -u comfyui -- git -C /opt/comfyui rev-parse HEAD"))
+    assert.equal("1.0 cpu", trim(sh("/opt/comfyui/venv/bin/python -c "
+      .. q "import comfy_fixture_dep as a, torch; print(a.VERSION, torch.VARIANT)")))
+    assert.equal("active", trim(sh "systemctl is-active comfyui"))
+    assert.equal("enabled", trim(sh "systemctl is-enabled comfyui"))
+    assert.equal("comfyui", trim(sh "ps -o user= -p $(systemctl show -p MainPID --value comfyui)"))
+    local stats = json.decode(sh "curl -fsS http://127.0.0.1:8188/system_stats")
+    assert.equal("fixture", stats.system.comfyui_version)
+    assert.equal("cpu", stats.system.torch)
+    assert.equal("/opt/comfyui/venv", stats.system.prefix)
+    assert.equal("127.0.0.1:8188", trim(sh "ss -ltnH 'sport = :8188' | awk '{print $4}'"))
+    assert.is_false((th.run("curl -fsS -m 3 http://" .. th.ip(1) .. ":8188/system_stats")))
+    assert.equal("v0.0.1\n", sh "cat /var/lib/phanes/sentinels/comfyui.installed")
+    assert.matches("st-local fixture", sh "curl -fsS http://127.0.0.1:8000/", 1, true)
+  end)
+
+  it("the ai profile's no-op re-run changes nothing, is fast and spawns few processes", function()
+    local PIDS = "systemctl show -p MainPID --value ollama comfyui sillytavern"
+    local STAMPS = "stat -c %Y /opt/comfyui/venv/.phanes-requirements /etc/systemd/system/comfyui.service "
+      .. "/opt/sillytavern/node_modules/.phanes-npm /usr/local/bin/ollama"
+    local pids, stamps, seen = sh(PIDS), sh(STAMPS), srv.requests()
     -- each no-op run: the report, and the CPU time of the whole process tree (bash's time)
     local function noop()
       local t = sh("cd /root && bash -c 'TIMEFORMAT=\"%R %U %S\"; { time phanes " .. AI
@@ -281,8 +259,8 @@ describe("sillytavern on a test host", function()
     for i = 1, 5 do
       local r, _, cpu = noop()
       assert.equal(0, r.exit_code, json.encode(r))
+      all_ok(r)
       if i == 1 then
-        all_ok(r)
         local names = {}
         for _, m in ipairs(r.modules) do names[#names + 1] = m.name end
         assert.equal("baseline,user,security,swap,updates,ollama,comfyui,sillytavern", table.concat(names, ","))
@@ -304,6 +282,11 @@ describe("sillytavern on a test host", function()
       runcli.write(bench, ("%.1f %.1f %d %.1f %.1f\n"):format(walls[1] * 1000, walls[3] * 1000, execs[1],
         cpus[1] * 1000, load))
     end
+    -- nothing restarted, rewritten or fetched again (no git, no pip, no download)
+    assert.equal(pids, sh(PIDS))
+    assert.equal(stamps, sh(STAMPS))
+    assert.equal(seen, srv.requests(), "the fixture server was asked something")
+    assert.equal("ran\n", sh "cat /opt/sillytavern/npm-runs.log")
     for i = 1, 5 do assert.is_true(execs[i] < 10, "processes: " .. tostring(execs[i])) end
     assert.is_true(cpus[1] < 0.3, "CPU time, best of 5: " .. tostring(cpus[1]))
     -- wall time is the machine's when it is oversubscribed: checked when it is not

@@ -12,39 +12,14 @@
 --
 --   PHANES_TEST_ID=fp spec/run build/phanes integration spec/integration/ai_spec.lua
 local th = require "spec.support.testhost"
+local on = require "spec.support.onhost"
+local fx = require "spec.support.fixtures"
 local runcli = require "spec.support.runcli"
-local json = require "phanes.json"
 local F = require "phanes.file"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local function trim(s) return (s:gsub("%s+$", "")) end
-local function yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
-
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local sh, trim, yes, phanes, local_sh = on.sh, on.trim, on.yes, on.phanes, on.local_sh
 
 local APPLY = "apply ollama --only ollama --config config.yaml"
-
-local function report(args)
-  local out, code, err = phanes(APPLY .. " --json " .. (args or ""))
-  local r, jerr = json.decode(out)
-  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
-  return r, code, out .. err
-end
-
-local function local_sh(cmd)
-  local ok, out, code = th.run(cmd)
-  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out
-end
 
 local q = th.quote
 local ZERO = string.rep("0", 63) .. "1"
@@ -56,14 +31,13 @@ describe("ollama on a test host", function()
     return
   end
 
-  local dir, serve_pid, base, sums = nil, nil, nil, {}
+  local dir, srv, base, sums = nil, nil, nil, {}
 
   -- the fixture archives in dir/www/v<version>/ollama-linux-amd64.tgz
   local function fixtures()
     dir = require("lfs").currentdir() .. "/build/spec_tmp/ai_fixture"
-    local_sh("rm -rf " .. q(dir) .. " && mkdir -p " .. q(dir .. "/root/bin") .. " " .. q(dir .. "/root/lib/ollama"))
-    local_sh("cc -static -O2 -Wall -Wextra -Werror -o " .. q(dir .. "/root/bin/ollama") .. " spec/fixtures/ollama/ollama.c")
-    local_sh("echo fixture > " .. q(dir .. "/root/lib/ollama/libfixture.so"))
+    local_sh("rm -rf " .. q(dir))
+    fx.ollama(dir .. "/root")
     local function pack(version, script)
       local www = dir .. "/www/v" .. version
       local_sh("mkdir -p " .. q(www) .. " && cd " .. q(dir .. "/root") .. " && " .. script:gsub("OUT", q(www .. "/ollama-linux-amd64.tgz")))
@@ -75,37 +49,21 @@ describe("ollama on a test host", function()
     pack("0.0.5", "ln -sfn /etc ../evil-link && mkdir -p ../e && echo x > ../e/phanes-evil2 && "
       .. "tar -C .. -czf OUT --transform 's,^evil-link,share/evil,;s,^e/,share/evil/,' evil-link e/phanes-evil2")
     -- a repository: v1, then main one commit further, served as upstream.git
-    local G = "git -c user.name=spec -c user.email=spec@example.com -c init.defaultBranch=main"
+    local G = fx.G .. " -c init.defaultBranch=main"
     local work = q(dir .. "/work")
     local_sh("mkdir " .. work .. " && cd " .. work .. " && " .. G .. " init -q . && echo one > f && " .. G
-      .. " add f && " .. G .. " commit -qm one && " .. G .. " tag v1 && echo two > f && " .. G .. " commit -qam two && "
-      .. "git clone -q --bare . " .. q(dir .. "/www/upstream.git") .. " && git -C " .. q(dir .. "/www/upstream.git")
-      .. " update-server-info")
+      .. " add f && " .. G .. " commit -qm one && " .. G .. " tag v1 && echo two > f && " .. G .. " commit -qam two")
+    fx.publish(dir .. "/work", dir .. "/www/upstream.git")
     sums.v1 = trim(local_sh("git -C " .. work .. " rev-parse v1"))
     sums.main = trim(local_sh("git -C " .. work .. " rev-parse main"))
-  end
-
-  -- an HTTP server for dir/www on the bridge address, on a free port
-  local function serve()
-    local gw = th.env().PROXY:match "^http://([%d.]+):"
-    for _ = 1, 5 do
-      local port = math.random(30000, 39999)
-      local pid = trim(local_sh("setsid /usr/bin/python3 -m http.server " .. port .. " --bind " .. gw
-        .. " --directory " .. q(dir .. "/www") .. " >" .. q(dir .. "/http.log") .. " 2>&1 </dev/null & echo $!"))
-      os.execute "sleep 1"
-      if th.run("kill -0 " .. pid) then
-        serve_pid, base = pid, "http://" .. gw .. ":" .. port
-        return
-      end
-    end
-    error("no fixture HTTP server could start:\n" .. local_sh("cat " .. q(dir .. "/http.log")))
   end
 
   setup(function()
     fixtures()
     th.down(1)
     th.up(1)
-    serve() -- on the bridge th.up made
+    srv = fx.serve(dir) -- on the bridge th.up made
+    base = srv.base
     local cfg = dir .. "/config.yaml"
     runcli.write(cfg, table.concat({
       "ollama:",
@@ -123,7 +81,7 @@ describe("ollama on a test host", function()
     assert(th.cp(1, "spec/fixtures/ai", "/root/ai"))
   end)
   teardown(function()
-    if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
+    if srv then srv.stop() end
     th.down()
     if dir then os.execute("rm -rf " .. q(dir)) end
   end)
@@ -176,7 +134,7 @@ describe("ollama on a test host", function()
   it("changes nothing on a re-run: no download, no restart, no pull", function()
     local pid = trim(sh "systemctl show -p MainPID --value ollama")
     local mtime = sh "stat -c %Y /usr/share/ollama/.ollama/models/tiny:1b /usr/local/bin/ollama"
-    local r, code, text = report()
+    local r, code, text = on.report(APPLY)
     assert.equal(0, code, text)
     for _, m in ipairs(r.modules) do
       for _, ev in ipairs(m.resources) do

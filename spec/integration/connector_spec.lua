@@ -20,15 +20,7 @@ local BIN = th.bin()
 local q = th.quote
 local FIX = "spec/fixtures/connector"
 
-local function phanes(home, args)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-    .. table.concat(words, " ") .. " </dev/null 2>&1"))
-  local out = p:read "a"
-  local _, _, code = p:close()
-  return code, out
-end
+local phanes = require("spec.support.runcli").at_home
 
 -- phanes ARGS on host i, as root in /root/w; -> exit code, output
 local function phanes_on(i, args)

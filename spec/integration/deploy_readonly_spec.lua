@@ -4,29 +4,11 @@
 -- changes nothing. Every check looks at the host.
 local th = require "spec.support.testhost"
 
-local BIN = th.bin()
+local runcli = require "spec.support.runcli"
+local on = require "spec.support.onhost"
+
 local q = th.quote
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function phanes(home, args)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-    .. table.concat(words, " ") .. " </dev/null 2>&1"))
-  local out = p:read "a"
-  local _, _, code = p:close()
-  return code, out
-end
-
-local function host(cmd)
-  local ok, out = th.exec(1, cmd)
-  return ok, (out:gsub("\n$", ""))
-end
+local write, host = runcli.write, on.host
 
 local SITE = "/srv/phanes/sites/blog"
 
@@ -36,13 +18,7 @@ describe("phanes deploy, read-only and locked", function()
     pending(why)
     return
   end
-  local home, key, target, src
-  local function run(extra)
-    local args = { "deploy" }
-    for _, a in ipairs(extra) do args[#args + 1] = a end
-    for _, a in ipairs { "--remote", target, "--key", key, "--site", "blog" } do args[#args + 1] = a end
-    return phanes(home, args)
-  end
+  local home, key, target, src, run
   -- what a deploy leaves on a host: the user, the directories, every file under /srv
   local function footprint()
     local _, out = host("getent passwd phanes-deploy; getent group phanes-deploy; "
@@ -55,6 +31,8 @@ describe("phanes deploy, read-only and locked", function()
     key = th.key()
     target = "deploy@" .. th.ip(1)
     home = require("spec.support.fakeexec").tmpdir()
+    -- run(words): `phanes deploy WORDS` to host 1 as deploy, site blog
+    run = runcli.deployer(home, target, key, "blog")
     src = home .. "/site"
     assert(os.execute("mkdir -p " .. q(src)))
     write(src .. "/index.html", "<h1>v1</h1>\n")

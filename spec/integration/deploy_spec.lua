@@ -6,33 +6,11 @@
 local th = require "spec.support.testhost"
 local json = require "phanes.json"
 
-local BIN = th.bin()
+local runcli = require "spec.support.runcli"
+local on = require "spec.support.onhost"
+
 local q = th.quote
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function command(home, args)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  return "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " " .. table.concat(words, " ")
-end
-
-local function phanes(home, args)
-  local p = assert(io.popen(command(home, args) .. " </dev/null 2>&1"))
-  local out = p:read "a"
-  local _, _, code = p:close()
-  return code, out
-end
-
--- a shell command on host 1 as root; its output without the last newline
-local function host(cmd)
-  local ok, out = th.exec(1, cmd)
-  return ok, (out:gsub("\n$", ""))
-end
+local write, command, phanes, host = runcli.write, runcli.at_home_command, runcli.at_home, on.host
 
 local SITE = "/srv/phanes/sites/blog"
 
@@ -42,11 +20,12 @@ describe("phanes deploy", function()
     pending(why)
     return
   end
-  local home, key, target, src
+  local home, key, target, src, site
+  -- `phanes deploy src EXTRA...` to host 1 as deploy, site blog
   local function deploy(extra)
-    local args = { "deploy", src, "--remote", target, "--key", key, "--site", "blog" }
-    for _, a in ipairs(extra or {}) do args[#args + 1] = a end
-    return phanes(home, args)
+    local words = { src }
+    for _, a in ipairs(extra or {}) do words[#words + 1] = a end
+    return site(words)
   end
   local function current()
     local _, out = host("readlink " .. SITE .. "/current")
@@ -63,6 +42,7 @@ describe("phanes deploy", function()
     key = th.key()
     target = "deploy@" .. th.ip(1)
     home = require("spec.support.fakeexec").tmpdir()
+    site = runcli.deployer(home, target, key, "blog")
     src = home .. "/site"
     assert(os.execute("mkdir -p " .. q(src .. "/css") .. " " .. q(src .. "/img")))
     write(src .. "/index.html", "<h1>v1</h1>\n")
@@ -135,7 +115,7 @@ describe("phanes deploy", function()
     local x, y = i2:match "^(%d+)\n(%d+)$"
     assert.equal(x, y)
     -- --list shows both, the current one marked
-    code, out = phanes(home, { "deploy", "--list", "--site", "blog", "--remote", target, "--key", key })
+    code, out = site { "--list" }
     assert.equal(0, code, out)
     assert.matches("* " .. third, out, 1, true)
     assert.matches("  " .. second, out, 1, true)
@@ -143,21 +123,21 @@ describe("phanes deploy", function()
 
   it("--rollback switches current back to the previous release", function()
     local before = current()
-    local code, out = phanes(home, { "deploy", "--rollback", "--site", "blog", "--remote", target, "--key", key })
+    local code, out = site { "--rollback" }
     assert.equal(0, code, out)
     assert.equal(second, current())
     local _, got = host("cat " .. SITE .. "/current/index.html")
     assert.equal("<h1>v1</h1>", got)
     -- and forward again by id
-    code, out = phanes(home, { "deploy", "--rollback", "--to", before, "--site", "blog", "--remote", target, "--key", key })
+    code, out = site { "--rollback", "--to", before }
     assert.equal(0, code, out)
     assert.equal(before, current())
     -- nothing older than the oldest
-    phanes(home, { "deploy", "--rollback", "--to", second, "--site", "blog", "--remote", target, "--key", key })
-    code, out = phanes(home, { "deploy", "--rollback", "--site", "blog", "--remote", target, "--key", key })
+    site { "--rollback", "--to", second }
+    code, out = site { "--rollback" }
     assert.equal(4, code, out)
     assert.matches("no release older", out)
-    phanes(home, { "deploy", "--rollback", "--to", before, "--site", "blog", "--remote", target, "--key", key })
+    site { "--rollback", "--to", before }
   end)
 
   it("refuses a missing or empty directory, a symlink out of it and a bad site name (exit 2, host unchanged)", function()

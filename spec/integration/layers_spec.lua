@@ -16,13 +16,7 @@ end
 -- phanes(home, args[, errfile]) -> exit code, output (stderr too, unless
 -- errfile is given: then stderr goes there)
 local function phanes(home, args, errfile)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-    .. table.concat(words, " ") .. " </dev/null 2>" .. (errfile and q(errfile) or "&1")))
-  local out = p:read "a"
-  local _, _, code = p:close()
-  return code, out
+  return require("spec.support.runcli").at_home(home, args, { stderr = errfile })
 end
 
 -- A module that writes its config to a file on the host.

@@ -3,7 +3,6 @@
 -- binary), running. One disposable test host; a dry run of baseline.
 local th = require "spec.support.testhost"
 
-local BIN = th.bin()
 local q = th.quote
 
 describe("remote progress", function()
@@ -25,14 +24,7 @@ describe("remote progress", function()
 
   -- phanes ARGS with HOME = home; exit code, stdout, stderr
   local function phanes(args)
-    local words = {}
-    for i, a in ipairs(args) do words[i] = q(a) end
-    local cmd = "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-      .. table.concat(words, " ") .. " </dev/null 2>" .. q(home .. "/stderr")
-    local p = assert(io.popen(cmd))
-    local out = p:read "a"
-    local _, _, code = p:close()
-    return code, out, th.read(home .. "/stderr") or ""
+    return require("spec.support.runcli").at_home(home, args, { stderr = home .. "/stderr" })
   end
 
   it("says connecting, uploading phanes (size) and running, each with its time; no upload the second time", function()

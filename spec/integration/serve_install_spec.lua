@@ -6,24 +6,13 @@
 -- the host's record without connecting. What happened is checked on the
 -- host itself and in the server's files.
 local th = require "spec.support.testhost"
+local runcli = require "spec.support.runcli"
+local serveproc = require "spec.support.serveproc"
 local json = require "phanes.json"
 
-local BIN = th.bin()
 local q = th.quote
 local read = th.read
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read "a"
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local write, sh = runcli.write, runcli.shell
 
 describe("phanes serve installs", function()
   local ok_hosts, why = th.available()
@@ -31,27 +20,16 @@ describe("phanes serve installs", function()
     pending(why)
     return
   end
-  local home, base, token, pid, keytext
+  local home, token, srv, keytext
 
-  local function curl(method, path, opts)
-    opts = opts or {}
-    local words = { "curl", "-s", "--max-time", "600", "-X", method, "-w", "'\\n%{http_code}'" }
-    if opts.token then words[#words + 1] = "-H " .. q("Authorization: Bearer " .. opts.token) end
-    if opts.body then words[#words + 1] = "--data-binary @" .. q(home .. "/body") write(home .. "/body", opts.body) end
-    words[#words + 1] = q(base .. path)
-    local out = sh(table.concat(words, " "))
-    local body, code = out:match "^(.*)\n(%d%d%d)$"
-    assert(code, "curl failed: " .. out)
-    return tonumber(code), json.decode(body), body
-  end
-
+  local function curl(...) return srv.curl(...) end
   local function post(body) return curl("POST", "/api/remote/install", { token = token, body = body }) end
-  local function serve_log() return read(home .. "/serve.log") or "" end
+  local function serve_log() return srv.log() end
   local function host_file(path)
     local ok, out = th.exec(1, "cat " .. path .. " 2>/dev/null")
     return ok and out or nil
   end
-  local function P(args) return "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " " .. args end
+  local function P(args) return runcli.at_home_command(home, args) end
   local function sh_in(input, args) return "printf %s " .. q(input) .. " | (" .. P(args) .. ")" end
 
   -- no secret value anywhere the server writes or answers
@@ -86,24 +64,13 @@ describe("phanes serve installs", function()
     assert.equal(0, code, out)
     out, code = sh(sh_in(th.password(), "vault set ssh.alice" .. vopts))
     assert.equal(0, code, out)
-    local cmd = "(" .. P("serve --listen 127.0.0.1:0 --parallel 2 --config " .. q(home .. "/config.yaml")
-      .. " --vault-password-file " .. q(home .. "/vault.pw")) .. " >" .. q(home .. "/serve.log")
-      .. " 2>&1 </dev/null; echo $? >" .. q(home .. "/exit") .. ") >/dev/null 2>&1 & echo $!"
-    out = sh(cmd)
-    local port
-    for _ = 1, 300 do
-      port = serve_log():match "listening on http://127%.0%.0%.1:(%d+)/"
-      if port then break end
-      os.execute "sleep 0.1"
-    end
-    assert(port, "the server did not start:\n" .. serve_log())
-    base = "http://127.0.0.1:" .. port
-    pid = out:match "%d+"
-    token = read(home .. "/.config/phanes/serve.token"):match "%S+"
+    srv = serveproc.start(home, "--parallel 2 --config " .. q(home .. "/config.yaml") .. " --vault-password-file "
+      .. q(home .. "/vault.pw"))
+    token = srv.token
   end)
 
   teardown(function()
-    if pid and not read(home .. "/exit") then os.execute("pkill -TERM -P " .. pid .. " 2>/dev/null") end
+    if srv then srv.stop() end
     th.down()
     if home then require("spec.support.fakeexec").rmtree(home) end
   end)

@@ -4,25 +4,15 @@
 -- 1), Debian's chromium drives the dashboard (host 2, spec/web/). What an
 -- install did is checked on the host itself.
 local th = require "spec.support.testhost"
+local runcli = require "spec.support.runcli"
+local serveproc = require "spec.support.serveproc"
 local json = require "phanes.json"
 
 local BIN = th.bin()
 local q = th.quote
 
 local read = th.read
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read "a"
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local write, sh = runcli.write, runcli.shell
 
 describe("phanes serve", function()
   local ok_hosts, why = th.available()
@@ -30,27 +20,16 @@ describe("phanes serve", function()
     pending(why)
     return
   end
-  local home, key, base, token, pid
+  local home, key, base, token, srv
 
-  -- curl ARGS... -> status code, body (decoded JSON when it is JSON), raw body
-  local function curl(method, path, opts)
-    opts = opts or {}
-    local words = { "curl", "-s", "--max-time", tostring(opts.max_time or 600), "-X", method, "-w", "'\\n%{http_code}'" }
-    if opts.token then words[#words + 1] = "-H " .. q("Authorization: Bearer " .. opts.token) end
-    if opts.body then words[#words + 1] = "--data-binary @" .. q(home .. "/body") write(home .. "/body", opts.body) end
-    for _, h in ipairs(opts.headers or {}) do words[#words + 1] = "-H " .. q(h) end
-    words[#words + 1] = q(base .. path)
-    local out = sh(table.concat(words, " "))
-    local body, code = out:match "^(.*)\n(%d%d%d)$"
-    assert(code, "curl failed: " .. out)
-    return tonumber(code), json.decode(body), body
-  end
+  -- curl(method, path[, opts]) -> status code, body (decoded JSON when it is JSON), raw body
+  local function curl(...) return srv.curl(...) end
 
   local function post(body, t)
     return curl("POST", "/api/remote/install", { token = t == nil and token or t or nil, body = body })
   end
 
-  local function serve_log() return read(home .. "/serve.log") or "" end
+  local function serve_log() return srv.log() end
 
   local function host_file(path, i)
     local ok, out = th.exec(i or 1, "cat " .. path)
@@ -89,28 +68,12 @@ describe("phanes serve", function()
       string.format("  gone: { address: %s, user: root, key: %s }", (th.ip(1):gsub("%d+$", "250")), key),
     }, "\n") .. "\n")
     write(home .. "/config.yaml", "timezone: UTC\nlocale: C.UTF-8\n")
-    -- port 0: the kernel picks a free port, the server says which
-    local cmd = "cd " .. q(home) .. " && (HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN)
-      .. " serve --listen 127.0.0.1:0 --parallel 2 --max-body 4096 --grace 5 --config " .. q(home .. "/config.yaml")
-      .. " >" .. q(home .. "/serve.log") .. " 2>&1 </dev/null; echo $? >" .. q(home .. "/exit") .. ") >/dev/null 2>&1 & echo $!"
-    local out = sh(cmd)
-    local port
-    for _ = 1, 300 do
-      port = serve_log():match "listening on http://127%.0%.0%.1:(%d+)/"
-      if port then break end
-      os.execute "sleep 0.1"
-    end
-    assert(port, "the server did not start:\n" .. serve_log())
-    base = "http://127.0.0.1:" .. port
-    pid = out:match "%d+"
-    -- the actual server process: the subshell's child
-    token = read(home .. "/.config/phanes/serve.token"):match "%S+"
+    srv = serveproc.start(home, "--parallel 2 --max-body 4096 --grace 5 --config " .. q(home .. "/config.yaml"))
+    base, token = srv.base, srv.token
   end)
 
   teardown(function()
-    if home and not read(home .. "/exit") then
-      os.execute("pkill -TERM -P " .. pid .. " 2>/dev/null")
-    end
+    if srv then srv.stop() end
     th.down()
     if home then require("spec.support.fakeexec").rmtree(home) end
   end)
@@ -282,10 +245,10 @@ describe("phanes serve", function()
     local code, doc = post('{"host":"th1","modules":["baseline"],"wait":false}')
     assert.equal(202, code)
     local id = doc.run_id
-    assert(os.execute("pkill -TERM -P " .. pid))
+    assert(os.execute("pkill -TERM -P " .. srv.pid))
     local exit
     for _ = 1, 600 do
-      exit = read(home .. "/exit")
+      exit = srv.exited()
       if exit then break end
       os.execute "sleep 0.1"
     end

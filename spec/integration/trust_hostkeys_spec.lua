@@ -13,15 +13,10 @@ local function sh(cmd)
   return out
 end
 
-local BIN = sh("readlink -f " .. q(os.getenv "PHANES_BIN" or "build/phanes")):gsub("%s+$", "")
+local runcli = require "spec.support.runcli"
+local BIN = th.bin()
 
-local read = th.read
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local read, write, phanes = th.read, runcli.write, runcli.at_home
 
 local function lit(s) return (s:gsub("%p", "%%%0")) end
 
@@ -34,15 +29,6 @@ describe("host keys", function()
   local ip, key, fp, pub, homes = nil, nil, {}, {}, {}
 
   -- phanes ARGS with HOME = home; returns exit code, output (both streams)
-  local function phanes(home, args)
-    local words = {}
-    for i, a in ipairs(args) do words[i] = q(a) end
-    local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-      .. table.concat(words, " ") .. " </dev/null 2>&1"))
-    local out = p:read "a"
-    local _, _, code = p:close()
-    return code, out
-  end
 
   local function home()
     local h = sh("mktemp -d"):gsub("%s+$", "")
@@ -245,8 +231,7 @@ describe("host keys", function()
     local h = home()
     write(h .. "/.ssh/config", "StrictHostKeyChecking ask\n")
     local function on_tty(answer)
-      local cmd = "cd " .. q(h) .. " && HOME=" .. q(h) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " --remote root@" .. ip
-        .. " --port 2222 --key " .. q(key) .. " version"
+      local cmd = runcli.at_home_command(h, { "--remote", "root@" .. ip, "--port", "2222", "--key", key, "version" })
       local p = assert(io.popen("printf '" .. answer .. "\\n' | script -qec " .. q(cmd) .. " /dev/null 2>&1"))
       local out = p:read "a"
       local _, _, code = p:close()

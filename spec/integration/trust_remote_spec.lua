@@ -4,18 +4,13 @@
 -- works in a private directory it removes however the run ends; root never
 -- runs a binary the login user changed. The login user is deploy (sudo).
 local th = require "spec.support.testhost"
+local runcli = require "spec.support.runcli"
 
 local BIN = th.bin()
 
 local q = th.quote
 
-local read = th.read
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local read, write = th.read, runcli.write
 
 local function mkdtemp()
   local p = assert(io.popen "mktemp -d /tmp/phanes-trust.XXXXXX")
@@ -94,15 +89,7 @@ describe("remote trust", function()
   end)
 
   -- phanes with HOME = home, in home; returns exit code, output (both streams)
-  local function phanes(args, env)
-    local words = {}
-    for i, a in ipairs(args) do words[i] = q(a) end
-    local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. (env or "") .. " "
-      .. q(BIN) .. " " .. table.concat(words, " ") .. " </dev/null 2>&1"))
-    local out = p:read "a"
-    local _, _, code = p:close()
-    return code, out
-  end
+  local function phanes(args, env) return runcli.at_home(home, args, { env = env }) end
 
   local function vault_args(extra)
     local args = { "--path", home .. "/mine", "--remote", target, "--key", key, "apply", "vault",
@@ -190,9 +177,8 @@ touch /root/poll.done
     assert.equal("", leftovers())
     -- Ctrl-C while the module waits: the run stops after that step
     write(home .. "/config.yaml", "vault:\n  pause: 4\n")
-    local cmd = "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. ENV .. " " .. q(BIN)
     -- (the config's vault: key belongs to the secrets vault now: the pause goes by --set)
-    for _, a in ipairs(vault_args { "--set", "vault.pause=4" }) do cmd = cmd .. " " .. q(a) end
+    local cmd = runcli.at_home_command(home, vault_args { "--set", "vault.pause=4" }, ENV)
     local p = assert(io.popen("(" .. cmd .. " </dev/null >" .. q(home .. "/int.out") .. " 2>&1 & pid=$!; sleep 3; kill -INT $pid; wait $pid; echo $?)"))
     local rc = p:read "a"
     p:close()

@@ -11,15 +11,7 @@ local q = th.quote
 
 local read = th.read
 
-local function phanes(home, args)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-    .. table.concat(words, " ") .. " </dev/null 2>&1"))
-  local out = p:read "a"
-  local _, _, code = p:close()
-  return code, out
-end
+local phanes = require("spec.support.runcli").at_home
 
 local function record(home, name)
   local text = read(home .. "/.local/state/phanes/hosts/" .. name .. "/last.json")

@@ -1,0 +1,64 @@
+-- spec/support/onhost.lua: shell commands and phanes on test host 1
+-- (spec/support/testhost.lua), for the specs that install phanes there and
+-- look at the host afterwards.
+--
+--   local on = require "spec.support.onhost"
+--   local sh, trim, yes = on.sh, on.trim, on.yes
+--   local out, code, err = on.phanes "apply ollama --config config.yaml"
+--   local r, code, text = on.report "apply ollama --config config.yaml"
+--
+-- phanes runs as root in /root from /usr/local/bin (copy the binary there
+-- first); its stderr goes through /root/err.
+local th = require "spec.support.testhost"
+local json = require "phanes.json"
+
+local M = {}
+
+-- sh(cmd[, allow_fail]) -> output (both streams), exit code: cmd as root on
+-- host 1; a failure raises, naming the command (unless allow_fail)
+function M.sh(cmd, allow_fail)
+  local ok, out, code = th.exec(1, cmd)
+  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
+  return out, code
+end
+local sh = M.sh
+
+-- host(cmd[, i]) -> ok, output without its last newline: cmd as root on
+-- host i (default 1), failing or not
+function M.host(cmd, i)
+  local ok, out = th.exec(i or 1, cmd)
+  return ok, (out:gsub("\n$", ""))
+end
+
+-- trim(s) -> s without trailing white space
+function M.trim(s) return (s:gsub("%s+$", "")) end
+local trim = M.trim
+
+-- yes(test) -> whether the shell test passes on the host
+function M.yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
+
+-- phanes(args) -> stdout, exit code, stderr of `phanes ARGS` on the host
+function M.phanes(args)
+  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
+  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
+  return body, tonumber(rc), sh "cat /root/err"
+end
+
+-- report(args) -> the report of `phanes ARGS --json` (decoded), exit code,
+-- stdout and stderr (for messages); raises when stdout is not JSON
+function M.report(args)
+  local out, code, err = M.phanes(args .. " --json")
+  local r, jerr = json.decode(out)
+  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
+  return r, code, out .. err
+end
+
+-- local_sh(cmd) -> output: cmd on this machine (fixtures, never the
+-- machine's configuration); a failure raises, naming the command
+function M.local_sh(cmd)
+  local ok, out, code = th.run(cmd)
+  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
+  return out
+end
+
+return M
