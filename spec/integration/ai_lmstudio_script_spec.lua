@@ -11,29 +11,12 @@
 --   PHANES_TEST_ID=c7 spec/run build/phanes integration spec/integration/ai_lmstudio_script_spec.lua
 local th = require "spec.support.testhost"
 local runcli = require "spec.support.runcli"
+local on = require "spec.support.onhost"
+local fx = require "spec.support.fixtures"
 local json = require "phanes.json"
 local F = require "phanes.file"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local function trim(s) return (s:gsub("%s+$", "")) end
-local function yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
-
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
-
-local function local_sh(cmd)
-  local ok, out, code = th.run(cmd)
-  if not ok then error(("local: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out
-end
+local sh, trim, yes, phanes, local_sh = on.sh, on.trim, on.yes, on.phanes, on.local_sh
 
 local q = th.quote
 local APPLY = "apply lmstudio --only lmstudio --config config.yaml"
@@ -48,24 +31,9 @@ describe("lmstudio's install script on a test host", function()
     return
   end
 
-  local dir, serve_pid, base, script_sum = nil, nil, nil, nil
+  local dir, srv, base, script_sum = nil, nil, nil, nil
 
-  local function serve()
-    local gw = th.env().PROXY:match "^http://([%d.]+):"
-    for _ = 1, 5 do
-      local port = math.random(30000, 39999)
-      local pid = trim(local_sh("setsid /usr/bin/python3 -m http.server " .. port .. " --bind " .. gw
-        .. " --directory " .. q(dir .. "/www") .. " >" .. q(dir .. "/http.log") .. " 2>&1 </dev/null & echo $!"))
-      os.execute "sleep 1"
-      if th.run("kill -0 " .. pid) then
-        serve_pid, base = pid, "http://" .. gw .. ":" .. port
-        return
-      end
-    end
-    error("no fixture HTTP server could start:\n" .. local_sh("cat " .. q(dir .. "/http.log")))
-  end
-
-  local function requests() return #(F.read(dir .. "/http.log") or ""):gsub("[^\n]", "") end
+  local function requests() return srv.requests() end
   local function server_pid() return trim(sh("cat /var/lib/lmstudio/.lms-fixture.pid")) end
 
   setup(function()
@@ -75,7 +43,8 @@ describe("lmstudio's install script on a test host", function()
     th.down(1)
     th.up(1)
     sh "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3 >/dev/null" -- the stand-in lms is Python
-    serve()
+    srv = fx.serve(dir)
+    base = srv.base
     local text = F.read "spec/fixtures/ai/lmstudio-script/install.sh":gsub("@BASE@", base)
     runcli.write(dir .. "/www/install.sh", text)
     script_sum = F.sha256(text)
@@ -93,7 +62,7 @@ describe("lmstudio's install script on a test host", function()
     assert(th.cp(1, cfg, "/root/config.yaml"))
   end)
   teardown(function()
-    if serve_pid then os.execute("kill " .. serve_pid .. " 2>/dev/null") end
+    if srv then srv.stop() end
     th.down()
     if dir then os.execute("rm -rf " .. q(dir)) end
   end)

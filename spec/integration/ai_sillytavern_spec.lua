@@ -33,10 +33,13 @@ local AI = "apply ai --config ai.yaml"
 
 local q = th.quote
 
--- every resource of every module ok (a module may skip itself: swap in a container)
+-- every resource of every module ok (a module may skip itself: swap in a
+-- container; one with detect probes that all pass is noop)
 local function all_ok(r)
   for _, m in ipairs(r.modules) do
-    if m.status ~= "skipped" then assert.equal("ok", m.status, m.name .. ": " .. json.encode(m.error or "")) end
+    if m.status ~= "skipped" and m.status ~= "noop" then
+      assert.equal("ok", m.status, m.name .. ": " .. json.encode(m.error or ""))
+    end
     for _, ev in ipairs(m.resources) do
       -- a dry run does not ask the health URL (the service may not be there yet)
       local want = (r.dry_run and ev.resource == "fetch.check") and "skipped" or "ok"
@@ -191,12 +194,15 @@ describe("sillytavern on a test host", function()
     local r, rcode, text = report(ST .. " --dry-run")
     assert.equal(0, rcode, text)
     all_ok(r)
-    assert.equal(1, r.counts.ok, text)
+    assert.equal(1, r.counts.noop, text) -- detected, though the state file does not know it
+    assert.is_false(r.modules[#r.modules].detected.in_state, text)
     r, rcode, text = report(ST)
     assert.equal(0, rcode, text)
     all_ok(r)
     assert.equal("ran\n", sh "cat /opt/sillytavern/npm-runs.log")
     assert.equal(pid, trim(sh "systemctl show -p MainPID --value sillytavern"))
+    assert.equal("noop", r.modules[#r.modules].status, text)
+    assert.equal("installed", json.decode(sh "cat /var/lib/phanes/state.json").modules.sillytavern.status)
   end)
 
   it("status says what a failed probe is when the service is down", function()
