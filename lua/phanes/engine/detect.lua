@@ -8,7 +8,7 @@
 -- A module declares detect = { files = {...}, dirs = {...}, command =
 -- {argv...}, url = "http://..." } or detect = function(cfg) returning that
 -- table (paths and ports from its config). files and dirs are looked at
--- without a process; command must exit 0; url must answer 2xx (curl, 5 s).
+-- without a process, through symlinks (a venv's bin/python is one); command must exit 0; url must answer 2xx (curl, 5 s).
 -- The probes are checked in that order and stop at the first failure (a
 -- missing checkout costs no process). answered (optional): a set of URLs
 -- this run already found answering (the module's own fetch.check): such a
@@ -29,13 +29,13 @@ function M.check(probes, exec, answered)
   if type(probes) ~= "table" then return nil end
   exec = exec or require("phanes.exec").run
   for _, path in ipairs(probes.files or {}) do
-    local st = F.stat(path)
+    local st = F.stat(path, true)
     if not add(found, "file", path, st ~= nil and st.type == "file", st and ("a " .. st.type) or "missing") then
       return found
     end
   end
   for _, path in ipairs(probes.dirs or {}) do
-    local st = F.stat(path)
+    local st = F.stat(path, true)
     if not add(found, "dir", path, st ~= nil and st.type == "directory", st and ("a " .. st.type) or "missing") then
       return found
     end
