@@ -180,6 +180,15 @@ describe("detect probes", function()
     assert.is_true(found.installed, require("phanes.json").encode(found.checks))
     found = detect.check({ files = { dir .. "/dangling" } }, fakeexec.new().exec)
     assert.is_false(found.installed)
+    -- a venv made by its user: links owned by another user, which root never follows to write
+    assert(F.mkdir(dir .. "/venv", { mode = tonumber("0755", 8) }))
+    assert(F.symlink("../python3", dir .. "/venv/python"))
+    if io.popen("id -u"):read "l" == "0" then
+      assert(os.execute("chown -hR 65534 " .. dir .. "/venv"))
+      assert.is_nil((F.stat(dir .. "/venv/python", true)))
+    end
+    found = detect.check({ files = { dir .. "/venv/python" } }, fakeexec.new().exec)
+    assert.is_true(found.installed, require("phanes.json").encode(found.checks))
   end)
 
   it("a URL that does not answer fails with curl's exit", function()

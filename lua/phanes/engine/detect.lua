@@ -17,6 +17,21 @@ local F = require "phanes.file"
 
 local M = {}
 
+-- what path ends at: its own stat, or through symlinks (up to 8) the stat
+-- of what they point to, each hop looked at without following (a probe only
+-- asks whether something is there; a venv's bin/python is a link owned by
+-- the venv's user, which F.stat(path, true) rightly refuses to follow as root)
+local function reach(path)
+  for _ = 1, 8 do
+    local st = F.stat(path)
+    if not st or st.type ~= "link" then return st end
+    local t = st.target or ""
+    if t:sub(1, 1) ~= "/" then t = (path:match "^(.*)/[^/]*$" or "") .. "/" .. t end
+    path = t
+  end
+  return nil
+end
+
 local function add(found, probe, target, ok, why)
   found.checks[#found.checks + 1] = { probe = probe, target = target, ok = ok, why = why }
   if not ok then found.installed = false end
@@ -29,13 +44,13 @@ function M.check(probes, exec, answered)
   if type(probes) ~= "table" then return nil end
   exec = exec or require("phanes.exec").run
   for _, path in ipairs(probes.files or {}) do
-    local st = F.stat(path, true)
+    local st = reach(path)
     if not add(found, "file", path, st ~= nil and st.type == "file", st and ("a " .. st.type) or "missing") then
       return found
     end
   end
   for _, path in ipairs(probes.dirs or {}) do
-    local st = F.stat(path, true)
+    local st = reach(path)
     if not add(found, "dir", path, st ~= nil and st.type == "directory", st and ("a " .. st.type) or "missing") then
       return found
     end
