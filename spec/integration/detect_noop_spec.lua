@@ -14,20 +14,8 @@ local th = require "spec.support.testhost"
 local runcli = require "spec.support.runcli"
 local json = require "phanes.json"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local function trim(s) return (s:gsub("%s+$", "")) end
-
--- phanes ARGS in /root of host 1 -> stdout, exit code, stderr
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local on = require "spec.support.onhost"
+local sh, yes, phanes = on.sh, on.yes, on.phanes
 
 local APPLY = "apply --modules beacon --path detect"
 local STATE = "/var/lib/phanes/state.json"
@@ -35,12 +23,7 @@ local STATE = "/var/lib/phanes/state.json"
 local FILES = "/opt/beacon /opt/beacon/bin /opt/beacon/bin/beacon /opt/beacon/beacon.conf /opt/beacon/installs.log"
 local function stamps() return sh("stat -c '%n %i %.9Y %.9Z' " .. FILES) end
 
-local function report(args)
-  local out, code, err = phanes(APPLY .. " --json " .. (args or ""))
-  local r, jerr = json.decode(out)
-  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
-  return r, code, out .. err
-end
+local function report(args) return on.report(APPLY .. " " .. (args or "")) end
 
 describe("detect probes on a test host", function()
   local available, why = th.available()
@@ -86,7 +69,7 @@ describe("detect probes on a test host", function()
     assert.equal(4, r.modules[1].detected.probes)
     assert.is_false(r.modules[1].detected.in_state)
     for _, ev in ipairs(r.modules[1].resources) do assert.equal("ok", ev.status, ev.resource) end
-    assert.equal("no", trim(sh("test -e " .. STATE .. " && echo yes || echo no")))
+    assert.is_false(yes("test -e " .. STATE))
     assert.equal(before, stamps())
   end)
 
@@ -148,7 +131,7 @@ describe("detect probes on a test host", function()
     assert.equal(0, code, out)
     assert.matches("noop (detected: 4 probes passed; not in the state, an apply records it)", out, 1, true)
     assert.equal("noop", rec.modules[1].status)
-    assert.equal("no", trim(sh("test -e " .. STATE .. " && echo yes || echo no")))
+    assert.is_false(yes("test -e " .. STATE))
     local now = stamps()
     code, out, rec = remote ""
     assert.equal(0, code, out)

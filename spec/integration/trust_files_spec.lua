@@ -12,22 +12,16 @@ local json = require "phanes.json"
 local F = require "phanes.file"
 local exec = require "phanes.exec"
 
-local function trim(s) return (s:gsub("%s+$", "")) end
-
--- exec in host 1; raises with the output when it fails (unless allow_fail)
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
+local on = require "spec.support.onhost"
+local sh, trim, yes = on.sh, on.trim, on.yes
 
 -- cmd as an unprivileged user of the host
 local function as(user, cmd) return sh("runuser -u " .. user .. " -- sh -c " .. th.quote(cmd)) end
 
 -- phanes ARGS as root in /root of host 1 -> stdout .. stderr, exit code
 local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " >/root/out 2>&1; echo \"exit=$?\"")
-  return sh "cat /root/out", tonumber(out:match "exit=(%d+)")
+  local out, code, err = on.phanes(args)
+  return out .. err, code
 end
 
 -- owner:group mode type sha256 of a path (the link itself for a link)
@@ -36,7 +30,7 @@ local function look(path)
     .. " || sha256sum < " .. path .. " | cut -c1-64; }"):gsub("\n", " ")))
 end
 
-local function exists(path) return trim(sh("test -e " .. path .. " && echo yes || echo no")) == "yes" end
+local function exists(path) return yes("test -e " .. path) end
 
 local USER = "apply user --only user --config trust/config.yaml"
 

@@ -12,21 +12,13 @@ local runcli = require "spec.support.runcli"
 local MARKER = "/tmp/pwned"
 local PAYLOAD = "os.execute('touch " .. MARKER .. "')\n"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
+local on = require "spec.support.onhost"
+local sh = on.sh
 
 local q = th.quote
 
 -- phanes ARGS as root in dir (env: "NAME=value ..." or nil) -> stdout, exit code, stderr
-local function phanes(dir, args, env)
-  local out = sh("cd " .. q(dir) .. " && " .. (env or "") .. " phanes " .. args
-    .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local function phanes(dir, args, env) return on.phanes(args, { dir = dir, env = env }) end
 
 -- write text to path on the host (as root; then chown/chmod as asked)
 local function put(path, text, owner, mode)
@@ -38,7 +30,7 @@ local function put(path, text, owner, mode)
   sh("chown " .. (owner or "root:root") .. " " .. q(path) .. " && chmod " .. (mode or "0644") .. " " .. q(path))
 end
 
-local function pwned() return sh("test -e " .. MARKER .. " && echo yes || echo no"):match "%a+" end
+local function pwned() return on.yes("test -e " .. MARKER) and "yes" or "no" end
 
 local function module(name, extra)
   return PAYLOAD .. "return { name = '" .. name .. "', description = 'planted', apply = function(ctx) "

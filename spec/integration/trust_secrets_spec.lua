@@ -16,19 +16,8 @@ local FIX = "spec/fixtures/trust"
 local MOD = dofile(FIX .. "/modules/trust_secret.lua")
 local APPLY = "apply trust/modules/trust_secret.lua --path trust --config config.yaml"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-local function trim(s) return (s:gsub("%s+$", "")) end
-
--- phanes ARGS in /root of host 1 -> stdout, exit code, stderr
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local on = require "spec.support.onhost"
+local sh, trim, phanes = on.sh, on.trim, on.phanes
 
 local function put_config(password)
   local tmp = runcli.tmpdir()

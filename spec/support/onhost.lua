@@ -6,9 +6,10 @@
 --   local sh, trim, yes = on.sh, on.trim, on.yes
 --   local out, code, err = on.phanes "apply ollama --config config.yaml"
 --   local r, code, text = on.report "apply ollama --config config.yaml"
+--   local out, code, err = on.phanes("list", { dir = "/root/w", env = "PHANES_PATH=/x" })
 --
--- phanes runs as root in /root from /usr/local/bin (copy the binary there
--- first); its stderr goes through /root/err.
+-- phanes runs as root in /root (or opts.dir) from /usr/local/bin (copy the
+-- binary there first); its stderr goes through /root/err.
 local th = require "spec.support.testhost"
 local json = require "phanes.json"
 
@@ -37,17 +38,22 @@ local trim = M.trim
 -- yes(test) -> whether the shell test passes on the host
 function M.yes(test) return trim(sh(test .. " && echo yes || echo no")) == "yes" end
 
--- phanes(args) -> stdout, exit code, stderr of `phanes ARGS` on the host
-function M.phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
+-- phanes(args[, opts]) -> stdout, exit code, stderr of `phanes ARGS` (a
+-- shell fragment) on the host; opts.dir: the working directory (default
+-- /root); opts.env: assignments for phanes, as shell words ("A=1 B='x y'")
+function M.phanes(args, opts)
+  opts = opts or {}
+  local out = sh("cd " .. th.quote(opts.dir or "/root") .. " && " .. (opts.env and opts.env .. " " or "")
+    .. "phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
   local body, rc = out:match "^(.-)exit=(%d+)\n?$"
   return body, tonumber(rc), sh "cat /root/err"
 end
 
--- report(args) -> the report of `phanes ARGS --json` (decoded), exit code,
--- stdout and stderr (for messages); raises when stdout is not JSON
-function M.report(args)
-  local out, code, err = M.phanes(args .. " --json")
+-- report(args[, opts]) -> the report of `phanes ARGS --json` (decoded), exit
+-- code, stdout and stderr (for messages); raises when stdout is not JSON;
+-- opts as for phanes
+function M.report(args, opts)
+  local out, code, err = M.phanes(args .. " --json", opts)
   local r, jerr = json.decode(out)
   assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
   return r, code, out .. err
