@@ -119,13 +119,9 @@ describe("detect probes on a test host", function()
     finally(function() os.execute("rm -rf " .. th.quote(home)) end)
     assert(os.execute("cp -r spec/fixtures/detect " .. th.quote(home .. "/detect")))
     local function remote(args)
-      local p = assert(io.popen("cd " .. th.quote(home) .. " && HOME=" .. th.quote(home) .. " SSH_AUTH_SOCK= "
-        .. th.quote(runcli.binary()) .. " --path detect --remote root@" .. th.ip(1) .. " --key " .. th.quote(th.key())
-        .. " " .. APPLY:gsub(" %-%-path detect", "") .. " --set beacon.greeting=bye " .. args .. " </dev/null 2>&1"))
-      local out = p:read "a"
-      local _, _, code = p:close()
-      local last = th.read(home .. "/.local/state/phanes/hosts/root@" .. th.ip(1) .. "/last.json")
-      return code, out, last and json.decode(last)
+      local code, out = runcli.at_home(home, "--path detect --remote root@" .. th.ip(1) .. " --key " .. th.quote(th.key())
+        .. " " .. APPLY:gsub(" %-%-path detect", "") .. " --set beacon.greeting=bye " .. args)
+      return code, out, runcli.record(home, "root@" .. th.ip(1))
     end
     local code, out, rec = remote "--dry-run"
     assert.equal(0, code, out)
