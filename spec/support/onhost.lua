@@ -4,9 +4,12 @@
 --
 --   local on = require "spec.support.onhost"
 --   local sh, trim, yes = on.sh, on.trim, on.yes
+--   describe("x on a test host", function()
+--     if not on.use() then return end
 --   local out, code, err = on.phanes "apply ollama --config config.yaml"
 --   local r, code, text = on.report "apply ollama --config config.yaml"
 --   local out, code, err = on.phanes("list", { dir = "/root/w", env = "PHANES_PATH=/x" })
+--   on.put("/root/config.yaml", "timezone: UTC\n")
 --
 -- phanes runs as root in /root (or opts.dir) from /usr/local/bin (copy the
 -- binary there first); its stderr goes through /root/err.
@@ -14,6 +17,22 @@ local th = require "spec.support.testhost"
 local json = require "phanes.json"
 
 local M = {}
+
+-- use() -> whether test hosts run here. First thing in a describe block:
+-- when they do, a fresh host 1 comes up in setup (one an earlier run left
+-- up is replaced) and every host goes down in teardown; when they do not,
+-- the block gets a pending test saying why (then return from the block)
+function M.use()
+  local busted = require "busted"
+  local ok, why = th.available()
+  if not ok then
+    busted.pending("needs test hosts: " .. why)
+    return false
+  end
+  busted.setup(function() th.down(1) th.up(1) end)
+  busted.teardown(function() th.down() end)
+  return true
+end
 
 -- sh(cmd[, allow_fail]) -> output (both streams), exit code: cmd as root on
 -- host 1; a failure raises, naming the command (unless allow_fail)
@@ -57,6 +76,21 @@ function M.report(args, opts)
   local r, jerr = json.decode(out)
   assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
   return r, code, out .. err
+end
+
+-- put(path, text[, owner, mode]): the file path on the host holds text (its
+-- directory made), owned by owner ("user:group", default root:root), with
+-- mode (default 0644)
+function M.put(path, text, owner, mode)
+  local runcli = require "spec.support.runcli"
+  local dir = runcli.tmpdir()
+  runcli.write(dir .. "/file", text)
+  local q = th.quote
+  sh("mkdir -p " .. q(path:match "^(.*)/"))
+  local ok, err = th.cp(1, dir .. "/file", path)
+  runcli.rmdir(dir)
+  assert(ok, err)
+  sh("chown " .. (owner or "root:root") .. " " .. q(path) .. " && chmod " .. (mode or "0644") .. " " .. q(path))
 end
 
 -- local_sh(cmd) -> output: cmd on this machine (fixtures, never the
