@@ -36,25 +36,15 @@ local function find(r, module, resource, target)
 end
 
 describe("core on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  -- a fresh host: one left up by an earlier run is replaced
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
   local seen = {} -- every output, to look for the secret
   local function keep(...) for _, s in ipairs { ... } do seen[#seen + 1] = s end end
 
   setup(function()
-    local cfg = os.tmpname()
-    runcli.write(cfg, CONFIG)
     sh "rm -rf /root/core /root/config.yaml"
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, "spec/fixtures/core", "/root/core"))
-    assert(th.cp(1, cfg, "/root/config.yaml"))
-    os.remove(cfg)
+    on.put("/root/config.yaml", CONFIG)
   end)
 
   it("plans everything in a dry run on a fresh host and touches nothing", function()

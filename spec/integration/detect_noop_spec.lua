@@ -26,18 +26,11 @@ local function stamps() return sh("stat -c '%n %i %.9Y %.9Z' " .. FILES) end
 local function report(args) return on.report(APPLY .. " " .. (args or "")) end
 
 describe("detect probes on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
+  if not on.use() then return end -- a fresh host 1
   setup(function()
-    th.down(1)
-    th.up(1)
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, "spec/fixtures/detect", "/root/detect"))
   end)
-  teardown(function() th.down() end)
 
   local before
 

@@ -35,13 +35,7 @@ local function exists(path) return yes("test -e " .. path) end
 local USER = "apply user --only user --config trust/config.yaml"
 
 describe("planted links and files on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
   local key
 
   setup(function()
@@ -50,11 +44,10 @@ describe("planted links and files on a test host", function()
       "-f", tmp .. "/k" } })
     assert.equal(0, r.code, r.stderr)
     key = trim(assert(F.read(tmp .. "/k.pub")))
-    runcli.write(tmp .. "/config.yaml", "username: deploy\nssh_public_key: \"" .. key .. "\"\n")
     sh "rm -rf /root/trust"
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, "spec/fixtures/trust", "/root/trust"))
-    assert(th.cp(1, tmp .. "/config.yaml", "/root/trust/config.yaml"))
+    on.put("/root/trust/config.yaml", "username: deploy\nssh_public_key: \"" .. key .. "\"\n")
     assert(F.remove(tmp, true))
   end)
 

@@ -15,20 +15,11 @@ local PAYLOAD = "os.execute('touch " .. MARKER .. "')\n"
 local on = require "spec.support.onhost"
 local sh = on.sh
 
-local q = th.quote
-
 -- phanes ARGS as root in dir (env: "NAME=value ..." or nil) -> stdout, exit code, stderr
 local function phanes(dir, args, env) return on.phanes(args, { dir = dir, env = env }) end
 
--- write text to path on the host (as root; then chown/chmod as asked)
-local function put(path, text, owner, mode)
-  local tmp = os.tmpname()
-  runcli.write(tmp, text)
-  sh("mkdir -p " .. q(path:match "^(.*)/"))
-  assert(th.cp(1, tmp, path))
-  os.remove(tmp)
-  sh("chown " .. (owner or "root:root") .. " " .. q(path) .. " && chmod " .. (mode or "0644") .. " " .. q(path))
-end
+-- put(path, text[, owner, mode]): a file on the host (default root:root 0644)
+local put = on.put
 
 local function pwned() return on.yes("test -e " .. MARKER) and "yes" or "no" end
 
@@ -38,17 +29,8 @@ local function module(name, extra)
 end
 
 describe("what root loads, on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function()
-    th.down(1)
-    th.up(1)
-    assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
-  end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
+  setup(function() assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes")) end)
   before_each(function() sh("rm -f " .. MARKER) end)
 
   it("never runs ./lua from the working directory, wherever root stands", function()

@@ -20,10 +20,7 @@ local on = require "spec.support.onhost"
 local sh, trim, phanes = on.sh, on.trim, on.phanes
 
 local function put_config(password)
-  local tmp = runcli.tmpdir()
-  runcli.write(tmp .. "/config.yaml", "trust_secret:\n  password: \"" .. password .. "\"\n")
-  assert(th.cp(1, tmp .. "/config.yaml", "/root/config.yaml"))
-  runcli.rmdir(tmp)
+  on.put("/root/config.yaml", "trust_secret:\n  password: \"" .. password .. "\"\n")
 end
 
 -- every key of a decoded JSON value, at any depth
@@ -41,13 +38,7 @@ end
 local function from_hex(h) return (h:gsub("%s", ""):gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end)) end
 
 describe("secrets on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
   setup(function()
     sh "rm -rf /root/trust /srv/trust /var/lib/phanes"
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))

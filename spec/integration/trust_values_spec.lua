@@ -69,18 +69,10 @@ local function password_login()
 end
 
 describe("config values on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function()
-    th.down()
-    if dir then runcli.rmdir(dir) end
-  end)
+  if not on.use() then return end -- a fresh host 1
 
   local before, before_pw, before_keys, dir
+  teardown(function() runcli.rmdir(dir) end)
   setup(function()
     dir = runcli.tmpdir()
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
@@ -91,9 +83,7 @@ describe("config values on a test host", function()
   end)
 
   local function apply(modules, text, extra)
-    local path = dir .. "/config.yaml"
-    runcli.write(path, text)
-    assert(th.cp(1, path, "/root/cfg/config.yaml"))
+    on.put("/root/cfg/config.yaml", text)
     local out, rc, err = on.phanes("apply --modules " .. modules .. " --config config.yaml " .. (extra or ""),
       { dir = "/root/cfg" })
     return out .. err, rc
@@ -118,9 +108,7 @@ describe("config values on a test host", function()
       '  server_name: "x; location / { root /etc; }"' }
     local text = table.concat(lines, "\n") .. "\n"
     for _, cmd in ipairs { "apply", "check" } do
-      local path = dir .. "/all.yaml"
-      runcli.write(path, text)
-      assert(th.cp(1, path, "/root/cfg/all.yaml"))
+      on.put("/root/cfg/all.yaml", text)
       local out, rc, err = on.phanes(cmd .. " --modules baseline,user,security,swap,redis,nginx --config all.yaml",
         { dir = "/root/cfg" })
       out = out .. err

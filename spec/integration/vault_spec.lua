@@ -33,13 +33,7 @@ touch /root/stopped
 ]]
 
 describe("the vault on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
 
   local dir
   setup(function()
