@@ -17,28 +17,12 @@ local json = require "phanes.json"
 local TOKEN = "tok-Zq81-secret"
 local CONFIG = "core_files:\n  token: \"" .. TOKEN .. "\"\n"
 
--- exec in host 1; raises with the output when it fails (unless allow_fail)
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
--- phanes ARGS in /root of host 1 -> stdout, exit code, stderr
-local function phanes(args)
-  local out, code = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err", code
-end
+local on = require "spec.support.onhost"
+local sh, trim, yes, phanes = on.sh, on.trim, on.yes, on.phanes
 
 local APPLY = "apply core/profiles/core.lua --path core --config config.yaml"
 
-local function report(args)
-  local out, code, err = phanes(APPLY .. " --json " .. (args or ""))
-  local r, jerr = json.decode(out)
-  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
-  return r, code, out .. err
-end
+local function report(args) return on.report(APPLY .. " " .. (args or "")) end
 
 local function find(r, module, resource, target)
   for _, m in ipairs(r.modules) do
@@ -51,28 +35,16 @@ local function find(r, module, resource, target)
   end
 end
 
-local function trim(s) return (s:gsub("%s+$", "")) end
-
 describe("core on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  -- a fresh host: one left up by an earlier run is replaced
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
   local seen = {} -- every output, to look for the secret
   local function keep(...) for _, s in ipairs { ... } do seen[#seen + 1] = s end end
 
   setup(function()
-    local cfg = os.tmpname()
-    runcli.write(cfg, CONFIG)
     sh "rm -rf /root/core /root/config.yaml"
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, "spec/fixtures/core", "/root/core"))
-    assert(th.cp(1, cfg, "/root/config.yaml"))
-    os.remove(cfg)
+    on.put("/root/config.yaml", CONFIG)
   end)
 
   it("plans everything in a dry run on a fresh host and touches nothing", function()
@@ -87,10 +59,10 @@ describe("core on a test host", function()
     assert.matches("not installed", sh("dpkg -s tree 2>&1", true))
     assert.equal("", trim(sh("getent passwd corey", true)))
     assert.equal("", trim(sh("getent group coregrp", true)))
-    assert.equal("no", trim(sh "test -e /srv/core && echo yes || echo no"))
-    assert.equal("no", trim(sh "test -e /etc/systemd/system/core-sleep.service && echo yes || echo no"))
-    assert.equal("no", trim(sh "test -e /var/lib/core && echo yes || echo no"))
-    assert.equal("no", trim(sh "test -e /var/lib/phanes/state.json && echo yes || echo no"))
+    assert.is_false(yes "test -e /srv/core")
+    assert.is_false(yes "test -e /etc/systemd/system/core-sleep.service")
+    assert.is_false(yes "test -e /var/lib/core")
+    assert.is_false(yes "test -e /var/lib/phanes/state.json")
   end)
 
   it("applies: the host is as the modules say", function()
@@ -109,7 +81,7 @@ describe("core on a test host", function()
     assert.equal("640", trim(sh "stat -c '%a' /srv/core/app.conf"))
     assert.equal("net.ipv4.ip_forward = 1\n", sh "cat /etc/sysctl.d/90-core.conf")
     assert.equal("/usr/bin/tree", trim(sh "readlink /usr/local/bin/core-tree"))
-    assert.equal("no", trim(sh "test -e /srv/core/obsolete && echo yes || echo no"))
+    assert.is_false(yes "test -e /srv/core/obsolete")
     -- nothing left behind by atomic writes
     assert.equal("", trim(sh "ls -A /srv/core /etc/sudoers.d /etc/sysctl.d | grep -i 'phanes\\|tmp' || true"))
     -- service
@@ -125,7 +97,7 @@ describe("core on a test host", function()
     assert.equal("440 root", trim(sh "stat -c '%a %U' /etc/sudoers.d/corey"))
     assert.matches("(root) NOPASSWD: /usr/bin/tree", sh "sudo -l -U corey", 1, true)
     -- commands
-    assert.equal("yes", trim(sh "test -s /var/lib/core/stamp && echo yes || echo no"))
+    assert.is_true(yes "test -s /var/lib/core/stamp")
     assert.equal("ran\n", sh "cat /var/lib/core/unless.log")
     -- state
     local state = assert(json.decode(sh "cat /var/lib/phanes/state.json"))
@@ -172,7 +144,7 @@ describe("core on a test host", function()
     assert.equal("drifted\n", sh "cat /srv/core/motd")
     assert.equal("666", trim(sh "stat -c %a /srv/core/app.conf"))
     assert.equal("inactive", trim(sh("systemctl is-active core-sleep", true)))
-    assert.equal("no", trim(sh "test -L /usr/local/bin/core-tree && echo yes || echo no"))
+    assert.is_false(yes "test -L /usr/local/bin/core-tree")
     -- the text form shows the diff and the planned start too
     local out = phanes(APPLY .. " --dry-run")
     keep(out)

@@ -14,20 +14,8 @@ local th = require "spec.support.testhost"
 local runcli = require "spec.support.runcli"
 local json = require "phanes.json"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local function trim(s) return (s:gsub("%s+$", "")) end
-
--- phanes ARGS in /root of host 1 -> stdout, exit code, stderr
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local on = require "spec.support.onhost"
+local sh, yes, phanes = on.sh, on.yes, on.phanes
 
 local APPLY = "apply --modules beacon --path detect"
 local STATE = "/var/lib/phanes/state.json"
@@ -35,26 +23,14 @@ local STATE = "/var/lib/phanes/state.json"
 local FILES = "/opt/beacon /opt/beacon/bin /opt/beacon/bin/beacon /opt/beacon/beacon.conf /opt/beacon/installs.log"
 local function stamps() return sh("stat -c '%n %i %.9Y %.9Z' " .. FILES) end
 
-local function report(args)
-  local out, code, err = phanes(APPLY .. " --json " .. (args or ""))
-  local r, jerr = json.decode(out)
-  assert(r, "not JSON (" .. tostring(jerr) .. "):\n" .. out .. err)
-  return r, code, out .. err
-end
+local function report(args) return on.report(APPLY .. " " .. (args or "")) end
 
 describe("detect probes on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
+  if not on.use() then return end -- a fresh host 1
   setup(function()
-    th.down(1)
-    th.up(1)
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, "spec/fixtures/detect", "/root/detect"))
   end)
-  teardown(function() th.down() end)
 
   local before
 
@@ -86,7 +62,7 @@ describe("detect probes on a test host", function()
     assert.equal(4, r.modules[1].detected.probes)
     assert.is_false(r.modules[1].detected.in_state)
     for _, ev in ipairs(r.modules[1].resources) do assert.equal("ok", ev.status, ev.resource) end
-    assert.equal("no", trim(sh("test -e " .. STATE .. " && echo yes || echo no")))
+    assert.is_false(yes("test -e " .. STATE))
     assert.equal(before, stamps())
   end)
 
@@ -136,19 +112,15 @@ describe("detect probes on a test host", function()
     finally(function() os.execute("rm -rf " .. th.quote(home)) end)
     assert(os.execute("cp -r spec/fixtures/detect " .. th.quote(home .. "/detect")))
     local function remote(args)
-      local p = assert(io.popen("cd " .. th.quote(home) .. " && HOME=" .. th.quote(home) .. " SSH_AUTH_SOCK= "
-        .. th.quote(runcli.binary()) .. " --path detect --remote root@" .. th.ip(1) .. " --key " .. th.quote(th.key())
-        .. " " .. APPLY:gsub(" %-%-path detect", "") .. " --set beacon.greeting=bye " .. args .. " </dev/null 2>&1"))
-      local out = p:read "a"
-      local _, _, code = p:close()
-      local last = th.read(home .. "/.local/state/phanes/hosts/root@" .. th.ip(1) .. "/last.json")
-      return code, out, last and json.decode(last)
+      local code, out = runcli.at_home(home, "--path detect --remote root@" .. th.ip(1) .. " --key " .. th.quote(th.key())
+        .. " " .. APPLY:gsub(" %-%-path detect", "") .. " --set beacon.greeting=bye " .. args)
+      return code, out, runcli.record(home, "root@" .. th.ip(1))
     end
     local code, out, rec = remote "--dry-run"
     assert.equal(0, code, out)
     assert.matches("noop (detected: 4 probes passed; not in the state, an apply records it)", out, 1, true)
     assert.equal("noop", rec.modules[1].status)
-    assert.equal("no", trim(sh("test -e " .. STATE .. " && echo yes || echo no")))
+    assert.is_false(yes("test -e " .. STATE))
     local now = stamps()
     code, out, rec = remote ""
     assert.equal(0, code, out)

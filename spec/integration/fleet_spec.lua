@@ -13,7 +13,6 @@
 local th = require "spec.support.testhost"
 local runcli = require "spec.support.runcli"
 
-local BIN = th.bin()
 local q = th.quote
 local stamp = string.format("%x", os.time())
 local PW = { "Vlt-One-" .. stamp, "Vlt-Two-" .. stamp, "Vlt-" .. stamp .. "-Qz7w" }
@@ -29,23 +28,10 @@ touch /root/stopped
 ]]
 local VAULT_PASSWORD = "fleet vault password"
 
-local function write(path, text)
-  assert(os.execute("mkdir -p " .. q(path:match "^(.*)/")))
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = runcli.write
 
 -- phanes ARGS with HOME=home -> exit code, stdout, stderr
-local function phanes(home, args)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) .. " "
-    .. table.concat(words, " ") .. " </dev/null 2>" .. q(home .. "/stderr")))
-  local out = p:read "a"
-  local _, _, code = p:close()
-  return code, out, th.read(home .. "/stderr") or ""
-end
+local function phanes(home, args) return runcli.at_home(home, args, { stderr = home .. "/stderr" }) end
 
 local function psql(i, password, sql)
   return th.exec(i, "LC_ALL=C PGPASSWORD=" .. q(password) .. " psql -h 127.0.0.1 -U app -d app -Atc " .. q(sql))

@@ -5,39 +5,18 @@
 -- itself still running over SSH. The Lynis hardening index and the ssh-audit
 -- counts are printed (fresh, baseline, strict), not asserted: Lynis varies.
 local th = require "spec.support.testhost"
+local on = require "spec.support.onhost"
+local runcli = require "spec.support.runcli"
 local json = require "phanes.json"
 
 local q = th.quote
 local ADMIN = "deploy"
 
-local function absolute(path)
-  local p = assert(io.popen("readlink -f " .. q(path)))
-  local out = p:read "l"
-  p:close()
-  return out
-end
-local BIN = absolute(os.getenv "PHANES_BIN" or "build/phanes")
+local BIN = th.bin()
+local sh = on.sh
 
-local function read_local(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read "a"
-  f:close()
-  return s
-end
-
-local function write_tmp(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  return path
-end
-
-local function sh(cmd)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok then error(("host 1: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out
-end
+-- the text of a file of this machine; raises when it cannot be read
+local function read_local(path) return assert(runcli.read(path)) end
 
 -- ssh-audit of the host's own sshd: failures, warnings, the lines
 local function ssh_audit()
@@ -72,9 +51,15 @@ local function sshd_t()
 end
 
 local function apply(cfg, report)
-  local _, out, code = th.exec(1, "cd /root && phanes apply minimal --config /root/" .. cfg ..
-    " --color=never --report /root/" .. report)
-  return code, out
+  local out, code, err = on.phanes("apply minimal --config /root/" .. cfg .. " --color=never --report /root/" .. report)
+  return code, out .. err
+end
+
+-- phanes --remote ADMIN@host 1 --modules security --config cfg, at home
+-- -> exit code, output
+local function remote(home, cfg)
+  return runcli.at_home(home, { "--remote", ADMIN .. "@" .. th.ip(1), "--key", th.key(),
+    "--modules", "security", "--config", cfg, "--color=never" })
 end
 
 -- every resource of the report "ok"
@@ -110,14 +95,13 @@ describe("security hardening on a test host", function()
     th.up(1)
     sh("apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ssh-audit lynis >/dev/null")
     figures("fresh")
+    home = runcli.tmpdir()
     local pubkey = read_local(th.key() .. ".pub"):gsub("%s+$", "")
     for _, level in ipairs { "baseline", "strict" } do
-      local cfg = write_tmp(("username: %s\nssh_public_key: \"%s\"\nsecurity:\n  level: %s\n"):format(ADMIN, pubkey, level))
-      assert(th.cp(1, cfg, "/root/" .. level .. ".yaml"))
-      os.remove(cfg)
+      on.put("/root/" .. level .. ".yaml",
+        ("username: %s\nssh_public_key: \"%s\"\nsecurity:\n  level: %s\n"):format(ADMIN, pubkey, level))
     end
     assert(th.cp(1, BIN, "/usr/local/bin/phanes"))
-    home = require("spec.support.fakeexec").tmpdir()
   end)
 
   teardown(function()
@@ -199,14 +183,8 @@ describe("security hardening on a test host", function()
 
     it("phanes runs remotely on the hardened host", function()
       local cfg = home .. "/config.yaml"
-      local f = assert(io.open(cfg, "wb"))
-      f:write(("username: %s\nssh_public_key: \"%s\"\n"):format(ADMIN, (read_local(th.key() .. ".pub"):gsub("%s+$", ""))))
-      f:close()
-      local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) ..
-        " --remote " .. q(ADMIN .. "@" .. th.ip(1)) .. " --key " .. q(th.key()) ..
-        " --modules security --config " .. q(cfg) .. " --color=never </dev/null 2>&1"))
-      local out = p:read "a"
-      local _, _, code = p:close()
+      runcli.write(cfg, ("username: %s\nssh_public_key: \"%s\"\n"):format(ADMIN, (read_local(th.key() .. ".pub"):gsub("%s+$", ""))))
+      local code, out = remote(home, cfg)
       assert.equal(0, code, out)
       assert.matches("security%s+ok%s+0", out)
     end)
@@ -270,24 +248,12 @@ describe("security hardening on a test host", function()
       local kh = home .. "/.ssh/known_hosts"
       os.execute("rm -rf " .. q(home .. "/.ssh") .. " && mkdir -m 700 " .. q(home .. "/.ssh"))
       local ecdsa = sh("cut -d' ' -f1,2 /etc/ssh/ssh_host_ecdsa_key.pub"):gsub("%s+$", "")
-      local f = assert(io.open(kh, "wb"))
-      f:write(th.ip(1) .. " " .. ecdsa .. "\n")
-      f:close()
+      runcli.write(kh, th.ip(1) .. " " .. ecdsa .. "\n")
       local cfg = home .. "/modern.yaml"
-      f = assert(io.open(cfg, "wb"))
-      f:write(("username: %s\nssh_public_key: \"%s\"\nsecurity:\n  level: strict\n"):format(ADMIN,
+      runcli.write(cfg, ("username: %s\nssh_public_key: \"%s\"\nsecurity:\n  level: strict\n"):format(ADMIN,
         (read_local(th.key() .. ".pub"):gsub("%s+$", ""))))
-      f:close()
-      local function remote()
-        local p = assert(io.popen("cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. q(BIN) ..
-          " --remote " .. q(ADMIN .. "@" .. th.ip(1)) .. " --key " .. q(th.key()) ..
-          " --modules security --config " .. q(cfg) .. " --color=never </dev/null 2>&1"))
-        local out = p:read "a"
-        local _, _, code = p:close()
-        return code, out
-      end
       -- the host is at compatible: ECDSA is offered, the run drops it
-      local code, out = remote()
+      local code, out = remote(home, cfg)
       assert.equal(0, code, out)
       assert.matches("recorded the host keys of " .. th.ip(1):gsub("%.", "%%.") .. " read over the verified connection", out)
       assert.is_nil(sh("sshd -T"):match "hostkey /etc/ssh/ssh_host_ecdsa_key")
@@ -295,7 +261,7 @@ describe("security hardening on a test host", function()
       assert.equal(th.ip(1) .. " " .. ecdsa .. "\n", known:sub(1, #ecdsa + #th.ip(1) + 2))
       assert.matches("\n" .. th.ip(1):gsub("%.", "%%.") .. " ssh%-ed25519 ", known)
       -- the next run meets the ed25519 key: known, no refusal, nothing added
-      code, out = remote()
+      code, out = remote(home, cfg)
       assert.equal(0, code, out)
       assert.equal(known, read_local(kh))
     end)

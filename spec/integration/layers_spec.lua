@@ -6,18 +6,12 @@ local th = require "spec.support.testhost"
 local BIN = th.bin()
 local q = th.quote
 
-local function write(path, text)
-  assert(os.execute("mkdir -p " .. q(path:match "^(.*)/")))
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local runcli = require "spec.support.runcli"
+local write = runcli.write
 
 -- phanes(home, args[, errfile]) -> exit code, output (stderr too, unless
 -- errfile is given: then stderr goes there)
-local function phanes(home, args, errfile)
-  return require("spec.support.runcli").at_home(home, args, { stderr = errfile })
-end
+local function phanes(home, args, errfile) return runcli.at_home(home, args, { stderr = errfile }) end
 
 -- A module that writes its config to a file on the host.
 local NOTE = [[

@@ -9,12 +9,8 @@ local B = BIN:match "^(.*)/phanes$"
 local q = th.quote
 local ROOT = assert(io.popen "pwd"):read "l"
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read "a"
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+-- sh(cmd) -> output (both streams), exit code: cmd on this machine
+local sh = require("spec.support.runcli").shell
 
 -- make in the tree, with the binary under test taken as built (-o)
 local function make(args)

@@ -4,44 +4,20 @@
 -- connection failure with its message and exit code. Checks look at the
 -- hosts and at the controller's records, not only at phanes' own words.
 local th = require "spec.support.testhost"
+local runcli = require "spec.support.runcli"
 
 local BIN = th.bin()
 
-local read = th.read
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local read, write = th.read, runcli.write
 
 local q = th.quote
 
--- The shell command running phanes ARGS with HOME = home.
-local function command(home, args, env)
-  local words = {}
-  for i, a in ipairs(args) do words[i] = q(a) end
-  local prog = q(BIN)
-  return "cd " .. q(home) .. " && HOME=" .. q(home) .. " SSH_AUTH_SOCK= " .. (env or "") .. " " .. prog .. " " .. table.concat(words, " ")
-end
-
--- phanes ARGS with HOME = home; returns exit code, output (both streams)
-local function phanes(home, args, env)
-  local p = assert(io.popen(command(home, args, env) .. " </dev/null 2>&1"))
-  local out = p:read "a"
-  local _, _, code = p:close()
-  return code, out
-end
+-- phanes(home, args[, opts]) -> exit code, output (both streams, or stdout
+-- and stderr apart with opts.stderr): phanes ARGS with HOME = home
+local phanes = runcli.at_home
 
 -- not under /tmp: as root, phanes refuses a --path under a world-writable directory
-local function new_home()
-  return require("spec.support.fakeexec").tmpdir()
-end
-
-local function record(home, name)
-  local text = read(home .. "/.local/state/phanes/hosts/" .. name .. "/last.json")
-  return text and require("phanes.json").decode(text)
-end
+local new_home, record = runcli.tmpdir, runcli.record
 
 describe("remote execution", function()
   local ok_hosts, why = th.available()
@@ -83,10 +59,10 @@ describe("remote execution", function()
     it("runs phanes on the target as " .. user .. ", uploading the binary once", function()
       local h = home()
       local target = user .. "@" .. th.ip(1)
-      local env = "ALICE_PW=" .. q(th.password())
+      local pw = { env = "ALICE_PW=" .. q(th.password()) }
       local args = { "--remote", target, "--key", key, "--password-env", "ALICE_PW" }
       for _, a in ipairs(work(h)) do args[#args + 1] = a end
-      local code, out = phanes(h, args, env)
+      local code, out = phanes(h, args, pw)
       assert.equal(0, code, out)
       assert.matches("recorded the host key of " .. th.ip(1):gsub("%.", "%%.") .. ":22", out)
       local rec = assert(record(h, target))
@@ -94,7 +70,7 @@ describe("remote execution", function()
       assert.equal(user, rec.user)
       local first_upload = rec.upload.binary
       -- the second run finds the binary cached (by sha256) and sends nothing big
-      code, out = phanes(h, args, env)
+      code, out = phanes(h, args, pw)
       assert.equal(0, code, out)
       rec = assert(record(h, target))
       assert.is_false(rec.upload.binary)
@@ -104,7 +80,7 @@ describe("remote execution", function()
       assert.equal("ok", rec.status)
       local state = assert(target_state(1))
       assert.equal("installed", state.modules.baseline.status)
-      local scode, sout = phanes(h, { "--remote", target, "--key", key, "--password-env", "ALICE_PW", "status", "--json" }, env)
+      local scode, sout = phanes(h, { "--remote", target, "--key", key, "--password-env", "ALICE_PW", "status", "--json" }, pw)
       assert.equal(0, scode, sout)
       local shown = assert(require("phanes.json").decode(sout:match "%b{}"))
       assert.same(state.modules, shown.state.modules)
@@ -170,7 +146,7 @@ return M
     local h = home()
     for _, user in ipairs { "root", "deploy", "alice" } do
       local code, out = phanes(h, { "--remote", user .. "@" .. th.ip(4), "--key", key, "--password-env", "PW", "status", "--json" },
-        "PW=" .. q(th.password()))
+        { env = "PW=" .. q(th.password()) })
       assert.equal(0, code, out)
       local got = assert(json.decode(out:match "%b{}"), out)
       assert.same(state.modules, got.state.modules, user)
@@ -223,13 +199,10 @@ return M
     local TIMEOUT = 3
     local now = require("phanes.sys").now
     -- JSON: stdout alone is the document
-    local cmd = command(h, { "--remote", "@st", "--timeout", tostring(TIMEOUT), "status", "--json" })
     local t0 = now()
-    local pipe = assert(io.popen(cmd .. " </dev/null 2>" .. q(h .. "/stderr")))
-    local out = pipe:read "a"
-    local _, _, code = pipe:close()
+    local code, out, errs = phanes(h, { "--remote", "@st", "--timeout", tostring(TIMEOUT), "status", "--json" },
+      { stderr = h .. "/stderr" })
     local took = now() - t0
-    local errs = read(h .. "/stderr")
     assert.equal(3, code, out .. errs) -- a host unreachable
     -- the silent hosts waited out their timeouts side by side, not one after the other
     assert.is_true(took >= TIMEOUT - 0.1 and took < 2 * TIMEOUT - 0.5, "took " .. took .. "s")
@@ -357,14 +330,14 @@ return M
 
   it("refuses a wrong password", function()
     local h = home()
-    local code, out = phanes(h, { "--remote", "alice@" .. th.ip(1), "--password-env", "PW", "version" }, "PW=not-it")
+    local code, out = phanes(h, { "--remote", "alice@" .. th.ip(1), "--password-env", "PW", "version" }, { env = "PW=not-it" })
     assert.equal(3, code, out)
     assert.matches("authentication failed; tried password %(rejected%)", out)
   end)
 
   it("says sudo refused the password, and runs nothing", function()
     local h = home()
-    local code, out = phanes(h, { "--remote", "alice@" .. th.ip(1), "--key", key, "--password-env", "PW", "version" }, "PW=not-it")
+    local code, out = phanes(h, { "--remote", "alice@" .. th.ip(1), "--key", key, "--password-env", "PW", "version" }, { env = "PW=not-it" })
     assert.equal(3, code, out)
     assert.matches("sudo on alice@" .. th.ip(1):gsub("%.", "%%.") .. " refused the password for alice", out)
     assert.is_nil(out:find("phanes 0", 1, true))
@@ -454,10 +427,8 @@ return M
     assert.matches("host%s+result%s+changed%s+failed%s+time", out)
     -- --json: the second (no-op) run is one document on stdout, the lines on stderr
     args[#args + 1] = "--json"
-    local pipe = assert(io.popen(command(h, args) .. " </dev/null 2>" .. q(h .. "/stderr")))
-    out = pipe:read "a"
-    local _, _, jcode = pipe:close()
-    local errs = read(h .. "/stderr")
+    local jcode, errs
+    jcode, out, errs = phanes(h, args, { stderr = h .. "/stderr" })
     assert.equal(3, jcode, out .. errs)
     local doc = assert(require("phanes.json").decode(out), out .. errs)
     assert.equal(3, doc.exit_code)

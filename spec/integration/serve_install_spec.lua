@@ -8,7 +8,6 @@
 local th = require "spec.support.testhost"
 local runcli = require "spec.support.runcli"
 local serveproc = require "spec.support.serveproc"
-local json = require "phanes.json"
 
 local q = th.quote
 local read = th.read
@@ -80,7 +79,7 @@ describe("phanes serve installs", function()
     assert.equal(200, code, raw)
     assert.equal("recorded", doc.status)
     assert.same({ "baseline" }, doc.skipped)
-    local rec = json.decode(read(home .. "/.local/state/phanes/hosts/th1/last.json"))
+    local rec = runcli.record(home, "th1")
     assert.equal("recorded", rec.status)
     assert.equal("baseline", rec.modules[1].name)
     local _, status = curl("GET", "/api/remote/status")

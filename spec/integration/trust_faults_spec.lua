@@ -13,21 +13,11 @@ local runcli = require "spec.support.runcli"
 
 local FX = "/root/fx"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
+local on = require "spec.support.onhost"
+local sh, trim = on.sh, on.trim
 
-local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
-
--- phanes ARGS in /root -> stdout, exit code, stderr
-local function phanes(args, env)
-  local out = sh("cd /root && " .. (env or "") .. " NO_COLOR=1 phanes " .. args
-    .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+-- phanes ARGS in /root (env: "NAME=value ..." or nil) -> stdout, exit code, stderr
+local function phanes(args, env) return on.phanes(args, { env = (env or "") .. " NO_COLOR=1" }) end
 
 -- Start phanes ARGS in the background; returns its pid.
 local function start(args, env)
@@ -103,7 +93,7 @@ describe("faults and planted files #faults", function()
       local out, code, err = phanes("apply --modules f_ok --path " .. FX .. " --state /root/b.json")
       assert.equal(75, code, out .. err)
       assert.matches("another phanes run holds /run/phanes.lock (pid " .. pid .. ")", err, 1, true)
-      assert.equal("no", trim(sh "test -e /root/b.json && echo yes || echo no"))
+      assert.is_false(on.yes "test -e /root/b.json")
       killed(pid)
       wait_for("! pgrep -f '^sleep 313$'", "the child to die")
     end)

@@ -12,22 +12,16 @@ local json = require "phanes.json"
 local F = require "phanes.file"
 local exec = require "phanes.exec"
 
-local function trim(s) return (s:gsub("%s+$", "")) end
-
--- exec in host 1; raises with the output when it fails (unless allow_fail)
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
+local on = require "spec.support.onhost"
+local sh, trim, yes = on.sh, on.trim, on.yes
 
 -- cmd as an unprivileged user of the host
 local function as(user, cmd) return sh("runuser -u " .. user .. " -- sh -c " .. th.quote(cmd)) end
 
 -- phanes ARGS as root in /root of host 1 -> stdout .. stderr, exit code
 local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " >/root/out 2>&1; echo \"exit=$?\"")
-  return sh "cat /root/out", tonumber(out:match "exit=(%d+)")
+  local out, code, err = on.phanes(args)
+  return out .. err, code
 end
 
 -- owner:group mode type sha256 of a path (the link itself for a link)
@@ -36,18 +30,12 @@ local function look(path)
     .. " || sha256sum < " .. path .. " | cut -c1-64; }"):gsub("\n", " ")))
 end
 
-local function exists(path) return trim(sh("test -e " .. path .. " && echo yes || echo no")) == "yes" end
+local function exists(path) return yes("test -e " .. path) end
 
 local USER = "apply user --only user --config trust/config.yaml"
 
 describe("planted links and files on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
   local key
 
   setup(function()
@@ -56,11 +44,10 @@ describe("planted links and files on a test host", function()
       "-f", tmp .. "/k" } })
     assert.equal(0, r.code, r.stderr)
     key = trim(assert(F.read(tmp .. "/k.pub")))
-    runcli.write(tmp .. "/config.yaml", "username: deploy\nssh_public_key: \"" .. key .. "\"\n")
     sh "rm -rf /root/trust"
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
     assert(th.cp(1, "spec/fixtures/trust", "/root/trust"))
-    assert(th.cp(1, tmp .. "/config.yaml", "/root/trust/config.yaml"))
+    on.put("/root/trust/config.yaml", "username: deploy\nssh_public_key: \"" .. key .. "\"\n")
     assert(F.remove(tmp, true))
   end)
 

@@ -281,7 +281,7 @@ describe("host keys", function()
     assert.equal("2222", port_used("box"))
     assert.equal("22", port_used("box:22"))
     assert.equal("2223", port_used("box", "--port", "2223"))
-    assert.equal(2223, require("phanes.json").decode(read(h .. "/.local/state/phanes/hosts/box/last.json")).port)
+    assert.equal(2223, runcli.record(h, "box").port)
     -- host test takes the same options
     os.remove(h .. "/.ssh/known_hosts")
     code, out = phanes(h, { "host", "test", "box", "--key", key, "--port", "2223", "--known-hosts", h .. "/kh-test" })

@@ -12,33 +12,16 @@ local runcli = require "spec.support.runcli"
 local MARKER = "/tmp/pwned"
 local PAYLOAD = "os.execute('touch " .. MARKER .. "')\n"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
-local q = th.quote
+local on = require "spec.support.onhost"
+local sh = on.sh
 
 -- phanes ARGS as root in dir (env: "NAME=value ..." or nil) -> stdout, exit code, stderr
-local function phanes(dir, args, env)
-  local out = sh("cd " .. q(dir) .. " && " .. (env or "") .. " phanes " .. args
-    .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local function phanes(dir, args, env) return on.phanes(args, { dir = dir, env = env }) end
 
--- write text to path on the host (as root; then chown/chmod as asked)
-local function put(path, text, owner, mode)
-  local tmp = os.tmpname()
-  runcli.write(tmp, text)
-  sh("mkdir -p " .. q(path:match "^(.*)/"))
-  assert(th.cp(1, tmp, path))
-  os.remove(tmp)
-  sh("chown " .. (owner or "root:root") .. " " .. q(path) .. " && chmod " .. (mode or "0644") .. " " .. q(path))
-end
+-- put(path, text[, owner, mode]): a file on the host (default root:root 0644)
+local put = on.put
 
-local function pwned() return sh("test -e " .. MARKER .. " && echo yes || echo no"):match "%a+" end
+local function pwned() return on.yes("test -e " .. MARKER) and "yes" or "no" end
 
 local function module(name, extra)
   return PAYLOAD .. "return { name = '" .. name .. "', description = 'planted', apply = function(ctx) "
@@ -46,17 +29,8 @@ local function module(name, extra)
 end
 
 describe("what root loads, on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function()
-    th.down(1)
-    th.up(1)
-    assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
-  end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
+  setup(function() assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes")) end)
   before_each(function() sh("rm -f " .. MARKER) end)
 
   it("never runs ./lua from the working directory, wherever root stands", function()

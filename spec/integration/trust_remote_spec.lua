@@ -163,7 +163,7 @@ touch /root/poll.done
     assert.equal("", local_hits)
     assert.is_nil(out:find(secret, 1, true), out)
     assert.is_nil(out:find(env_secret, 1, true), out)
-    local rec = require("phanes.json").decode(read(home .. "/.local/state/phanes/hosts/" .. target .. "/last.json"))
+    local rec = runcli.record(home, target)
     assert.is_truthy(rec.status == "ok" or rec.status == "changed", rec.status)
     local shown = table.concat(rec.command, " ")
     assert.matches("--set vault.password=******", shown, 1, true)
@@ -222,7 +222,7 @@ touch /root/poll.done
     local _, marker = th.exec(1, "ls /tmp/phanes-marker 2>&1; sha256sum < " .. cached)
     assert.matches("No such file", marker)
     assert.matches(sha, marker, 1, true)
-    local rec = require("phanes.json").decode(read(home .. "/.local/state/phanes/hosts/" .. target .. "/last.json"))
+    local rec = runcli.record(home, target)
     assert.is_true(rec.upload.binary)
     -- a symlink instead (to a program deploy may run): root does not follow it
     ok, out = th.ssh(1, "rm -f " .. cached .. " && ln -s /usr/bin/id " .. cached, "deploy")

@@ -16,25 +16,11 @@ local FIX = "spec/fixtures/trust"
 local MOD = dofile(FIX .. "/modules/trust_secret.lua")
 local APPLY = "apply trust/modules/trust_secret.lua --path trust --config config.yaml"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-local function trim(s) return (s:gsub("%s+$", "")) end
-
--- phanes ARGS in /root of host 1 -> stdout, exit code, stderr
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local on = require "spec.support.onhost"
+local sh, trim, phanes = on.sh, on.trim, on.phanes
 
 local function put_config(password)
-  local tmp = runcli.tmpdir()
-  runcli.write(tmp .. "/config.yaml", "trust_secret:\n  password: \"" .. password .. "\"\n")
-  assert(th.cp(1, tmp .. "/config.yaml", "/root/config.yaml"))
-  runcli.rmdir(tmp)
+  on.put("/root/config.yaml", "trust_secret:\n  password: \"" .. password .. "\"\n")
 end
 
 -- every key of a decoded JSON value, at any depth
@@ -52,13 +38,7 @@ end
 local function from_hex(h) return (h:gsub("%s", ""):gsub("%x%x", function(b) return string.char(tonumber(b, 16)) end)) end
 
 describe("secrets on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
   setup(function()
     sh "rm -rf /root/trust /srv/trust /var/lib/phanes"
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))

@@ -54,12 +54,8 @@ local ATTACKS = {
     bad = "me@laptop" },
 }
 
--- exec in host 1; raises with the output when it fails (unless allow_fail)
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
+local on = require "spec.support.onhost"
+local sh = on.sh
 
 -- Everything phanes could have touched: path, size, mode, owner, mtime of
 -- every file under these trees.
@@ -73,18 +69,10 @@ local function password_login()
 end
 
 describe("config values on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function()
-    th.down()
-    if dir then runcli.rmdir(dir) end
-  end)
+  if not on.use() then return end -- a fresh host 1
 
   local before, before_pw, before_keys, dir
+  teardown(function() runcli.rmdir(dir) end)
   setup(function()
     dir = runcli.tmpdir()
     assert(th.cp(1, runcli.binary(), "/usr/local/bin/phanes"))
@@ -95,13 +83,10 @@ describe("config values on a test host", function()
   end)
 
   local function apply(modules, text, extra)
-    local path = dir .. "/config.yaml"
-    runcli.write(path, text)
-    assert(th.cp(1, path, "/root/cfg/config.yaml"))
-    local out, code = sh("cd /root/cfg && phanes apply --modules " .. modules ..
-      " --config config.yaml " .. (extra or "") .. " 2>&1; echo \"exit=$?\"", true)
-    local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-    return body or out, tonumber(rc), code
+    on.put("/root/cfg/config.yaml", text)
+    local out, rc, err = on.phanes("apply --modules " .. modules .. " --config config.yaml " .. (extra or ""),
+      { dir = "/root/cfg" })
+    return out .. err, rc
   end
 
   for _, a in ipairs(ATTACKS) do
@@ -123,12 +108,11 @@ describe("config values on a test host", function()
       '  server_name: "x; location / { root /etc; }"' }
     local text = table.concat(lines, "\n") .. "\n"
     for _, cmd in ipairs { "apply", "check" } do
-      local path = dir .. "/all.yaml"
-      runcli.write(path, text)
-      assert(th.cp(1, path, "/root/cfg/all.yaml"))
-      local out = sh("cd /root/cfg && phanes " .. cmd ..
-        " --modules baseline,user,security,swap,redis,nginx --config all.yaml 2>&1; echo \"exit=$?\"", true)
-      assert.truthy(out:match "exit=2\n?$", out)
+      on.put("/root/cfg/all.yaml", text)
+      local out, rc, err = on.phanes(cmd .. " --modules baseline,user,security,swap,redis,nginx --config all.yaml",
+        { dir = "/root/cfg" })
+      out = out .. err
+      assert.equal(2, rc, out)
       for _, at in ipairs { "all.yaml:2:1: ssh_public_key: ", "all.yaml:3:1: timezone: ", "all.yaml:5:3: swap.size: ",
         "all.yaml:7:3: redis.password: ", "all.yaml:9:3: nginx.server_name: " } do
         assert.truthy(out:find(at, 1, true), cmd .. ": no " .. at .. " in:\n" .. out)

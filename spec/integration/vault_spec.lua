@@ -14,18 +14,8 @@ local SECRET = "Vlt-" .. string.format("%x", os.time()) .. "-Qz7w"
 local DEFAULT = "Dflt-Only-" .. string.format("%x", os.time())
 local PASSWORD = "integration vault password"
 
-local function sh(cmd, allow_fail)
-  local ok, out, code = th.exec(1, cmd)
-  if not ok and not allow_fail then error(("host: %s\nexit %s:\n%s"):format(cmd, tostring(code), out), 2) end
-  return out, code
-end
-
--- phanes ARGS in /root of the host -> stdout, exit code, stderr
-local function phanes(args)
-  local out = sh("cd /root && phanes " .. args .. " 2>/root/err; echo \"exit=$?\"")
-  local body, rc = out:match "^(.-)exit=(%d+)\n?$"
-  return body, tonumber(rc), sh "cat /root/err"
-end
+local on = require "spec.support.onhost"
+local sh, phanes = on.sh, on.phanes
 
 local POLL = [[
 #!/bin/sh
@@ -43,13 +33,7 @@ touch /root/stopped
 ]]
 
 describe("the vault on a test host", function()
-  local available, why = th.available()
-  if not available then
-    it("needs test hosts", function() pending(why) end)
-    return
-  end
-  setup(function() th.down(1) th.up(1) end)
-  teardown(function() th.down() end)
+  if not on.use() then return end -- a fresh host 1
 
   local dir
   setup(function()

@@ -11,12 +11,8 @@ local q = th.quote
 
 local read = th.read
 
-local phanes = require("spec.support.runcli").at_home
-
-local function record(home, name)
-  local text = read(home .. "/.local/state/phanes/hosts/" .. name .. "/last.json")
-  return text and require("phanes.json").decode(text)
-end
+local runcli = require "spec.support.runcli"
+local phanes, record = runcli.at_home, runcli.record
 
 describe("remote run on the wire", function()
   local ok_hosts, why = th.available()

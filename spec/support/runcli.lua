@@ -3,7 +3,8 @@
 --   local r = runcli.run({ "apply", "x", "--path", dir }, { RUNNER_FIXTURE_DIR = tmp })
 --   r.code, r.stdout, r.stderr
 -- The binary is the one running the specs (sys.exe()), else $PHANES_BIN,
--- else build/phanes.
+-- else build/phanes. Also: shell, at_home (phanes in a home of its own),
+-- deployer, record (a host's record there), tmpdir, read, write.
 local M = {}
 
 local fakeexec = require "support.fakeexec"
@@ -93,9 +94,23 @@ function M.deployer(home, remote, key, site)
   end
 end
 
+-- record(home, name) -> the record (last.json, decoded) a run at home
+-- kept of host NAME (as --remote named it), or nil
+function M.record(home, name)
+  local text = M.read(home .. "/.local/state/phanes/hosts/" .. name .. "/last.json")
+  return text and require("phanes.json").decode(text)
+end
+
 -- tmpdir() -> a new empty directory; rmdir(d) removes it (nil is fine);
--- read(path) -> text or nil; write(path, text): those of fakeexec
-M.tmpdir, M.read, M.write = fakeexec.tmpdir, fakeexec.read, fakeexec.write
+-- read(path) -> text or nil: those of fakeexec
+M.tmpdir, M.read = fakeexec.tmpdir, fakeexec.read
+
+-- write(path, text): the file, and its missing parent directories
+function M.write(path, text)
+  local dir = path:match "^(.+)/[^/]*$"
+  if dir then assert(require("phanes.file").mkdir(dir, { mode = tonumber("0755", 8), parents = true })) end
+  fakeexec.write(path, text)
+end
 
 function M.rmdir(d)
   if d then fakeexec.rmtree(d) end
