@@ -196,11 +196,16 @@ local function execute(s, t, rec, ctx)
     min_glibc = require("phanes.remote.binary").MIN_GLIBC }
   local stdin = (gz or "") .. (ctx.mode == "password" and (ctx.pw .. "\n") or "") .. (ctx.payload or "")
   local st = output(ctx.files, ctx.log, ctx.mask, tag)
-  local tick = interrupt_tick(s, st, ctx, t.name)
+  local interrupt = interrupt_tick(s, st, ctx, t.name)
+  local function tick()
+    ctx.settle()
+    return interrupt()
+  end
   local t0 = util.now()
   local ok, res, e, kind = pcall(s.exec, s, prologue, {
     stdin = stdin ~= "" and stdin or nil, capture = false, tick = tick,
     stream = function(k, chunk)
+      ctx.settle()
       local before, sink = st.started, k == "stdout" and st.out or st.err
       sink.feed(chunk)
       if st.started and not before and gz then
@@ -410,16 +415,30 @@ end
 function M.run(t, o, args, files, ov)
   local record = require "phanes.remote.record"
   ov = ov or { shown = {}, env_names = {}, secrets = {} }
-  local mask = require("phanes.engine.output").masker(ov.secrets)
+  local masker = require("phanes.engine.output").masker
+  local masking = masker(ov.secrets)
+  local function mask(s) return masking(s) end
   local t0 = util.now()
   local via = require("phanes.remote.connector").name(t)
   local rec = { host = t.name, address = t.host, port = via == "ssh" and (t.port or o.port or 22) or nil,
     user = t.user or o.user or os.getenv "USER" or "root", started_at = util.iso(), command = {} }
   for _, a in ipairs(args) do rec.command[#rec.command + 1] = type(a) == "table" and a.run_file or a end
-  for _, a in ipairs(ov.shown) do rec.command[#rec.command + 1] = a end
+  local nargs = #rec.command
+  -- which --set values are secrets (ov.pending: every module loaded) is
+  -- settled while the target starts: at the exchange's first tick or
+  -- output, at the latest before the record
+  local settled = false
+  local function settle()
+    if settled then return end
+    settled = true
+    if ov.pending then ov.pending() masking = masker(ov.secrets) end
+    for i, a in ipairs(ov.shown) do rec.command[nargs + i] = a end
+  end
+  if not ov.pending then settle() end
   if #ov.env_names > 0 then rec.env = ov.env_names end
   local log = {}
   local function finish(code, status, reason)
+    settle()
     rec.exit_code, rec.status, rec.reason, rec.duration = code, status, reason and mask(reason), util.now() - t0
     if reason then
       err(t.name:find(t.host, 1, true) and reason or (t.name .. ": " .. reason))
@@ -443,6 +462,7 @@ function M.run(t, o, args, files, ov)
     return finish(code, code == EXIT.connect and "error" or "refused", perr)
   end
   ctx.args, ctx.files, ctx.log, ctx.mask, ctx.apply = args, files, log, mask, o.cmd == "apply"
+  ctx.settle = settle
   -- no record of this binary in this login user's cache there (a first
   -- contact, a new version): it goes with the first exchange
   local last = util.read_record(t.name)
