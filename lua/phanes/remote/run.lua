@@ -385,7 +385,7 @@ local function self_sha(exe, dir)
   if not sha then return nil, err end
   -- best effort: without the copy, the next run hashes again
   if a and a.change < t0 - 1 and identity(exe) == id and util.mkdir_p(dir) then
-    file.write(dir .. "/" .. SELF, sha .. " " .. id .. "\n", { mode = tonumber("0600", 8) })
+    file.write(dir .. "/" .. SELF, sha .. " " .. id .. "\n", { mode = tonumber("0600", 8), sync = false })
   end
   return sha, a and a.size
 end
