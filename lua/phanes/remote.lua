@@ -171,12 +171,28 @@ end
 -- what travels (every value, in the payload), what the records show
 -- (secret values masked by field) and the secret values the controller
 -- masks in its own log.
-function M.overrides(sets, env, rows)
-  local names, paths, by_env = {}, {}, {}
+-- lazy: shown and secrets are filled by res.pending() (config_rows loads
+-- every module: a remote run calls it while the target starts).
+function M.overrides(sets, env, rows, lazy)
+  local names = {}
   for k in pairs(env) do names[#names + 1] = k end
   table.sort(names)
   local res = { shown = {}, env_names = names, secrets = {} }
   if #sets == 0 and #names == 0 then return res end
+  res.file = { name = "overrides.json", data = require("phanes.json").encode { set = sets, env = env } }
+  if lazy and not rows then
+    res.pending = function()
+      res.pending = nil
+      M.fill_overrides(res, sets, env, names)
+    end
+    return res
+  end
+  M.fill_overrides(res, sets, env, names, rows)
+  return res
+end
+
+function M.fill_overrides(res, sets, env, names, rows)
+  local paths, by_env = {}, {}
   rows = rows or config_rows()
   for _, r in ipairs(rows) do by_env["PHANES_" .. r.path:upper():gsub("[^%w]", "_")] = r.path end
   for _, s in ipairs(sets) do paths[#paths + 1] = s:match "^%s*([^=]-)%s*=" or s end
@@ -194,8 +210,6 @@ function M.overrides(sets, env, rows)
   for _, n in ipairs(names) do
     if by_env[n] and hidden[by_env[n]] then res.secrets[#res.secrets + 1] = env[n] end
   end
-  res.file = { name = "overrides.json", data = require("phanes.json").encode { set = sets, env = env } }
-  return res
 end
 
 -- The user's own modules/profiles/templates/lua that differ from the ones
@@ -255,7 +269,7 @@ function M.main(p)
   if not lok then err(lerr) return EXIT.usage end
   for _, f in ipairs(M.user_files()) do files[#files + 1] = f end
   local sys = require "phanes.sys"
-  local ov = M.overrides(sets, M.env_overrides(sys.environ(), o))
+  local ov = M.overrides(sets, M.env_overrides(sys.environ(), o), nil, true)
   -- values resolved from the vault for this host (layers.remote_files): masked here too
   for _, v in ipairs(require("phanes.vault").resolved_values()) do ov.secrets[#ov.secrets + 1] = v end
   -- PHANES_* settings go to the commands that read a config; --set values

@@ -1,6 +1,6 @@
 -- Targets of another architecture and targets that cannot run phanes, on a
 -- disposable test host: the probe's answers are planted on the host (a
--- uname that says aarch64, a getconf that says glibc 2.31, apt-get hidden
+-- uname and a login shell that say aarch64, a getconf that says glibc 2.31, apt-get hidden
 -- and a dnf present), then we look at what phanes uploaded there.
 local th = require "spec.support.testhost"
 local fakeexec = require "spec.support.fakeexec"
@@ -54,6 +54,7 @@ describe("remote binary per architecture", function()
   -- the host as booted: nothing planted, nothing cached
   local function clean()
     th.exec(1, "rm -f /usr/local/bin/uname /usr/local/bin/getconf /usr/local/bin/dnf;"
+      .. " sed -i '/^HOSTTYPE=aarch64$/d' /root/.bashrc;"
       .. " for f in apt-get dpkg; do [ ! -e /usr/bin/$f.off ] || mv /usr/bin/$f.off /usr/bin/$f; done;"
       .. " rm -rf /root/.cache/phanes /var/lib/phanes/bin")
   end
@@ -65,6 +66,8 @@ describe("remote binary per architecture", function()
   it("uploads the aarch64 binary to an aarch64 target, from ~/.cache/phanes/dist", function()
     plant("printf '#!/bin/sh\\n[ \"$1\" = -m ] && echo aarch64 && exit 0\\nexec /bin/uname \"$@\"\\n'"
       .. " > /usr/local/bin/uname && chmod 755 /usr/local/bin/uname")
+    -- the run's prologue asks bash (HOSTTYPE), the probe of `host test` uname
+    plant("{ echo HOSTTYPE=aarch64; cat /root/.bashrc; } > /root/.bashrc.new && mv /root/.bashrc.new /root/.bashrc")
     -- without it: the error names the architecture and make dist
     local code, out = phanes { "--remote", target(), "--key", key, "version" }
     assert.equal(3, code, out)

@@ -362,12 +362,14 @@ return M
 
   it("refuses a target of another architecture, naming both, and leaves nothing there", function()
     local ok, msg = th.exec(3, "printf '#!/bin/sh\\n[ \"$1\" = -m ] && echo riscv64 && exit 0\\nexec /bin/uname \"$@\"\\n'"
-      .. " > /usr/local/bin/uname && chmod 755 /usr/local/bin/uname")
+      .. " > /usr/local/bin/uname && chmod 755 /usr/local/bin/uname"
+      -- the prologue asks bash first (HOSTTYPE), uname for what it does not know
+      .. " && { echo HOSTTYPE=riscv64; cat /root/.bashrc; } > /root/.bashrc.new && mv /root/.bashrc.new /root/.bashrc")
     assert.is_true(ok, msg)
     local h = home()
     write(h .. "/config.yaml", "timezone: UTC\n")
     local code, out = phanes(h, { "--remote", "root@" .. th.ip(3), "--key", key, "--modules", "baseline", "--config", h .. "/config.yaml" })
-    th.exec(3, "rm -f /usr/local/bin/uname")
+    th.exec(3, "rm -f /usr/local/bin/uname; sed -i '/^HOSTTYPE=riscv64$/d' /root/.bashrc")
     assert.equal(3, code, out)
     local arch = require("phanes.sys").uname().machine
     assert.matches("the target is riscv64 and this phanes is " .. arch .. ": phanes is built for x86_64 and aarch64 only", out, 1, true)

@@ -49,6 +49,58 @@ describe("remote prologue", function()
     assert.matches("\nPAYLOAD\n$", out)
   end)
 
+  -- a PATH whose first directory logs each tool the prologue starts
+  local TOOLS = { "id", "uname", "getconf", "ldd", "tr", "sort", "head", "find", "mkdir", "chmod", "ls", "grep", "xargs" }
+  local function logged_path()
+    local bin = dir .. "/bin"
+    assert(file.mkdir(bin))
+    for _, t in ipairs(TOOLS) do
+      local real = assert(io.popen("command -v " .. t)):read "l"
+      local body = "#!/bin/sh\necho " .. t .. " >>" .. util.shquote(dir .. "/spawned") .. "\n"
+      if t == "getconf" then body = body .. 'if [ -n "$FAKE_LIBC" ]; then echo "$FAKE_LIBC"; exit 0; fi\n' end
+      assert(file.write(bin .. "/" .. t, body .. "exec " .. real .. ' "$@"\n', { mode = tonumber("0755", 8) }))
+    end
+    return bin
+  end
+  local function run_in(shell, script, env)
+    local p = assert(io.popen(env .. " HOME=" .. util.shquote(dir) .. " " .. shell .. " -c " .. util.shquote(script)
+      .. " </dev/null 2>&1"))
+    local out = p:read "a"
+    local _, _, code = p:close()
+    return code, out, file.read(dir .. "/spawned") or ""
+  end
+
+  it("starts no process of its own before root when the binary is cached (bash), at most uname (sh)", function()
+    local path = logged_path() .. ":" .. os.getenv "PATH"
+    local cache = dir .. "/.cache/phanes"
+    assert(file.mkdir(dir .. "/.cache")) assert(file.mkdir(cache))
+    assert(file.write(cache .. "/phanes-" .. sha, "x", { mode = tonumber("0700", 8) }))
+    local script = run.prologue { sha = sha, arch = arch, root = ROOT, nonce = "n5", check = true, apply = true, min_glibc = "2.34" }
+    for _, shell in ipairs { "bash", "sh" } do
+      file.remove(dir .. "/spawned")
+      local code, out, spawned = run_in(shell, script, "PATH=" .. util.shquote(path))
+      assert.equal(0, code, out)
+      local p = assert(run.parse_probe_line(out:match "^[^\n]*", "n5"), out)
+      assert.same({ arch, tostring(require("phanes.sys").getuid()), "yes" },
+        { p.arch, p.uid, p.cached })
+      assert.matches("apt%-get", p.pkg)
+      assert.equal(shell == "bash" and "" or "uname\n", spawned, shell)
+    end
+  end)
+
+  it("asks the C library only for a binary not cached yet, and refuses an old glibc or musl (98)", function()
+    local path = logged_path() .. ":" .. os.getenv "PATH"
+    local script = run.prologue { sha = sha, arch = arch, root = ROOT, nonce = "n6", check = true, min_glibc = "2.34" }
+    for libc, want in pairs { ["glibc 2.36"] = 0, ["glibc 2.33"] = 98, ["glibc 3.1"] = 0, ["musl libc (x86_64)"] = 98,
+        ["ldd (Debian GLIBC 2.36-9+deb12u4) 2.36"] = 0, ["ldd (GNU libc) 2.17"] = 98 } do
+      file.remove(dir .. "/spawned")
+      local code, out, spawned = run_in("bash", script, "PATH=" .. util.shquote(path) .. " FAKE_LIBC=" .. util.shquote(libc))
+      assert.equal(want, code, libc .. ": " .. out)
+      assert.matches("getconf", spawned)
+      assert.equal(libc, run.parse_probe_line(out:match "^[^\n]*", "n6").libc)
+    end
+  end)
+
   it("stops before root on another arch (96), and on a broken stream (97) leaves no binary", function()
     local code, out = sh(run.prologue { sha = sha, arch = "pdp11", root = ROOT, nonce = "n3" }, "")
     assert.equal(96, code, out)

@@ -29,13 +29,15 @@ function M.write(name, rec, log)
   local ok, err = util.mkdir_p(dir)
   if ok then ok, err = util.mkdir_p(dir .. "/runs") end
   if not ok then return nil, err end
-  local mode = tonumber("0600", 8)
+  -- records: not worth waiting for the disk at the end of every run (a
+  -- crash may lose the last one; the next run uploads the binary again)
+  local opts = { mode = tonumber("0600", 8), sync = false }
   local logname = dir .. "/runs/" .. os.date("!%Y%m%dT%H%M%SZ") .. string.format("-%04d", math.random(0, 9999)) .. ".log"
-  ok, err = file.write(logname, table.concat(log or {}, "\n") .. "\n", { mode = mode })
+  ok, err = file.write(logname, table.concat(log or {}, "\n") .. "\n", opts)
   if not ok then return nil, err end
   rec.log = logname
   rec.phanes_version = rec.phanes_version or require("phanes.loader").version
-  ok, err = file.write(dir .. "/last.json", json.encode(rec, { pretty = true }) .. "\n", { mode = mode })
+  ok, err = file.write(dir .. "/last.json", json.encode(rec, { pretty = true }) .. "\n", opts)
   if not ok then return nil, err end
   prune(dir .. "/runs")
   return true

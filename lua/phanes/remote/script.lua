@@ -103,9 +103,25 @@ end
 -- cache, the arch checked, the binary taken from stdin when this run
 -- brings it (gz bytes of gzip, ahead of the rest of stdin: head -c reads no
 -- more than that), then root_script as root with the cached path as $1.
+-- A no-op with the binary cached starts no process of its own before sudo:
+-- uid, arch and the package managers come from shell built-ins (bash's
+-- HOSTTYPE, /proc/self/status, command -v; uname and id when those are
+-- missing), and the C library is asked (getconf) only when the binary is
+-- not cached yet (it was checked before it was stored).
 --   p = { sha =, arch = expected, root = root_script, nonce =, password = bool, gz = bytes | nil }
 -- Exit codes before root: 90 no cache directory, 95 no sudo, 96 another
 -- arch, 97 the binary could not be stored.
+local function glibc_check(min)
+  local maj, minor = min:match "^(%d+)%.(%d+)"
+  return table.concat({
+    'case "$L" in *musl*) exit 98;; "") ;; *)',
+    '  v=${L##* }; a=${v%%.*}; b=${v#"$a"}; b=${b#.}; b=${b%%[!0-9]*}',
+    '  case "$a:$b" in *[!0-9:]*|:*|*:) ;; *) [ "$a" -gt ' .. maj .. ' ] || { [ "$a" -eq ' .. maj
+      .. ' ] && [ "$b" -ge ' .. minor .. ' ]; } || exit 98;; esac;;',
+    "esac",
+  }, "\n")
+end
+
 function M.prologue(p)
   local q = util.shquote
   local sudo = p.password and "exec sudo -k -S -p '' -- " or "exec sudo -n -- "
@@ -115,19 +131,22 @@ function M.prologue(p)
     'C="$HOME/.cache/phanes"',
     '[ -d "$C" ] || { mkdir -p "$C" && chmod 700 "$C"; } || { echo "PHANES-ERR cannot make the cache directory $C" >&2; exit 90; }',
     'B="$C/phanes-' .. p.sha .. '"',
-    'U=$(id -u); A=$(uname -m)',
+    -- the effective uid (id -u), read by the shell itself
+    'U=; [ -r /proc/self/status ] && while read -r k r e x; do [ "$k" = Uid: ] && U=$e && break; done </proc/self/status',
+    'case $U in ""|*[!0-9]*) U=$(id -u);; esac',
+    -- bash's own architecture (what uname -m says, also under emulation)
+    'case ${HOSTTYPE-} in x86_64|aarch64) A=$HOSTTYPE;; *) A=$(uname -m);; esac',
     'if [ "$U" = 0 ]; then S=root; elif command -v sudo >/dev/null 2>&1; then S=present; else S=missing; fi',
     -- a hint only (the login user can change that file): root hashes its own copy
     'K=no; [ -f "$B" ] && [ -x "$B" ] && K=yes',
-    'L=$(getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n 1)',
-    'P=$(for c in apt-get dpkg dnf yum apk zypper pacman; do command -v $c >/dev/null 2>&1 && printf "%s," $c; done)',
-    'echo "PHANES-PROBE ' .. p.nonce .. ' arch=$A uid=$U sudo=$S cached=$K libc=$(echo "$L" | tr " " _) pkg=$P os=$PRETTY_NAME"',
+    'L=; [ "$K" = yes ] || L=$(getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n 1)',
+    'P=; for c in apt-get dpkg dnf yum apk zypper pacman; do command -v $c >/dev/null 2>&1 && P="$P$c,"; done',
+    'echo "PHANES-PROBE ' .. p.nonce .. ' arch=$A uid=$U sudo=$S cached=$K libc=$L pkg=$P os=$PRETTY_NAME"',
     'set -- "$C"/run.*; [ -e "$1" ] && find "$C" -maxdepth 1 -name "run.*" -exec rm -rf {} + 2>/dev/null',
     '[ "$A" = ' .. q(p.arch) .. " ] || exit 96",
     -- what binary.check_target refuses (glibc < 2.34, musl, no apt for an
     -- apply): the controller says why from the probe line
-    p.check and ('case "$L" in *musl*) exit 98;; "") ;; *) [ "$(printf "%s\\n" ' .. q(p.min_glibc)
-      .. ' "${L##* }" | sort -V | head -n 1)" = ' .. q(p.min_glibc) .. ' ] || exit 98;; esac') or ":",
+    p.check and glibc_check(p.min_glibc) or ":",
     p.apply and 'case "$P" in *apt-get,*dpkg,*) ;; *) exit 98;; esac' or ":",
     '[ "$S" = missing ] && exit 95',
     p.gz and table.concat({
@@ -143,12 +162,15 @@ function M.prologue(p)
   }, "\n")
 end
 
+-- The probe line: libc is the C library's own words (spaces and all), up
+-- to " pkg="; os is the rest of the line.
 function M.parse_probe_line(line, tag)
   local rest = line:match("^PHANES%-PROBE " .. tag .. " (.*)$")
   if not rest then return nil end
   local p = {}
-  for _, k in ipairs { "arch", "uid", "sudo", "cached", "libc", "pkg" } do p[k] = rest:match(k .. "=(%S*)") end
-  if p.libc then p.libc = p.libc:gsub("_", " ") end
+  for _, k in ipairs { "arch", "uid", "sudo", "cached", "pkg" } do p[k] = rest:match(k .. "=(%S*)") end
+  p.libc = rest:match "libc=(.-) pkg="
+  if p.libc == "" then p.libc = nil end
   if p.pkg then p.pkg = p.pkg:gsub(",", " ") end
   p.os = rest:match "os=(.*)$"
   if p.os == "" then p.os = nil end
