@@ -336,13 +336,17 @@ function check_args(run, ctx, kind, o, need, takes)
 end
 
 -- res.api[kind] -> the set of argument names it takes (nil: undeclared, or
--- a table of arguments is not what it takes)
+-- a table of arguments is not what it takes); made once per declaration,
+-- not for every module's ctx
+local TAKES = setmetatable({}, { __mode = "k" })
 local function takes_of(api)
   if type(api) ~= "table" or type(api[2]) ~= "table" then return nil end
+  if TAKES[api] ~= nil then return TAKES[api] or nil end
   local set, any = {}, false
   for _, a in ipairs(api[2]) do
     if type(a[1]) == "string" and a[1] ~= "..." then set[a[1]], any = true, true end
   end
+  TAKES[api] = any and set or false
   return any and set or nil
 end
 
