@@ -190,7 +190,9 @@ describe("pkg", function()
     it("reads a cache age with a fraction of a second (real mtimes have one)", function()
       w = fakeexec.world()
       age(w, 90) -- whole seconds on disk, but now() has a fraction
-      assert.equal("90 s old", w.ctx.pkg.refresh({ max_age = 3600 }).message)
+      -- a second may tick between the touch and the check on a loaded machine
+      local s = w.ctx.pkg.refresh({ max_age = 3600 }).message:match("^(%d+) s old$")
+      assert.truthy(s == "90" or s == "91", s)
     end)
 
     it("would update in a dry run without running it", function()
