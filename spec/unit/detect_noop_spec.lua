@@ -43,6 +43,7 @@ describe("detect probes in apply", function()
     opts = opts or {}
     out = sink()
     local o = output.new { color = "never", out = out, err = sink(), tty = false, quiet = opts.quiet }
+    if opts.secrets then o:add_secrets(opts.secrets) end
     local sf = opts.sf or opts.state and assert(statefile.open(dir .. "/state.json", { lock = dir .. "/machine.lock" }))
     local code, report = runner.run {
       mods = mods, config = {}, dry_run = opts.dry_run, keep_going = opts.keep_going, json = opts.json, out = o, state = sf,
@@ -180,6 +181,18 @@ describe("detect probes in apply", function()
     assert.equal(installed_at, state().modules.app.installed_at)
   end)
 
+  it("the state keeps an installed module's probes, but none that would carry a secret", function()
+    runcli.write(dir .. "/app", "v1")
+    go({ mod("app", "v1", { files = { dir .. "/app" } }) }, { state = true })
+    assert.same({ files = { dir .. "/app" } }, state().modules.app.probes)
+    fake:on("curl", { code = 0 })
+    go({ mod("app", "v1", { files = { dir .. "/app" }, url = "http://u:Tok3n-s3cret@127.0.0.1:9/x" }) },
+      { state = true, secrets = { "Tok3n-s3cret" } })
+    assert.equal("installed", state().modules.app.status)
+    assert.is_nil(state().modules.app.probes)
+    assert.is_nil(runcli.read(dir .. "/state.json"):find("Tok3n", 1, true))
+  end)
+
   it("a health URL its own fetch.check found answering is not asked again; a dry run asks it", function()
     runcli.write(dir .. "/app", "v1")
     local url = "http://127.0.0.1:8123/health"
@@ -264,6 +277,27 @@ describe("detect probes in apply", function()
       assert.match("\nbeacon%s+changed%s+1%s", r.stdout)
       assert.not_match("\n      noop ", r.stdout)
       assert.equal("greeting=bye\n", runcli.read(dir .. "/b/beacon.conf"))
+    end)
+
+    it("status without --config checks the probes the state recorded (the config it was applied with)", function()
+      assert.equal(0, phanes().code)
+      local st = json.decode(runcli.read(dir .. "/state.json")).modules.beacon
+      assert.same({ files = { dir .. "/b/bin/beacon", dir .. "/b/beacon.conf" }, dirs = { dir .. "/b" },
+        command = { dir .. "/b/bin/beacon", "--check" } }, st.probes)
+      local function status(...)
+        return runcli.run({ "status", "--path", "spec/fixtures/detect", "--state", dir .. "/state.json", ... }, env)
+      end
+      local r = status("--json")
+      assert.equal(0, r.code, r.stdout .. r.stderr)
+      local found = assert(json.decode(r.stdout)).detected.beacon
+      assert.is_true(found.installed)
+      assert.equal(4, #found.checks)
+      assert.match("\nbeacon%s+installed%s", status().stdout)
+      -- the install gone: the recorded probes say so
+      os.remove(dir .. "/b/beacon.conf")
+      found = assert(json.decode(status("--json").stdout)).detected.beacon
+      assert.is_false(found.installed)
+      assert.equal(dir .. "/b/beacon.conf", found.checks[#found.checks].target)
     end)
   end)
 end)

@@ -168,6 +168,23 @@ describe("statefile", function()
     assert.same({ "containerd.service", "docker.service" }, json.decode(runcli.read(path)).modules.docker.units)
   end)
 
+  it("keeps the detect probes of an installed module, and writes again only when they change", function()
+    local sf = assert(open(path))
+    local probes = { files = { "/opt/x/bin/x" }, dirs = { "/opt/x" }, url = "http://127.0.0.1:9/health" }
+    assert(sf:record("x", { status = "installed", probes = probes }))
+    local t1 = json.decode(runcli.read(path)).modules.x
+    assert.same(probes, t1.probes)
+    os.execute("sleep 1.1")
+    assert(sf:record("x", { status = "installed", probes = { files = { "/opt/x/bin/x" }, dirs = { "/opt/x" },
+      url = "http://127.0.0.1:9/health" } }))
+    assert.equal(t1.updated_at, json.decode(runcli.read(path)).modules.x.updated_at) -- the same: no write
+    assert(sf:record("x", { status = "failed", error = "boom" }))
+    assert.same(probes, json.decode(runcli.read(path)).modules.x.probes) -- a failure keeps them
+    assert(sf:record("x", { status = "installed", probes = { url = "http://127.0.0.1:10/health" } }))
+    sf:close()
+    assert.same({ url = "http://127.0.0.1:10/health" }, json.decode(runcli.read(path)).modules.x.probes)
+  end)
+
   it("finish writes once for a run that wrote nothing (its time), never twice", function()
     os.execute("mkdir -p " .. dir .. "/sub")
     runcli.write(path, '{"format": 1, "updated_at": "2020-01-01T00:00:00Z", "modules": {"a": '
@@ -193,6 +210,10 @@ describe("statefile", function()
       ['{"format":1,"modules":{"a":{"last_error":{"x":1}}}}'] = "modules.a.last_error must be a string, not table",
       ['{"format":1,"hostname":[],"modules":{}}'] = "hostname must be a string, not table",
       ['{"format":1,"modules":{"a":{"units":["x",2]}}}'] = "modules.a.units[2] must be a string, not number",
+      ['{"format":1,"modules":{"a":{"probes":["x"]}}}'] = "modules.a.probes must name files, dirs, a command or a url",
+      ['{"format":1,"modules":{"a":{"probes":{"files":["x",1]}}}}'] = "modules.a.probes.files[2] must be a string, not number",
+      ['{"format":1,"modules":{"a":{"probes":{"command":"rm"}}}}'] = "modules.a.probes.command must be a list, not string",
+      ['{"format":1,"modules":{"a":{"probes":{"url":5}}}}'] = "modules.a.probes.url must be a string, not number",
     } do
       runcli.write(path, text)
       local s, err, code = statefile.read(path)

@@ -416,16 +416,19 @@ local function config_changes(p, out, state, prof, path)
 end
 
 -- What the detect probes of each module that declares them find on this
--- host (with the config of --config, else the defaults): name -> { installed,
--- checks }. A module the state does not know can still be installed.
-detection = function(p, out, prof)
+-- host: name -> { installed, checks }. The probes are those of --config;
+-- without it, those the state recorded when the module was installed (the
+-- config it was applied with: its port, its paths), else the defaults'.
+-- A module the state does not know can still be installed.
+detection = function(p, out, prof, state)
   local describe, detect = require "phanes.engine.describe", require "phanes.engine.detect"
   local mods = {}
   for _, m in ipairs((resolve.all())) do if m.detect then mods[#mods + 1] = m end end
   local cfg = p.opts.config and load_config(p, out, mods, prof and prof.config or {}, prof and prof.origin) or {}
+  local known = not p.opts.config and state and state.modules or {}
   local found = {}
   for _, m in ipairs(mods) do
-    local probes = describe.probes(m, cfg[m.name])
+    local probes = known[m.name] and known[m.name].probes or describe.probes(m, cfg[m.name])
     found[m.name] = probes and detect.check(probes) or nil
   end
   return found
@@ -477,7 +480,7 @@ function M.status(p)
   end
   local changes = p.opts.config and config_changes(p, out, state, prof, path)
   if p.opts.config and not changes then return EXIT.usage end
-  local detected = detection(p, out, prof)
+  local detected = detection(p, out, prof, state)
   if p.opts.json then
     local json = require "phanes.json"
     state.path = path

@@ -255,6 +255,30 @@ function Run:module(i, mod)
   return rec
 end
 
+-- The detect probes of mod for this run's config, as the state keeps them
+-- (strings only), for `phanes status` without --config; nil without probes,
+-- or when one of them would carry a secret (the state never holds one).
+function Run:probes_of(mod)
+  if not mod.detect then return nil end
+  local p = require("phanes.engine.describe").probes(mod, self.config and self.config[mod.name])
+  if type(p) ~= "table" then return nil end
+  local out, clean = {}, true
+  local function str(v)
+    if type(v) ~= "string" then return nil end
+    if self.out.mask(v) ~= v then clean = false end
+    return v
+  end
+  for _, k in ipairs { "files", "dirs", "command" } do
+    if type(p[k]) == "table" and #p[k] > 0 then
+      out[k] = {}
+      for _, v in ipairs(p[k]) do out[k][#out[k] + 1] = str(v) end
+    end
+  end
+  out.url = str(p.url)
+  if not clean or next(out) == nil then return nil end
+  return out
+end
+
 -- Record a finished module in the state file (never in a dry run).
 function Run:record(mod, rec)
   if self.dry_run or not self.state then return end
@@ -267,6 +291,7 @@ function Run:record(mod, rec)
   else
     return
   end
+  if info.status == "installed" then info.probes = self:probes_of(mod) end
   -- the state is written only when this changes something in it
   info.changed = rec.changed > 0
   info.units = self.run.units_of and self.run:units_of(mod.name) or nil

@@ -11,6 +11,7 @@
 --   { format = 1, phanes_version, updated_at, hostname,
 --     modules = { name = { status = "installed"|"failed", installed_at,
 --                          updated_at, version, config_hash, last_error,
+--                          units = {...}, probes = { files, dirs, command, url },
 --                          changing = true while a change is under way } } }
 -- Times are ISO 8601 UTC strings. The file is rewritten whole and atomically
 -- after each module whose record changed, and once at the end of a run that
@@ -74,6 +75,16 @@ local function field_error(where, v, want)
   return string.format("%s must be %s, not %s", where, want, type(v))
 end
 
+-- nil, or what is wrong with a list of strings (nil is fine)
+local function string_list(v, at)
+  if v == nil then return nil end
+  if type(v) ~= "table" then return field_error(at, v, "a list") end
+  for i, u in pairs(v) do
+    if type(u) ~= "string" then return field_error(at .. "[" .. tostring(i) .. "]", u, "a string") end
+  end
+  return nil
+end
+
 -- statefile.mistyped(data) -> nil | "modules.redis.version must be a string, not table":
 -- the first field (modules by name) whose type is wrong, so that status
 -- never meets one it cannot print.
@@ -91,10 +102,20 @@ function M.mistyped(data)
       if m[k] ~= nil and type(m[k]) ~= "string" then return field_error(at .. "." .. k, m[k], "a string") end
     end
     if m.changing ~= nil and m.changing ~= true then return field_error(at .. ".changing", m.changing, "true") end
-    if m.units ~= nil then
-      if type(m.units) ~= "table" then return field_error(at .. ".units", m.units, "a list") end
-      for i, u in pairs(m.units) do
-        if type(u) ~= "string" then return field_error(at .. ".units[" .. tostring(i) .. "]", u, "a string") end
+    local bad = string_list(m.units, at .. ".units")
+    if bad then return bad end
+    if m.probes ~= nil then
+      if type(m.probes) ~= "table" then return field_error(at .. ".probes", m.probes, "an object") end
+      for _, k in ipairs { "files", "dirs", "command" } do
+        bad = string_list(m.probes[k], at .. ".probes." .. k)
+        if bad then return bad end
+      end
+      if m.probes.url ~= nil and type(m.probes.url) ~= "string" then
+        return field_error(at .. ".probes.url", m.probes.url, "a string")
+      end
+      local p = m.probes
+      if not (p.url or next(p.files or {}) or next(p.dirs or {}) or next(p.command or {})) then
+        return at .. ".probes must name files, dirs, a command or a url"
       end
     end
   end
@@ -206,14 +227,22 @@ local function same_list(a, b)
   return true
 end
 
+local function same_probes(a, b)
+  if a == nil or b == nil then return a == b end
+  return a.url == b.url and same_list(a.files or {}, b.files or {}) and same_list(a.dirs or {}, b.dirs or {})
+    and same_list(a.command or {}, b.command or {})
+end
+
 -- sf:record(name, { status = "installed"|"failed", version, config_hash,
---   error, units = {...}, changed = bool }) -> true | nil, err
+--   error, units = {...}, probes = {...}, changed = bool }) -> true | nil, err
 -- Updates one module and writes the file, but only when its record
 -- changes (status, version, config hash, error, units; a first install)
 -- or when the module changed the machine (changed = true): a no-op module
 -- costs no write. The module's updated_at is the time of that write.
 -- units: the systemd units the module asked about (a hint: the next run
--- reads all of them with one systemctl).
+-- reads all of them with one systemctl). probes: the detect probes of the
+-- config it was installed with (files, dirs, command, url), what `phanes
+-- status` checks when it is given no --config.
 function SF:record(name, info)
   local m = self.data.modules[name] or {}
   local before = { m.status, m.version, m.config_hash, m.last_error, m.installed_at }
@@ -235,6 +264,10 @@ function SF:record(name, info)
   for i = 1, 5 do dirty = dirty or before[i] ~= after[i] end
   if info.units ~= nil and not same_list(m.units, units) then
     m.units = units
+    dirty = true
+  end
+  if info.status == "installed" and not same_probes(m.probes, info.probes) then
+    m.probes = info.probes
     dirty = true
   end
   self.data.modules[name] = m
