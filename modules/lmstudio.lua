@@ -14,10 +14,18 @@
 --            lmstudio.archive, with version and checksum. lms: <dir>/<lms>.
 --   auto     (default) archive when archive_url is set, else script.
 -- A re-run downloads nothing; another version or checksum installs again.
--- /usr/local/bin/lms links to the CLI. The `lmstudio` system user (home
--- /var/lib/lmstudio) owns settings and runs the server. settings, when set,
--- is written to settings_path once (file.seed, create-only): an operator's
--- edits are never overwritten. With server: true, lmstudio.service (shaped
+-- `lms` on root's PATH (/usr/local/bin/lms) never leads to anything the
+-- lmstudio user can change: with script, the CLI is that user's file, so
+-- /usr/local/bin/lms is a root-owned wrapper (templates/lmstudio/lms) that
+-- runs it as that user (runuser, in a session of its own) when root types
+-- `lms`, runs it directly for that user, and tells anyone else to use sudo;
+-- a link phanes made there before (to either CLI) is replaced. With
+-- archive, the tree under dir is root's and nobody else's to write
+-- (archive.extracted), and /usr/local/bin/lms links to its CLI (replacing
+-- the wrapper); dir may not lie in the user's home. The `lmstudio` system
+-- user (home /var/lib/lmstudio) owns settings and runs the server.
+-- settings, when set, is written to settings_path once (file.seed,
+-- create-only): an operator's edits are never overwritten. With server: true, lmstudio.service (shaped
 -- like LM Studio's own guide: oneshot, `lms daemon up`, then `lms server
 -- start --port <port>`, `lms server stop` to stop) is restarted when the
 -- unit or the install changed; health: GET http://127.0.0.1:<port>/v1/models.
@@ -33,7 +41,7 @@
 --   strip: 0                       # leading path components dropped from the archive
 --   dir: /opt/lmstudio
 --   lms: bin/lms                   # the CLI, relative to dir (archive)
---   user: lmstudio
+--   user: lmstudio                 # script: `lms` runs as this user, also for root
 --   settings: ""                   # seeded once to settings_path (JSON text)
 --   settings_path: /var/lib/lmstudio/.lmstudio/settings.json
 --   server: false
@@ -87,6 +95,10 @@ local function check(ctx, cfg)
     ctx.fail("lmstudio.sha256 is not set: give the sha256 of the archive (sha256sum FILE), e.g. --set lmstudio.sha256=...")
   end
   if cfg.lms:find("..", 1, true) then ctx.fail("lmstudio.lms: a path inside dir, without ..") end
+  if (cfg.dir .. "/"):sub(1, #HOME + 1) == HOME .. "/" then
+    ctx.fail("lmstudio.dir: " .. cfg.dir .. " is in the " .. cfg.user .. " user's home, who could change the lms "
+      .. "that root's PATH leads to: extract it elsewhere, e.g. /opt/lmstudio")
+  end
 end
 
 -- the official install script, fetched checked and run once per stamp as the user
@@ -98,6 +110,17 @@ local function install_script(ctx, cfg, stamp)
     env = { HOME = HOME }, timeout = 3600, desc = "LM Studio install script as " .. cfg.user }
   ctx.sentinel.mark { "script", stamp = stamp }
   return r
+end
+
+-- /usr/local/bin/lms: the wrapper (script) or a link (archive); links
+-- phanes made before, to either CLI, give way to the wrapper
+local function lms_on_path(ctx, cfg, lms)
+  if method(cfg) == "archive" then
+    return ctx.file.symlink { path = "/usr/local/bin/lms", target = lms, force = true }
+  end
+  return ctx.file.template { path = "/usr/local/bin/lms", src = "lmstudio/lms", mode = "0755", owner = "root",
+    group = "root", vars = { user = cfg.user, home = HOME, lms = lms },
+    replace_link = { lms, cfg.dir .. "/" .. cfg.lms } }
 end
 
 local function install_archive(ctx, cfg, stamp)
@@ -138,9 +161,11 @@ return {
     strip = { type = "integer", default = 0, min = 0, max = 8, description = "Leading path components dropped" },
     dir = { type = "string", default = "/opt/lmstudio", format = "path", description = "Where the archive goes (method: archive)" },
     lms = { type = "string", default = "bin/lms", pattern = "[%w_.%-][%w_./%-]*", hint = "a path like bin/lms",
-      description = "The lms CLI inside dir, linked from /usr/local/bin/lms (method: archive)" },
+      description = "The lms CLI inside dir, linked from /usr/local/bin/lms (method: archive; with script, "
+        .. "/usr/local/bin/lms is a wrapper that runs the user's CLI as that user, also for root)" },
     user = { type = "string", default = "lmstudio", pattern = "[%l_][%l%d_%-]*", hint = "a user name",
-      description = "The system user owning the settings and running the server" },
+      description = "The system user owning the settings and running the server (and, with method: script, "
+        .. "the CLI: `lms` runs as this user, also when root types it)" },
     settings = { type = "string", default = "", multiline = true,
       description = "Settings seeded once (create-only) to settings_path; empty: none" },
     settings_path = { type = "string", default = HOME .. "/.lmstudio/settings.json", format = "path",
@@ -159,7 +184,7 @@ return {
     local install
     if method(cfg) == "script" then install = install_script(ctx, cfg, stamp)
     else install = install_archive(ctx, cfg, stamp) end
-    ctx.file.symlink { path = "/usr/local/bin/lms", target = lms }
+    lms_on_path(ctx, cfg, lms)
     if cfg.settings ~= "" then
       local d = dirname(cfg.settings_path)
       if d:sub(1, #HOME + 1) == HOME .. "/" then -- its own directory; elsewhere the parent must exist

@@ -242,6 +242,8 @@ static void child(const struct spawn *sp, int in_r, int out_w, int err_w, int re
 		child_report(report, 0, errno);
 	if (sp->cwd && chdir(sp->cwd) < 0)
 		child_report(report, 1, errno);
+	if (sp->umask >= 0)
+		umask((mode_t)sp->umask);
 	if (sp->envp)
 		environ = sp->envp;
 	execvp(sp->argv[0], sp->argv);
@@ -633,7 +635,7 @@ static int feed_once(struct run *r, const struct spawn *sp)
 }
 
 /* exec.spawn(opts) -> proc | nil, err, errno. opts: as exec.run's (argv or
- * shell, env, clear_env, cwd, merge) without timeout and stream; stdin: a
+ * shell, env, clear_env, cwd, umask, merge) without timeout and stream; stdin: a
  * string of at most PIPE_BUF bytes on a pipe that is the child's fd 0
  * (else it reads /dev/null); result = true: a pipe on the child's fd 3,
  * read as "result" events. */

@@ -10,6 +10,7 @@ struct spawn {
 	char **argv;
 	char **envp;    /* NULL: inherit environ */
 	const char *cwd;
+	int umask;      /* the child's umask; -1: inherited */
 	const char *stdin_p;
 	size_t stdin_len;
 	int has_stdin, merge;

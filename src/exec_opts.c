@@ -1,5 +1,5 @@
-/* exec_opts.c: exec.run's options: argv or shell, environment, cwd, stdin,
- * timeout, stream, merge; exec.spawn's: the same but timeout and stream,
+/* exec_opts.c: exec.run's options: argv or shell, environment, cwd, umask,
+ * stdin, timeout, stream, merge; exec.spawn's: the same but timeout and stream,
  * plus result, and a stdin of at most PIPE_BUF bytes. Everything is
  * checked here, before exec.c acquires a descriptor or a process. */
 #include <limits.h>
@@ -9,10 +9,10 @@
 extern char **environ;
 
 static const char *const known_opts[] = {
-	"argv", "shell", "env", "clear_env", "cwd", "stdin", "timeout", "stream", "merge", "tick", NULL,
+	"argv", "shell", "env", "clear_env", "cwd", "umask", "stdin", "timeout", "stream", "merge", "tick", NULL,
 };
 static const char *const spawn_opts[] = {
-	"argv", "shell", "env", "clear_env", "cwd", "merge", "result", "stdin", NULL,
+	"argv", "shell", "env", "clear_env", "cwd", "umask", "merge", "result", "stdin", NULL,
 };
 
 /* Whose options these are, for the messages: "exec.run" or "exec.spawn". */
@@ -55,6 +55,19 @@ static int opt_bool(lua_State *L, int t, const char *field)
 	int b = lua_toboolean(L, -1);
 	lua_pop(L, 1);
 	return b;
+}
+
+/* opts.umask: an integer 0..0777 (0022 in Lua: tonumber("022", 8)), or -1 when unset. */
+static int opt_umask(lua_State *L, int t)
+{
+	int ty = lua_getfield(L, t, "umask");
+	int isint = 0;
+	lua_Integer m = lua_tointegerx(L, -1, &isint);
+	if (ty != LUA_TNIL && (ty != LUA_TNUMBER || !isint || m < 0 || m > 0777))
+		luaL_error(L, "%s: opts.umask must be an integer from 0 to 0777 (tonumber(\"022\", 8)), got %s", who,
+			   ty == LUA_TNUMBER ? lua_tostring(L, -1) : lua_typename(L, ty));
+	lua_pop(L, 1);
+	return ty == LUA_TNIL ? -1 : (int)m;
 }
 
 /* A NULL-terminated char* array owned by a userdata left on the stack. */
@@ -155,7 +168,7 @@ static char **build_env(lua_State *L, int t)
 	return v;
 }
 
-/* What both take: argv or shell, env, clear_env, cwd, merge. */
+/* What both take: argv or shell, env, clear_env, cwd, umask, merge. */
 static void common_opts(lua_State *L, struct spawn *sp, const char *const *known)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
@@ -166,6 +179,7 @@ static void common_opts(lua_State *L, struct spawn *sp, const char *const *known
 	sp->argv = build_argv(L, 1);
 	sp->envp = build_env(L, 1);
 	sp->cwd = opt_string(L, 1, "cwd", NULL);
+	sp->umask = opt_umask(L, 1);
 	sp->merge = opt_bool(L, 1, "merge");
 }
 

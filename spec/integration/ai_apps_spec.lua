@@ -9,10 +9,13 @@
 --     comfyui_wheel.py) standing in for PyPI, and two torch indexes (a
 --     "cpu" and a "cuda" torch) standing in for download.pytorch.org;
 --   - an LM Studio-shaped archive with an `lms` CLI (spec/fixtures/ai/
---     lmstudio) whose `lms server start` serves /v1/models.
+--     lmstudio) whose `lms server start` serves /v1/models, packed with
+--     careless modes (a 0777 bin/lms and bin, a 0777 directory with a 0666
+--     and a setuid file in it).
 -- The host is then looked at: the checkout at the pinned commit, the venv
 -- holding the requirements, torch from the index the host calls for, the
--- services enabled and answering on localhost only, the seeded settings
+-- services enabled and answering on localhost only, nothing extracted
+-- under /opt/lmstudio writable by group or others (nor setuid), the seeded settings
 -- surviving a hand edit, the sentinels. A re-run (and one without the state
 -- file) changes nothing and asks the fixture server nothing (no git, no
 -- pip); a dirty checkout, a wrong sha256 and an unreachable mirror fail
@@ -60,11 +63,13 @@ describe("comfyui and lmstudio on a test host", function()
     fx.publish(dir .. "/comfyui", dir .. "/www/comfyui.git")
     sums.node = fx.repo("spec/fixtures/ai/comfyui_node", dir .. "/node", { tag = "v1" })
     fx.publish(dir .. "/node", dir .. "/www/node.git")
-    -- LM Studio: one top directory (strip 1)
+    -- LM Studio: one top directory (strip 1), modes as careless as an archive may hold
     for _, v in ipairs { "0.0.1", "0.0.2" } do
       local top = dir .. "/LM-Studio-" .. v
       local out = dir .. "/www/lmstudio/" .. v .. "/LM-Studio-" .. v .. "-x64.tar.gz"
-      local_sh("rm -rf " .. q(top) .. " && cp -r spec/fixtures/ai/lmstudio " .. q(top) .. " && mkdir -p "
+      local_sh("rm -rf " .. q(top) .. " && cp -r spec/fixtures/ai/lmstudio " .. q(top) .. " && cd " .. q(top)
+        .. " && mkdir share && echo w > share/open && echo s > share/suid && chmod 0777 bin bin/lms share"
+        .. " && chmod 0666 share/open && chmod 4755 share/suid && cd - >/dev/null && mkdir -p "
         .. q(dir .. "/www/lmstudio/" .. v) .. " && tar -C " .. q(dir) .. " -czf " .. q(out) .. " LM-Studio-" .. v)
       sums[v] = F.sha256_file(out)
     end
@@ -153,6 +158,15 @@ describe("comfyui and lmstudio on a test host", function()
     assert.equal("lms 0.0.1-fixture", trim(sh "lms version"))
     assert.equal("/opt/lmstudio/bin/lms", trim(sh "readlink /usr/local/bin/lms"))
     assert.equal("fixture\n", sh "cat /opt/lmstudio/README")
+    -- packed 0777 (bin/lms on root's PATH), 0666 and setuid: root's, writable by root alone, no setuid
+    local packed = sh "tar -tvzf /var/cache/phanes/lmstudio/LM-Studio-0.0.1-x64.tar.gz | awk '{print $1, $6}'"
+    for _, e in ipairs { "drwxrwxrwx LM-Studio-0.0.1/bin/", "-rwxrwxrwx LM-Studio-0.0.1/bin/lms",
+      "drwxrwxrwx LM-Studio-0.0.1/share/", "-rw-rw-rw- LM-Studio-0.0.1/share/open", "-rwsr-xr-x LM-Studio-0.0.1/share/suid" } do
+      assert.matches(e .. "\n", packed, 1, true)
+    end
+    assert.equal("755 755 755 644 755",
+      trim(sh "cd /opt/lmstudio && stat -c %a bin bin/lms share share/open share/suid | paste -sd' '"))
+    assert.equal("", sh "find /opt/lmstudio \\( -perm /6022 ! -type l \\) -o ! -user root -o ! -group root")
     assert.equal('{"contextLength": 4096}\n', sh "cat /var/lib/lmstudio/.lmstudio/settings.json")
     assert.equal("640 lmstudio", trim(sh "stat -c '%a %U' /var/lib/lmstudio/.lmstudio/settings.json"))
     assert.equal("active", trim(sh "systemctl is-active lmstudio"))

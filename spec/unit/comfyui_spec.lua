@@ -87,7 +87,10 @@ describe("lmstudio module", function()
     local a = plan.find(calls, "archive.extracted")[1].args
     assert.same({ src = f.dest, dest = "/opt/lmstudio", strip = 1, sentinel = "/var/lib/phanes/sentinels/lmstudio.archive",
       stamp = "0.3.30 " .. SHA }, a)
-    assert.same({ path = "/usr/local/bin/lms", target = "/opt/lmstudio/bin/lms" }, plan.find(calls, "file.symlink")[1].args)
+    -- the tree is root's (archive.extracted): a link; it replaces the wrapper of the script method
+    assert.same({ path = "/usr/local/bin/lms", target = "/opt/lmstudio/bin/lms", force = true },
+      plan.find(calls, "file.symlink")[1].args)
+    assert.equal(0, #plan.find(calls, "file.template"))
     assert.equal(0, #plan.find(calls, "file.seed"))
     assert.equal(0, #plan.find(calls, "systemd.unit"))
     assert.same({ "installed", stamp = "0.3.30 " .. SHA }, calls[#calls].args)
@@ -119,7 +122,13 @@ describe("lmstudio module", function()
     assert.same({ HOME = "/var/lib/lmstudio" }, r.env)
     assert.equal(0, #plan.find(calls, "archive.extracted"))
     local lms = "/var/lib/lmstudio/.lmstudio/bin/lms"
-    assert.same({ path = "/usr/local/bin/lms", target = lms }, plan.find(calls, "file.symlink")[1].args)
+    -- lms is the user's to change: on root's PATH a root-owned wrapper, replacing the links of before
+    assert.equal(0, #plan.find(calls, "file.symlink"))
+    local w = plan.find(calls, "file.template")[1]
+    assert.same({ path = "/usr/local/bin/lms", src = "lmstudio/lms", mode = "0755", owner = "root", group = "root",
+      vars = { user = "lmstudio", home = "/var/lib/lmstudio", lms = lms },
+      replace_link = { lms, "/opt/lmstudio/bin/lms" } }, w.args)
+    assert.matches("lms='" .. lms .. "'\n", w.rendered, 1, true)
     local unit = plan.find(calls, "systemd.unit")[1].args.content
     assert.matches("ExecStartPre=" .. lms .. " daemon up\n", unit, 1, true)
     assert.matches("ExecStart=" .. lms .. " server start --port 1234\n", unit, 1, true)
@@ -136,10 +145,52 @@ describe("lmstudio module", function()
       { { method = "script" }, "lmstudio.script_sha256 is not set" },
       { { sha256 = "" }, "lmstudio.sha256 is not set" },
       { { lms = "../../bin/sh" }, "without .." },
+      { { dir = "/var/lib/lmstudio/app" }, "lmstudio.dir: /var/lib/lmstudio/app is in the lmstudio user's home" },
+      { { dir = "/var/lib/lmstudio" }, "is in the lmstudio user's home" },
     } do
       local ok, err = pcall(lm, c[1])
       assert.is_false(ok)
       assert.matches(c[2], tostring(err), 1, true)
     end
+  end)
+end)
+
+-- The wrapper at /usr/local/bin/lms (templates/lmstudio/lms), run with
+-- stand-ins for id and runuser: root gets the user's CLI run as the user
+-- (runuser, setsid), the user runs it directly, anyone else is told to use
+-- sudo; the arguments pass through as they are.
+describe("lmstudio's lms wrapper", function()
+  local exec = require "phanes.exec"
+  local dir
+  before_each(function()
+    dir = fakeexec.tmpdir()
+    os.execute("mkdir " .. dir .. "/bin")
+    fakeexec.write(dir .. "/bin/id", '#!/bin/sh\ncase $1 in -u) echo "$FAKE_UID" ;; -un) echo "$FAKE_USER" ;; esac\n')
+    fakeexec.write(dir .. "/bin/runuser", '#!/bin/sh\n[ "$4" = test ] && exit 0\nprintf "[%s]" runuser "$@"\n')
+    fakeexec.write(dir .. "/lms", '#!/bin/sh\nprintf "[%s]" lms "$@"\n')
+    fakeexec.write(dir .. "/wrapper", plan.render("lmstudio/lms", { user = "lmstudio", home = "/var/lib/lmstudio",
+      lms = dir .. "/lms" }))
+    os.execute("chmod 755 " .. dir .. "/bin/id " .. dir .. "/bin/runuser " .. dir .. "/lms")
+  end)
+  after_each(function() fakeexec.rmtree(dir) end)
+
+  local function run(uid, user)
+    return assert(exec.run { argv = { "sh", dir .. "/wrapper", "server", "start", "a b" },
+      env = { PATH = dir .. "/bin:/usr/bin:/bin", FAKE_UID = uid, FAKE_USER = user } })
+  end
+
+  it("runs the CLI as the user for root, directly for the user, and for nobody else", function()
+    local r = run("0", "root")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("[runuser][-u][lmstudio][--][setsid][-w][env][HOME=/var/lib/lmstudio][" .. dir .. "/lms]"
+      .. "[server][start][a b]", r.stdout)
+    r = run("998", "lmstudio")
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("[lms][server][start][a b]", r.stdout)
+    r = run("1000", "alice")
+    assert.equal(1, r.code)
+    assert.equal("", r.stdout)
+    assert.equal("lms: LM Studio's CLI belongs to the lmstudio user: run it as root (sudo lms ...), it then runs as "
+      .. "lmstudio\n", r.stderr)
   end)
 end)

@@ -76,6 +76,19 @@ describe("phanes.exec", function()
     assert.equal(2, errno)
   end)
 
+  it("gives the child opts.umask; without it the child inherits phanes' own", function()
+    local r = assert(exec.run { shell = "umask", umask = tonumber("027", 8) })
+    assert.equal("0027\n", r.stdout)
+    r = assert(exec.run { shell = "umask", umask = 0 })
+    assert.equal("0000\n", r.stdout)
+    local own = assert(exec.run { shell = "umask" }).stdout
+    local d = tmpdir()
+    r = assert(exec.run { shell = "umask; touch f; mkdir g; stat -c %a f g", cwd = d, umask = tonumber("077", 8) })
+    os.execute("rm -rf " .. d)
+    assert.equal("0077\n600\n700\n", r.stdout)
+    assert.equal(own, assert(exec.run { shell = "umask" }).stdout) -- phanes' own is untouched
+  end)
+
   it("feeds opts.stdin; without it stdin is /dev/null", function()
     local r = assert(exec.run { argv = { "cat" }, stdin = "hello\0world" })
     assert.equal("hello\0world", r.stdout)
@@ -329,6 +342,10 @@ describe("phanes.exec", function()
       { argv = { "ls" }, timeout = "1" },
       { argv = { "ls" }, stream = "print" },
       { argv = { "ls" }, cwd = 1 },
+      { argv = { "ls" }, umask = "022" },
+      { argv = { "ls" }, umask = 512 },
+      { argv = { "ls" }, umask = -1 },
+      { argv = { "ls" }, umask = 1.5 },
       { argv = { "ls" }, stdin = {} },
       { argv = { "ls" }, merge = "yes" },
       { argv = { "ls" }, imput = "x" },
@@ -339,6 +356,8 @@ describe("phanes.exec", function()
     assert.has_error(function() exec.run() end)
     assert.has_error(function() exec.run "ls" end)
     assert.has_error(function() exec.run { argv = { "ls" }, imput = "x" } end, "exec.run: unknown option imput")
+    assert.has_error(function() exec.run { argv = { "ls" }, umask = "022" } end,
+      "exec.run: opts.umask must be an integer from 0 to 0777 (tonumber(\"022\", 8)), got string")
   end)
 
   it("is cheap enough to call often", function()
@@ -412,6 +431,14 @@ describe("phanes.exec", function()
       assert.matches("no%-fd3\ny\n$", got[2].stdout)
       assert.equal("", got[2].stderr)
       assert.equal("", got[2].result)
+    end)
+
+    it("gives the child opts.umask", function()
+      local p = assert(exec.spawn { shell = "umask", umask = tonumber("022", 8) })
+      local q = assert(exec.spawn { shell = "umask", umask = tonumber("077", 8) })
+      local got = collect { p, q }
+      assert.equal("0022\n", got[1].stdout)
+      assert.equal("0077\n", got[2].stdout)
     end)
 
     it("writes opts.stdin (up to PIPE_BUF bytes) on a pipe that is the child's fd 0, closed after it", function()

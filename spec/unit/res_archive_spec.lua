@@ -50,7 +50,8 @@ describe("archive.extracted", function()
     assert.equal("so\n", fakeexec.read(w.path "/dest/lib/cur"))
     assert.equal("1.0 abc\n", fakeexec.read(sentinel))
     assert.same({ "tar --list --verbose --file " .. w.path "/good.tgz",
-      "tar --extract --no-same-owner --file " .. w.path "/good.tgz" .. " --directory " .. w.path "/dest" },
+      "tar --extract --no-same-owner --no-same-permissions --file " .. w.path "/good.tgz" .. " --directory "
+        .. w.path "/dest" },
       w.fake:lines())
     w.fake:reset()
     ok, r = extracted(w, "good.tgz", { sentinel = sentinel, stamp = "1.0 abc" })
@@ -61,13 +62,50 @@ describe("archive.extracted", function()
     assert.equal("changed", r.status)
   end)
 
+  -- modes(w, names...) -> "name mode" lines of what landed in dest (lstat)
+  local function modes(w, ...)
+    local out = {}
+    for _, n in ipairs{ ... } do
+      local st = assert(F.stat(w.path("/dest/" .. n)))
+      out[#out + 1] = n .. " " .. string.format("%o", st.mode)
+    end
+    return table.concat(out, "\n")
+  end
+  local WIDE = "mkdir -p app/bin app/open && echo run > app/bin/lms && echo s > app/bin/suid && echo g > app/bin/sgid"
+    .. " && echo f > app/open/f && chmod 0777 app/bin/lms app/open && chmod 4755 app/bin/suid"
+    .. " && chmod 2775 app/bin/sgid && chmod 0666 app/open/f && chmod 0775 app/bin"
+
+  it("extracts a tarball with nothing group- or world-writable, setuid or setgid, whatever its modes", function()
+    w = world()
+    build(w, WIDE .. " && tar -czf ../wide.tgz app")
+    local ok, r = extracted(w, "wide.tgz")
+    assert.is_true(ok, tostring(r))
+    assert.equal(table.concat({ "app/bin 755", "app/bin/lms 755", "app/bin/suid 755", "app/bin/sgid 755",
+      "app/open 755", "app/open/f 644" }, "\n"), modes(w, "app/bin", "app/bin/lms", "app/bin/suid", "app/bin/sgid",
+      "app/open", "app/open/f"))
+    local x = w.fake.calls[#w.fake.calls]
+    assert.equal("--no-same-permissions", x.argv[4])
+    assert.equal(tonumber("022", 8), x.umask) -- each file is created with its final mode, whatever phanes' umask
+  end)
+
+  it("extracts a zip with nothing group- or world-writable, setuid or setgid, whatever its modes", function()
+    w = world()
+    build(w, WIDE .. " && zip -qr ../wide.zip app")
+    local ok, r = extracted(w, "wide.zip")
+    assert.is_true(ok, tostring(r))
+    assert.equal(table.concat({ "app/bin 755", "app/bin/lms 755", "app/bin/suid 755", "app/bin/sgid 755",
+      "app/open 755", "app/open/f 644" }, "\n"), modes(w, "app/bin", "app/bin/lms", "app/bin/suid", "app/bin/sgid",
+      "app/open", "app/open/f"))
+    assert.equal("run\n", fakeexec.read(w.path "/dest/app/bin/lms"))
+  end)
+
   it("is ok when creates exists; strips leading components", function()
     w = world()
     build(w, "mkdir -p app-1/bin && echo a > app-1/bin/a && tar -cJf ../app.tar.xz app-1")
     local ok, r = extracted(w, "app.tar.xz", { strip = 1, creates = w.path "/dest/bin/a" })
     assert.is_true(ok, tostring(r))
     assert.equal("a\n", fakeexec.read(w.path "/dest/bin/a"))
-    assert.equal("--strip-components=1", w.fake.calls[#w.fake.calls].argv[8])
+    assert.equal("--strip-components=1", w.fake.calls[#w.fake.calls].argv[9])
     w.fake:reset()
     ok, r = extracted(w, "app.tar.xz", { strip = 1, creates = w.path "/dest/bin/a" })
     assert.equal("ok", r.status)

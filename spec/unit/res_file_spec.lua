@@ -265,6 +265,55 @@ describe("file", function()
       assert.equal("changed", w.ctx.file.symlink({ path = w.path "/etc/group", target = "/x", force = true }).status)
       assert.equal("/x", F.readlink(w.path "/etc/group"))
     end)
+
+    -- a link on PATH to a user's program, turned into a root-owned file
+    local function linked(o)
+      w = fakeexec.world(o)
+      local prog, link = w.path "/home/lms/bin/lms", w.path "/usr/local/bin/lms"
+      assert(F.mkdir(w.path "/home/lms/bin", { parents = true }))
+      assert(F.mkdir(w.path "/usr/local/bin", { parents = true }))
+      assert(F.write(prog, "ELF\n", { mode = tonumber("0755", 8) }))
+      assert(F.symlink(prog, link))
+      return prog, link
+    end
+
+    fit("content with replace_link: an old link is replaced by the file, never written through", function()
+      local prog, link = linked()
+      local o = { path = link, content = "#!/bin/sh\n", mode = "0755", replace_link = { "/elsewhere", prog } }
+      local r = w.ctx.file.content(o)
+      assert.equal("changed", r.status)
+      assert.equal("symlink -> " .. prog .. " replaced by a file", r.message)
+      assert.matches("+#!/bin/sh", r.diff, 1, true)
+      assert.equal("file", F.stat(link).type)
+      assert.equal("#!/bin/sh\n", fakeexec.read(link))
+      assert.equal("0755", mode(link))
+      assert.equal("ELF\n", fakeexec.read(prog)) -- what the link pointed to is untouched
+      assert.equal("ok", w.ctx.file.content(o).status)
+      -- without replace_link a link in a root directory is followed (e.g. /etc/resolv.conf): the
+      -- user's program would be overwritten; with it, another link refuses and nothing changes
+      F.remove(link)
+      assert(F.symlink(prog, link))
+      local ok, e = pcall(w.ctx.file.content, { path = link, content = "x\n", replace_link = { "/elsewhere" } })
+      assert.is_false(ok)
+      assert.equal(link, e.target)
+      assert.matches("is a symlink to " .. prog .. ", not a file; phanes replaces only a link to /elsewhere",
+        e.message, 1, true)
+      assert.equal(prog, F.readlink(link))
+      assert.equal("ELF\n", fakeexec.read(prog))
+      assert.equal("changed", w.ctx.file.template({ path = link, src = "lmstudio/lms", mode = "0755",
+        vars = { user = "lms", home = "/home/lms", lms = prog }, replace_link = { prog } }).status)
+      assert.equal("file", F.stat(link).type)
+      assert.equal("ELF\n", fakeexec.read(prog))
+    end)
+
+    fit("content with replace_link in a dry run: would change, the link stays", function()
+      local prog, link = linked { dry_run = true }
+      local r = w.ctx.file.content { path = link, content = "#!/bin/sh\n", replace_link = { prog } }
+      assert.equal("would change", r.status)
+      assert.equal("symlink -> " .. prog .. " replaced by a file", r.message)
+      assert.not_matches("ELF", r.diff, 1, true) -- the diff is of the new file, not of the user's program
+      assert.equal(prog, F.readlink(link))
+    end)
   end)
 
   -- As root: links and foreign files planted in a directory another user

@@ -351,7 +351,7 @@ describe("runner", function()
       local code, report = go({ m })
       assert.equal(1, code)
       assert.match("module 'ownr' failed: file%.content: unknown argument 'ownr' %(did you mean 'owner'%?%); it takes "
-        .. "backup, content, group, mode, owner, path, secret, validate %(spec/unit/runner_spec%.lua:%d+%)", err:text())
+        .. "backup, content, group, mode, owner, path, replace_link, secret, validate %(spec/unit/runner_spec%.lua:%d+%)", err:text())
       assert.equal("config", report.modules[1].error.kind)
       -- positional arguments are always taken; a declared option too
       code = go({ mod("pos", function(ctx) ctx.pkg.installed { "curl", recommends = true, recomends = true } end) })

@@ -16,8 +16,15 @@
 -- out of dest, a hard link to such a name, or an entry below another
 -- entry that is a symlink (a file written through a link) refuses the
 -- whole archive, naming the entry; nothing is extracted. Symlinks in zip
--- archives are refused. dest is created (0755) when missing; tar runs with
--- --no-same-owner. A dry run lists and checks, and extracts nothing.
+-- archives are refused. dest is created (0755) when missing. What is
+-- extracted is root's (as root) and never group- or world-writable, nor
+-- setuid or setgid, whatever modes the archive holds (a 0777 bin/app
+-- would otherwise land writable by anyone, maybe on root's PATH): tar runs
+-- with --no-same-owner --no-same-permissions under umask 022, so each
+-- file and directory is created with its final mode; unzip restores the
+-- archive's modes itself, so after it every listed file and directory
+-- loses those bits (g-w, o-w, u-s, g-s). A dry run lists and checks, and
+-- extracts nothing.
 local context = require "phanes.engine.context"
 local F = require "phanes.file"
 
@@ -28,6 +35,9 @@ M.required = { ["archive.extracted"] = { "src", "dest" } } -- checked by the con
 
 local KIND = "archive.extracted"
 local fail = context.fail
+
+local UMASK = tonumber("022", 8)
+local UNSAFE = tonumber("6022", 8) -- setuid, setgid, group- and world-writable
 
 local TAR = { "%.tar$", "%.tgz$", "%.tar%.gz$", "%.tar%.xz$", "%.txz$", "%.tar%.bz2$", "%.tbz2$", "%.tar%.zst$" }
 
@@ -156,6 +166,26 @@ local function list(ctx, fmt, src)
   return M.parse_tar_list(res.stdout)
 end
 
+-- fix_modes(entries, dest): after unzip, which restores the archive's
+-- modes, each listed file and directory loses the UNSAFE bits. A listed
+-- entry that cannot be found fails: its mode could not be checked.
+local function fix_modes(entries, dest, target)
+  for _, e in ipairs(entries) do
+    if e.type == "-" or e.type == "d" then
+      local path = dest .. "/" .. table.concat(split(e.name), "/")
+      local st, err = F.stat(path)
+      if not st then
+        fail(KIND, target, "extracted, but " .. path .. " cannot be looked at to check its mode: " .. tostring(err))
+      end
+      if st.type ~= "link" and st.mode & UNSAFE ~= 0 then
+        local ok, cerr = F.chmod(path, st.mode & ~UNSAFE)
+        if not ok then fail(KIND, target, "cannot take the group/world write and setuid bits off " .. path .. ": "
+          .. tostring(cerr)) end
+      end
+    end
+  end
+end
+
 local function stamp_of(o) return tostring(o.stamp or o.src) .. "\n" end
 
 function N.extracted(ctx, o)
@@ -184,12 +214,13 @@ function N.extracted(ctx, o)
     end
     local argv
     if fmt == "tar" then
-      argv = { "tar", "--extract", "--no-same-owner", "--file", o.src, "--directory", o.dest }
+      argv = { "tar", "--extract", "--no-same-owner", "--no-same-permissions", "--file", o.src, "--directory", o.dest }
       if strip > 0 then argv[#argv + 1] = "--strip-components=" .. strip end
     else
       argv = { "unzip", "-o", "-q", o.src, "-d", o.dest }
     end
-    ctx.run:check({ argv = argv, timeout = 1800 }, KIND, target, "extracting " .. o.src)
+    ctx.run:check({ argv = argv, umask = UMASK, timeout = 1800 }, KIND, target, "extracting " .. o.src)
+    if fmt == "zip" then fix_modes(entries, o.dest, target) end
     if o.sentinel then
       local dir = o.sentinel:match "^(.*)/[^/]+$"
       if dir and dir ~= "" and not F.exists(dir) then F.mkdir(dir, { mode = tonumber("0755", 8), parents = true }) end
@@ -204,7 +235,7 @@ end
 -- description and arguments { name, type, required, description }; a
 -- reader (no event, changes nothing) has reader = true.
 M.api = {
-  ["archive.extracted"] = { "An archive (tar or zip) extracted into a directory; every entry is checked first and one that would land outside refuses the whole archive", {
+  ["archive.extracted"] = { "An archive (tar or zip) extracted into a directory; every entry is checked first and one that would land outside refuses the whole archive; nothing extracted is group- or world-writable, setuid or setgid", {
     { "src", "string", true, "the archive on the target" },
     { "dest", "string", true, "the directory to extract into (created 0755)" },
     { "creates", "string", false, "a path that, when it exists, means it is extracted already" },

@@ -24,6 +24,10 @@
 -- <path>.<UTC time>.bak. In a dry run nothing is written: the result is
 -- "would change" with a unified diff ("(secret content changed)" instead
 -- when secret).
+-- replace_link = { target, ... } (content, template): path is never written
+-- through a symlink. A symlink there pointing exactly at one of these
+-- targets (one phanes made before, e.g. a link turned into a wrapper) is
+-- removed and the file written in its place; any other symlink refuses.
 -- As root, a link, a file of a third user or a hard-linked file in a
 -- directory another user can write (a home, a service's conf.d, /tmp) is
 -- refused: the resource fails naming the path and the owner, in a dry run
@@ -131,6 +135,8 @@ function M.ensure_content(ctx, o, kind)
   local path = o.path
   if type(path) ~= "string" or path == "" then fail(kind, tostring(path), "path is required") end
   if type(o.content) ~= "string" then fail(kind, path, "content must be a string") end
+  local link = M.old_link(o.replace_link, kind, path)
+  if link then return M.replace_link(ctx, o, kind, link) end
   local st = M.stat(path, kind, true)
   if st and st.type ~= "file" then fail(kind, path, "exists and is a " .. st.type .. ", not a regular file") end
   local old
@@ -167,6 +173,37 @@ function M.ensure_content(ctx, o, kind)
   else
     fix_attrs(kind, path, st, mode, o)
   end
+  return { status = "changed", message = message, diff = diff }
+end
+
+-- old_link(targets, kind, path) -> the target of a symlink at path that is
+-- one of targets, or nil (no symlink there, or targets nil); raises for
+-- another symlink: with targets, the file is never written through one.
+function M.old_link(targets, kind, path)
+  if targets == nil then return nil end
+  if type(targets) ~= "table" then fail(kind, path, "replace_link must be a list of link targets") end
+  local st = M.stat(path, kind, false)
+  if not st or st.type ~= "link" then return nil end
+  for _, t in ipairs(targets) do
+    if st.target == t then return t end
+  end
+  fail(kind, path, "is a symlink to " .. tostring(st.target) .. ", not a file; phanes replaces only a link to "
+    .. table.concat(targets, " or ") .. ": remove it (rm " .. path .. ") and run again")
+end
+
+-- replace_link(ctx, o, kind, target): the symlink at o.path (to target)
+-- removed and the file written in its place (validated first, when asked).
+function M.replace_link(ctx, o, kind, target)
+  local path = o.path
+  local message = "symlink -> " .. target .. " replaced by a file"
+  local diff = not o.secret and F.diff("", o.content, { from = path, to = path }) or nil
+  if ctx.dry_run then return { status = "would change", message = message, diff = diff } end
+  if o.validate then validate(ctx, kind, path, o.content, o.validate) end
+  local mode = M.parse_mode(o.mode, kind, path) or tonumber(o.secret and "0600" or "0644", 8)
+  local ok, err = F.remove(path)
+  if not ok then fail(kind, path, "cannot remove the symlink: " .. tostring(err)) end
+  ok, err = F.write(path, o.content, { mode = mode, owner = o.owner, group = o.group })
+  if not ok then fail(kind, path, tostring(err)) end
   return { status = "changed", message = message, diff = diff }
 end
 
@@ -340,13 +377,17 @@ local GROUP = { "group", "string", false, "group name or id (unset: kept)" }
 local VALIDATE = { "validate", "list", false, "a command run on the new content first (%s = its temp path); non-zero keeps the old file" }
 local SECRET = { "secret", "boolean", false, "never show the content or its diff" }
 local BACKUP = { "backup", "boolean", false, "keep the old file as <path>.<UTC time>.bak" }
+local REPLACE_LINK = { "replace_link", "list", false,
+  "never write through a symlink at path; one pointing exactly at one of these targets is replaced by the file" }
 M.api = {
   ["file.content"] = { "A file with this content, mode and owner, written atomically when anything differs", {
     PATH, { "content", "string", true, "the whole content" }, MODE, OWNER, GROUP, VALIDATE, SECRET, BACKUP,
+    REPLACE_LINK,
   } },
   ["file.template"] = { "file.content with the content rendered from templates/<src>", {
     PATH, { "src", "string", true, "the template under templates/" },
     { "vars", "map", false, "the template's variables" }, MODE, OWNER, GROUP, VALIDATE, SECRET, BACKUP,
+    REPLACE_LINK,
   } },
   ["file.line"] = { "A line present in a file (replacing the lines that match), or absent", {
     PATH, { "line", "string", false, "the line (required unless absent)" },
