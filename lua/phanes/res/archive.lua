@@ -23,7 +23,8 @@
 -- with --no-same-owner --no-same-permissions under umask 022, so each
 -- file and directory is created with its final mode; unzip restores the
 -- archive's modes itself, so after it every listed file and directory
--- loses those bits (g-w, o-w, u-s, g-s). A dry run lists and checks, and
+-- loses those bits (g-w, o-w, u-s, g-s), and while it runs dest is 0700
+-- (nobody else can open a file in the moment it is too open). A dry run lists and checks, and
 -- extracts nothing.
 local context = require "phanes.engine.context"
 local F = require "phanes.file"
@@ -186,6 +187,17 @@ local function fix_modes(entries, dest, target)
   end
 end
 
+-- shut(dest) -> dest's mode, after making it 0700 (root's alone) for now
+local function shut(dest, target)
+  local st, err = F.stat(dest)
+  if not st or st.type ~= "directory" then
+    fail(KIND, target, dest .. " is not a directory: " .. tostring(err or (st and st.type)))
+  end
+  local ok, cerr = F.chmod(dest, tonumber("0700", 8))
+  if not ok then fail(KIND, target, "cannot close " .. dest .. " while extracting: " .. tostring(cerr)) end
+  return st.mode & ~UNSAFE
+end
+
 local function stamp_of(o) return tostring(o.stamp or o.src) .. "\n" end
 
 function N.extracted(ctx, o)
@@ -197,6 +209,10 @@ function N.extracted(ctx, o)
     local fmt = M.format(o.src)
     if not fmt then fail(KIND, target, "cannot tell the format of " .. o.src .. " (.tar.gz, .tgz, .tar.xz, .zip, ...)") end
     local strip = tonumber(o.strip or 0)
+    if fmt == "zip" and strip > 0 then
+      fail(KIND, target, "strip works for tar archives only (unzip cannot drop leading components): "
+        .. "extract " .. o.src .. " without strip, or use the tar archive of the release")
+    end
     if o.creates and F.exists(o.creates) then return { status = "ok", message = "creates " .. o.creates .. " exists" } end
     if o.sentinel and F.read(o.sentinel) == stamp_of(o) then return { status = "ok", message = "sentinel " .. o.sentinel } end
     local message = "extract " .. o.src .. " into " .. o.dest
@@ -219,8 +235,15 @@ function N.extracted(ctx, o)
     else
       argv = { "unzip", "-o", "-q", o.src, "-d", o.dest }
     end
+    -- unzip sets the archive's modes as it goes: until they are fixed,
+    -- only root may enter dest (a failed extraction leaves it so)
+    local open_mode = fmt == "zip" and shut(o.dest, target)
     ctx.run:check({ argv = argv, umask = UMASK, timeout = 1800 }, KIND, target, "extracting " .. o.src)
-    if fmt == "zip" then fix_modes(entries, o.dest, target) end
+    if fmt == "zip" then
+      fix_modes(entries, o.dest, target)
+      local ok, err = F.chmod(o.dest, open_mode)
+      if not ok then fail(KIND, target, "cannot give " .. o.dest .. " its mode back: " .. tostring(err)) end
+    end
     if o.sentinel then
       local dir = o.sentinel:match "^(.*)/[^/]+$"
       if dir and dir ~= "" and not F.exists(dir) then F.mkdir(dir, { mode = tonumber("0755", 8), parents = true }) end
@@ -241,7 +264,7 @@ M.api = {
     { "creates", "string", false, "a path that, when it exists, means it is extracted already" },
     { "sentinel", "string", false, "a file holding stamp once extracted (written last)" },
     { "stamp", "string", false, "what the sentinel holds (a version, a checksum; default src)" },
-    { "strip", "integer", false, "leading path components removed from each entry" },
+    { "strip", "integer", false, "leading path components removed from each entry (tar archives only)" },
   } },
 }
 
