@@ -60,6 +60,8 @@ local URL = "[%a]+://[%w%-._~:/%[%]@%%+=?&{}]+"
 local HOME = "/var/lib/lmstudio"
 
 local function dirname(p) return p:match "^(.*)/[^/]+$" end
+-- below the user's home (HOME itself is not)
+local function in_home(p) return p:sub(1, #HOME + 1) == HOME .. "/" end
 
 local function method(cfg)
   if cfg.method ~= "auto" then return cfg.method end
@@ -95,7 +97,7 @@ local function check(ctx, cfg)
     ctx.fail("lmstudio.sha256 is not set: give the sha256 of the archive (sha256sum FILE), e.g. --set lmstudio.sha256=...")
   end
   if cfg.lms:find("..", 1, true) then ctx.fail("lmstudio.lms: a path inside dir, without ..") end
-  if (cfg.dir .. "/"):sub(1, #HOME + 1) == HOME .. "/" then
+  if in_home(cfg.dir .. "/") then
     ctx.fail("lmstudio.dir: " .. cfg.dir .. " is in the " .. cfg.user .. " user's home, who could change the lms "
       .. "that root's PATH leads to: extract it elsewhere, e.g. /opt/lmstudio")
   end
@@ -187,7 +189,7 @@ return {
     lms_on_path(ctx, cfg, lms)
     if cfg.settings ~= "" then
       local d = dirname(cfg.settings_path)
-      if d:sub(1, #HOME + 1) == HOME .. "/" then -- its own directory; elsewhere the parent must exist
+      if in_home(d) then -- its own directory; elsewhere the parent must exist
         ctx.file.directory { path = d, owner = cfg.user, group = cfg.user, mode = "0750" }
       end
       ctx.file.seed { path = cfg.settings_path, content = cfg.settings, owner = cfg.user, group = cfg.user,

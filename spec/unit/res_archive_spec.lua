@@ -71,6 +71,12 @@ describe("archive.extracted", function()
     end
     return table.concat(out, "\n")
   end
+  -- what WIDE's entries must land as: nothing group- or world-writable, setuid or setgid
+  local function tamed(w)
+    assert.equal(table.concat({ "app/bin 755", "app/bin/lms 755", "app/bin/suid 755", "app/bin/sgid 755",
+      "app/open 755", "app/open/f 644" }, "\n"), modes(w, "app/bin", "app/bin/lms", "app/bin/suid", "app/bin/sgid",
+      "app/open", "app/open/f"))
+  end
   local WIDE = "mkdir -p app/bin app/open && echo run > app/bin/lms && echo s > app/bin/suid && echo g > app/bin/sgid"
     .. " && echo f > app/open/f && chmod 0777 app/bin/lms app/open && chmod 4755 app/bin/suid"
     .. " && chmod 2775 app/bin/sgid && chmod 0666 app/open/f && chmod 0775 app/bin"
@@ -80,9 +86,7 @@ describe("archive.extracted", function()
     build(w, WIDE .. " && tar -czf ../wide.tgz app")
     local ok, r = extracted(w, "wide.tgz")
     assert.is_true(ok, tostring(r))
-    assert.equal(table.concat({ "app/bin 755", "app/bin/lms 755", "app/bin/suid 755", "app/bin/sgid 755",
-      "app/open 755", "app/open/f 644" }, "\n"), modes(w, "app/bin", "app/bin/lms", "app/bin/suid", "app/bin/sgid",
-      "app/open", "app/open/f"))
+    tamed(w)
     local x = w.fake.calls[#w.fake.calls]
     assert.equal("--no-same-permissions", x.argv[4])
     assert.equal(tonumber("022", 8), x.umask) -- each file is created with its final mode, whatever phanes' umask
@@ -93,9 +97,7 @@ describe("archive.extracted", function()
     build(w, WIDE .. " && zip -qr ../wide.zip app")
     local ok, r = extracted(w, "wide.zip")
     assert.is_true(ok, tostring(r))
-    assert.equal(table.concat({ "app/bin 755", "app/bin/lms 755", "app/bin/suid 755", "app/bin/sgid 755",
-      "app/open 755", "app/open/f 644" }, "\n"), modes(w, "app/bin", "app/bin/lms", "app/bin/suid", "app/bin/sgid",
-      "app/open", "app/open/f"))
+    tamed(w)
     assert.equal("run\n", fakeexec.read(w.path "/dest/app/bin/lms"))
   end)
 

@@ -135,9 +135,14 @@ function M.ensure_content(ctx, o, kind)
   local path = o.path
   if type(path) ~= "string" or path == "" then fail(kind, tostring(path), "path is required") end
   if type(o.content) ~= "string" then fail(kind, path, "content must be a string") end
-  local link = M.old_link(o.replace_link, kind, path)
-  if link then return M.replace_link(ctx, o, kind, link) end
-  local st = M.stat(path, kind, true)
+  local st
+  if o.replace_link ~= nil then -- one lstat: what is not a link is what stat would say
+    local link
+    link, st = M.old_link(o.replace_link, kind, path)
+    if link then return M.replace_link(ctx, o, kind, link) end
+  else
+    st = M.stat(path, kind, true)
+  end
   if st and st.type ~= "file" then fail(kind, path, "exists and is a " .. st.type .. ", not a regular file") end
   local old
   if st then
@@ -177,13 +182,12 @@ function M.ensure_content(ctx, o, kind)
 end
 
 -- old_link(targets, kind, path) -> the target of a symlink at path that is
--- one of targets, or nil (no symlink there, or targets nil); raises for
+-- one of targets | nil, the lstat of path (nil: nothing there); raises for
 -- another symlink: with targets, the file is never written through one.
 function M.old_link(targets, kind, path)
-  if targets == nil then return nil end
   if type(targets) ~= "table" then fail(kind, path, "replace_link must be a list of link targets") end
   local st = M.stat(path, kind, false)
-  if not st or st.type ~= "link" then return nil end
+  if not st or st.type ~= "link" then return nil, st end
   for _, t in ipairs(targets) do
     if st.target == t then return t end
   end
